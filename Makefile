@@ -1,0 +1,42 @@
+# `make demo` and `make test` set everything up on a fresh Debian machine, then run.
+# They install the C libraries with apt-get when they are missing, make the virtual
+# environment .venv with clnet installed in it, and are quick when all of that is there.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := libclblast-dev ocl-icd-opencl-dev g++
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint system-deps clean
+
+demo: $(STAMP)
+	$(BIN)/clnet demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# CLBlast (which pyclblast builds against) and the OpenCL loader come from Debian.
+system-deps:
+	@if command -v dpkg >/dev/null 2>&1; then \
+	  missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "Installing Debian packages:" $$missing; \
+	    $(SUDO) apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  fi; \
+	else \
+	  echo "Not a Debian system: install CLBlast and an OpenCL loader yourself."; \
+	fi
+
+$(STAMP): pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[pocl,test]' ruff
+	touch $@
+
+clean:
+	rm -rf $(VENV)

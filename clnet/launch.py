@@ -1,0 +1,42 @@
+"""Checking device arrays and launching kernels on them.
+
+Kernels take every array as its buffer plus an element offset, because pyopencl views keep
+their offset outside the buffer and sub-buffers need aligned offsets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyopencl as cl
+import pyopencl.array as cla
+
+MAX_ELEMENTS = 2**32 - 1  # kernels index with uint
+WORK_GROUP = 64  # one local size for every elementwise launch: PoCL compiles one variant
+
+
+def element_offset(a: cla.Array) -> np.uint32:
+    """The array's offset in its buffer, in elements."""
+    return np.uint32(a.offset // a.dtype.itemsize)
+
+
+def check_array(ctx, a, name: str, dtype=None, shape: tuple | None = None) -> cla.Array:
+    """`a` as a contiguous device array of `ctx`, with the dtype and shape asked for."""
+    if not isinstance(a, cla.Array):
+        raise TypeError(f"{name} must be a pyopencl.array.Array on the device, got {type(a).__name__}")
+    if a.context != ctx.context:
+        raise ValueError(f"{name} belongs to another OpenCL context than this clnet.Context's")
+    if dtype is not None and a.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype).name}, got {a.dtype.name}")
+    if shape is not None and tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(a.shape)}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (row-major without strides), got strides {a.strides}")
+    if a.size + element_offset(a) > MAX_ELEMENTS:
+        raise ValueError(f"{name} has {a.size} elements; clnet kernels index at most {MAX_ELEMENTS}")
+    return a
+
+
+def launch(ctx, kernel: cl.Kernel, work_items: int, *args, wait_for=None) -> cl.Event:
+    """Queue `kernel` over `work_items` items (rounded up to whole work groups); no waiting."""
+    groups = max(1, -(-work_items // WORK_GROUP))
+    return kernel(ctx.queue, (groups * WORK_GROUP,), (WORK_GROUP,), *args, wait_for=wait_for)
