@@ -8,6 +8,7 @@
 See README.md and DESIGN.md for the whole API.
 """
 
+from . import rng
 from .context import Context
 from .device import DeviceInfo, devices
 from .errors import (
@@ -19,6 +20,7 @@ from .errors import (
     NoPlatformError,
     TemplateError,
 )
+from .rng import Philox
 
 __version__ = "0.1.0"
 
@@ -31,6 +33,8 @@ __all__ = [
     "DeviceNotFoundError",
     "KernelBuildError",
     "NoPlatformError",
+    "Philox",
     "TemplateError",
     "devices",
+    "rng",
 ]

@@ -1,0 +1,193 @@
+## random.cl: Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
+## SC'11) and the fills built on it: raw 32-bit words, uniform and normal (Box-Muller).
+##
+## The stream is DESIGN.md's: the number at position i is a pure function of (key, counter, i),
+## so any global or local size gives the same result. Block b of a fill is the 128-bit counter
+## (b mod 2^32, b >> 32, 0, 0).
+##
+## Each work-item computes `lanes` consecutive blocks at once, as vectors: c0..c3 hold word
+## 0..3 of each block, one block per lane. PoCL does not vectorize scalar code across
+## work-items here, so on CPUs explicit vectors are what fill the SIMD units; GPUs take lanes=1.
+##
+## Params: dtype (float32 | float64); lanes (1, 2, 4, 8, 16); wide_mulhi (True: the high word
+## of a 32x32 product from a 64-bit multiply, several times faster than mul_hi on PoCL;
+## False: the mul_hi builtin).
+<%include file="common.cl"/>
+<%
+    def vec(base, n=lanes):
+        return base if n == 1 else "%s%d" % (base, n)
+
+    def lane(var, l):
+        return var if lanes == 1 else "%s.s%x" % (var, l)
+
+    per_block = 4 if dtype == "float32" else 2
+    uint_v, real_v = vec("uint"), vec("float" if dtype == "float32" else "double")
+%>
+// a*b+c must stay two roundings: the uniforms are specified bit for bit.
+#pragma OPENCL FP_CONTRACT OFF
+
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+#define PER_BLOCK ${per_block}
+#define LANES ${lanes}
+
+## hi/lo words of a * m for every lane of a; 64-bit vectors wider than 4 lanes break PoCL's
+## ABI on AVX2, so wider vectors are multiplied four lanes at a time.
+<%def name="mulhi(a, m)">\
+% if not wide_mulhi:
+mul_hi(${a}, (${uint_v})(${m}))\
+% elif lanes == 1:
+(uint)(((ulong)(${a}) * (ulong)(${m})) >> 32)\
+% elif lanes <= 4:
+convert_${uint_v}((convert_${vec("ulong")}(${a}) * (ulong)(${m})) >> 32)\
+% else:
+(${uint_v})(${", ".join("convert_uint4((convert_ulong4((%s).s%s) * (ulong)(%s)) >> 32)" % (a, "".join("%x" % (4 * q + i) for i in range(4)), m) for q in range(lanes // 4))})\
+% endif
+</%def>
+
+// Ten rounds of Philox4x32 on `lanes` counters at once, with key (k0, k1).
+inline void philox4x32_10(${uint_v} *w0, ${uint_v} *w1, ${uint_v} *w2, ${uint_v} *w3, uint k0, uint k1) {
+    ${uint_v} c0 = *w0, c1 = *w1, c2 = *w2, c3 = *w3;
+% for r in range(10):
+    {
+        const ${uint_v} hi0 = ${mulhi("c0", "PHILOX_M0")}, lo0 = PHILOX_M0 * c0;
+        const ${uint_v} hi1 = ${mulhi("c2", "PHILOX_M1")}, lo1 = PHILOX_M1 * c2;
+        c0 = hi1 ^ c1 ^ k0;  c1 = lo1;  c2 = hi0 ^ c3 ^ k1;  c3 = lo0;
+    }
+    % if r < 9:
+    k0 += PHILOX_W0;  k1 += PHILOX_W1;
+    % endif
+% endfor
+    *w0 = c0;  *w1 = c1;  *w2 = c2;  *w3 = c3;
+}
+
+// Words 0..3 of the blocks first, first + 1, ..., one per lane (64-bit block index).
+inline void block_words(const ulong first, const uint k0, const uint k1,
+                        ${uint_v} *w0, ${uint_v} *w1, ${uint_v} *w2, ${uint_v} *w3) {
+    const uint low = (uint)first;
+% if lanes == 1:
+    *w0 = low;
+    *w1 = (uint)(first >> 32);
+% else:
+    *w0 = low + (${uint_v})(${", ".join(str(l) for l in range(lanes))});
+    *w1 = (uint)(first >> 32) - as_${uint_v}(*w0 < low);  // carry: a true comparison is -1
+% endif
+    *w2 = 0u;
+    *w3 = 0u;
+    philox4x32_10(w0, w1, w2, w3, k0, k1);
+}
+
+## Store PER_BLOCK values per lane, interleaved: element PER_BLOCK * (b0 + l) + j = values[j].s<l>.
+## The whole vector path when every element is inside the array; one by one for the last item.
+<%def name="store(out, b0, n, values, scalar)">\
+    if (PER_BLOCK * (${b0} + LANES) <= ${n}) {
+% for l in range(lanes):
+        vstore${per_block}((${scalar}${per_block})(${", ".join(lane(v, l) for v in values)}), ${b0} + ${l}, ${out});
+% endfor
+    } else {
+% for l in range(lanes):
+    % for j, v in enumerate(values):
+        if (PER_BLOCK * (${b0} + ${l}) + ${j} < ${n}) ${out}[PER_BLOCK * (${b0} + ${l}) + ${j}] = ${lane(v, l)};
+    % endfor
+% endfor
+    }
+</%def>
+
+// One Philox block per (counter, key) row: out[i] = philox(counters[i], keys[i]). Not a hot
+// path: with lanes > 1 every lane computes the same row.
+__kernel void philox_blocks(__global const uint *counters, const index_t counters_off,
+                            __global const uint *keys, const index_t keys_off,
+                            __global uint *out, const index_t out_off, const index_t n) {
+    const index_t i = get_global_id(0);
+    if (i >= n) return;
+    const uint4 c = vload4(i, counters + counters_off);
+    const uint2 k = vload2(i, keys + keys_off);
+% if lanes == 1:
+    uint w0 = c.s0, w1 = c.s1, w2 = c.s2, w3 = c.s3;
+% else:
+    ${uint_v} w0 = c.s0, w1 = c.s1, w2 = c.s2, w3 = c.s3;
+% endif
+    philox4x32_10(&w0, &w1, &w2, &w3, k.s0, k.s1);
+    vstore4((uint4)(${lane("w0", 0)}, ${lane("w1", 0)}, ${lane("w2", 0)}, ${lane("w3", 0)}), i, out + out_off);
+}
+
+% if dtype == "float32":
+## Raw words are 4 per block whatever the dtype: they live in the float32 rendering only.
+// Raw words: word i of the fill is word i % 4 of block counter + i / 4.
+__kernel void fill_raw(__global uint *a, const index_t a_off, const index_t n,
+                       const uint k0, const uint k1, const ulong counter) {
+    __global uint *out = a + a_off;
+    const ulong blocks = ((ulong)n + 3) / 4;
+    const ulong b0 = (ulong)get_global_id(0) * LANES;
+    if (b0 >= blocks) return;
+    ${uint_v} w0, w1, w2, w3;
+    block_words(counter + b0, k0, k1, &w0, &w1, &w2, &w3);
+${store("out", "b0", "n", ["w0", "w1", "w2", "w3"], "uint")}
+}
+% endif
+
+// Uniforms in (0, 1) from the words of `lanes` blocks, per DESIGN.md, each kept below 1: the
+// formula rounds to exactly 1 for the largest word (value), which a uniform in (0, 1) must avoid.
+% if dtype == "float32":
+// float32: ((w >> 8) + 0.5) * 2^-24, one per word.
+#define UNIFORM(w) fmin((convert_${real_v}((w) >> 8) + 0.5f) * 0x1p-24f, (${real_v})(0x1.fffffep-1f))
+% else:
+// float64: ((((hi << 32) | lo) >> 11) + 0.5) * 2^-53 from the word pairs (0, 1) and (2, 3).
+#define UNIFORM(hi, lo) fmin((convert_${real_v}(((convert_${vec("ulong")}(hi) << 32) | convert_${vec("ulong")}(lo)) >> 11) + 0.5) * 0x1p-53, (${real_v})(0x1.fffffffffffffp-1))
+% endif
+
+<%def name="uniforms()">\
+    ${uint_v} w0, w1, w2, w3;
+    block_words(counter + b0, k0, k1, &w0, &w1, &w2, &w3);
+% if dtype == "float32":
+    const ${real_v} u0 = UNIFORM(w0), u1 = UNIFORM(w1), u2 = UNIFORM(w2), u3 = UNIFORM(w3);
+% else:
+    const ${real_v} u0 = UNIFORM(w0, w1), u1 = UNIFORM(w2, w3);
+% endif
+</%def>
+
+// Uniform in (low, low + span): element i from block counter + i / PER_BLOCK.
+__kernel void fill_uniform(__global real *a, const index_t a_off, const index_t n,
+                           const uint k0, const uint k1, const ulong counter,
+                           const real low, const real span) {
+    __global real *out = a + a_off;
+    const ulong blocks = ((ulong)n + PER_BLOCK - 1) / PER_BLOCK;
+    const ulong b0 = (ulong)get_global_id(0) * LANES;
+    if (b0 >= blocks) return;
+${uniforms()}
+% if dtype == "float32":
+    const ${real_v} v0 = low + span * u0, v1 = low + span * u1, v2 = low + span * u2, v3 = low + span * u3;
+${store("out", "b0", "n", ["v0", "v1", "v2", "v3"], "real")}
+% else:
+    const ${real_v} v0 = low + span * u0, v1 = low + span * u1;
+${store("out", "b0", "n", ["v0", "v1"], "real")}
+% endif
+}
+
+// Normal with this mean and std: Box-Muller on the uniforms of the same positions, pairs
+// (i, i + 1) for even i, both results used: r = sqrt(-2 ln u[i]), angle 2 pi u[i + 1].
+__kernel void fill_normal(__global real *a, const index_t a_off, const index_t n,
+                          const uint k0, const uint k1, const ulong counter,
+                          const real mean, const real std) {
+    __global real *out = a + a_off;
+    const ulong blocks = ((ulong)n + PER_BLOCK - 1) / PER_BLOCK;
+    const ulong b0 = (ulong)get_global_id(0) * LANES;
+    if (b0 >= blocks) return;
+${uniforms()}
+    // sincos: the accuracy of sin and cos, 20% faster on PoCL than calling both
+    const ${real_v} r01 = sqrt((real)-2 * log(u0)), t01 = (real)(2 * M_PI) * u1;
+    ${real_v} c01;
+    const ${real_v} s01 = sincos(t01, &c01);
+    const ${real_v} z0 = mean + std * (r01 * c01), z1 = mean + std * (r01 * s01);
+% if dtype == "float32":
+    const ${real_v} r23 = sqrt((real)-2 * log(u2)), t23 = (real)(2 * M_PI) * u3;
+    ${real_v} c23;
+    const ${real_v} s23 = sincos(t23, &c23);
+    const ${real_v} z2 = mean + std * (r23 * c23), z3 = mean + std * (r23 * s23);
+${store("out", "b0", "n", ["z0", "z1", "z2", "z3"], "real")}
+% else:
+${store("out", "b0", "n", ["z0", "z1"], "real")}
+% endif
+}
