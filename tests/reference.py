@@ -12,7 +12,7 @@ def philox4x32_10(counters, keys):
     """(n, 4) counters and (n, 2) keys (uint32) -> (n, 4) uint32 blocks."""
     c = [counters[:, j].astype(np.uint64) for j in range(4)]
     k0, k1 = keys[:, 0].astype(np.uint64), keys[:, 1].astype(np.uint64)
-    for r in range(10):
+    for _ in range(10):
         p0, p1 = M0 * c[0], M1 * c[2]  # exact: both factors < 2**32
         c = [(p1 >> np.uint64(32)) ^ c[1] ^ k0, p1 & MASK, (p0 >> np.uint64(32)) ^ c[3] ^ k1, p0 & MASK]
         k0, k1 = (k0 + W0) & MASK, (k1 + W1) & MASK

@@ -152,13 +152,14 @@ def test_largest_word_gives_the_largest_float_below_one(ctx):
     """DESIGN.md's float32 formula rounds to exactly 1.0 for w >= 0xFFFFFF00: clnet keeps it below 1."""
     g = clnet.Philox(ctx, 11)
     words = cla.empty(ctx.queue, 2**24, np.uint32)
-    for chunk in range(16):
+    for _ in range(16):
+        start = g.counter * 4
         hits = np.flatnonzero(g.raw(words).get() >= 0xFFFFFF00)
         if len(hits):
             break
     else:
         pytest.fail("no word >= 0xFFFFFF00 in 2**28 words (expected about 16)")
-    position = chunk * 2**24 + hits[0]
+    position = start + hits[0]
     g.counter = position // 4
     u = g.uniform(cla.empty(ctx.queue, 4, np.float32)).get()[position % 4]
     assert u == np.float32(1 - 2.0**-24) == np.nextafter(np.float32(1), np.float32(0))
