@@ -37,6 +37,7 @@ class Context:
         self._programs: Programs | None = Programs(self._context, self.info, templates)
         self._owned: weakref.WeakSet = weakref.WeakSet()
         self._on_close: dict[str, Callable[[], None]] = {}
+        self._real_dtypes: dict = {}
 
     # -- the pyopencl objects; each raises once the context is closed --------------------------
 
@@ -77,7 +78,14 @@ class Context:
 
     def real_dtype(self, dtype) -> np.dtype:
         """`dtype` as np.float32 or np.float64, checking that the device can run it."""
-        return require_real_dtype(dtype, self.info)
+        try:
+            checked = self._real_dtypes.get(dtype)
+        except TypeError:  # unhashable: certainly not a dtype, let the check say so
+            checked = None
+        if checked is None:
+            checked = require_real_dtype(dtype, self.info)
+            self._real_dtypes[dtype] = checked  # only valid dtypes are kept
+        return checked
 
     def finish(self) -> None:
         """Wait until every command queued so far has run."""

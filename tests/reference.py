@@ -52,3 +52,82 @@ def normal(seed, counter, n, dtype):
     z = np.empty(len(u))
     z[0::2], z[1::2] = r * np.cos(angle), r * np.sin(angle)
     return z[:n]
+
+
+# -- neural networks --------------------------------------------------------------------------
+
+def activation(name, z):
+    """f(z), from the textbook definitions."""
+    z = np.asarray(z, dtype=np.float64)
+    if name == "linear":
+        return z
+    if name == "sigmoid":
+        return 0.5 * (1 + np.tanh(z / 2))  # = 1 / (1 + exp(-z)), without overflow
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "relu":
+        return np.maximum(z, 0)
+    if name == "leaky_relu":
+        return np.where(z > 0, z, 0.01 * z)
+    if name == "elu":
+        return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
+    raise ValueError(name)
+
+
+def activation_derivative(name, z):
+    """f'(z) in terms of z (at 0, the relu family takes the left slope, as PyTorch)."""
+    z = np.asarray(z, dtype=np.float64)
+    if name == "linear":
+        return np.ones_like(z)
+    if name == "sigmoid":
+        return 0.25 / np.cosh(z / 2) ** 2
+    if name == "tanh":
+        return 1 / np.cosh(np.clip(z, -300, 300)) ** 2
+    if name == "relu":
+        return (z > 0).astype(np.float64)
+    if name == "leaky_relu":
+        return np.where(z > 0, 1.0, 0.01)
+    if name == "elu":
+        return np.where(z > 0, 1.0, np.exp(np.minimum(z, 0)))
+    raise ValueError(name)
+
+
+def forward(x, params, activations):
+    """Every layer's (z, a) for x (batch, inputs); params = [(W, b), ...], W (outputs, inputs)."""
+    a, layers = np.asarray(x, np.float64), []
+    for (w, b), name in zip(params, activations):
+        z = a @ w.T + b
+        a = activation(name, z)
+        layers.append((z, a))
+    return layers
+
+
+def cost(name, a, y):
+    batch = a.shape[0]
+    if name == "quadratic":
+        return np.sum((a - y) ** 2) / (2 * batch)
+    return -np.sum(y * np.log(a) + (1 - y) * np.log(1 - a)) / batch
+
+
+def gradients(x, y, params, activations, cost_name):
+    """Backpropagation written out: [(dC/dW, dC/db), ...] and the cost."""
+    layers = forward(x, params, activations)
+    z, a = layers[-1]
+    batch = a.shape[0]
+    if cost_name == "quadratic":
+        delta = (a - y) / batch * activation_derivative(activations[-1], z)
+    else:  # cross-entropy of a sigmoid output: the sigmoid's derivative cancels
+        delta = (a - y) / batch
+    grads = [None] * len(params)
+    for i in reversed(range(len(params))):
+        below = layers[i - 1][1] if i else np.asarray(x, np.float64)
+        grads[i] = (delta.T @ below, delta.sum(axis=0))
+        if i:
+            delta = (delta @ params[i][0]) * activation_derivative(activations[i - 1], layers[i - 1][0])
+    return grads, cost(cost_name, a, y)
+
+
+def sgd_epoch(x, y, params, activations, cost_name, learning_rate):
+    """One forward pass, backpropagation and SGD step; returns the new params and the cost."""
+    grads, c = gradients(x, y, params, activations, cost_name)
+    return [(w - learning_rate * gw, b - learning_rate * gb) for (w, b), (gw, gb) in zip(params, grads)], c

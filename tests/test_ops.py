@@ -1,0 +1,159 @@
+"""The ops under the layers: activations, bias, GEMM, costs, SGD steps, against numpy."""
+
+import numpy as np
+import pyopencl.array as cla
+import pytest
+
+import clnet
+from clnet import activations, bias, blas, costs, updates
+
+from . import reference as ref
+
+Z = np.concatenate([[-100, -30, -5, -1, -1e-3, 0, 1e-3, 0.5, 1, 5, 30, 100], np.linspace(-8, 8, 37)])
+
+
+def tolerance(dtype):
+    return {"rtol": 2e-6, "atol": 1e-7} if dtype == np.float32 else {"rtol": 1e-13, "atol": 1e-15}
+
+
+def device(ctx, host, dtype=None):
+    return cla.to_device(ctx.queue, np.ascontiguousarray(host, dtype=dtype))
+
+
+@pytest.mark.parametrize("name", clnet.ACTIVATIONS)
+def test_activation_and_derivative_against_numpy(ctx, dtype, name):
+    z = Z.astype(dtype)
+    a = activations.forward(ctx, name, device(ctx, z), out=cla.empty(ctx.queue, z.shape, dtype)).get()
+    assert np.isfinite(a).all()
+    np.testing.assert_allclose(a, ref.activation(name, z), **tolerance(dtype))
+    grad = cla.to_device(ctx.queue, np.full(z.shape, 3.0, dtype))
+    activations.backward(ctx, name, device(ctx, a), grad)
+    # the derivative is computed from a = f(z); its rounding is f's rounding times f''
+    np.testing.assert_allclose(grad.get(), 3 * ref.activation_derivative(name, z),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_activation_in_place_on_a_view(ctx, dtype):
+    whole = device(ctx, np.arange(-5, 5, dtype=dtype))
+    view = whole[2:7]
+    assert activations.forward(ctx, "relu", view) is view
+    np.testing.assert_array_equal(whole.get(), np.r_[-5, -4, 0, 0, 0, 0, 1, 2, 3, 4].astype(dtype))
+
+
+def test_unknown_activation_lists_the_known_ones(ctx):
+    with pytest.raises(ValueError, match="unknown activation 'swish'; choose one of linear, sigmoid, tanh"):
+        activations.forward(ctx, "swish", cla.empty(ctx.queue, 3, np.float32))
+    with pytest.raises(ValueError, match="unknown activation"):
+        clnet.FullyConnected(3, "softsign")
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (7, 13), (33, 5), (3, 100)])
+def test_bias_broadcast_and_gradient(ctx, dtype, rows, cols):
+    rng = np.random.default_rng(rows * cols)
+    z, b = rng.normal(size=(rows, cols)).astype(dtype), rng.normal(size=cols).astype(dtype)
+    z_dev = device(ctx, z)
+    bias.add_bias(ctx, z_dev, device(ctx, b))
+    np.testing.assert_array_equal(z_dev.get(), z + b[None, :])
+    db = cla.to_device(ctx.queue, np.full(cols + 2, -1.0, dtype))
+    bias.bias_gradient(ctx, device(ctx, z), db[1:cols + 1])
+    np.testing.assert_allclose(db.get()[1:-1], z.astype(np.float64).sum(axis=0), **tolerance(dtype))
+    assert db.get()[0] == -1 and db.get()[-1] == -1
+    with pytest.raises(ValueError, match=rf"got z \({rows}, {cols}\) and b \({cols + 1},\)"):
+        bias.add_bias(ctx, z_dev, cla.empty(ctx.queue, cols + 1, dtype))
+
+
+@pytest.mark.parametrize("size", [1, 7, 33, 100])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm_against_numpy(ctx, dtype, size, trans_a, trans_b):
+    rng = np.random.default_rng(size)
+    m, n, k = size, size + 2, max(size - 1, 1)
+    a = rng.normal(size=(k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.normal(size=(n, k) if trans_b else (k, n)).astype(dtype)
+    c0 = rng.normal(size=(m, n)).astype(dtype)
+    expected = 0.5 * (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b) + 2.0 * c0
+    c = device(ctx, c0)
+    blas.gemm(ctx, device(ctx, a), device(ctx, b), c, trans_a=trans_a, trans_b=trans_b, alpha=0.5, beta=2.0)
+    scale = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(c.get(), expected, rtol=scale, atol=scale * k)
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_on_views_with_offsets_and_row_strides(ctx, dtype, trans_a, trans_b):
+    """Row slices carry an offset, column slices a leading dimension larger than their width."""
+    rng = np.random.default_rng(5)
+    big_a, big_b = rng.normal(size=(40, 30)).astype(dtype), rng.normal(size=(35, 45)).astype(dtype)
+    big_c = rng.normal(size=(50, 50)).astype(dtype)
+    a_dev, b_dev, c_dev = device(ctx, big_a), device(ctx, big_b), device(ctx, big_c)
+    m, n, k = 9, 11, 7
+    a_rows, a_cols = ((k, m) if trans_a else (m, k))
+    b_rows, b_cols = ((n, k) if trans_b else (k, n))
+    a_view, a_host = a_dev[3:3 + a_rows, 2:2 + a_cols], big_a[3:3 + a_rows, 2:2 + a_cols]
+    b_view, b_host = b_dev[5:5 + b_rows, 4:4 + b_cols], big_b[5:5 + b_rows, 4:4 + b_cols]
+    c_view = c_dev[7:7 + m, 1:1 + n]
+    blas.gemm(ctx, a_view, b_view, c_view, trans_a=trans_a, trans_b=trans_b)
+    expected = big_c.astype(np.float64).copy()
+    op_a, op_b = (a_host.T if trans_a else a_host), (b_host.T if trans_b else b_host)
+    expected[7:7 + m, 1:1 + n] = op_a.astype(np.float64) @ op_b
+    np.testing.assert_allclose(c_dev.get(), expected, **({"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {}))
+
+
+def test_gemm_errors_name_both_shapes(ctx):
+    a, b = cla.empty(ctx.queue, (3, 4), np.float32), cla.empty(ctx.queue, (5, 2), np.float32)
+    c = cla.empty(ctx.queue, (3, 2), np.float32)
+    with pytest.raises(ValueError, match=r"a \(3, 4\) @ b \(5, 2\) -> c \(3, 2\)"):
+        blas.gemm(ctx, a, b, c)
+    with pytest.raises(ValueError, match=r"a\.T \(4, 3\) @ b \(5, 2\)"):
+        blas.gemm(ctx, a, b, c, trans_a=True)
+    with pytest.raises(TypeError, match=r"one dtype.*a float32\(3, 4\), b float64\(4, 2\)"):
+        blas.gemm(ctx, a, cla.empty(ctx.queue, (4, 2), np.float64), c)
+    with pytest.raises(ValueError, match="2-D"):
+        blas.gemm(ctx, a, cla.empty(ctx.queue, 8, np.float32), c)
+    with pytest.raises(ValueError, match="row-major"):
+        blas.gemm(ctx, cla.empty(ctx.queue, (4, 3), np.float32).T, cla.empty(ctx.queue, (4, 2), np.float32), c)
+    with pytest.raises(TypeError, match="pyopencl.array.Array"):
+        blas.gemm(ctx, np.zeros((3, 4), np.float32), a, c)
+
+
+def test_gemm_with_an_empty_inner_dimension_scales_c(ctx):
+    c = device(ctx, np.ones((2, 3), np.float32))
+    blas.gemm(ctx, cla.empty(ctx.queue, (2, 0), np.float32), cla.empty(ctx.queue, (0, 3), np.float32), c, beta=0.5)
+    np.testing.assert_array_equal(c.get(), np.full((2, 3), 0.5, np.float32))
+
+
+@pytest.mark.parametrize("name", clnet.COSTS)
+def test_cost_values_and_output_gradient(ctx, dtype, name):
+    rng = np.random.default_rng(3)
+    a = rng.uniform(0.01, 0.99, size=(37, 5)).astype(dtype)
+    y = rng.uniform(0, 1, size=(37, 5)).astype(dtype)
+    a_dev, y_dev = device(ctx, a), device(ctx, y)
+    value = costs.value(ctx, name, a_dev, y_dev)
+    np.testing.assert_allclose(value, ref.cost(name, a.astype(np.float64), y),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12)
+    delta = cla.empty(ctx.queue, a.shape, dtype)
+    costs.output_delta(ctx, name, a_dev, y_dev, delta)
+    np.testing.assert_allclose(delta.get(), (a.astype(np.float64) - y) / 37, **tolerance(dtype))
+
+
+def test_cross_entropy_is_finite_where_the_sigmoid_saturates(ctx):
+    a = device(ctx, np.array([[0.0, 1.0, 1.0, 0.0]]))
+    y = device(ctx, np.array([[0.0, 1.0, 0.0, 1.0]]))
+    # log is floored at -100, as PyTorch's BCELoss does: two exact hits, two total misses
+    assert costs.value(ctx, "cross_entropy", a, y) == pytest.approx(200.0)
+
+
+def test_cost_errors(ctx):
+    with pytest.raises(ValueError, match="unknown cost 'hinge'; choose one of quadratic, cross_entropy"):
+        costs.check_cost("hinge", "sigmoid")
+    with pytest.raises(ValueError, match="cross_entropy cost needs a sigmoid output layer, got 'tanh'"):
+        costs.check_cost("cross_entropy", "tanh")
+    a = cla.empty(ctx.queue, (2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"y must have shape \(2, 3\), got \(3, 2\)"):
+        costs.value(ctx, "quadratic", a, cla.empty(ctx.queue, (3, 2), np.float32))
+
+
+def test_sgd_step(ctx, dtype):
+    w, g = np.linspace(-1, 1, 11).astype(dtype), np.linspace(3, -2, 11).astype(dtype)
+    w_dev = device(ctx, w)
+    updates.sgd_step(ctx, w_dev, device(ctx, g), 0.25)
+    np.testing.assert_allclose(w_dev.get(), w - dtype.type(0.25) * g, **tolerance(dtype))
