@@ -16,7 +16,7 @@ import numbers
 import numpy as np
 import pyopencl.array as cla
 
-from . import activations, bias, blas, updates
+from . import activations, bias, blas, memory, updates
 from .errors import ContextClosedError
 
 
@@ -42,8 +42,11 @@ class FullyConnectedLayer:
 
     def __init__(self, ctx, inputs: int, outputs: int, activation: str, dtype: np.dtype):
         self.ctx, self.inputs, self.outputs, self.activation, self.dtype = ctx, inputs, outputs, activation, dtype
-        self._weights: cla.Array | None = cla.zeros(ctx.queue, (outputs, inputs), dtype)
-        self._bias: cla.Array | None = cla.zeros(ctx.queue, (outputs,), dtype)
+        self._weights: cla.Array | None = cla.empty(ctx.queue, (outputs, inputs), dtype)
+        self._bias: cla.Array | None = cla.empty(ctx.queue, (outputs,), dtype)
+        # clnet's store kernel: pyopencl's generic fill ran at 0.7 GB/s on large arrays
+        memory.fill(ctx, self._weights, 0.0)
+        memory.fill(ctx, self._bias, 0.0)
 
     @property
     def weights(self) -> cla.Array:

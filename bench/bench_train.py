@@ -1,0 +1,121 @@
+"""Training speed: ms per SGD epoch, clnet beside the same math in numpy and in PyTorch (CPU).
+
+    .venv/bin/python bench/bench_train.py [--device SPEC] [--repeats R] [--only small|large]
+
+Networks (float32, quadratic cost, one epoch = forward + backward + update over the batch):
+  small  784 -> 512 tanh -> 10 sigmoid, batch 256
+  large  10000 -> 5000 tanh -> 1000 sigmoid -> 10 sigmoid, batch 1000 (the seed article's
+         network, with a tenth of its batch to fit this machine)
+PyTorch runs when it is installed (`pip install torch==2.13.0`). Ratios: reference / clnet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+import clnet  # noqa: E402
+
+NETWORKS = {
+    "small": (784, [(512, "tanh"), (10, "sigmoid")], 256),
+    "large": (10000, [(5000, "tanh"), (1000, "sigmoid"), (10, "sigmoid")], 1000),
+}
+RATE = 0.05
+
+
+def data(inputs: int, outputs: int, batch: int):
+    rng = np.random.default_rng(0)
+    return rng.uniform(size=(batch, inputs)).astype(np.float32), np.full((batch, outputs), 0.33, np.float32)
+
+
+def numpy_epoch(params, names, x, y):
+    """The same epoch in numpy: forward, backprop of the quadratic cost, SGD step."""
+    acts = {"tanh": np.tanh, "sigmoid": lambda z: 0.5 * (1 + np.tanh(0.5 * z))}
+    slopes = {"tanh": lambda a: 1 - a * a, "sigmoid": lambda a: a * (1 - a)}
+    outs = [x]
+    for (w, b), name in zip(params, names):
+        outs.append(acts[name](outs[-1] @ w.T + b))
+    delta = (outs[-1] - y) * np.float32(1 / x.shape[0])
+    for i in reversed(range(len(params))):
+        w, b = params[i]
+        delta *= slopes[names[i]](outs[i + 1])
+        grad_w, grad_b = delta.T @ outs[i], delta.sum(axis=0)
+        if i:
+            delta = delta @ w
+        w -= RATE * grad_w
+        b -= RATE * grad_b
+
+
+def torch_runner(inputs, layers, x, y):
+    import torch
+
+    modules, width = [], inputs
+    for outputs, name in layers:
+        modules += [torch.nn.Linear(width, outputs), torch.nn.Tanh() if name == "tanh" else torch.nn.Sigmoid()]
+        width = outputs
+    model = torch.nn.Sequential(*modules)
+    optimizer = torch.optim.SGD(model.parameters(), lr=RATE)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def epoch():
+        optimizer.zero_grad()
+        loss = ((model(tx) - ty) ** 2).sum() / (2 * tx.shape[0])
+        loss.backward()
+        optimizer.step()
+
+    return epoch, torch.__version__, torch.get_num_threads()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", choices=sorted(NETWORKS))
+    args = parser.parse_args()
+    results = {}
+    with clnet.Context(args.device) as ctx:
+        for key, (inputs, layers, batch) in NETWORKS.items():
+            if args.only and key != args.only:
+                continue
+            repeats = args.repeats if key == "small" else max(2, args.repeats // 2)
+            x, y = data(inputs, layers[-1][0], batch)
+            net = clnet.init(clnet.InferenceNetwork(ctx, inputs, [clnet.FullyConnected(o, a) for o, a in layers]),
+                             "xavier", seed=1)
+            training = clnet.TrainingNetwork(net, x)
+            y_dev = clnet.network.to_device_batch(ctx, y, net.outputs, net.dtype, "y")
+            row = {"clnet": common.median_seconds(
+                lambda: (clnet.sgd(training, y_dev, "quadratic", 1, RATE), ctx.finish()), repeats)}
+            params = [(la.weights.get(), la.bias.get()) for la in net.layers]
+            names = [a for _, a in layers]
+            row["numpy"] = common.median_seconds(lambda: numpy_epoch(params, names, x, y), repeats)
+            try:
+                epoch, torch_version, threads = torch_runner(inputs, layers, x, y)
+                row["torch"] = common.median_seconds(epoch, repeats)
+                row["torch_threads"] = threads
+            except ImportError:
+                pass
+            results[key] = row
+        info = common.machine(ctx)
+
+    print(f"ms per SGD epoch, float32; clnet on {info['device']['name']} ({info['device']['platform']}); "
+          f"numpy and PyTorch on {info['cores']} cores of {info['cpu']}\n")
+    rows = []
+    for key, row in results.items():
+        inputs, layers, batch = NETWORKS[key]
+        shape = " -> ".join([str(inputs)] + [f"{o} {a}" for o, a in layers]) + f", batch {batch}"
+        torch_ms = row.get("torch")
+        rows.append([shape, row["clnet"] * 1e3, row["numpy"] * 1e3, torch_ms * 1e3 if torch_ms else "-",
+                     row["numpy"] / row["clnet"], row["torch"] / row["clnet"] if torch_ms else "-"])
+    print(common.table(["network", "clnet ms", "numpy ms", "torch ms", "numpy/clnet", "torch/clnet"], rows))
+    path = common.write_json("train", {"seconds_per_epoch": results, "machine": info})
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
