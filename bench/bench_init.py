@@ -41,7 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     seconds = {}
     with clnet.Context(args.device) as ctx:
-        net = clnet.InferenceNetwork(ctx, WIDTHS[0], [clnet.FullyConnected(o, a) for o, a in zip(WIDTHS[1:], ACTIVATIONS)])
+        layers = [clnet.FullyConnected(o, a) for o, a in zip(WIDTHS[1:], ACTIVATIONS)]
+        net = clnet.InferenceNetwork(ctx, WIDTHS[0], layers)
         weights = sum(la.weights.size for la in net.layers)
         seconds["clnet init (device)"] = common.median_seconds(
             lambda: (clnet.init(net, "xavier", seed=1), ctx.finish()), args.repeats)

@@ -72,6 +72,28 @@ def torch_runner(inputs, layers, x, y):
     return epoch, torch.__version__, torch.get_num_threads()
 
 
+def measure(ctx, key: str, repeats: int) -> dict:
+    """Seconds per epoch of network `key` for clnet, numpy and (if installed) PyTorch."""
+    inputs, layers, batch = NETWORKS[key]
+    x, y = data(inputs, layers[-1][0], batch)
+    net = clnet.init(clnet.InferenceNetwork(ctx, inputs, [clnet.FullyConnected(o, a) for o, a in layers]),
+                     "xavier", seed=1)
+    training = clnet.TrainingNetwork(net, x)
+    y_dev = clnet.network.to_device_batch(ctx, y, net.outputs, net.dtype, "y")
+    row = {"clnet": common.median_seconds(
+        lambda: (clnet.sgd(training, y_dev, "quadratic", 1, RATE), ctx.finish()), repeats)}
+    params = [(la.weights.get(), la.bias.get()) for la in net.layers]
+    names = [a for _, a in layers]
+    row["numpy"] = common.median_seconds(lambda: numpy_epoch(params, names, x, y), repeats)
+    try:
+        epoch, _, threads = torch_runner(inputs, layers, x, y)
+        row["torch"] = common.median_seconds(epoch, repeats)
+        row["torch_threads"] = threads
+    except ImportError:
+        pass
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None)
@@ -80,27 +102,9 @@ def main() -> None:
     args = parser.parse_args()
     results = {}
     with clnet.Context(args.device) as ctx:
-        for key, (inputs, layers, batch) in NETWORKS.items():
-            if args.only and key != args.only:
-                continue
-            repeats = args.repeats if key == "small" else max(2, args.repeats // 2)
-            x, y = data(inputs, layers[-1][0], batch)
-            net = clnet.init(clnet.InferenceNetwork(ctx, inputs, [clnet.FullyConnected(o, a) for o, a in layers]),
-                             "xavier", seed=1)
-            training = clnet.TrainingNetwork(net, x)
-            y_dev = clnet.network.to_device_batch(ctx, y, net.outputs, net.dtype, "y")
-            row = {"clnet": common.median_seconds(
-                lambda: (clnet.sgd(training, y_dev, "quadratic", 1, RATE), ctx.finish()), repeats)}
-            params = [(la.weights.get(), la.bias.get()) for la in net.layers]
-            names = [a for _, a in layers]
-            row["numpy"] = common.median_seconds(lambda: numpy_epoch(params, names, x, y), repeats)
-            try:
-                epoch, torch_version, threads = torch_runner(inputs, layers, x, y)
-                row["torch"] = common.median_seconds(epoch, repeats)
-                row["torch_threads"] = threads
-            except ImportError:
-                pass
-            results[key] = row
+        for key in NETWORKS:
+            if not args.only or key == args.only:
+                results[key] = measure(ctx, key, args.repeats if key == "small" else max(2, args.repeats // 2))
         info = common.machine(ctx)
 
     print(f"ms per SGD epoch, float32; clnet on {info['device']['name']} ({info['device']['platform']}); "
