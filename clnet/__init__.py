@@ -12,7 +12,7 @@
 See README.md and DESIGN.md for the whole API.
 """
 
-from . import rng
+from . import rng, tuning
 from .activations import ACTIVATIONS
 from .context import Context
 from .costs import COSTS
@@ -31,6 +31,7 @@ from .layers import FullyConnected
 from .network import InferenceNetwork, TrainingNetwork
 from .rng import Philox
 from .training import sgd
+from .tuning import tune
 
 __version__ = "0.1.0"
 
@@ -55,4 +56,6 @@ __all__ = [
     "init",
     "rng",
     "sgd",
+    "tune",
+    "tuning",
 ]

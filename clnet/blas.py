@@ -1,7 +1,9 @@
-"""Matrix products through CLBlast (pyclblast), on row-major pyopencl arrays.
+"""Matrix products on row-major pyopencl arrays: CLBlast (through pyclblast) or clnet's own
+tiled kernel (clnet.tiled_gemm), whichever the device's settings choose.
 
 Shapes, transposes, leading dimensions and offsets all come from the arrays themselves:
 pyclblast takes an array's buffer but ignores its offset, so the offset is passed explicitly.
+Without a tuning result (clnet.tuning), CPU devices use clnet's kernel and GPUs use CLBlast.
 """
 
 from __future__ import annotations
@@ -9,16 +11,42 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import re
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyclblast
-import pyopencl as cl
 import pyopencl.array as cla
 
+from . import tiled_gemm
 from .log import logger
 from .paths import cache_dir
 
+BACKENDS = ("clblast", "clnet")
+SMALL_PRODUCT = 2**27  # m * n * k below this is the "small" shape class
 _announced: set[tuple] = set()
+
+
+@dataclass
+class GemmSettings:
+    """Which backend runs small and large products on a device, and clnet's tile parameters."""
+
+    small: str
+    large: str
+    tiles: tiled_gemm.TileParams = field(default_factory=tiled_gemm.TileParams)
+    tuned: bool = False
+
+    def backend(self, m: int, n: int, k: int) -> str:
+        return self.small if m * n * k < SMALL_PRODUCT else self.large
+
+
+def settings(ctx, dtype) -> GemmSettings:
+    """The GEMM settings of this context for dtype: the tuned ones, else the defaults."""
+    key = ("gemm", np.dtype(dtype).name)
+    found = ctx.settings.get(key)
+    if found is None:
+        backend = "clnet" if ctx.info.type == "CPU" else "clblast"
+        found = ctx.settings[key] = GemmSettings(backend, backend)
+    return found
 
 
 def _clblast_library() -> ctypes.CDLL | None:
@@ -71,11 +99,12 @@ def _check(ctx, arrays: dict[str, cla.Array]) -> np.dtype:
 
 
 def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, trans_a: bool = False, trans_b: bool = False,
-         alpha: float = 1.0, beta: float = 0.0) -> cl.Event | None:
+         alpha: float = 1.0, beta: float = 0.0, backend: str | None = None) -> None:
     """c = alpha * op(a) @ op(b) + beta * c, op(x) = x.T when trans_x; queued, not waited on.
 
     All three are 2-D row-major device arrays of one dtype (views with offsets and row strides
-    are fine). op(a) is (m, k), op(b) is (k, n) and c is (m, n).
+    are fine). op(a) is (m, k), op(b) is (k, n) and c is (m, n). backend: "clblast", "clnet",
+    or None for the device's settings (see `settings`).
     """
     dtype = _check(ctx, {"a": a, "b": b, "c": c})
     m, k = a.shape[::-1] if trans_a else a.shape
@@ -85,24 +114,35 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, trans_a: bool = False
         op_b = f"b.T {tuple(b.shape[::-1])}" if trans_b else f"b {tuple(b.shape)}"
         raise ValueError(f"gemm shapes do not fit: {op_a} @ {op_b} -> c {tuple(c.shape)}; "
                          f"needs op(a) (m, k), op(b) (k, n), c (m, n)")
-    (a_ld, a_off), (b_ld, b_off), (c_ld, c_off) = _layout(a, "a"), _layout(b, "b"), _layout(c, "c")
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"unknown GEMM backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    layouts = (_layout(a, "a"), _layout(b, "b"), _layout(c, "c"))
     if m == 0 or n == 0:
-        return None
-    if k == 0:  # CLBlast refuses k = 0; the product is empty, so c = beta * c
+        return
+    if k == 0:  # the product is empty, so c = beta * c
         c *= dtype.type(beta)
-        return None
+        return
+    chosen = settings(ctx, dtype)
+    backend = backend or chosen.backend(m, n, k)
+    if backend == "clnet":
+        tiled_gemm.gemm(ctx, a, b, c, m=m, n=n, k=k, trans_a=trans_a, trans_b=trans_b, layouts=layouts,
+                        alpha=dtype.type(alpha), beta=dtype.type(beta), params=chosen.tiles)
+    else:
+        _clblast_gemm(ctx, a, b, c, m, n, k, trans_a, trans_b, layouts, dtype.type(alpha), dtype.type(beta))
+
+
+def _clblast_gemm(ctx, a, b, c, m, n, k, trans_a, trans_b, layouts, alpha, beta) -> None:
+    (a_ld, a_off), (b_ld, b_off), (c_ld, c_off) = layouts
     ctx.on_close("clblast", clear_clblast_cache)
-    first = _first_call_notice(ctx, dtype)
+    first = _first_call_notice(ctx, c.dtype)
     try:
-        event = pyclblast.gemm(ctx.queue, m, n, k, a, b, c, a_ld=a_ld, b_ld=b_ld, c_ld=c_ld,
-                               alpha=dtype.type(alpha), beta=dtype.type(beta), a_transp=trans_a, b_transp=trans_b,
-                               a_offset=a_off, b_offset=b_off, c_offset=c_off)
+        pyclblast.gemm(ctx.queue, m, n, k, a, b, c, a_ld=a_ld, b_ld=b_ld, c_ld=c_ld, alpha=alpha, beta=beta,
+                       a_transp=trans_a, b_transp=trans_b, a_offset=a_off, b_offset=b_off, c_offset=c_off)
     except RuntimeError as exc:
         raise RuntimeError(f"CLBlast GEMM failed for op(a) ({m}, {k}) @ op(b) ({k}, {n}) "
                            f"on {ctx.info.name!r}: {exc}") from exc
     if first is not None:
         first.write_text("built\n")
-    return event
 
 
 def _first_call_notice(ctx, dtype: np.dtype):

@@ -1,4 +1,4 @@
-"""The `clnet` command: `clnet devices`, `clnet demo`."""
+"""The `clnet` command: `clnet devices`, `clnet demo`, `clnet tune`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,29 @@ from .errors import ClnetError
 
 
 def _devices(args: argparse.Namespace) -> int:
-    print(format_table(devices()))
+    from .tuning import load, tuned_dtypes
+
+    infos, saved = devices(), load()
+    tuned = {info.index: ", ".join(tuned_dtypes(info, saved)) or "-" for info in infos}
+    print(format_table(infos, extra=("tuned", tuned)))
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from .context import Context
+    from .tuning import tune, tuning_path
+
+    with Context(args.device) as ctx:
+        print(f"Tuning GEMM on {ctx.info.name} ({ctx.info.platform}): {ctx.reason}.")
+        for dtype in args.dtype:
+            entry = tune(ctx, dtype, quick=args.quick, progress=not args.no_progress)
+            skipped = [c for c in entry["candidates"] if "error" in c]
+            print(f"{dtype}: small products -> {entry['backend']['small']}, large -> {entry['backend']['large']}; "
+                  f"clnet tiles {entry['clnet']}; {len(skipped)} candidate(s) skipped")
+            for name, figures in entry["gflops"].items():
+                shown = ", ".join(f"{backend} {gflops:.0f}" for backend, gflops in sorted(figures.items()))
+                print(f"  {name}: GFLOP/s {shown}; numpy {entry['numpy_gflops'][name]:.0f}")
+    print(f"Saved to {tuning_path()}; every new clnet.Context on this device applies it.")
     return 0
 
 
@@ -29,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--device", default=None,
                       help="device spec (default: $CLNET_DEVICE, else the best GPU, else the CPU)")
     demo.set_defaults(run=_demo)
+    tune = commands.add_parser("tune", help="find the fastest GEMM for a device and keep it")
+    tune.add_argument("--device", default=None, help="device spec (default: as for demo)")
+    tune.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "float64"])
+    tune.add_argument("--quick", action="store_true", help="fewer candidates: under a minute on a 2-core CPU")
+    tune.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tune.set_defaults(run=_tune)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -18,6 +18,16 @@ from .device import DeviceInfo, choose, devices
 from .errors import ContextClosedError
 from .programs import Programs, Templates, require_real_dtype
 
+# Functions run on every new Context, registered by higher layers (clnet.tuning applies a
+# device's saved GEMM tuning this way), so that this module imports none of them.
+_open_hooks: list[Callable[[Context], None]] = []
+
+
+def on_open(hook: Callable[[Context], None]) -> None:
+    """Run `hook(ctx)` whenever a Context opens (once per hook)."""
+    if hook not in _open_hooks:
+        _open_hooks.append(hook)
+
 
 class Context:
     """An OpenCL device chosen by `spec`, with a context and an in-order queue.
@@ -38,6 +48,11 @@ class Context:
         self._owned: weakref.WeakSet = weakref.WeakSet()
         self._on_close: dict[str, Callable[[], None]] = {}
         self._real_dtypes: dict = {}
+        self._scratch: dict[str, cl.Buffer] = {}
+        # per-context choices of the ops (the GEMM backend and its parameters, by dtype)
+        self.settings: dict = {}
+        for hook in _open_hooks:
+            hook(self)
 
     # -- the pyopencl objects; each raises once the context is closed --------------------------
 
@@ -87,6 +102,15 @@ class Context:
             self._real_dtypes[dtype] = checked  # only valid dtypes are kept
         return checked
 
+    def scratch(self, name: str, nbytes: int) -> cl.Buffer:
+        """A device buffer of at least `nbytes` kept for reuse under `name` (the queue is in
+        order, so one op's scratch is free again for the next op)."""
+        buffer = self._scratch.get(name)
+        if buffer is None or buffer.size < nbytes:
+            buffer = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(int(nbytes), 1))
+            self._scratch[name] = buffer
+        return buffer
+
     def finish(self) -> None:
         """Wait until every command queued so far has run."""
         self.queue.finish()
@@ -114,6 +138,7 @@ class Context:
                 obj.release()
             self._owned = weakref.WeakSet()
             self._programs.clear()
+            self._scratch.clear()
             for callback in self._on_close.values():
                 callback()
             self._on_close.clear()

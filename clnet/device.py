@@ -107,9 +107,14 @@ def devices() -> list[DeviceInfo]:
     return found
 
 
-def format_table(infos: list[DeviceInfo], chosen: DeviceInfo | None = None) -> str:
-    """A text table of devices, one line each; the chosen one is marked with '*'."""
+def format_table(infos: list[DeviceInfo], chosen: DeviceInfo | None = None,
+                 extra: tuple[str, dict[str, str]] | None = None) -> str:
+    """A text table of devices, one line each; the chosen one is marked with '*'.
+
+    extra: (column title, {device index: value}) for one more column."""
     header = ("", "P:D", "type", "name", "platform", "CUs", "MHz", "global", "local", "wg", "fp64", "driver")
+    if extra:
+        header += (extra[0],)
     rows = [header]
     for info in infos:
         rows.append((
@@ -125,7 +130,7 @@ def format_table(infos: list[DeviceInfo], chosen: DeviceInfo | None = None) -> s
             str(info.max_work_group_size),
             "yes" if info.fp64 else "no",
             info.driver_version,
-        ))
+        ) + ((extra[1].get(info.index, "-"),) if extra else ()))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 

@@ -13,8 +13,21 @@ import clnet
 TEST_DEVICE = os.environ.get("CLNET_TEST_DEVICE", "pocl")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def clnet_cache(tmp_path_factory):
+    """A cache folder of the test session's own, so that a user's tuning file plays no part."""
+    path = tmp_path_factory.mktemp("clnet-cache")
+    saved = os.environ.get("CLNET_CACHE_DIR")
+    os.environ["CLNET_CACHE_DIR"] = str(path)
+    yield path
+    if saved is None:
+        del os.environ["CLNET_CACHE_DIR"]
+    else:
+        os.environ["CLNET_CACHE_DIR"] = saved
+
+
 @pytest.fixture(scope="session")
-def ctx():
+def ctx(clnet_cache):
     with clnet.Context(TEST_DEVICE) as context:
         yield context
 

@@ -62,10 +62,15 @@ def test_bias_broadcast_and_gradient(ctx, dtype, rows, cols):
         bias.add_bias(ctx, z_dev, cla.empty(ctx.queue, cols + 1, dtype))
 
 
+@pytest.fixture(params=blas.BACKENDS)
+def backend(request):
+    return request.param
+
+
 @pytest.mark.parametrize("size", [1, 7, 33, 100])
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
-def test_gemm_against_numpy(ctx, dtype, size, trans_a, trans_b):
+def test_gemm_against_numpy(ctx, dtype, backend, size, trans_a, trans_b):
     rng = np.random.default_rng(size)
     m, n, k = size, size + 2, max(size - 1, 1)
     a = rng.normal(size=(k, m) if trans_a else (m, k)).astype(dtype)
@@ -73,13 +78,14 @@ def test_gemm_against_numpy(ctx, dtype, size, trans_a, trans_b):
     c0 = rng.normal(size=(m, n)).astype(dtype)
     expected = 0.5 * (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b) + 2.0 * c0
     c = device(ctx, c0)
-    blas.gemm(ctx, device(ctx, a), device(ctx, b), c, trans_a=trans_a, trans_b=trans_b, alpha=0.5, beta=2.0)
+    blas.gemm(ctx, device(ctx, a), device(ctx, b), c, trans_a=trans_a, trans_b=trans_b, alpha=0.5, beta=2.0,
+              backend=backend)
     scale = 1e-5 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(c.get(), expected, rtol=scale, atol=scale * k)
 
 
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
-def test_gemm_on_views_with_offsets_and_row_strides(ctx, dtype, trans_a, trans_b):
+def test_gemm_on_views_with_offsets_and_row_strides(ctx, dtype, backend, trans_a, trans_b):
     """Row slices carry an offset, column slices a leading dimension larger than their width."""
     rng = np.random.default_rng(5)
     big_a, big_b = rng.normal(size=(40, 30)).astype(dtype), rng.normal(size=(35, 45)).astype(dtype)
@@ -91,7 +97,7 @@ def test_gemm_on_views_with_offsets_and_row_strides(ctx, dtype, trans_a, trans_b
     a_view, a_host = a_dev[3:3 + a_rows, 2:2 + a_cols], big_a[3:3 + a_rows, 2:2 + a_cols]
     b_view, b_host = b_dev[5:5 + b_rows, 4:4 + b_cols], big_b[5:5 + b_rows, 4:4 + b_cols]
     c_view = c_dev[7:7 + m, 1:1 + n]
-    blas.gemm(ctx, a_view, b_view, c_view, trans_a=trans_a, trans_b=trans_b)
+    blas.gemm(ctx, a_view, b_view, c_view, trans_a=trans_a, trans_b=trans_b, backend=backend)
     expected = big_c.astype(np.float64).copy()
     op_a, op_b = (a_host.T if trans_a else a_host), (b_host.T if trans_b else b_host)
     expected[7:7 + m, 1:1 + n] = op_a.astype(np.float64) @ op_b
@@ -113,6 +119,29 @@ def test_gemm_errors_name_both_shapes(ctx):
         blas.gemm(ctx, cla.empty(ctx.queue, (4, 3), np.float32).T, cla.empty(ctx.queue, (4, 2), np.float32), c)
     with pytest.raises(TypeError, match="pyopencl.array.Array"):
         blas.gemm(ctx, np.zeros((3, 4), np.float32), a, c)
+
+
+def test_gemm_beta_zero_ignores_nan_in_c(ctx, backend):
+    """With beta = 0, C is overwritten, as BLAS defines it: NaN already in C must not leak."""
+    c = device(ctx, np.full((9, 20), np.nan, np.float32))
+    a, b = np.ones((9, 3), np.float32), np.ones((3, 20), np.float32)
+    blas.gemm(ctx, device(ctx, a), device(ctx, b), c, backend=backend)
+    np.testing.assert_array_equal(c.get(), np.full((9, 20), 3.0, np.float32))
+
+
+def test_gemm_larger_than_a_tile_in_every_direction(ctx, dtype, backend):
+    rng = np.random.default_rng(9)
+    a, b = rng.normal(size=(130, 70)).astype(dtype), rng.normal(size=(70, 45)).astype(dtype)
+    c = cla.empty(ctx.queue, (130, 45), dtype)
+    blas.gemm(ctx, device(ctx, a), device(ctx, b), c, backend=backend)
+    scale = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(c.get(), a.astype(np.float64) @ b, rtol=scale, atol=scale * 70)
+
+
+def test_unknown_backend(ctx):
+    a = cla.empty(ctx.queue, (2, 2), np.float32)
+    with pytest.raises(ValueError, match="unknown GEMM backend 'mkl'; choose one of clblast, clnet"):
+        blas.gemm(ctx, a, a, a, backend="mkl")
 
 
 def test_gemm_with_an_empty_inner_dimension_scales_c(ctx):

@@ -1,0 +1,96 @@
+## gemm.cl: clnet's own GEMM for CPU devices, C = alpha * op(A) @ op(B) + beta * C.
+##
+## Register-blocked for PoCL, which runs one work-item's code as written (it does not
+## vectorize across work-items here): each work-item computes a ${rows}-row by 2 x ${width}-column
+## tile of C in ${2 * rows} vector accumulators, the shape of BLIS's Zen microkernels (6 x 16
+## floats in 12 AVX2 registers). Every step over k loads two vectors of B and ${rows} scalars of A
+## and does ${2 * rows} multiply-adds written as a * b + c: PoCL contracts those into FMAs,
+## while the fma() and mad() builtins ran 9x slower there.
+##
+## B is read `packed` by pack_b: op(B) cut into panels of TILE_COLS columns, each panel stored
+## k by k, so a work-item streams its panel contiguously (op(B) read in place would cost a new
+## page per step over k); the last panel is padded with zeros. A is read in place through
+## strides, with out-of-range rows clamped to the last row and their results dropped.
+##
+## Params: dtype; rows (tile rows); width (vector width: 8 floats or 4 doubles = 256 bits);
+## a_unit_k (True: op(A)'s elements along k are adjacent, i.e. A is not transposed).
+<%include file="common.cl"/>
+<%
+    vec = ("float%d" if dtype == "float32" else "double%d") % width
+    tile_cols = 2 * width
+%>
+#define TILE_ROWS ${rows}
+#define TILE_COLS ${tile_cols}
+
+// packed[((j / TILE_COLS) * k_count + k) * TILE_COLS + j % TILE_COLS] = op(B)[k, j], 0 past n.
+// op(B)[k, j] is B[b_off + k * b_k + j * b_j]: (b_k, b_j) = (ldb, 1) for B, (1, ldb) for B.T.
+// One work-item per (panel, k): TILE_COLS values, written as two aligned vectors.
+__kernel void pack_b(__global const real *b, const index_t b_off, const index_t b_k, const index_t b_j,
+                     const index_t k_count, const index_t n, __global real *packed) {
+    const index_t panel = get_global_id(0), k = get_global_id(1);
+    const index_t j0 = panel * TILE_COLS;
+    if (j0 >= n || k >= k_count) return;
+    __global const real *from = b + b_off + (size_t)k * b_k + (size_t)j0 * b_j;
+    ${vec} v0, v1;
+    if (j0 + TILE_COLS <= n) {
+% for q in range(tile_cols):
+        v${q // width}.s${"%x" % (q % width)} = from[${q} * b_j];
+% endfor
+    } else {
+% for q in range(tile_cols):
+        v${q // width}.s${"%x" % (q % width)} = j0 + ${q} < n ? from[${q} * b_j] : (real)0;
+% endfor
+    }
+    __global ${vec} *to = (__global ${vec} *)(packed + ((size_t)panel * k_count + k) * TILE_COLS);
+    to[0] = v0;
+    to[1] = v1;
+}
+
+// One tile of C per work-item: dimension 0 walks tile rows, dimension 1 tile columns, so the
+// work-items of a work-group share one panel of B (K x TILE_COLS) while it is in cache.
+__kernel void gemm_tile(const index_t m, const index_t n, const index_t k_count,
+                        __global const real *a, const index_t a_off, const index_t a_i, const index_t a_k,
+                        __global const real *packed,
+                        __global real *c, const index_t c_off, const index_t ldc,
+                        const real alpha, const real beta) {
+    const index_t i0 = get_global_id(0) * TILE_ROWS, j0 = get_global_id(1) * TILE_COLS;
+    if (i0 >= m || j0 >= n) return;
+% for r in range(rows):
+    __global const real *a${r} = a + a_off + (size_t)min(i0 + ${r}, m - 1) * a_i;
+% endfor
+% for r in range(rows):
+    ${vec} acc${r}_0 = 0, acc${r}_1 = 0;
+% endfor
+    __global const real *bk = packed + (size_t)j0 * k_count;  // panel j0 / TILE_COLS, vector-aligned
+    for (index_t k = 0; k < k_count; k++, bk += TILE_COLS) {
+        // a vector pointer, not vload: PoCL calls vload as a function, spilling every accumulator
+        const ${vec} b0 = ((__global const ${vec} *)bk)[0], b1 = ((__global const ${vec} *)bk)[1];
+% for r in range(rows):
+        const real x${r} = a${r}[${"k" if a_unit_k else "(size_t)k * a_k"}];
+        acc${r}_0 = x${r} * b0 + acc${r}_0;
+        acc${r}_1 = x${r} * b1 + acc${r}_1;
+% endfor
+    }
+    // C = alpha * acc + beta * C; C is not read when beta is 0, so it may hold NaN then.
+    const bool full = j0 + TILE_COLS <= n;
+% for r in range(rows):
+    if (i0 + ${r} < m) {
+        __global real *c${r} = c + c_off + (size_t)(i0 + ${r}) * ldc + j0;
+        ${vec} v0 = alpha * acc${r}_0, v1 = alpha * acc${r}_1;
+        if (full) {
+            if (beta != 0) {
+                v0 += beta * vload${width}(0, c${r});
+                v1 += beta * vload${width}(1, c${r});
+            }
+            vstore${width}(v0, 0, c${r});
+            vstore${width}(v1, 1, c${r});
+        } else {
+            const real values[TILE_COLS] = {
+                ${", ".join(["v0.s%x" % q for q in range(width)] + ["v1.s%x" % q for q in range(width)])}
+            };
+            for (index_t q = 0; j0 + q < n; q++)
+                c${r}[q] = beta != 0 ? values[q] + beta * c${r}[q] : values[q];
+        }
+    }
+% endfor
+}

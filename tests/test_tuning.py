@@ -1,0 +1,106 @@
+"""GEMM tuning: the search, the file, and its use by new contexts."""
+
+import json
+import warnings
+
+import numpy as np
+import pyopencl.array as cla
+import pytest
+
+import clnet
+from clnet import blas, cli, tuning
+from clnet.tiled_gemm import TileParams
+
+from .conftest import TEST_DEVICE
+
+SMALL_SHAPES = {"small": [(20, 24, 30, False, True), (24, 30, 20, True, False), (20, 30, 24, False, False)],
+                "large": [(70, 64, 90, False, True), (64, 90, 70, True, False), (70, 90, 64, False, False)]}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_quick_tune_writes_a_file_that_new_contexts_apply(cache, capsys):
+    with clnet.Context(TEST_DEVICE) as ctx:
+        entry = clnet.tune(ctx, "float32", quick=True, progress=False, shapes=SMALL_SHAPES,
+                           tile_candidates=[TileParams(6, 8), TileParams(4, 4)], clblast_candidates=[{}])
+    saved = json.loads((cache / "tuning.json").read_text())
+    key = f"{ctx.info.platform}|{ctx.info.name}|{ctx.info.driver_version}"
+    assert saved["devices"][key]["float32"]["backend"] == entry["backend"]
+    assert set(entry["backend"]) == {"small", "large"} and set(entry["backend"].values()) <= {"clnet", "clblast"}
+    assert len(entry["candidates"]) == 3 and all("classes" in c for c in entry["candidates"])
+    with clnet.Context(TEST_DEVICE) as fresh:
+        settings = blas.settings(fresh, "float32")
+        assert settings.tuned
+        assert (settings.small, settings.large) == (entry["backend"]["small"], entry["backend"]["large"])
+        assert settings.tiles == TileParams(**entry["clnet"])
+        rng = np.random.default_rng(0)
+        for trans_a in (False, True):
+            for trans_b in (False, True):
+                for m, n, k in ((33, 17, 65), (300, 300, 300)):  # a small and a large product
+                    a = rng.normal(size=(k, m) if trans_a else (m, k)).astype(np.float32)
+                    b = rng.normal(size=(n, k) if trans_b else (k, n)).astype(np.float32)
+                    c = cla.empty(fresh.queue, (m, n), np.float32)
+                    blas.gemm(fresh, cla.to_device(fresh.queue, a), cla.to_device(fresh.queue, b), c,
+                              trans_a=trans_a, trans_b=trans_b)
+                    expected = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b)
+                    np.testing.assert_allclose(c.get(), expected, rtol=1e-4, atol=1e-4)
+    cli.main(["devices"])
+    assert "float32" in capsys.readouterr().out.splitlines()[1]
+
+
+def test_candidates_that_fail_are_skipped(cache):
+    broken_clblast = {"Xgemm": dict(GEMMK=0, KREG=1, KWG=32, KWI=2, MDIMA=7, MDIMC=7, MWG=32, NDIMB=8, NDIMC=8,
+                                    NWG=64, SA=0, SB=0, STRM=0, STRN=0, VWM=4, VWN=4),
+                      "GemmRoutine": {"XGEMM_MIN_INDIRECT_SIZE": 1}}
+    with clnet.Context(TEST_DEVICE) as ctx:
+        entry = clnet.tune(ctx, "float32", progress=False, shapes=SMALL_SHAPES,
+                           tile_candidates=[TileParams(0, 8), TileParams(6, 8)], clblast_candidates=[broken_clblast])
+    errors = [c for c in entry["candidates"] if "error" in c]
+    assert [(c["backend"], c["params"]) for c in errors] == [("clnet", {"rows": 0, "local": 8}),
+                                                             ("clblast", broken_clblast)]
+    assert entry["backend"] == {"small": "clnet", "large": "clnet"} and entry["clnet"] == {"rows": 6, "local": 8}
+
+
+def test_no_candidate_at_all_is_an_error(cache):
+    with clnet.Context(TEST_DEVICE) as ctx:
+        with pytest.raises(RuntimeError, match="no GEMM candidate built and computed correctly"):
+            clnet.tune(ctx, "float32", progress=False, shapes=SMALL_SHAPES, tile_candidates=[TileParams(0, 8)],
+                       clblast_candidates=[])
+
+
+def test_corrupt_file_is_ignored_with_a_warning(cache):
+    (cache / "tuning.json").write_text('{"format": 1, "devices": {"trunc')
+    with pytest.warns(UserWarning, match="ignoring the tuning file"):
+        ctx = clnet.Context(TEST_DEVICE)
+    with ctx:
+        assert not blas.settings(ctx, "float32").tuned
+        a = cla.to_device(ctx.queue, np.eye(3, dtype=np.float32))
+        c = cla.empty(ctx.queue, (3, 3), np.float32)
+        blas.gemm(ctx, a, a, c)
+        np.testing.assert_array_equal(c.get(), np.eye(3))
+
+
+def test_bad_entry_and_stale_driver_are_ignored_with_warnings(cache):
+    info = clnet.Context(TEST_DEVICE).info
+    key = tuning.device_key(info)
+    (cache / "tuning.json").write_text(json.dumps(
+        {"format": 1, "devices": {key: {"float32": {"format": 1, "backend": {"small": "clnet"}}}}}))
+    with pytest.warns(UserWarning, match="ignoring the float32 GEMM tuning"):
+        with clnet.Context(TEST_DEVICE) as ctx:
+            assert not blas.settings(ctx, "float32").tuned
+    stale = key.rsplit("|", 1)[0] + "|0.0-older"
+    (cache / "tuning.json").write_text(json.dumps({"format": 1, "devices": {stale: {"float32": {}}}}))
+    with pytest.warns(UserWarning, match="made with another driver"):
+        clnet.Context(TEST_DEVICE).close()
+
+
+def test_tuning_can_be_switched_off(cache, monkeypatch):
+    (cache / "tuning.json").write_text("not json")
+    monkeypatch.setenv("CLNET_TUNING", "off")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clnet.Context(TEST_DEVICE).close()
