@@ -1,8 +1,8 @@
 """clnet's own GEMM (kernels/gemm.cl): register tiles for CPU devices, where CLBlast has no
 tuned parameters and ran at 10-20 GFLOP/s against numpy's 200 (bench/RESULTS.md).
 
-C = alpha * op(A) @ op(B) + beta * C in two launches: pack op(B) into column panels, then one
-work-item per tile of C. blas.gemm decides when to use it.
+C = alpha * op(A) @ op(B) + beta * C: pack op(B) into column panels (and A.T into row panels),
+then one work-item per tile of C. blas.gemm decides when to use it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 import pyopencl.array as cla
 
 SCRATCH = "tiled_gemm.packed_b"
+SCRATCH_A = "tiled_gemm.packed_a"
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,21 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: in
     width = vector_width(dtype)
     tile_cols = 2 * width
     (lda, a_off), (ldb, b_off), (ldc, c_off) = layouts
-    template = {"dtype": dtype, "rows": params.rows, "width": width, "a_unit_k": not trans_a}
+    template = {"dtype": dtype, "rows": params.rows, "width": width, "packed_a": trans_a}
     panels = -(-n // tile_cols)
     packed = ctx.scratch(SCRATCH, panels * tile_cols * k * dtype.itemsize)
     b_k, b_j = (1, ldb) if trans_b else (ldb, 1)
     pack = ctx.kernel("gemm.cl", "pack_b", **template)
     pack(ctx.queue, (panels, k), None, b.base_data, b_off, b_k, b_j, k, n, packed)
-    a_i, a_k = (1, lda) if trans_a else (lda, 1)
     row_tiles = -(-m // params.rows)
+    if trans_a:  # in place, op(A) = A.T would cost a new page per step over k: pack it
+        packed_a = ctx.scratch(SCRATCH_A, row_tiles * params.rows * k * dtype.itemsize)
+        pack_a = ctx.kernel("gemm.cl", "pack_a", **template)
+        pack_a(ctx.queue, (row_tiles, k), None, a.base_data, a_off, 1, lda, m, k, packed_a)
+        a_data, a_off = packed_a, 0
+    else:
+        a_data = a.base_data
     local = min(params.local, ctx.info.max_work_group_size)
     tile = ctx.kernel("gemm.cl", "gemm_tile", **template)
     tile(ctx.queue, (-(-row_tiles // local) * local, panels), (local, 1), m, n, k,
-         a.base_data, a_off, a_i, a_k, packed, c.base_data, c_off, ldc, alpha, beta)
+         a_data, a_off, lda, packed, c.base_data, c_off, ldc, alpha, beta)
