@@ -27,6 +27,7 @@ import common  # noqa: E402
 import clnet  # noqa: E402
 from clnet import blas, tuning  # noqa: E402
 
+ROUNDS = 3
 SHAPES = [
     ("n = 256", 256, 256, 256, False, False),
     ("n = 512", 512, 512, 512, False, False),
@@ -46,22 +47,25 @@ def host_operands(m, n, k, trans_a, trans_b):
     return a, b
 
 
-def gflops_device(ctx, shape, backend, repeats) -> float:
-    _, m, n, k, trans_a, trans_b = shape
-    a, b = (cla.to_device(ctx.queue, x) for x in host_operands(m, n, k, trans_a, trans_b))
-    c = cla.empty(ctx.queue, (m, n), np.float32)
-    if backend == "clblast" and m * n * k > 2**32:
-        repeats = 1  # CLBlast's defaults take many seconds here
-    seconds = common.median_seconds(
-        lambda: (blas.gemm(ctx, a, b, c, trans_a=trans_a, trans_b=trans_b, backend=backend), ctx.finish()), repeats)
-    return 2.0 * m * n * k / seconds / 1e9
+class Runner:
+    """One shape's operands on the host and in each context, and one timed product of each."""
 
+    def __init__(self, shape, contexts):
+        _, m, n, k, self.trans_a, self.trans_b = shape
+        self.flop = 2.0 * m * n * k
+        a, b = host_operands(m, n, k, self.trans_a, self.trans_b)
+        self.op_a, self.op_b = (a.T if self.trans_a else a), (b.T if self.trans_b else b)
+        self.device = {id(ctx): (cla.to_device(ctx.queue, a), cla.to_device(ctx.queue, b),
+                                 cla.empty(ctx.queue, (m, n), np.float32)) for ctx in contexts}
 
-def gflops_numpy(shape, repeats) -> float:
-    _, m, n, k, trans_a, trans_b = shape
-    a, b = host_operands(m, n, k, trans_a, trans_b)
-    op_a, op_b = (a.T if trans_a else a), (b.T if trans_b else b)
-    return 2.0 * m * n * k / common.median_seconds(lambda: op_a @ op_b, repeats) / 1e9
+    def device_gflops(self, ctx, backend=None, repeats=1) -> float:
+        a, b, c = self.device[id(ctx)]
+        seconds = common.median_seconds(lambda: (blas.gemm(ctx, a, b, c, trans_a=self.trans_a, trans_b=self.trans_b,
+                                                           backend=backend), ctx.finish()), repeats)
+        return self.flop / seconds / 1e9
+
+    def numpy_gflops(self, repeats=1) -> float:
+        return self.flop / common.median_seconds(lambda: self.op_a @ self.op_b, repeats) / 1e9
 
 
 def main() -> None:
@@ -70,33 +74,42 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     os.environ[tuning.TUNING_ENV] = "off"
-    rows = {name: {} for name, *_ in SHAPES}
-    with clnet.Context(args.device) as ctx:  # untuned first: CLBlast overrides last a whole process
-        untuned = blas.settings(ctx, "float32")
-        for shape in SHAPES:
-            rows[shape[0]]["CLBlast defaults"] = gflops_device(ctx, shape, "clblast", args.repeats)
-            rows[shape[0]]["clnet untuned"] = gflops_device(ctx, shape, None, args.repeats)
-        untuned_backends = f"{untuned.small}/{untuned.large}"
+    untuned = clnet.Context(args.device)
     del os.environ[tuning.TUNING_ENV]
-    with clnet.Context(args.device) as ctx:
-        if not blas.settings(ctx, "float32").tuned:
-            print("no saved tuning for this device: running `clnet tune --quick` first", file=sys.stderr)
-            started = time.perf_counter()
-            clnet.tune(ctx, "float32", quick=True)
-            print(f"quick tune took {time.perf_counter() - started:.0f} s", file=sys.stderr)
-        entry = tuning.load()[tuning.device_key(ctx.info)]["float32"]
-        for shape in SHAPES:
-            rows[shape[0]]["clnet tuned"] = gflops_device(ctx, shape, None, args.repeats)
-        info = common.machine(ctx)
+    defaults = blas.settings(untuned, "float32")
+    runners = {shape[0]: Runner(shape, [untuned]) for shape in SHAPES}
+    # CLBlast's defaults first: a tuned CLBlast override would last the rest of the process
+    clblast = {name: runner.device_gflops(untuned, "clblast", 1 if runner.flop > 2**33 else 3)
+               for name, runner in runners.items()}
+    tuned = clnet.Context(args.device)
+    if not blas.settings(tuned, "float32").tuned:
+        print("no saved tuning for this device: running `clnet tune --quick` first", file=sys.stderr)
+        started = time.perf_counter()
+        clnet.tune(tuned, "float32", quick=True)
+        print(f"quick tune took {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    entry = tuning.load()[tuning.device_key(tuned.info)]["float32"]
+    rows = {}
     for shape in SHAPES:
-        rows[shape[0]]["numpy"] = gflops_numpy(shape, args.repeats)
+        # blocks of runs in turns, so that a burst of load hits all three alike
+        runner = Runner(shape, [untuned, tuned])
+        runs = {"clnet untuned": [], "clnet tuned": [], "numpy": []}
+        for _ in range(ROUNDS):
+            runs["clnet untuned"].append(runner.device_gflops(untuned, repeats=args.repeats))
+            runs["clnet tuned"].append(runner.device_gflops(tuned, repeats=args.repeats))
+            runs["numpy"].append(runner.numpy_gflops(repeats=args.repeats))
+        rows[shape[0]] = {"CLBlast defaults": clblast[shape[0]], **{k: float(np.median(v)) for k, v in runs.items()}}
+    info = common.machine(tuned)
+    untuned.close()
+    tuned.close()
 
-    print(f"GFLOP/s, float32, on {info['device']['name']} ({info['device']['platform']}); numpy on "
-          f"{info['cores']} cores of {info['cpu']}. untuned = {untuned_backends} (small/large products); "
+    print(f"GFLOP/s (median of {ROUNDS} rounds of medians of {args.repeats}), float32, on {info['device']['name']} "
+          f"({info['device']['platform']}); numpy on {info['cores']} cores of {info['cpu']}.\n"
+          f"untuned = {defaults.small}/{defaults.large} (small/large products), tiles {defaults.tiles.as_dict()}; "
           f"tuned = {entry['backend']['small']}/{entry['backend']['large']}, tiles {entry['clnet']}\n")
     columns = ["CLBlast defaults", "clnet untuned", "clnet tuned", "numpy"]
-    table = [[name] + [row[c] for c in columns] + [row["clnet tuned"] / row["numpy"]] for name, row in rows.items()]
-    print(common.table(["shape (m, n, k)"] + columns + ["tuned/numpy"], table))
+    table = [[name] + [row[c] for c in columns] + [row["clnet untuned"] / row["numpy"],
+                                                   row["clnet tuned"] / row["numpy"]] for name, row in rows.items()]
+    print(common.table(["shape (m, n, k)"] + columns + ["untuned/numpy", "tuned/numpy"], table))
     path = common.write_json("gemm", {"gflops": rows, "tuning": {k: entry[k] for k in ("backend", "clnet", "clblast")},
                                       "machine": info})
     print(f"\nwrote {path}")

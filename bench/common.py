@@ -14,9 +14,15 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def median_seconds(run: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of `run()` (which must end with queue.finish() for device work)."""
-    for _ in range(warmup):
+def median_seconds(run: Callable[[], object], repeats: int = 5, warmup_seconds: float = 0.3) -> float:
+    """Median wall time of `run()` (which must end with queue.finish() for device work).
+
+    Runs it first for `warmup_seconds` (at least once): on these VMs the cores need about
+    0.2 s of steady load before they run at full speed, and OpenBLAS's threads keep
+    spinning for a while after a numpy call."""
+    started = time.perf_counter()
+    run()
+    while time.perf_counter() - started < warmup_seconds:
         run()
     times = []
     for _ in range(repeats):
