@@ -35,7 +35,7 @@ system-deps:
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[pocl,test]' ruff
+	$(BIN)/pip install -q -e '.[pocl,test,examples]' ruff
 	touch $@
 
 clean:

@@ -29,14 +29,18 @@ from .errors import (
 from .initialization import INIT_METHODS, init
 from .layers import FullyConnected
 from .network import InferenceNetwork, TrainingNetwork
+from .optimizers import SGD, Adam
 from .rng import Philox
-from .training import sgd
+from .saving import load
+from .training import fit, sgd
 from .tuning import tune
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
+    "SGD",
+    "Adam",
     "COSTS",
     "INIT_METHODS",
     "ClnetError",
@@ -53,7 +57,9 @@ __all__ = [
     "TemplateError",
     "TrainingNetwork",
     "devices",
+    "fit",
     "init",
+    "load",
     "rng",
     "sgd",
     "tune",

@@ -1,4 +1,7 @@
-"""Activations and their derivatives (kernels/activations.cl holds the one table of them)."""
+"""Activations and their derivatives (kernels/activations.cl holds the one table of them).
+
+All are elementwise except softmax, which works on each row of a (batch, outputs) array.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from .launch import check_array, element_offset, launch
 from .programs import Templates
 
 # The names come from the template's own table, so the two cannot disagree.
-ACTIVATIONS: tuple[str, ...] = tuple(Templates().module("activations.cl").ACTIVATIONS)
+ELEMENTWISE: tuple[str, ...] = tuple(Templates().module("activations.cl").ACTIVATIONS)
+ACTIVATIONS: tuple[str, ...] = (*ELEMENTWISE, "softmax")
 
 
 def check_activation(name: str) -> str:
@@ -27,9 +31,24 @@ def forward(ctx, name: str, z: cla.Array, out: cla.Array | None = None) -> cla.A
     check_array(ctx, z, "z")
     out = z if out is None else check_array(ctx, out, "out", dtype=dtype, shape=z.shape)
     kernel = ctx.kernel("activations.cl", f"forward_{name}", dtype=dtype)
-    launch(ctx, kernel, z.size, z.base_data, element_offset(z), out.base_data, element_offset(out),
-           np.uint32(z.size))
+    launch(ctx, kernel, _work_items(name, z), z.base_data, element_offset(z), out.base_data, element_offset(out),
+           *_sizes(name, z))
     return out
+
+
+def _work_items(name: str, a: cla.Array) -> int:
+    """One per element, or one per row for softmax."""
+    return _rows(a) if name == "softmax" else a.size
+
+
+def _rows(a: cla.Array) -> int:
+    if a.ndim != 2:
+        raise ValueError(f"softmax works on the rows of a (batch, outputs) array, got shape {tuple(a.shape)}")
+    return a.shape[0]
+
+
+def _sizes(name: str, a: cla.Array) -> tuple:
+    return (np.uint32(_rows(a)), np.uint32(a.shape[1])) if name == "softmax" else (np.uint32(a.size),)
 
 
 def backward(ctx, name: str, a: cla.Array, grad: cla.Array) -> cl.Event:
@@ -39,5 +58,5 @@ def backward(ctx, name: str, a: cla.Array, grad: cla.Array) -> cl.Event:
     check_array(ctx, a, "a")
     check_array(ctx, grad, "grad", dtype=dtype, shape=a.shape)
     kernel = ctx.kernel("activations.cl", f"backward_{name}", dtype=dtype)
-    return launch(ctx, kernel, a.size, a.base_data, element_offset(a), grad.base_data, element_offset(grad),
-                  np.uint32(a.size))
+    return launch(ctx, kernel, _work_items(name, a), a.base_data, element_offset(a), grad.base_data,
+                  element_offset(grad), *_sizes(name, a))

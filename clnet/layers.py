@@ -65,11 +65,14 @@ class FullyConnectedLayer:
     def parameters(self) -> list[cla.Array]:
         return [self.weights, self.bias]
 
-    def forward(self, x: cla.Array, out: cla.Array) -> cla.Array:
-        """out = f(x @ W.T + b) for a (batch, inputs) x and a (batch, outputs) out. Queued."""
-        blas.gemm(self.ctx, x, self.weights, out, trans_b=True)
-        bias.add_bias(self.ctx, out, self.bias)
-        return activations.forward(self.ctx, self.activation, out)
+    def forward(self, x: cla.Array, out: cla.Array, z: cla.Array | None = None) -> cla.Array:
+        """out = f(x @ W.T + b) for a (batch, inputs) x and a (batch, outputs) out. Queued.
+
+        z: where to keep x @ W.T + b (the logits); without it, out holds them on the way."""
+        z = out if z is None else z
+        blas.gemm(self.ctx, x, self.weights, z, trans_b=True)
+        bias.add_bias(self.ctx, z, self.bias)
+        return activations.forward(self.ctx, self.activation, z, out=out)
 
     def release(self) -> None:
         self._weights = self._bias = None
@@ -83,19 +86,22 @@ class FullyConnectedTraining:
 
     `x` is the layer's input (the batch or the previous layer's output); `grad_x`, where the
     layer writes dC/dx, is the previous layer's `delta` (None for the first layer, which skips
-    that product).
+    that product). keep_z keeps x @ W.T + b apart from f of it (the output layer does, for the
+    cost's value).
     """
 
-    def __init__(self, layer: FullyConnectedLayer, batch: int, x: cla.Array, grad_x: cla.Array | None):
+    def __init__(self, layer: FullyConnectedLayer, batch: int, x: cla.Array, grad_x: cla.Array | None,
+                 keep_z: bool = False):
         queue, shape = layer.ctx.queue, (batch, layer.outputs)
         self.layer, self.x, self.grad_x = layer, x, grad_x
-        self.a = cla.empty(queue, shape, layer.dtype)  # z, then f(z) in place
+        self.a = cla.empty(queue, shape, layer.dtype)  # f(z); z itself too unless keep_z
+        self.z = cla.empty(queue, shape, layer.dtype) if keep_z else None  # for exact cost values
         self.delta = cla.empty(queue, shape, layer.dtype)  # dC/da, then dC/dz in place
         self.grad_weights = cla.empty(queue, (layer.outputs, layer.inputs), layer.dtype)
         self.grad_bias = cla.empty(queue, (layer.outputs,), layer.dtype)
 
     def forward(self) -> cla.Array:
-        return self.layer.forward(self.x, self.a)
+        return self.layer.forward(self.x, self.a, self.z)
 
     def backward(self, skip_activation_derivative: bool = False) -> None:
         """From dC/da in `delta`: dC/dW, dC/db, and dC/dx into `grad_x`. Queued."""
@@ -113,4 +119,4 @@ class FullyConnectedTraining:
         updates.sgd_step(self.layer.ctx, self.layer.bias, self.grad_bias, learning_rate)
 
     def release(self) -> None:
-        self.x = self.grad_x = self.a = self.delta = self.grad_weights = self.grad_bias = None
+        self.x = self.grad_x = self.a = self.z = self.delta = self.grad_weights = self.grad_bias = None

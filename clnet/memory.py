@@ -1,4 +1,4 @@
-"""Fill and copy device arrays with clnet's own kernels (kernels/memory.cl)."""
+"""Fill, copy and gather device arrays with clnet's own kernels (kernels/memory.cl)."""
 
 from __future__ import annotations
 
@@ -25,3 +25,20 @@ def copy(ctx, src: cla.Array, dst: cla.Array) -> cl.Event:
     kernel = ctx.kernel("memory.cl", "copy", dtype=dtype)
     return launch(ctx, kernel, src.size, src.base_data, element_offset(src),
                   dst.base_data, element_offset(dst), np.uint32(src.size))
+
+
+def gather_rows(ctx, src: cla.Array, indices: cla.Array, first: int, dst: cla.Array) -> cl.Event:
+    """dst[r] = src[indices[first + r]] for every row r of dst (a mini-batch). Queued.
+
+    indices: uint32 device array; its entries must be row numbers of src."""
+    dtype = ctx.real_dtype(getattr(src, "dtype", None))
+    check_array(ctx, src, "src")
+    check_array(ctx, indices, "indices", dtype=np.uint32)
+    check_array(ctx, dst, "dst", dtype=dtype)
+    if src.ndim != 2 or dst.ndim != 2 or src.shape[1] != dst.shape[1]:
+        raise ValueError(f"src and dst must be 2-D with equal widths, got {tuple(src.shape)} and {tuple(dst.shape)}")
+    if first + dst.shape[0] > indices.size:
+        raise ValueError(f"rows {first}..{first + dst.shape[0]} are past the {indices.size} indices")
+    kernel = ctx.kernel("memory.cl", "gather_rows", dtype=dtype)
+    return launch(ctx, kernel, dst.size, src.base_data, element_offset(src), indices.base_data,
+                  element_offset(indices) + first, dst.base_data, element_offset(dst), dst.shape[0], dst.shape[1])

@@ -18,6 +18,10 @@ from .launch import check_array
 from .layers import FullyConnected, FullyConnectedLayer, FullyConnectedTraining
 
 
+def _rows(x) -> int:
+    return x.shape[0] if hasattr(x, "shape") and len(x.shape) else len(x)
+
+
 def to_device_batch(ctx, data, columns: int, dtype: np.dtype, name: str = "x") -> cla.Array:
     """A (batch, columns) device array of `dtype` from a numpy-like or device array.
 
@@ -77,6 +81,37 @@ class InferenceNetwork:
             x = layer.forward(x, out)
         return x
 
+    def predict(self, x, batch_size: int = 4096):
+        """Class predictions for x as a numpy int array: the index of the largest output, or
+        output > 0.5 for a single output. Runs in batches of batch_size rows."""
+        outputs = [self(x[i:i + batch_size]).get() for i in range(0, _rows(x), batch_size)]
+        scores = np.concatenate(outputs) if outputs else np.zeros((0, self.outputs))
+        return (scores[:, 0] > 0.5).astype(np.int64) if self.outputs == 1 else scores.argmax(axis=1)
+
+    def accuracy(self, x, labels) -> float:
+        """The fraction of samples whose `predict` equals labels (class indices or one-hot rows)."""
+        labels = np.asarray(labels.get() if isinstance(labels, cla.Array) else labels)
+        if labels.ndim == 2 and labels.shape[1] > 1:
+            labels = labels.argmax(axis=1)
+        labels = labels.reshape(-1)
+        predicted = self.predict(x)
+        if labels.shape != predicted.shape:
+            raise ValueError(f"labels must have one entry per sample ({predicted.shape[0]}), got {labels.shape}")
+        return float(np.mean(predicted == labels))
+
+    def fit(self, x, y, cost: str = "quadratic", epochs: int = 1, batch_size: int = 32, optimizer=None,
+            shuffle: bool = True, seed: int | None = None, progress: bool = True) -> list[float]:
+        """Train on mini-batches: see clnet.training.fit."""
+        from .training import fit  # training sits above networks; the method is a convenience
+
+        return fit(self, x, y, cost, epochs, batch_size, optimizer, shuffle, seed, progress)
+
+    def save(self, path) -> None:
+        """Write architecture, dtype and weights to one .npz file: see clnet.saving."""
+        from .saving import save  # saving sits above networks; the method is a convenience
+
+        save(self, path)
+
     def release(self) -> None:
         for layer in self.layers:
             layer.release()
@@ -99,7 +134,8 @@ class TrainingNetwork:
         self.layers: list[FullyConnectedTraining] = []
         layer_input = self.x
         for layer in net.layers:
-            trainer = FullyConnectedTraining(layer, self.batch, layer_input, grad_x=None)
+            trainer = FullyConnectedTraining(layer, self.batch, layer_input, grad_x=None,
+                                             keep_z=layer is net.layers[-1])
             self.layers.append(trainer)
             layer_input = trainer.a
         # each layer after the first writes dC/dx into the previous layer's delta
@@ -117,6 +153,12 @@ class TrainingNetwork:
         """The output of the last forward pass, (batch, outputs)."""
         self._check_open()
         return self.layers[-1].a
+
+    @property
+    def logits(self) -> cla.Array:
+        """The output layer's x @ W.T + b of the last forward pass, before its activation."""
+        self._check_open()
+        return self.layers[-1].z
 
     @property
     def output_gradient(self) -> cla.Array:

@@ -22,8 +22,11 @@ class Progress:
         self.show(note)
 
     def show(self, note: str = "") -> None:
-        """Redraw with `note`, without advancing (off a terminal: a line, when there is a note)."""
-        if not self.enabled or (not self._tty and not note and self.done < self.total):
+        """Redraw with `note`, without advancing. Off a terminal: a line when there is a note,
+        at most about ten of them for a long run."""
+        if not self.enabled:
+            return
+        if not self._tty and self.done < self.total and (not note or self.done % max(1, self.total // 10)):
             return
         filled = self.width * self.done // self.total
         bar = "#" * filled + "." * (self.width - filled)

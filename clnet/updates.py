@@ -1,4 +1,4 @@
-"""Optimizer steps on device parameters (kernels/updates.cl)."""
+"""Optimizer steps on device parameters (kernels/updates.cl): one kernel launch per array."""
 
 from __future__ import annotations
 
@@ -9,11 +9,39 @@ import pyopencl.array as cla
 from .launch import check_array, element_offset, launch
 
 
-def sgd_step(ctx, w: cla.Array, g: cla.Array, learning_rate: float) -> cl.Event:
-    """w -= learning_rate * g, elementwise. Queued, not waited on."""
+def _checked(ctx, w: cla.Array, g: cla.Array, *state: cla.Array) -> np.dtype:
     dtype = ctx.real_dtype(w.dtype)
     check_array(ctx, w, "w")
-    check_array(ctx, g, "g", dtype=dtype, shape=w.shape)
+    for name, array in (("g", g), *((f"state{i}", s) for i, s in enumerate(state))):
+        check_array(ctx, array, name, dtype=dtype, shape=w.shape)
+    return dtype
+
+
+def sgd_step(ctx, w: cla.Array, g: cla.Array, learning_rate: float, weight_decay: float = 0.0) -> cl.Event:
+    """w -= learning_rate * (g + weight_decay * w), elementwise. Queued, not waited on."""
+    dtype = _checked(ctx, w, g)
     kernel = ctx.kernel("updates.cl", "sgd", dtype=dtype)
     return launch(ctx, kernel, w.size, w.base_data, element_offset(w), g.base_data, element_offset(g),
-                  dtype.type(learning_rate), np.uint32(w.size))
+                  learning_rate, weight_decay, w.size)
+
+
+def momentum_step(ctx, w: cla.Array, g: cla.Array, buffer: cla.Array, learning_rate: float, momentum: float,
+                  weight_decay: float, nesterov: bool) -> cl.Event:
+    """PyTorch's SGD step with momentum (see kernels/updates.cl); buffer is the velocity."""
+    dtype = _checked(ctx, w, g, buffer)
+    kernel = ctx.kernel("updates.cl", "sgd_momentum", dtype=dtype)
+    return launch(ctx, kernel, w.size, w.base_data, element_offset(w), g.base_data, element_offset(g),
+                  buffer.base_data, element_offset(buffer), learning_rate, momentum, weight_decay, int(nesterov),
+                  w.size)
+
+
+def adam_step(ctx, w: cla.Array, g: cla.Array, m: cla.Array, v: cla.Array, *, step: int, learning_rate: float,
+              beta1: float, beta2: float, eps: float, weight_decay: float) -> cl.Event:
+    """PyTorch's Adam step number `step` (from 1): m and v are the moment estimates."""
+    dtype = _checked(ctx, w, g, m, v)
+    kernel = ctx.kernel("updates.cl", "adam", dtype=dtype)
+    step_size = learning_rate / (1 - beta1**step)
+    sqrt_bias2 = (1 - beta2**step) ** 0.5
+    return launch(ctx, kernel, w.size, w.base_data, element_offset(w), g.base_data, element_offset(g),
+                  m.base_data, element_offset(m), v.base_data, element_offset(v), step_size, beta1, beta2, eps,
+                  sqrt_bias2, weight_decay, w.size)

@@ -6,6 +6,9 @@
 ##
 ##   forward_<name>(z -> a):        a[i] = f(z[i])           (in place when z is a)
 ##   backward_<name>(a, g):         g[i] *= f'(a[i])         (dC/da -> dC/dz)
+##
+## softmax, at the end, works on rows: a = exp(z - max z) / sum(exp(z - max z)), one work-item
+## per row, and its backward pass is the Jacobian's product g = a * (g - sum(g * a)).
 <%!
     ACTIVATIONS = {
         "linear": ("z", "(real)1"),
@@ -37,3 +40,34 @@ __kernel void backward_${name}(__global const real *as, const index_t a_off,
 }
 
 % endfor
+
+// Softmax of each row of a (rows, cols) z; the max is subtracted first, so exp never overflows.
+__kernel void forward_softmax(__global const real *zs, const index_t z_off, __global real *as, const index_t a_off,
+                              const index_t rows, const index_t cols) {
+    const index_t r = get_global_id(0);
+    if (r >= rows) return;
+    __global const real *z = zs + z_off + (size_t)r * cols;
+    __global real *a = as + a_off + (size_t)r * cols;
+    real top = z[0];
+    for (index_t j = 1; j < cols; j++) top = fmax(top, z[j]);
+    real sum = 0;
+    for (index_t j = 0; j < cols; j++) {
+        const real e = exp(z[j] - top);  // read before write: in place works
+        a[j] = e;
+        sum += e;
+    }
+    const real scale = 1 / sum;
+    for (index_t j = 0; j < cols; j++) a[j] *= scale;
+}
+
+// dC/dz of a softmax row from dC/da: g_j = a_j (g_j - sum_k g_k a_k).
+__kernel void backward_softmax(__global const real *as, const index_t a_off, __global real *gs, const index_t g_off,
+                               const index_t rows, const index_t cols) {
+    const index_t r = get_global_id(0);
+    if (r >= rows) return;
+    __global const real *a = as + a_off + (size_t)r * cols;
+    __global real *g = gs + g_off + (size_t)r * cols;
+    real dot = 0;
+    for (index_t j = 0; j < cols; j++) dot += g[j] * a[j];
+    for (index_t j = 0; j < cols; j++) g[j] = a[j] * (g[j] - dot);
+}

@@ -92,21 +92,46 @@ def activation_derivative(name, z):
     raise ValueError(name)
 
 
+def softmax(z):
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_cross_entropy(z, y):
+    """-sum(y ln softmax(z)) / batch, with ln softmax from logsumexp."""
+    z = np.asarray(z, np.float64)
+    top = z.max(axis=1, keepdims=True)
+    log_softmax = z - top - np.log(np.exp(z - top).sum(axis=1, keepdims=True))
+    return -np.sum(y * log_softmax) / z.shape[0]
+
+
 def forward(x, params, activations):
     """Every layer's (z, a) for x (batch, inputs); params = [(W, b), ...], W (outputs, inputs)."""
     a, layers = np.asarray(x, np.float64), []
     for (w, b), name in zip(params, activations):
         z = a @ w.T + b
-        a = activation(name, z)
+        a = softmax(z) if name == "softmax" else activation(name, z)
         layers.append((z, a))
     return layers
 
 
-def cost(name, a, y):
+def cost(name, a, y, activation="sigmoid"):
+    """The cost from the output a: cross-entropy is binary after a sigmoid, categorical after a
+    softmax."""
     batch = a.shape[0]
     if name == "quadratic":
         return np.sum((a - y) ** 2) / (2 * batch)
+    if activation == "softmax":
+        return -np.sum(y * np.log(a)) / batch
     return -np.sum(y * np.log(a) + (1 - y) * np.log(1 - a)) / batch
+
+
+def backward(name, z, a, g):
+    """dC/dz from dC/da = g: the derivative elementwise, or the softmax Jacobian's product."""
+    if name == "softmax":
+        return a * (g - (g * a).sum(axis=1, keepdims=True))
+    return g * activation_derivative(name, z)
 
 
 def gradients(x, y, params, activations, cost_name):
@@ -115,19 +140,37 @@ def gradients(x, y, params, activations, cost_name):
     z, a = layers[-1]
     batch = a.shape[0]
     if cost_name == "quadratic":
-        delta = (a - y) / batch * activation_derivative(activations[-1], z)
-    else:  # cross-entropy of a sigmoid output: the sigmoid's derivative cancels
+        delta = backward(activations[-1], z, a, (a - y) / batch)
+    else:  # cross-entropy after a sigmoid or softmax: the activation's derivative cancels
         delta = (a - y) / batch
     grads = [None] * len(params)
     for i in reversed(range(len(params))):
         below = layers[i - 1][1] if i else np.asarray(x, np.float64)
         grads[i] = (delta.T @ below, delta.sum(axis=0))
         if i:
-            delta = (delta @ params[i][0]) * activation_derivative(activations[i - 1], layers[i - 1][0])
-    return grads, cost(cost_name, a, y)
+            delta = backward(activations[i - 1], *layers[i - 1], delta @ params[i][0])
+    return grads, cost(cost_name, a, y, activations[-1])
 
 
 def sgd_epoch(x, y, params, activations, cost_name, learning_rate):
     """One forward pass, backpropagation and SGD step; returns the new params and the cost."""
     grads, c = gradients(x, y, params, activations, cost_name)
     return [(w - learning_rate * gw, b - learning_rate * gb) for (w, b), (gw, gb) in zip(params, grads)], c
+
+
+def sgd_step(w, g, state, learning_rate, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """torch.optim.SGD's step (dampening 0), written out; state holds the velocity."""
+    d = g + weight_decay * w
+    if momentum:
+        state["b"] = d.copy() if "b" not in state else momentum * state["b"] + d
+        d = d + momentum * state["b"] if nesterov else state["b"]
+    return w - learning_rate * d
+
+
+def adam_step(w, g, state, learning_rate, beta1, beta2, eps, weight_decay=0.0):
+    """torch.optim.Adam's step, written out; state holds m, v and t."""
+    d = g + weight_decay * w
+    t = state["t"] = state.get("t", 0) + 1
+    m = state["m"] = beta1 * state.get("m", 0) + (1 - beta1) * d
+    v = state["v"] = beta2 * state.get("v", 0) + (1 - beta2) * d * d
+    return w - learning_rate * (m / (1 - beta1**t)) / (np.sqrt(v / (1 - beta2**t)) + eps)

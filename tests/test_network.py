@@ -78,9 +78,9 @@ def finite_difference_gradients(x, y, params, names, cost, h=1e-6):
             for index in np.ndindex(p.shape):
                 saved = p[index]
                 p[index] = saved + h
-                up = ref.cost(cost, ref.forward(x, params, names)[-1][1], y)
+                up = ref.cost(cost, ref.forward(x, params, names)[-1][1], y, names[-1])
                 p[index] = saved - h
-                down = ref.cost(cost, ref.forward(x, params, names)[-1][1], y)
+                down = ref.cost(cost, ref.forward(x, params, names)[-1][1], y, names[-1])
                 p[index] = saved
                 g[index] = (up - down) / (2 * h)
             layer_grads.append(g)
@@ -93,12 +93,16 @@ def finite_difference_gradients(x, y, params, names, cost, h=1e-6):
     ([4, 6, 5, 3], ["sigmoid", "tanh", "linear"], "quadratic"),
     ([2, 5, 4, 6, 3], ["tanh", "sigmoid", "elu", "sigmoid"], "cross_entropy"),
     ([3, 4, 5, 4, 2], ["elu", "tanh", "tanh", "tanh"], "quadratic"),
+    ([3, 6, 5, 4], ["tanh", "elu", "softmax"], "cross_entropy"),
+    ([4, 5, 3], ["softmax", "softmax"], "quadratic"),
 ])
 def test_gradients_against_central_finite_differences(ctx, widths, names, cost):
     net, params = random_network(ctx, np.float64, widths, names, seed=sum(widths))
     rng = np.random.default_rng(7)
     x = rng.normal(size=(6, widths[0]))
     y = rng.uniform(0.1, 0.9, size=(6, widths[-1]))
+    if names[-1] == "softmax":
+        y /= y.sum(axis=1, keepdims=True)  # target rows are distributions
     training = clnet.TrainingNetwork(net, x)
     training.forward()
     clnet.costs.output_delta(ctx, cost, training.output, cla.to_device(ctx.queue, y), training.output_gradient)

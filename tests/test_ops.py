@@ -20,7 +20,7 @@ def device(ctx, host, dtype=None):
     return cla.to_device(ctx.queue, np.ascontiguousarray(host, dtype=dtype))
 
 
-@pytest.mark.parametrize("name", clnet.ACTIVATIONS)
+@pytest.mark.parametrize("name", activations.ELEMENTWISE)
 def test_activation_and_derivative_against_numpy(ctx, dtype, name):
     z = Z.astype(dtype)
     a = activations.forward(ctx, name, device(ctx, z), out=cla.empty(ctx.queue, z.shape, dtype)).get()
@@ -150,35 +150,67 @@ def test_gemm_with_an_empty_inner_dimension_scales_c(ctx):
     np.testing.assert_array_equal(c.get(), np.full((2, 3), 0.5, np.float32))
 
 
-@pytest.mark.parametrize("name", clnet.COSTS)
-def test_cost_values_and_output_gradient(ctx, dtype, name):
+@pytest.mark.parametrize("cost, activation", [("quadratic", "sigmoid"), ("quadratic", "linear"),
+                                              ("cross_entropy", "sigmoid"), ("cross_entropy", "softmax")])
+def test_cost_values_and_output_gradient(ctx, dtype, cost, activation):
     rng = np.random.default_rng(3)
-    a = rng.uniform(0.01, 0.99, size=(37, 5)).astype(dtype)
-    y = rng.uniform(0, 1, size=(37, 5)).astype(dtype)
-    a_dev, y_dev = device(ctx, a), device(ctx, y)
-    value = costs.value(ctx, name, a_dev, y_dev)
-    np.testing.assert_allclose(value, ref.cost(name, a.astype(np.float64), y),
-                               rtol=1e-5 if dtype == np.float32 else 1e-12)
+    z = rng.normal(scale=2, size=(37, 5)).astype(dtype)
+    if activation == "softmax":
+        y = rng.dirichlet(np.ones(5), size=37).astype(dtype)
+    else:
+        y = rng.uniform(0, 1, size=(37, 5)).astype(dtype)
+    a = ref.softmax(z) if activation == "softmax" else ref.activation(activation, z)
+    a_dev, z_dev, y_dev = device(ctx, a, dtype), device(ctx, z), device(ctx, y)
+    value = costs.value(ctx, cost, activation, a_dev, z_dev, y_dev)
+    expected = ref.cost(cost, a.astype(np.float64), y) if activation != "softmax" else ref.softmax_cross_entropy(z, y)
+    np.testing.assert_allclose(value, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
     delta = cla.empty(ctx.queue, a.shape, dtype)
-    costs.output_delta(ctx, name, a_dev, y_dev, delta)
-    np.testing.assert_allclose(delta.get(), (a.astype(np.float64) - y) / 37, **tolerance(dtype))
+    costs.output_delta(ctx, cost, a_dev, y_dev, delta)
+    np.testing.assert_allclose(delta.get(), (a.astype(dtype).astype(np.float64) - y) / 37, **tolerance(dtype))
 
 
-def test_cross_entropy_is_finite_where_the_sigmoid_saturates(ctx):
-    a = device(ctx, np.array([[0.0, 1.0, 1.0, 0.0]]))
-    y = device(ctx, np.array([[0.0, 1.0, 0.0, 1.0]]))
-    # log is floored at -100, as PyTorch's BCELoss does: two exact hits, two total misses
-    assert costs.value(ctx, "cross_entropy", a, y) == pytest.approx(200.0)
+def test_cross_entropy_is_exact_where_the_activation_saturates(ctx, dtype):
+    """From the logits: no ln 0, no inf, no floor, for logits of 1000."""
+    z = np.array([[1000.0, 0.0, -1000.0], [-1000.0, 0.0, 1000.0]], dtype)
+    y = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype)
+    a = activations.forward(ctx, "softmax", device(ctx, z), out=cla.empty(ctx.queue, z.shape, dtype))
+    np.testing.assert_array_equal(a.get(), [[1, 0, 0], [0, 0, 1]])
+    value = costs.value(ctx, "cross_entropy", "softmax", a, device(ctx, z), device(ctx, y))
+    assert value == pytest.approx((1000 + 2000) / 2, rel=1e-6)  # -ln softmax: 1000 and 2000
+    sig = activations.forward(ctx, "sigmoid", device(ctx, z), out=cla.empty(ctx.queue, z.shape, dtype))
+    value = costs.value(ctx, "cross_entropy", "sigmoid", sig, device(ctx, z), device(ctx, y))
+    # per row: softplus(z) - y z summed; row 1: 1000 + ln2 - 0 + 0 (y=1 on z=0 costs ln 2) ...
+    expected = np.sum(np.logaddexp(0, z.astype(np.float64)) - y * z) / 2
+    assert value == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (33, 10)])
+def test_softmax_and_its_backward_against_numpy(ctx, dtype, shape):
+    rng = np.random.default_rng(shape[0])
+    z = rng.normal(scale=3, size=shape).astype(dtype)
+    z[0, 0] = 1000  # stays finite: the row's max is subtracted first
+    a = activations.forward(ctx, "softmax", device(ctx, z)).get()
+    np.testing.assert_allclose(a, ref.softmax(z), **tolerance(dtype))
+    np.testing.assert_allclose(a.sum(axis=1), 1, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    g = rng.normal(size=shape).astype(dtype)
+    g_dev = device(ctx, g)
+    activations.backward(ctx, "softmax", device(ctx, a), g_dev)
+    a64 = a.astype(np.float64)
+    jacobian_product = a64 * (g - (g * a64).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(g_dev.get(), jacobian_product, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-7 if dtype == np.float32 else 1e-15)
+    with pytest.raises(ValueError, match="rows of a \\(batch, outputs\\) array"):
+        activations.forward(ctx, "softmax", cla.empty(ctx.queue, 5, dtype))
 
 
 def test_cost_errors(ctx):
     with pytest.raises(ValueError, match="unknown cost 'hinge'; choose one of quadratic, cross_entropy"):
         costs.check_cost("hinge", "sigmoid")
-    with pytest.raises(ValueError, match="cross_entropy cost needs a sigmoid output layer, got 'tanh'"):
+    with pytest.raises(ValueError, match="cross_entropy cost needs a sigmoid or softmax output layer, got 'tanh'"):
         costs.check_cost("cross_entropy", "tanh")
     a = cla.empty(ctx.queue, (2, 3), np.float32)
     with pytest.raises(ValueError, match=r"y must have shape \(2, 3\), got \(3, 2\)"):
-        costs.value(ctx, "quadratic", a, cla.empty(ctx.queue, (3, 2), np.float32))
+        costs.value(ctx, "quadratic", "linear", a, None, cla.empty(ctx.queue, (3, 2), np.float32))
 
 
 def test_sgd_step(ctx, dtype):
