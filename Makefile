@@ -9,13 +9,16 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := libclblast-dev ocl-icd-opencl-dev g++
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint system-deps clean
+.PHONY: demo test bench lint system-deps clean
 
 demo: $(STAMP)
 	$(BIN)/clnet demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/clnet bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -35,7 +38,7 @@ system-deps:
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[pocl,test,examples]' ruff
+	$(BIN)/pip install -q -e '.[pocl,test,examples,plot]' ruff
 	touch $@
 
 clean:

@@ -11,7 +11,6 @@ torch.nn.init.xavier_normal_. The article: 14.3 s with JVM random numbers, 209 m
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -21,17 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import clnet  # noqa: E402
+from clnet.benchmark import numpy_xavier, torch_xavier  # noqa: E402
 
 WIDTHS = [10000, 5000, 1000, 10]
 ACTIVATIONS = ["tanh", "sigmoid", "sigmoid"]
-
-
-def numpy_init(weights, biases, rng):
-    for w, b in zip(weights, biases):
-        outputs, inputs = w.shape
-        w[...] = rng.standard_normal(w.shape, dtype=np.float32)
-        w *= np.float32(math.sqrt(2 / (inputs + outputs)))
-        b[...] = 0
 
 
 def main() -> None:
@@ -48,22 +40,9 @@ def main() -> None:
             lambda: (clnet.init(net, "xavier", seed=1), ctx.finish()), args.repeats)
         info = common.machine(ctx)
     shapes = list(zip(WIDTHS[1:], WIDTHS[:-1]))
-    host_w = [np.empty(s, np.float32) for s in shapes]
-    host_b = [np.empty(s[0], np.float32) for s in shapes]
-    rng = np.random.default_rng(1)
-    seconds["numpy init (host)"] = common.median_seconds(lambda: numpy_init(host_w, host_b, rng), args.repeats)
+    seconds["numpy init (host)"] = common.median_seconds(numpy_xavier(shapes, np.random.default_rng(1)), args.repeats)
     try:
-        import torch
-
-        layers = [torch.nn.Linear(i, o) for o, i in shapes]
-
-        def torch_init():
-            with torch.no_grad():
-                for layer in layers:
-                    torch.nn.init.xavier_normal_(layer.weight)
-                    torch.nn.init.zeros_(layer.bias)
-
-        seconds["torch init (host)"] = common.median_seconds(torch_init, args.repeats)
+        seconds["torch init (host)"] = common.median_seconds(torch_xavier(), args.repeats)
     except ImportError:
         pass
 

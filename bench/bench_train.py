@@ -15,67 +15,17 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import clnet  # noqa: E402
-
-NETWORKS = {
-    "small": (784, [(512, "tanh"), (10, "sigmoid")], 256),
-    "large": (10000, [(5000, "tanh"), (1000, "sigmoid"), (10, "sigmoid")], 1000),
-}
-RATE = 0.05
-
-
-def data(inputs: int, outputs: int, batch: int):
-    rng = np.random.default_rng(0)
-    return rng.uniform(size=(batch, inputs)).astype(np.float32), np.full((batch, outputs), 0.33, np.float32)
-
-
-def numpy_epoch(params, names, x, y):
-    """The same epoch in numpy: forward, backprop of the quadratic cost, SGD step."""
-    acts = {"tanh": np.tanh, "sigmoid": lambda z: 0.5 * (1 + np.tanh(0.5 * z))}
-    slopes = {"tanh": lambda a: 1 - a * a, "sigmoid": lambda a: a * (1 - a)}
-    outs = [x]
-    for (w, b), name in zip(params, names):
-        outs.append(acts[name](outs[-1] @ w.T + b))
-    delta = (outs[-1] - y) * np.float32(1 / x.shape[0])
-    for i in reversed(range(len(params))):
-        w, b = params[i]
-        delta *= slopes[names[i]](outs[i + 1])
-        grad_w, grad_b = delta.T @ outs[i], delta.sum(axis=0)
-        if i:
-            delta = delta @ w
-        w -= RATE * grad_w
-        b -= RATE * grad_b
-
-
-def torch_runner(inputs, layers, x, y):
-    import torch
-
-    modules, width = [], inputs
-    for outputs, name in layers:
-        modules += [torch.nn.Linear(width, outputs), torch.nn.Tanh() if name == "tanh" else torch.nn.Sigmoid()]
-        width = outputs
-    model = torch.nn.Sequential(*modules)
-    optimizer = torch.optim.SGD(model.parameters(), lr=RATE)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-
-    def epoch():
-        optimizer.zero_grad()
-        loss = ((model(tx) - ty) ** 2).sum() / (2 * tx.shape[0])
-        loss.backward()
-        optimizer.step()
-
-    return epoch, torch.__version__, torch.get_num_threads()
+from clnet.benchmark import NETWORKS, RATE, network_data, numpy_epoch, torch_epoch  # noqa: E402
 
 
 def measure(ctx, key: str, repeats: int) -> dict:
     """Seconds per epoch of network `key` for clnet, numpy and (if installed) PyTorch."""
     inputs, layers, batch = NETWORKS[key]
-    x, y = data(inputs, layers[-1][0], batch)
+    x, y = network_data(key)
     net = clnet.init(clnet.InferenceNetwork(ctx, inputs, [clnet.FullyConnected(o, a) for o, a in layers]),
                      "xavier", seed=1)
     training = clnet.TrainingNetwork(net, x)
@@ -86,9 +36,10 @@ def measure(ctx, key: str, repeats: int) -> dict:
     names = [a for _, a in layers]
     row["numpy"] = common.median_seconds(lambda: numpy_epoch(params, names, x, y), repeats)
     try:
-        epoch, _, threads = torch_runner(inputs, layers, x, y)
-        row["torch"] = common.median_seconds(epoch, repeats)
-        row["torch_threads"] = threads
+        import torch
+
+        row["torch"] = common.median_seconds(torch_epoch(inputs, layers, x, y), repeats)
+        row["torch_threads"] = torch.get_num_threads()
     except ImportError:
         pass
     return row

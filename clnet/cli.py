@@ -1,4 +1,4 @@
-"""The `clnet` command: `clnet devices`, `clnet demo`, `clnet tune`."""
+"""The `clnet` command: `clnet devices`, `clnet demo`, `clnet tune`, `clnet bench`."""
 
 from __future__ import annotations
 
@@ -42,6 +42,22 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.device)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from . import benchmark
+
+    results = benchmark.run(args.device, quick=args.quick, progress=not args.no_progress,
+                            references=not args.no_references)
+    print(f"clnet bench{' --quick' if args.quick else ''} on {results['machine']['cpu']}, "
+          f"{results['machine']['date']}: medians after a warm-up, float32")
+    print(benchmark.format_table(results))
+    json_path, png_path = benchmark.save(results, args.out)
+    fastest = next((c for c in results["columns"] if c.get("key") == results["fastest"]), None)
+    if fastest:
+        print(f"\nFastest device: {fastest['name']} ({fastest['platform']}); Context('fastest') now chooses it.")
+    print(f"Wrote {json_path}" + (f" and {png_path}" if png_path else " (no chart: pip install 'clnet[plot]')"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `clnet` console script and `python -m clnet`."""
     parser = argparse.ArgumentParser(prog="clnet", description="Deep learning on any OpenCL device.")
@@ -57,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     tune.add_argument("--quick", action="store_true", help="fewer candidates: under a minute on a 2-core CPU")
     tune.add_argument("--no-progress", action="store_true", help="no progress bar")
     tune.set_defaults(run=_tune)
+    bench = commands.add_parser("bench", help="compare every OpenCL device, numpy and PyTorch; chart them")
+    bench.add_argument("--device", nargs="+", default=None, help="device specs (default: every device)")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes: under a minute on a 2-core CPU")
+    bench.add_argument("--out", default=".", help="folder for clnet-bench.json and clnet-bench.png")
+    bench.add_argument("--no-references", action="store_true", help="skip numpy and PyTorch")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.set_defaults(run=_bench)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -6,12 +6,15 @@ tested against any list of devices, not only the ones this machine has.
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import pyopencl as cl
 
 from .errors import DeviceNotFoundError, NoPlatformError
+from .paths import BENCH_FILE, cache_dir
 
 DEVICE_ENV = "CLNET_DEVICE"
 
@@ -22,7 +25,7 @@ VENDOR_ALIASES = {
     "intel": ("intel",),
 }
 TYPE_SPECS = ("gpu", "cpu", "accelerator")
-KNOWN_SPECS = ("pocl", *TYPE_SPECS, *VENDOR_ALIASES, "P:D (indices)", "a device-name substring")
+KNOWN_SPECS = ("pocl", *TYPE_SPECS, *VENDOR_ALIASES, "fastest", "P:D (indices)", "a device-name substring")
 
 _TYPE_RANK = {"GPU": 3, "ACCELERATOR": 2, "CPU": 1}
 
@@ -164,11 +167,34 @@ def _matches(spec: str, infos: list[DeviceInfo]) -> tuple[list[DeviceInfo], str]
     return [i for i in infos if key in i.name.lower()], f"a device name containing {spec.strip()!r}"
 
 
+def _fastest(infos: list[DeviceInfo]) -> tuple[DeviceInfo, str] | None:
+    """The device that did best in the last saved `clnet bench` of this machine, or None
+    (with a warning) when there is no usable benchmark."""
+    path = cache_dir() / BENCH_FILE
+    try:
+        results = json.loads(path.read_text())
+        key, date = results["fastest"], results["machine"]["date"]
+        if not isinstance(key, str):
+            raise TypeError(f"'fastest' is {key!r}")
+    except FileNotFoundError:
+        problem = f"there is no saved benchmark ({path}); run `clnet bench` to make one"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        problem = f"the saved benchmark {path} is unreadable ({type(exc).__name__}: {exc}); run `clnet bench` again"
+    else:
+        for info in infos:
+            if f"{info.platform}|{info.name}|{info.driver_version}" == key:
+                return info, f"'fastest': the best device of the last `clnet bench` ({date[:10]})"
+        problem = f"the fastest device of the last benchmark ({key}) is not on this machine now"
+    warnings.warn(f"clnet: Context('fastest'): {problem}; using the default choice instead.", stacklevel=4)
+    return None
+
+
 def choose(spec: str | None, infos: list[DeviceInfo], environ: dict | None = None) -> tuple[DeviceInfo, str]:
     """The device a spec names among `infos`, and a sentence saying why it was chosen.
 
     spec None reads $CLNET_DEVICE; when that is unset too, the best GPU of any platform,
-    else the best other device. Several matches: the best of them (see `best`).
+    else the best other device. Several matches: the best of them (see `best`). "fastest":
+    the winner of the last saved `clnet bench` (clnet.benchmark), else the default choice.
     """
     environ = os.environ if environ is None else environ
     source = "spec"
@@ -186,6 +212,12 @@ def choose(spec: str | None, infos: list[DeviceInfo], environ: dict | None = Non
     if not isinstance(spec, str) or not spec.strip():
         raise DeviceNotFoundError(f"A device spec must be a non-empty string, got {spec!r}. "
                                   f"Known specs: {', '.join(KNOWN_SPECS)}.")
+    if spec.strip().lower() == "fastest":
+        found = _fastest(infos)
+        if found is not None:
+            return found
+        chosen, reason = choose(None, infos, environ={})
+        return chosen, f"'fastest' without a usable benchmark, so {reason}"
     matches, meaning = _matches(spec, infos)
     if not matches:
         raise DeviceNotFoundError(

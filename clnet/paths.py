@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+BENCH_FILE = "bench.json"  # the last `clnet bench` of this machine: Context("fastest") reads it
+
 
 def cache_dir() -> Path:
     """The folder for clnet's caches (created on first use)."""
