@@ -9,7 +9,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from .launch import check_array, element_offset, launch
+from .launch import check_array, element_offset, launch, vector_width
 from .programs import Templates
 
 # The names come from the template's own table, so the two cannot disagree.
@@ -37,8 +37,8 @@ def forward(ctx, name: str, z: cla.Array, out: cla.Array | None = None) -> cla.A
 
 
 def _work_items(name: str, a: cla.Array) -> int:
-    """One per element, or one per row for softmax."""
-    return _rows(a) if name == "softmax" else a.size
+    """One per vector of elements (kernels/vectors.cl), or one per row for softmax."""
+    return _rows(a) if name == "softmax" else -(-a.size // vector_width(a.dtype))
 
 
 def _rows(a: cla.Array) -> int:

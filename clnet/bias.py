@@ -6,7 +6,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from .launch import check_array, element_offset, launch
+from .launch import WORK_GROUP, check_array, element_offset, launch, vector_width
 
 
 def _check(ctx, matrix: cla.Array, vector: cla.Array, names: tuple[str, str]) -> np.dtype:
@@ -24,8 +24,10 @@ def add_bias(ctx, z: cla.Array, b: cla.Array) -> cl.Event:
     dtype = _check(ctx, z, b, ("z", "b"))
     rows, cols = z.shape
     kernel = ctx.kernel("bias.cl", "add_bias", dtype=dtype)
-    return launch(ctx, kernel, z.size, z.base_data, element_offset(z), b.base_data, element_offset(b),
-                  np.uint32(rows), np.uint32(cols))
+    vectors = -(-cols // vector_width(dtype))
+    local = min(WORK_GROUP, vectors)
+    return kernel(ctx.queue, (-(-vectors // local) * local, rows), (local, 1), z.base_data, element_offset(z),
+                  b.base_data, element_offset(b), rows, cols)
 
 
 def bias_gradient(ctx, dz: cla.Array, db: cla.Array) -> cl.Event:
@@ -33,5 +35,5 @@ def bias_gradient(ctx, dz: cla.Array, db: cla.Array) -> cl.Event:
     dtype = _check(ctx, dz, db, ("dz", "db"))
     rows, cols = dz.shape
     kernel = ctx.kernel("bias.cl", "bias_gradient", dtype=dtype)
-    return launch(ctx, kernel, cols, dz.base_data, element_offset(dz), db.base_data, element_offset(db),
+    return launch(ctx, kernel, -(-cols // vector_width(dtype)), dz.base_data, element_offset(dz), db.base_data, element_offset(db),
                   np.uint32(rows), np.uint32(cols))

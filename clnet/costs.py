@@ -15,7 +15,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from .launch import check_array, element_offset, launch
+from .launch import check_array, element_offset, launch_elementwise
 
 COSTS = ("quadratic", "cross_entropy")
 CROSS_ENTROPY_ACTIVATIONS = ("sigmoid", "softmax")
@@ -49,8 +49,8 @@ def output_delta(ctx, name: str, a: cla.Array, y: cla.Array, delta: cla.Array) -
     dtype = _check(ctx, a, y)
     check_array(ctx, delta, "delta", dtype=dtype, shape=a.shape)
     kernel = ctx.kernel("costs.cl", "difference", dtype=dtype)
-    return launch(ctx, kernel, a.size, a.base_data, element_offset(a), y.base_data, element_offset(y),
-                  delta.base_data, element_offset(delta), dtype.type(1 / a.shape[0]), np.uint32(a.size))
+    return launch_elementwise(ctx, kernel, a.size, dtype, a.base_data, element_offset(a), y.base_data,
+                              element_offset(y), delta.base_data, element_offset(delta), 1 / a.shape[0], a.size)
 
 
 def skips_activation_derivative(name: str) -> bool:

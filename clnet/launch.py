@@ -10,8 +10,16 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
+from .programs import Templates
+
 MAX_ELEMENTS = 2**32 - 1  # kernels index with uint
 WORK_GROUP = 64  # one local size for every elementwise launch: PoCL compiles one variant
+_VECTOR_WIDTH = Templates().module("vectors.cl").vector_width  # the templates' own rule
+
+
+def vector_width(dtype) -> int:
+    """Elements per work-item of the elementwise kernels (kernels/vectors.cl): 256 bits."""
+    return _VECTOR_WIDTH(np.dtype(dtype).name)
 
 
 def element_offset(a: cla.Array) -> np.uint32:
@@ -40,3 +48,8 @@ def launch(ctx, kernel: cl.Kernel, work_items: int, *args, wait_for=None) -> cl.
     """Queue `kernel` over `work_items` items (rounded up to whole work groups); no waiting."""
     groups = max(1, -(-work_items // WORK_GROUP))
     return kernel(ctx.queue, (groups * WORK_GROUP,), (WORK_GROUP,), *args, wait_for=wait_for)
+
+
+def launch_elementwise(ctx, kernel: cl.Kernel, n: int, dtype, *args) -> cl.Event:
+    """Queue an elementwise kernel (kernels/vectors.cl) over n elements of dtype; no waiting."""
+    return launch(ctx, kernel, -(-n // vector_width(dtype)), *args)

@@ -6,7 +6,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from .launch import check_array, element_offset, launch
+from .launch import check_array, element_offset, launch, launch_elementwise
 
 
 def fill(ctx, a: cla.Array, value: float) -> cl.Event:
@@ -14,7 +14,7 @@ def fill(ctx, a: cla.Array, value: float) -> cl.Event:
     dtype = ctx.real_dtype(getattr(a, "dtype", None))
     check_array(ctx, a, "a")
     kernel = ctx.kernel("memory.cl", "fill", dtype=dtype)
-    return launch(ctx, kernel, a.size, a.base_data, element_offset(a), dtype.type(value), np.uint32(a.size))
+    return launch_elementwise(ctx, kernel, a.size, dtype, a.base_data, element_offset(a), value, a.size)
 
 
 def copy(ctx, src: cla.Array, dst: cla.Array) -> cl.Event:
@@ -23,8 +23,8 @@ def copy(ctx, src: cla.Array, dst: cla.Array) -> cl.Event:
     check_array(ctx, src, "src")
     check_array(ctx, dst, "dst", dtype=dtype, shape=src.shape)
     kernel = ctx.kernel("memory.cl", "copy", dtype=dtype)
-    return launch(ctx, kernel, src.size, src.base_data, element_offset(src),
-                  dst.base_data, element_offset(dst), np.uint32(src.size))
+    return launch_elementwise(ctx, kernel, src.size, dtype, src.base_data, element_offset(src),
+                              dst.base_data, element_offset(dst), src.size)
 
 
 def gather_rows(ctx, src: cla.Array, indices: cla.Array, first: int, dst: cla.Array) -> cl.Event:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pyopencl.array as cla
+
+from .launch import vector_width
 
 SCRATCH = "tiled_gemm.packed_b"
 SCRATCH_A = "tiled_gemm.packed_a"
@@ -25,11 +26,6 @@ class TileParams:
 
     def as_dict(self) -> dict:
         return {"rows": self.rows, "local": self.local}
-
-
-def vector_width(dtype: np.dtype) -> int:
-    """Lanes of a 256-bit vector: wider ones break PoCL's builtin calls on AVX2."""
-    return 8 if dtype == np.float32 else 4
 
 
 def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: int, trans_a: bool, trans_b: bool,

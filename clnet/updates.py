@@ -6,7 +6,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from .launch import check_array, element_offset, launch
+from .launch import check_array, element_offset, launch_elementwise
 
 
 def _checked(ctx, w: cla.Array, g: cla.Array, *state: cla.Array) -> np.dtype:
@@ -21,8 +21,8 @@ def sgd_step(ctx, w: cla.Array, g: cla.Array, learning_rate: float, weight_decay
     """w -= learning_rate * (g + weight_decay * w), elementwise. Queued, not waited on."""
     dtype = _checked(ctx, w, g)
     kernel = ctx.kernel("updates.cl", "sgd", dtype=dtype)
-    return launch(ctx, kernel, w.size, w.base_data, element_offset(w), g.base_data, element_offset(g),
-                  learning_rate, weight_decay, w.size)
+    return launch_elementwise(ctx, kernel, w.size, dtype, w.base_data, element_offset(w), g.base_data,
+                              element_offset(g), learning_rate, weight_decay, w.size)
 
 
 def momentum_step(ctx, w: cla.Array, g: cla.Array, buffer: cla.Array, learning_rate: float, momentum: float,
@@ -30,9 +30,9 @@ def momentum_step(ctx, w: cla.Array, g: cla.Array, buffer: cla.Array, learning_r
     """PyTorch's SGD step with momentum (see kernels/updates.cl); buffer is the velocity."""
     dtype = _checked(ctx, w, g, buffer)
     kernel = ctx.kernel("updates.cl", "sgd_momentum", dtype=dtype)
-    return launch(ctx, kernel, w.size, w.base_data, element_offset(w), g.base_data, element_offset(g),
-                  buffer.base_data, element_offset(buffer), learning_rate, momentum, weight_decay, int(nesterov),
-                  w.size)
+    return launch_elementwise(ctx, kernel, w.size, dtype, w.base_data, element_offset(w), g.base_data,
+                              element_offset(g), buffer.base_data, element_offset(buffer), learning_rate, momentum,
+                              weight_decay, int(nesterov), w.size)
 
 
 def adam_step(ctx, w: cla.Array, g: cla.Array, m: cla.Array, v: cla.Array, *, step: int, learning_rate: float,
@@ -42,6 +42,6 @@ def adam_step(ctx, w: cla.Array, g: cla.Array, m: cla.Array, v: cla.Array, *, st
     kernel = ctx.kernel("updates.cl", "adam", dtype=dtype)
     step_size = learning_rate / (1 - beta1**step)
     sqrt_bias2 = (1 - beta2**step) ** 0.5
-    return launch(ctx, kernel, w.size, w.base_data, element_offset(w), g.base_data, element_offset(g),
-                  m.base_data, element_offset(m), v.base_data, element_offset(v), step_size, beta1, beta2, eps,
-                  sqrt_bias2, weight_decay, w.size)
+    return launch_elementwise(ctx, kernel, w.size, dtype, w.base_data, element_offset(w), g.base_data,
+                              element_offset(g), m.base_data, element_offset(m), v.base_data, element_offset(v),
+                              step_size, beta1, beta2, eps, sqrt_bias2, weight_decay, w.size)

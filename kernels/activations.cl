@@ -3,6 +3,7 @@
 ## Each entry: the activation a = f(z), and its derivative written in terms of a alone, so
 ## that training can overwrite z with a and still backpropagate (every f here is monotonic, so
 ## a determines f'). Python reads the names from this table (clnet.activations.ACTIVATIONS).
+## The kernels work on vectors of elements (kernels/vectors.cl), and so do the formulas.
 ##
 ##   forward_<name>(z -> a):        a[i] = f(z[i])           (in place when z is a)
 ##   backward_<name>(a, g):         g[i] *= f'(a[i])         (dC/da -> dC/dz)
@@ -10,37 +11,36 @@
 ## softmax, at the end, works on rows: a = exp(z - max z) / sum(exp(z - max z)), one work-item
 ## per row, and its backward pass is the Jacobian's product g = a * (g - sum(g * a)).
 <%!
+    # z and a are vectors (kernels/vectors.cl): select(x, y, c) is c ? y : x per lane;
+    # ZERO and ONE are vectors of the kernel's type.
     ACTIVATIONS = {
-        "linear": ("z", "(real)1"),
-        # two forms so that exp never overflows: exp(-|z|) <= 1
-        "sigmoid": ("z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z))", "a * (1 - a)"),
+        "linear": ("z", "ONE"),
+        # exp(-|z|) <= 1: never overflows, on either side
+        "sigmoid": ("select(exp(-fabs(z)) / (1 + exp(-fabs(z))), 1 / (1 + exp(-fabs(z))), z >= 0)", "a * (1 - a)"),
         "tanh": ("tanh(z)", "1 - a * a"),
-        "relu": ("z > 0 ? z : (real)0", "a > 0 ? (real)1 : (real)0"),
-        "leaky_relu": ("z > 0 ? z : (real)0.01 * z", "a > 0 ? (real)1 : (real)0.01"),
-        "elu": ("z > 0 ? z : expm1(z)", "a > 0 ? (real)1 : a + 1"),
+        "relu": ("select(ZERO, z, z > 0)", "select(ZERO, ONE, a > 0)"),
+        "leaky_relu": ("select((real)0.01 * z, z, z > 0)", "select(ONE * (real)0.01, ONE, a > 0)"),
+        "elu": ("select(expm1(z), z, z > 0)", "select(a + 1, ONE, a > 0)"),
     }
 %>
 <%include file="common.cl"/>
+<%namespace name="v" file="vectors.cl"/>
+<% vec = "real%d" % v.attr.vector_width(dtype) %>
+#define ZERO ((${vec})(0))
+#define ONE ((${vec})(1))
 
 % for name, (value, slope) in ACTIVATIONS.items():
-__kernel void forward_${name}(__global const real *zs, const index_t z_off,
-                              __global real *as, const index_t a_off, const index_t n) {
-    const index_t i = get_global_id(0);
-    if (i >= n) return;
-    const real z = zs[z_off + i];
-    as[a_off + i] = ${value};
+__kernel void forward_${name}(__global const real *z_p, const index_t z_off,
+                              __global real *a_p, const index_t a_off, const index_t n) {
+<%v:elementwise n="n" inputs="${['z']}" outputs="${['a']}">a = ${value};</%v:elementwise>
 }
 
-__kernel void backward_${name}(__global const real *as, const index_t a_off,
-                               __global real *gs, const index_t g_off, const index_t n) {
-    const index_t i = get_global_id(0);
-    if (i >= n) return;
-    const real a = as[a_off + i];
-    gs[g_off + i] *= ${slope};
+__kernel void backward_${name}(__global const real *a_p, const index_t a_off,
+                               __global real *g_p, const index_t g_off, const index_t n) {
+<%v:elementwise n="n" inputs="${['a', 'g']}" outputs="${['g']}">g *= ${slope};</%v:elementwise>
 }
 
 % endfor
-
 // Softmax of each row of a (rows, cols) z; the max is subtracted first, so exp never overflows.
 __kernel void forward_softmax(__global const real *zs, const index_t z_off, __global real *as, const index_t a_off,
                               const index_t rows, const index_t cols) {

@@ -9,13 +9,12 @@
 ##   activation saturates. Their values are computed from the logits z, never from ln a, so
 ##   that they stay exact for any z: softplus(z) - y z, and logsumexp(z) - y . z per row.
 <%include file="common.cl"/>
+<%namespace name="v" file="vectors.cl"/>
 
 // delta = (a - y) * scale: dC/da of the quadratic cost, and dC/dz of the cross-entropies.
-__kernel void difference(__global const real *a, const index_t a_off, __global const real *y, const index_t y_off,
-                         __global real *delta, const index_t delta_off, const real scale, const index_t n) {
-    const index_t i = get_global_id(0);
-    if (i >= n) return;
-    delta[delta_off + i] = (a[a_off + i] - y[y_off + i]) * scale;
+__kernel void difference(__global const real *a_p, const index_t a_off, __global const real *y_p, const index_t y_off,
+                         __global real *delta_p, const index_t delta_off, const real scale, const index_t n) {
+<%v:elementwise n="n" inputs="${['a', 'y']}" outputs="${['delta']}">delta = (a - y) * scale;</%v:elementwise>
 }
 
 ## One work-group sums `term` over `count` items (elements or rows) into out[out_off], scaled.

@@ -2,16 +2,15 @@
 ## benchmarks compare the other kernels with), and gathering the rows of a mini-batch.
 ## Every array argument is its buffer plus an element offset (pyopencl views keep theirs).
 <%include file="common.cl"/>
+<%namespace name="v" file="vectors.cl"/>
 
-__kernel void fill(__global real *a, const index_t a_off, const real value, const index_t n) {
-    const index_t i = get_global_id(0);
-    if (i < n) a[a_off + i] = value;
+__kernel void fill(__global real *a_p, const index_t a_off, const real value, const index_t n) {
+<%v:elementwise n="n" inputs="${[]}" outputs="${['a']}">a = value;</%v:elementwise>
 }
 
-__kernel void copy(__global const real *src, const index_t src_off,
-                   __global real *dst, const index_t dst_off, const index_t n) {
-    const index_t i = get_global_id(0);
-    if (i < n) dst[dst_off + i] = src[src_off + i];
+__kernel void copy(__global const real *src_p, const index_t src_off,
+                   __global real *dst_p, const index_t dst_off, const index_t n) {
+<%v:elementwise n="n" inputs="${['src']}" outputs="${['dst']}">dst = src;</%v:elementwise>
 }
 
 // dst row r = src row indices[first + r], for (rows, cols) dst and (any, cols) src: a mini-batch.

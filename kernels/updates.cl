@@ -8,38 +8,33 @@
 ##                  w -= step_size * m / (sqrt(v) / sqrt_bias2 + eps)
 ##                  with step_size = lr / (1 - beta1^t), sqrt_bias2 = sqrt(1 - beta2^t) at step t
 <%include file="common.cl"/>
+<%namespace name="v" file="vectors.cl"/>
 
-__kernel void sgd(__global real *w, const index_t w_off, __global const real *g, const index_t g_off,
+__kernel void sgd(__global real *w_p, const index_t w_off, __global const real *g_p, const index_t g_off,
                   const real learning_rate, const real weight_decay, const index_t n) {
-    const index_t i = get_global_id(0);
-    if (i >= n) return;
-    const real wi = w[w_off + i];
-    w[w_off + i] = wi - learning_rate * (g[g_off + i] + weight_decay * wi);
+<%v:elementwise n="n" inputs="${['w', 'g']}" outputs="${['w']}">
+    w -= learning_rate * (g + weight_decay * w);
+</%v:elementwise>
 }
 
-__kernel void sgd_momentum(__global real *w, const index_t w_off, __global const real *g, const index_t g_off,
-                           __global real *b, const index_t b_off, const real learning_rate, const real momentum,
+__kernel void sgd_momentum(__global real *w_p, const index_t w_off, __global const real *g_p, const index_t g_off,
+                           __global real *b_p, const index_t b_off, const real learning_rate, const real momentum,
                            const real weight_decay, const uint nesterov, const index_t n) {
-    const index_t i = get_global_id(0);
-    if (i >= n) return;
-    const real wi = w[w_off + i];
-    const real d = g[g_off + i] + weight_decay * wi;
-    const real bi = momentum * b[b_off + i] + d;
-    b[b_off + i] = bi;
-    w[w_off + i] = wi - learning_rate * (nesterov ? d + momentum * bi : bi);
+<%v:elementwise n="n" inputs="${['w', 'g', 'b']}" outputs="${['w', 'b']}">
+    g += weight_decay * w;
+    b = momentum * b + g;
+    w -= learning_rate * (nesterov ? g + momentum * b : b);
+</%v:elementwise>
 }
 
-__kernel void adam(__global real *w, const index_t w_off, __global const real *g, const index_t g_off,
-                   __global real *m, const index_t m_off, __global real *v, const index_t v_off,
+__kernel void adam(__global real *w_p, const index_t w_off, __global const real *g_p, const index_t g_off,
+                   __global real *m_p, const index_t m_off, __global real *v_p, const index_t v_off,
                    const real step_size, const real beta1, const real beta2, const real eps,
                    const real sqrt_bias2, const real weight_decay, const index_t n) {
-    const index_t i = get_global_id(0);
-    if (i >= n) return;
-    const real wi = w[w_off + i];
-    const real d = g[g_off + i] + weight_decay * wi;
-    const real mi = beta1 * m[m_off + i] + (1 - beta1) * d;
-    const real vi = beta2 * v[v_off + i] + (1 - beta2) * d * d;
-    m[m_off + i] = mi;
-    v[v_off + i] = vi;
-    w[w_off + i] = wi - step_size * mi / (sqrt(vi) / sqrt_bias2 + eps);
+<%v:elementwise n="n" inputs="${['w', 'g', 'm', 'v']}" outputs="${['w', 'm', 'v']}">
+    g += weight_decay * w;
+    m = beta1 * m + (1 - beta1) * g;
+    v = beta2 * v + (1 - beta2) * g * g;
+    w -= step_size * m / (sqrt(v) / sqrt_bias2 + eps);
+</%v:elementwise>
 }
