@@ -80,12 +80,28 @@ inline void block_words(const ulong first, const uint k0, const uint k1,
 }
 
 ## Store PER_BLOCK values per lane, interleaved: element PER_BLOCK * (b0 + l) + j = values[j].s<l>.
-## The whole vector path when every element is inside the array; one by one for the last item.
-<%def name="store(out, b0, n, values, scalar)">\
-    if (PER_BLOCK * (${b0} + LANES) <= ${n}) {
-% for l in range(lanes):
-        vstore${per_block}((${scalar}${per_block})(${", ".join(lane(v, l) for v in values)}), ${b0} + ${l}, ${out});
-% endfor
+## With lanes > 1 the item's PER_BLOCK * LANES elements are regrouped into PER_BLOCK vectors of
+## LANES adjacent elements and written through a vector pointer when aligned: PoCL compiles
+## vstore as a function call, and eight of them per item cost as much as the generator.
+## The last item writes one by one.
+<%def name="store(out, b0, n, values, scalar)">    if (PER_BLOCK * (${b0} + LANES) <= ${n}) {
+% if lanes == 1:
+        vstore${per_block}((${scalar}${per_block})(${", ".join(values)}), ${b0}, ${out});
+% else:
+    % for q in range(per_block):
+        const ${scalar}${lanes} out${q} = (${scalar}${lanes})(${", ".join(lane(values[e % per_block], e // per_block) for e in range(q * lanes, (q + 1) * lanes))});
+    % endfor
+        __global ${scalar} *to = ${out} + PER_BLOCK * ${b0};
+        if ((size_t)to % sizeof(${scalar}${lanes}) == 0) {
+    % for q in range(per_block):
+            ((__global ${scalar}${lanes} *)to)[${q}] = out${q};
+    % endfor
+        } else {
+    % for q in range(per_block):
+            vstore${lanes}(out${q}, ${q}, to);
+    % endfor
+        }
+% endif
     } else {
 % for l in range(lanes):
     % for j, v in enumerate(values):
