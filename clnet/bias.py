@@ -35,5 +35,5 @@ def bias_gradient(ctx, dz: cla.Array, db: cla.Array) -> cl.Event:
     dtype = _check(ctx, dz, db, ("dz", "db"))
     rows, cols = dz.shape
     kernel = ctx.kernel("bias.cl", "bias_gradient", dtype=dtype)
-    return launch(ctx, kernel, -(-cols // vector_width(dtype)), dz.base_data, element_offset(dz), db.base_data, element_offset(db),
-                  np.uint32(rows), np.uint32(cols))
+    return launch(ctx, kernel, -(-cols // vector_width(dtype)), dz.base_data, element_offset(dz), db.base_data,
+                  element_offset(db), rows, cols)
