@@ -6,6 +6,8 @@ their offset outside the buffer and sub-buffers need aligned offsets.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
@@ -17,6 +19,7 @@ WORK_GROUP = 64  # one local size for every elementwise launch: PoCL compiles on
 _VECTOR_WIDTH = Templates().module("vectors.cl").vector_width  # the templates' own rule
 
 
+@functools.cache  # called on every launch; np.dtype(...).name takes microseconds
 def vector_width(dtype) -> int:
     """Elements per work-item of the elementwise kernels (kernels/vectors.cl): 256 bits."""
     return _VECTOR_WIDTH(np.dtype(dtype).name)

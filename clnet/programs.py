@@ -8,6 +8,7 @@ Every `cl.Kernel` is kept too: pyopencl warns when the same kernel is retrieved 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -25,11 +26,11 @@ from .log import logger
 from .paths import cache_dir
 
 REAL_DTYPES = ("float32", "float64")
-BUILD_OPTIONS = ["-cl-kernel-arg-info"]  # lets `kernel` type the scalar arguments
-# Kernel argument type names (as written, typedefs included) -> numpy dtype; "real" is the
-# program's dtype. pyopencl sets typed scalars in 0.5 us, untyped numpy scalars in 7 us each.
+# Scalar kernel argument types as the templates write them -> numpy dtype ("real" is the
+# program's dtype). Typed, pyopencl sets a scalar in 0.5 us; an untyped numpy scalar takes 7 us.
 SCALAR_TYPES = {"index_t": np.uint32, "uint": np.uint32, "int": np.int32, "ulong": np.uint64,
                 "long": np.int64, "float": np.float32, "double": np.float64}
+QUALIFIERS = {"const", "__private", "private"}
 SLOW_BUILD_SECONDS = 2.0
 
 
@@ -121,21 +122,28 @@ def slow_build_notice(what: str, seconds: float = SLOW_BUILD_SECONDS) -> Iterato
         done.set()
 
 
-def _type_scalar_arguments(kernel: cl.Kernel, dtype) -> None:
-    """Tell pyopencl the dtype of each by-value argument, so calls take plain Python numbers."""
-    types = []
-    for i in range(kernel.num_args):
-        if kernel.get_arg_info(i, cl.kernel_arg_info.ADDRESS_QUALIFIER) != cl.kernel_arg_address_qualifier.PRIVATE:
-            types.append(None)  # a buffer or local memory
+def scalar_argument_types(source: str, kernel_name: str, dtype) -> list[np.dtype | None]:
+    """Each argument of `kernel_name` in the rendered source: its numpy dtype when passed by
+    value, None for a pointer (buffer or local memory). Read from the source, not from the
+    driver, whose names for typedef'd arguments vary (and come only with -cl-kernel-arg-info)."""
+    match = re.search(r"__kernel\s+void\s+" + re.escape(kernel_name) + r"\s*\(([^)]*)\)", source)
+    if match is None:
+        raise TemplateError(f"no signature of kernel {kernel_name!r} in its rendered source")
+    types: list[np.dtype | None] = []
+    for argument in match.group(1).split(","):
+        if "*" in argument:
+            types.append(None)
             continue
-        type_name = kernel.get_arg_info(i, cl.kernel_arg_info.TYPE_NAME)
+        words = [w for w in argument.split() if w not in QUALIFIERS]
+        type_name = " ".join(words[:-1])
         if type_name == "real" and dtype is not None:
             types.append(np.dtype(dtype))
         elif type_name in SCALAR_TYPES:
             types.append(np.dtype(SCALAR_TYPES[type_name]))
         else:
-            return  # an argument we cannot type: leave the kernel untyped
-    kernel.set_scalar_arg_dtypes(types)
+            raise TemplateError(f"kernel {kernel_name!r}: argument {argument.strip()!r} has a type clnet cannot "
+                                f"pass ({type_name!r}); use one of real, {', '.join(SCALAR_TYPES)}")
+    return types
 
 
 class Programs:
@@ -146,6 +154,7 @@ class Programs:
         self.info = info
         self.templates = templates or Templates()
         self._programs: dict[tuple, cl.Program] = {}
+        self._sources: dict[tuple, str] = {}
         self._kernels: dict[tuple, cl.Kernel] = {}
         self._by_call: dict[tuple, cl.Kernel] = {}
 
@@ -157,8 +166,8 @@ class Programs:
         key = (name, _canonical(params))
         program = self._programs.get(key)
         if program is None:
-            program = self._build(name, dict(key[1]))
-            self._programs[key] = program
+            program, source = self._build(name, dict(key[1]))
+            self._programs[key], self._sources[key] = program, source
         return program
 
     def kernel(self, name: str, kernel_name: str, **params) -> cl.Kernel:
@@ -182,7 +191,8 @@ class Programs:
                 raise KernelBuildError(
                     f"Template {name!r} with params {dict(key[1])} has no kernel {kernel_name!r}: {exc}",
                     log="", source_path="") from exc
-            _type_scalar_arguments(kernel, params.get("dtype"))
+            kernel.set_scalar_arg_dtypes(scalar_argument_types(self._sources[key[:2]], kernel_name,
+                                                               params.get("dtype")))
             self._kernels[key] = kernel
         return kernel
 
@@ -191,8 +201,9 @@ class Programs:
         self._by_call.clear()
         self._kernels.clear()
         self._programs.clear()
+        self._sources.clear()
 
-    def _build(self, name: str, params: dict) -> cl.Program:
+    def _build(self, name: str, params: dict) -> tuple[cl.Program, str]:
         if "dtype" in params:
             require_real_dtype(params["dtype"], self.info)
         source = self.templates.render(name, params)
@@ -200,7 +211,7 @@ class Programs:
         program = cl.Program(self._context, source)
         try:
             with slow_build_notice(f"{name} {params} for {self.info.name}"):
-                program.build(options=BUILD_OPTIONS)
+                program.build()
         except cl.Error as exc:
             try:
                 log = program.get_build_info(self.info.cl_device, cl.program_build_info.LOG)
@@ -212,7 +223,7 @@ class Programs:
                 f"{self.info.name!r}. Source saved to {path}. Build log:\n{log.strip()}",
                 log=log, source_path=str(path)) from exc
         logger.debug("built %s %s in %.2f s", name, params, time.perf_counter() - started)
-        return program
+        return program, source
 
     @staticmethod
     def _save_failed_source(name: str, source: str) -> Path:

@@ -155,3 +155,15 @@ def test_slow_build_notice_says_once_what_compiles():
         logger.removeHandler(handler)
     messages = [r.getMessage() for r in records]
     assert messages == ["compiling slow thing; this happens once, the driver caches the result"]
+
+
+def test_scalar_argument_types_come_from_the_source():
+    from clnet.programs import scalar_argument_types
+
+    source = ("__kernel void k(__global real *a, const index_t a_off, const real value, __local real *tmp,\n"
+              "                const ulong counter, const uint flag) {}")
+    assert scalar_argument_types(source, "k", "float64") == [None, np.uint32, np.float64, None, np.uint64, np.uint32]
+    with pytest.raises(clnet.TemplateError, match="no signature of kernel 'other'"):
+        scalar_argument_types(source, "other", "float32")
+    with pytest.raises(clnet.TemplateError, match="cannot pass \\('half'\\)"):
+        scalar_argument_types("__kernel void h(const half x) {}", "h", "float32")
