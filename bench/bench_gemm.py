@@ -87,7 +87,7 @@ def main() -> None:
         started = time.perf_counter()
         clnet.tune(tuned, "float32", quick=True)
         print(f"quick tune took {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    entry = tuning.load()[tuning.device_key(tuned.info)]["float32"]
+    entry = tuning.load()[tuned.info.key]["float32"]
     rows = {}
     for shape in SHAPES:
         # blocks of runs in turns, so that a burst of load hits all three alike

@@ -345,7 +345,7 @@ def run(specs: list[str] | None = None, quick: bool = False, progress: bool = Tr
             with Context(info) as ctx:
                 values[info.name] = suite.device(ctx, _stepper(bar, ctx.info.name))
                 tuned = blas.settings(ctx, "float32").tuned
-            columns.append({"name": info.name, "kind": "device", "key": _key(info), "index": info.index,
+            columns.append({"name": info.name, "kind": "device", "key": info.key, "index": info.index,
                             "type": info.type, "platform": info.platform, "driver": info.driver_version,
                             "tuned": tuned})
         if references:
@@ -365,10 +365,6 @@ def run(specs: list[str] | None = None, quick: bool = False, progress: bool = Tr
     results = {"format": FORMAT, "quick": quick, "machine": machine(), "columns": columns, "metrics": metrics}
     results["fastest"] = fastest_column(results)
     return results
-
-
-def _key(info) -> str:
-    return f"{info.platform}|{info.name}|{info.driver_version}"
 
 
 def _stepper(bar: Progress, where: str) -> Callable[[str], None]:

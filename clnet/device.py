@@ -51,6 +51,11 @@ class DeviceInfo:
     cl_device: cl.Device | None = field(default=None, compare=False, repr=False)
 
     @property
+    def key(self) -> str:
+        """Identifies the device across runs (indices can change): platform|name|driver."""
+        return f"{self.platform}|{self.name}|{self.driver_version}"
+
+    @property
     def is_pocl(self) -> bool:
         return "portable computing language" in self.platform.lower() or "pocl" in self.platform.lower()
 
@@ -182,7 +187,7 @@ def _fastest(infos: list[DeviceInfo]) -> tuple[DeviceInfo, str] | None:
         problem = f"the saved benchmark {path} is unreadable ({type(exc).__name__}: {exc}); run `clnet bench` again"
     else:
         for info in infos:
-            if f"{info.platform}|{info.name}|{info.driver_version}" == key:
+            if info.key == key:
                 return info, f"'fastest': the best device of the last `clnet bench` ({date[:10]})"
         problem = f"the fastest device of the last benchmark ({key}) is not on this machine now"
     warnings.warn(f"clnet: Context('fastest'): {problem}; using the default choice instead.", stacklevel=4)

@@ -81,10 +81,6 @@ CLBLAST = [
 QUICK_CLBLAST = [{}]
 
 
-def device_key(info: DeviceInfo) -> str:
-    return f"{info.platform}|{info.name}|{info.driver_version}"
-
-
 def tuning_path() -> Path:
     return cache_dir() / FILE_NAME
 
@@ -291,7 +287,7 @@ def load() -> dict:
 def _store(info: DeviceInfo, dtype, entry: dict) -> None:
     path = tuning_path()
     devices = load() if path.exists() else {}
-    devices.setdefault(device_key(info), {})[np.dtype(dtype).name] = entry
+    devices.setdefault(info.key, {})[np.dtype(dtype).name] = entry
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps({"format": FORMAT, "devices": devices}, indent=1) + "\n")
     temporary.replace(path)  # atomic: a reader never sees half a file
@@ -299,7 +295,7 @@ def _store(info: DeviceInfo, dtype, entry: dict) -> None:
 
 def tuned_dtypes(info: DeviceInfo, devices: dict | None = None) -> list[str]:
     """The dtypes the tuning file holds for this device."""
-    entries = (load() if devices is None else devices).get(device_key(info), {})
+    entries = (load() if devices is None else devices).get(info.key, {})
     return sorted(entries)
 
 
@@ -318,9 +314,9 @@ def apply_saved(ctx) -> None:
     if os.environ.get(TUNING_ENV, "").lower() == "off":
         return
     devices = load()
-    entries = devices.get(device_key(ctx.info))
+    entries = devices.get(ctx.info.key)
     if entries is None:
-        stale = [key for key in devices if key.rsplit("|", 1)[0] == device_key(ctx.info).rsplit("|", 1)[0]]
+        stale = [key for key in devices if key.rsplit("|", 1)[0] == ctx.info.key.rsplit("|", 1)[0]]
         if stale:
             warnings.warn(f"clnet: ignoring GEMM tuning for {ctx.info.name} made with another driver "
                           f"({stale[0].rsplit('|', 1)[1]}, now {ctx.info.driver_version}); run `clnet tune` again.",

@@ -8,7 +8,7 @@ import pyopencl.array as cla
 import pytest
 
 import clnet
-from clnet import blas, cli, tuning
+from clnet import blas, cli
 from clnet.tiled_gemm import TileParams
 
 from .conftest import TEST_DEVICE
@@ -28,7 +28,7 @@ def test_quick_tune_writes_a_file_that_new_contexts_apply(cache, capsys):
         entry = clnet.tune(ctx, "float32", quick=True, progress=False, shapes=SMALL_SHAPES,
                            tile_candidates=[TileParams(6, 8), TileParams(4, 4)], clblast_candidates=[{}])
     saved = json.loads((cache / "tuning.json").read_text())
-    key = f"{ctx.info.platform}|{ctx.info.name}|{ctx.info.driver_version}"
+    key = ctx.info.key
     assert saved["devices"][key]["float32"]["backend"] == entry["backend"]
     assert set(entry["backend"]) == {"small", "large"} and set(entry["backend"].values()) <= {"clnet", "clblast"}
     assert len(entry["candidates"]) == 3 and all("classes" in c for c in entry["candidates"])
@@ -86,7 +86,7 @@ def test_corrupt_file_is_ignored_with_a_warning(cache):
 
 def test_bad_entry_and_stale_driver_are_ignored_with_warnings(cache):
     info = clnet.Context(TEST_DEVICE).info
-    key = tuning.device_key(info)
+    key = info.key
     (cache / "tuning.json").write_text(json.dumps(
         {"format": 1, "devices": {key: {"float32": {"format": 1, "backend": {"small": "clnet"}}}}}))
     with pytest.warns(UserWarning, match="ignoring the float32 GEMM tuning"):
