@@ -5,7 +5,6 @@ All are elementwise except softmax, which works on each row of a (batch, outputs
 
 from __future__ import annotations
 
-import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
@@ -48,7 +47,7 @@ def _rows(a: cla.Array) -> int:
 
 
 def _sizes(name: str, a: cla.Array) -> tuple:
-    return (np.uint32(_rows(a)), np.uint32(a.shape[1])) if name == "softmax" else (np.uint32(a.size),)
+    return (_rows(a), a.shape[1]) if name == "softmax" else (a.size,)
 
 
 def backward(ctx, name: str, a: cla.Array, grad: cla.Array) -> cl.Event:

@@ -47,10 +47,10 @@ def check_array(ctx, a, name: str, dtype=None, shape: tuple | None = None) -> cl
     return a
 
 
-def launch(ctx, kernel: cl.Kernel, work_items: int, *args, wait_for=None) -> cl.Event:
+def launch(ctx, kernel: cl.Kernel, work_items: int, *args) -> cl.Event:
     """Queue `kernel` over `work_items` items (rounded up to whole work groups); no waiting."""
     groups = max(1, -(-work_items // WORK_GROUP))
-    return kernel(ctx.queue, (groups * WORK_GROUP,), (WORK_GROUP,), *args, wait_for=wait_for)
+    return kernel(ctx.queue, (groups * WORK_GROUP,), (WORK_GROUP,), *args)
 
 
 def launch_elementwise(ctx, kernel: cl.Kernel, n: int, dtype, *args) -> cl.Event:
