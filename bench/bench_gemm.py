@@ -25,7 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import clnet  # noqa: E402
-from clnet import blas, tuning  # noqa: E402
+from clnet import tuning  # noqa: E402
+from clnet.ops import blas  # noqa: E402
+from clnet.tuning.store import TUNING_ENV  # noqa: E402
 
 ROUNDS = 3
 SHAPES = [
@@ -73,9 +75,9 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    os.environ[tuning.TUNING_ENV] = "off"
+    os.environ[TUNING_ENV] = "off"
     untuned = clnet.Context(args.device)
-    del os.environ[tuning.TUNING_ENV]
+    del os.environ[TUNING_ENV]
     defaults = blas.settings(untuned, "float32")
     runners = {shape[0]: Runner(shape, [untuned]) for shape in SHAPES}
     # CLBlast's defaults first: a tuned CLBlast override would last the rest of the process

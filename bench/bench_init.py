@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import clnet  # noqa: E402
-from clnet.benchmark import numpy_xavier, torch_xavier  # noqa: E402
+from clnet.app.bench.references import numpy_xavier, torch_xavier  # noqa: E402
 
 WIDTHS = [10000, 5000, 1000, 10]
 ACTIVATIONS = ["tanh", "sigmoid", "sigmoid"]

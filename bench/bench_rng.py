@@ -4,7 +4,7 @@
 
 Compares, in the same run: clnet uniform and normal; numpy's default_rng().random and
 standard_normal (float32); pyopencl.clrandom.PhiloxGenerator; and a plain OpenCL store kernel
-(clnet.memory.fill), which is the memory-bandwidth limit. Ratios are numpy time / clnet time.
+(clnet.ops.memory.fill), which is the memory-bandwidth limit. Ratios are numpy time / clnet time.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import clnet  # noqa: E402
-from clnet import memory  # noqa: E402
+from clnet.ops import memory  # noqa: E402
 
 
 def main() -> None:

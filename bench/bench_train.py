@@ -19,17 +19,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import clnet  # noqa: E402
-from clnet.benchmark import NETWORKS, RATE, network_data, numpy_epoch, torch_epoch  # noqa: E402
+from clnet.app.bench.references import NETWORKS, RATE, network_data, numpy_epoch, torch_epoch  # noqa: E402
+from clnet.ops.arrays import to_device_batch  # noqa: E402
 
 
 def measure(ctx, key: str, repeats: int) -> dict:
     """Seconds per epoch of network `key` for clnet, numpy and (if installed) PyTorch."""
     inputs, layers, batch = NETWORKS[key]
     x, y = network_data(key)
-    net = clnet.init(clnet.InferenceNetwork(ctx, inputs, [clnet.FullyConnected(o, a) for o, a in layers]),
-                     "xavier", seed=1)
+    net = clnet.InferenceNetwork(ctx, inputs, [clnet.FullyConnected(o, a) for o, a in layers], init="xavier", seed=1)
     training = clnet.TrainingNetwork(net, x)
-    y_dev = clnet.network.to_device_batch(ctx, y, net.outputs, net.dtype, "y")
+    y_dev = to_device_batch(ctx, y, net.outputs, net.dtype, "y")
     row = {"clnet": common.median_seconds(
         lambda: (clnet.sgd(training, y_dev, "quadratic", 1, RATE), ctx.finish()), repeats)}
     params = [(la.weights.get(), la.bias.get()) for la in net.layers]

@@ -1,12 +1,12 @@
-"""What the benchmark scripts share: clnet.benchmark's timing and machine record, tables, JSON."""
+"""What the benchmark scripts share: clnet.app.bench's timing and machine record, tables, JSON."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from clnet.benchmark import machine as _machine
-from clnet.benchmark import median_seconds
+from clnet.app.bench.timing import machine as _machine
+from clnet.app.bench.timing import median_seconds
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

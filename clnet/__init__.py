@@ -4,7 +4,7 @@
     with clnet.Context("pocl") as ctx:     # choose a device; leaving the block releases everything
         net = clnet.InferenceNetwork(ctx, 2, [clnet.FullyConnected(4, "tanh"),
                                               clnet.FullyConnected(1, "sigmoid")])
-        clnet.init(net, "xavier", seed=7)
+        clnet.init(net, "xavier", seed=7)      # optional: a new network starts initialized
         training = clnet.TrainingNetwork(net, x)
         clnet.sgd(training, y, "quadratic", epochs=2000, learning_rate=0.05)
         net(x).get()
@@ -12,12 +12,14 @@
 See README.md and DESIGN.md for the whole API.
 """
 
-from . import rng, tuning
-from .activations import ACTIVATIONS
-from .context import Context
-from .costs import COSTS
-from .device import DeviceInfo, devices
-from .errors import (
+from .nn import INIT_METHODS, FullyConnected, TrainingNetwork, init
+from .ops import rng
+from .ops.activations import ACTIVATIONS
+from .ops.costs import COSTS
+from .ops.rng import Philox
+from .runtime.context import Context
+from .runtime.device import DeviceInfo, devices
+from .runtime.errors import (
     ClnetError,
     ContextClosedError,
     DeviceCapabilityError,
@@ -26,13 +28,9 @@ from .errors import (
     NoPlatformError,
     TemplateError,
 )
-from .initialization import INIT_METHODS, init
-from .layers import FullyConnected
-from .network import InferenceNetwork, TrainingNetwork
-from .optimizers import SGD, Adam
-from .rng import Philox
-from .saving import load
-from .training import fit, sgd
+from .train.loops import fit, sgd
+from .train.model import InferenceNetwork, load
+from .train.optimizers import SGD, Adam
 from .tuning import tune
 
 __version__ = "0.1.0"
@@ -63,5 +61,4 @@ __all__ = [
     "rng",
     "sgd",
     "tune",
-    "tuning",
 ]

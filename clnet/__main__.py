@@ -1,5 +1,5 @@
-import sys
+"""`python -m clnet`: the `clnet` command."""
 
-from .cli import main
+from .app.cli import main
 
-sys.exit(main())
+raise SystemExit(main())

@@ -27,8 +27,7 @@ def run(ctx, epochs: int = 60, seed: int = 0, progress: bool = True) -> dict:
     y = (target(x) + rng.normal(scale=0.05, size=x.shape)).astype(np.float32)
     grid = np.linspace(-3, 3, 301, dtype=np.float32).reshape(-1, 1)
     net = clnet.InferenceNetwork(ctx, 1, [clnet.FullyConnected(32, "tanh"), clnet.FullyConnected(32, "tanh"),
-                                          clnet.FullyConnected(1, "linear")])
-    clnet.init(net, "xavier", seed=seed)
+                                          clnet.FullyConnected(1, "linear")], seed=seed)  # Xavier for all three
     started = time.perf_counter()
     history = net.fit(x, y, "quadratic", epochs=epochs, batch_size=64, optimizer=clnet.Adam(learning_rate=1e-2),
                       seed=seed, progress=progress)

@@ -30,24 +30,21 @@
 #define ONE ((${vec})(1))
 
 % for name, (value, slope) in ACTIVATIONS.items():
-__kernel void forward_${name}(__global const real *z_p, const index_t z_off,
-                              __global real *a_p, const index_t a_off, const index_t n) {
+${kernel("forward_" + name, "const real *z, real *a, index_t n")} {
 <%v:elementwise n="n" inputs="${['z']}" outputs="${['a']}">a = ${value};</%v:elementwise>
 }
 
-__kernel void backward_${name}(__global const real *a_p, const index_t a_off,
-                               __global real *g_p, const index_t g_off, const index_t n) {
+${kernel("backward_" + name, "const real *a, real *g, index_t n")} {
 <%v:elementwise n="n" inputs="${['a', 'g']}" outputs="${['g']}">g *= ${slope};</%v:elementwise>
 }
 
 % endfor
 // Softmax of each row of a (rows, cols) z; the max is subtracted first, so exp never overflows.
-__kernel void forward_softmax(__global const real *zs, const index_t z_off, __global real *as, const index_t a_off,
-                              const index_t rows, const index_t cols) {
+${kernel("forward_softmax", "const real *z, real *a, index_t rows, index_t cols")} {
     const index_t r = get_global_id(0);
     if (r >= rows) return;
-    __global const real *z = zs + z_off + (size_t)r * cols;
-    __global real *a = as + a_off + (size_t)r * cols;
+    __global const real *z = z_p + z_off + (size_t)r * cols;
+    __global real *a = a_p + a_off + (size_t)r * cols;
     real top = z[0];
     for (index_t j = 1; j < cols; j++) top = fmax(top, z[j]);
     real sum = 0;
@@ -61,12 +58,11 @@ __kernel void forward_softmax(__global const real *zs, const index_t z_off, __gl
 }
 
 // dC/dz of a softmax row from dC/da: g_j = a_j (g_j - sum_k g_k a_k).
-__kernel void backward_softmax(__global const real *as, const index_t a_off, __global real *gs, const index_t g_off,
-                               const index_t rows, const index_t cols) {
+${kernel("backward_softmax", "const real *a, real *g, index_t rows, index_t cols")} {
     const index_t r = get_global_id(0);
     if (r >= rows) return;
-    __global const real *a = as + a_off + (size_t)r * cols;
-    __global real *g = gs + g_off + (size_t)r * cols;
+    __global const real *a = a_p + a_off + (size_t)r * cols;
+    __global real *g = g_p + g_off + (size_t)r * cols;
     real dot = 0;
     for (index_t j = 0; j < cols; j++) dot += g[j] * a[j];
     for (index_t j = 0; j < cols; j++) g[j] = a[j] * (g[j] - dot);

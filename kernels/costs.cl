@@ -12,17 +12,15 @@
 <%namespace name="v" file="vectors.cl"/>
 
 // delta = (a - y) * scale: dC/da of the quadratic cost, and dC/dz of the cross-entropies.
-__kernel void difference(__global const real *a_p, const index_t a_off, __global const real *y_p, const index_t y_off,
-                         __global real *delta_p, const index_t delta_off, const real scale, const index_t n) {
+${kernel("difference", "const real *a, const real *y, real *delta, real scale, index_t n")} {
 <%v:elementwise n="n" inputs="${['a', 'y']}" outputs="${['delta']}">delta = (a - y) * scale;</%v:elementwise>
 }
 
-## One work-group sums `term` over `count` items (elements or rows) into out[out_off], scaled.
+## One work-group sums `term` over `count` items (elements or rows) into out[index], scaled.
 ## A cost is read once per call or per epoch, so one group is enough.
 <%def name="cost_sum(name, count, term)">
-__kernel void ${name}(__global const real *xs, const index_t x_off, __global const real *ys, const index_t y_off,
-                      __global real *out, const index_t out_off, const real scale,
-                      const index_t rows, const index_t cols, __local real *partial) {
+${kernel(name, "const real *x, const real *y, real *out, index_t index, real scale, index_t rows, "
+              "index_t cols, local real *partial")} {
     const index_t lid = get_local_id(0), size = get_local_size(0);
     real sum = 0;
     for (index_t i = lid; i < ${count}; i += size) {
@@ -33,17 +31,17 @@ __kernel void ${name}(__global const real *xs, const index_t x_off, __global con
         barrier(CLK_LOCAL_MEM_FENCE);
         if (lid < stride) partial[lid] += partial[lid + stride];
     }
-    if (lid == 0) out[out_off] = partial[0] * scale;
+    if (lid == 0) out_p[out_off + index] = partial[0] * scale;
 }
 </%def>
-${cost_sum("quadratic_sum", "rows * cols", """const real d = xs[x_off + i] - ys[y_off + i];
+${cost_sum("quadratic_sum", "rows * cols", """const real d = x_p[x_off + i] - y_p[y_off + i];
         sum += d * d;""")}
-## xs holds the logits z: -(y ln sigmoid(z) + (1 - y) ln(1 - sigmoid(z))) = max(z, 0) - y z + ln(1 + exp(-|z|))
-${cost_sum("sigmoid_cross_entropy_sum", "rows * cols", """const real z = xs[x_off + i];
-        sum += fmax(z, (real)0) - ys[y_off + i] * z + log1p(exp(-fabs(z)));""")}
+## x holds the logits z: -(y ln sigmoid(z) + (1 - y) ln(1 - sigmoid(z))) = max(z, 0) - y z + ln(1 + exp(-|z|))
+${cost_sum("sigmoid_cross_entropy_sum", "rows * cols", """const real z = x_p[x_off + i];
+        sum += fmax(z, (real)0) - y_p[y_off + i] * z + log1p(exp(-fabs(z)));""")}
 ## per row: -sum_j y_j ln softmax(z)_j = sum_j y_j (logsumexp(z) - z_j)
-${cost_sum("softmax_cross_entropy_sum", "rows", """__global const real *z = xs + x_off + (size_t)i * cols;
-        __global const real *y = ys + y_off + (size_t)i * cols;
+${cost_sum("softmax_cross_entropy_sum", "rows", """__global const real *z = x_p + x_off + (size_t)i * cols;
+        __global const real *y = y_p + y_off + (size_t)i * cols;
         real top = z[0];
         for (index_t j = 1; j < cols; j++) top = fmax(top, z[j]);
         real total = 0;

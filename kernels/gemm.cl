@@ -28,12 +28,11 @@
 // packed[((j / TILE_COLS) * k_count + k) * TILE_COLS + j % TILE_COLS] = op(B)[k, j], 0 past n.
 // op(B)[k, j] is B[b_off + k * b_k + j * b_j]: (b_k, b_j) = (ldb, 1) for B, (1, ldb) for B.T.
 // One work-item per (panel, k): TILE_COLS values, written as two aligned vectors.
-__kernel void pack_b(__global const real *b, const index_t b_off, const index_t b_k, const index_t b_j,
-                     const index_t k_count, const index_t n, __global real *packed) {
+${kernel("pack_b", "const real *b, index_t b_k, index_t b_j, index_t k_count, index_t n, real *packed")} {
     const index_t panel = get_global_id(0), k = get_global_id(1);
     const index_t j0 = panel * TILE_COLS;
     if (j0 >= n || k >= k_count) return;
-    __global const real *from = b + b_off + (size_t)k * b_k + (size_t)j0 * b_j;
+    __global const real *from = b_p + b_off + (size_t)k * b_k + (size_t)j0 * b_j;
     ${vec} v0, v1;
     if (j0 + TILE_COLS <= n) {
 % for q in range(tile_cols):
@@ -44,20 +43,19 @@ __kernel void pack_b(__global const real *b, const index_t b_off, const index_t 
         v${q // width}.s${"%x" % (q % width)} = j0 + ${q} < n ? from[${q} * b_j] : (real)0;
 % endfor
     }
-    __global ${vec} *to = (__global ${vec} *)(packed + ((size_t)panel * k_count + k) * TILE_COLS);
+    __global ${vec} *to = (__global ${vec} *)(packed_p + packed_off + ((size_t)panel * k_count + k) * TILE_COLS);
     to[0] = v0;
     to[1] = v1;
 }
 
 // packed_a[((i / TILE_ROWS) * k_count + k) * TILE_ROWS + i % TILE_ROWS] = op(A)[i, k], rows past
 // m repeating the last row. op(A)[i, k] is A[a_off + i * a_i + k * a_k].
-__kernel void pack_a(__global const real *a, const index_t a_off, const index_t a_i, const index_t a_k,
-                     const index_t m, const index_t k_count, __global real *packed) {
+${kernel("pack_a", "const real *a, index_t a_i, index_t a_k, index_t m, index_t k_count, real *packed")} {
     const index_t tile = get_global_id(0), k = get_global_id(1);
     const index_t i0 = tile * TILE_ROWS;
     if (i0 >= m || k >= k_count) return;
-    __global const real *from = a + a_off + (size_t)k * a_k;
-    __global real *to = packed + ((size_t)tile * k_count + k) * TILE_ROWS;
+    __global const real *from = a_p + a_off + (size_t)k * a_k;
+    __global real *to = packed_p + packed_off + ((size_t)tile * k_count + k) * TILE_ROWS;
 % for r in range(rows):
     to[${r}] = from[(size_t)min(i0 + ${r}, m - 1) * a_i];
 % endfor
@@ -65,24 +63,21 @@ __kernel void pack_a(__global const real *a, const index_t a_off, const index_t 
 
 // One tile of C per work-item: dimension 0 walks tile rows, dimension 1 tile columns, so the
 // work-items of a work-group share one panel of B (K x TILE_COLS) while it is in cache.
-__kernel void gemm_tile(const index_t m, const index_t n, const index_t k_count,
-                        __global const real *a, const index_t a_off, const index_t lda,
-                        __global const real *packed,
-                        __global real *c, const index_t c_off, const index_t ldc,
-                        const real alpha, const real beta) {
+${kernel("gemm_tile", "index_t m, index_t n, index_t k_count, const real *a, index_t lda, const real *packed, "
+                      "real *c, index_t ldc, real alpha, real beta")} {
     const index_t i0 = get_global_id(0) * TILE_ROWS, j0 = get_global_id(1) * TILE_COLS;
     if (i0 >= m || j0 >= n) return;
 % if packed_a:
-    __global const real *ak = a + (size_t)i0 * k_count;  // row tile i0 / TILE_ROWS of packed A
+    __global const real *ak = a_p + a_off + (size_t)i0 * k_count;  // row tile i0 / TILE_ROWS of packed A
 % else:
     % for r in range(rows):
-    __global const real *a${r} = a + a_off + (size_t)min(i0 + ${r}, m - 1) * lda;
+    __global const real *a${r} = a_p + a_off + (size_t)min(i0 + ${r}, m - 1) * lda;
     % endfor
 % endif
 % for r in range(rows):
     ${vec} acc${r}_0 = 0, acc${r}_1 = 0;
 % endfor
-    __global const real *bk = packed + (size_t)j0 * k_count;  // panel j0 / TILE_COLS, vector-aligned
+    __global const real *bk = packed_p + packed_off + (size_t)j0 * k_count;  // panel j0 / TILE_COLS, vector-aligned
     for (index_t k = 0; k < k_count; k++, bk += TILE_COLS${", ak += TILE_ROWS" if packed_a else ""}) {
         // a vector pointer, not vload: PoCL calls vload as a function, spilling every accumulator
         const ${vec} b0 = ((__global const ${vec} *)bk)[0], b1 = ((__global const ${vec} *)bk)[1];
@@ -96,7 +91,7 @@ __kernel void gemm_tile(const index_t m, const index_t n, const index_t k_count,
     const bool full = j0 + TILE_COLS <= n;
 % for r in range(rows):
     if (i0 + ${r} < m) {
-        __global real *c${r} = c + c_off + (size_t)(i0 + ${r}) * ldc + j0;
+        __global real *c${r} = c_p + c_off + (size_t)(i0 + ${r}) * ldc + j0;
         ${vec} v0 = alpha * acc${r}_0, v1 = alpha * acc${r}_1;
         if (full) {
             if (beta != 0) {

@@ -113,28 +113,25 @@ inline void block_words(const ulong first, const uint k0, const uint k1,
 
 // One Philox block per (counter, key) row: out[i] = philox(counters[i], keys[i]). Not a hot
 // path: with lanes > 1 every lane computes the same row.
-__kernel void philox_blocks(__global const uint *counters, const index_t counters_off,
-                            __global const uint *keys, const index_t keys_off,
-                            __global uint *out, const index_t out_off, const index_t n) {
+${kernel("philox_blocks", "const uint *counters, const uint *keys, uint *out, index_t n")} {
     const index_t i = get_global_id(0);
     if (i >= n) return;
-    const uint4 c = vload4(i, counters + counters_off);
-    const uint2 k = vload2(i, keys + keys_off);
+    const uint4 c = vload4(i, counters_p + counters_off);
+    const uint2 k = vload2(i, keys_p + keys_off);
 % if lanes == 1:
     uint w0 = c.s0, w1 = c.s1, w2 = c.s2, w3 = c.s3;
 % else:
     ${uint_v} w0 = c.s0, w1 = c.s1, w2 = c.s2, w3 = c.s3;
 % endif
     philox4x32_10(&w0, &w1, &w2, &w3, k.s0, k.s1);
-    vstore4((uint4)(${lane("w0", 0)}, ${lane("w1", 0)}, ${lane("w2", 0)}, ${lane("w3", 0)}), i, out + out_off);
+    vstore4((uint4)(${lane("w0", 0)}, ${lane("w1", 0)}, ${lane("w2", 0)}, ${lane("w3", 0)}), i, out_p + out_off);
 }
 
 % if dtype == "float32":
 ## Raw words are 4 per block whatever the dtype: they live in the float32 rendering only.
 // Raw words: word i of the fill is word i % 4 of block counter + i / 4.
-__kernel void fill_raw(__global uint *a, const index_t a_off, const index_t n,
-                       const uint k0, const uint k1, const ulong counter) {
-    __global uint *out = a + a_off;
+${kernel("fill_raw", "uint *a, index_t n, uint k0, uint k1, ulong counter")} {
+    __global uint *out = a_p + a_off;
     const ulong blocks = ((ulong)n + 3) / 4;
     const ulong b0 = (ulong)get_global_id(0) * LANES;
     if (b0 >= blocks) return;
@@ -165,10 +162,8 @@ ${store("out", "b0", "n", ["w0", "w1", "w2", "w3"], "uint")}
 </%def>
 
 // Uniform in (low, low + span): element i from block counter + i / PER_BLOCK.
-__kernel void fill_uniform(__global real *a, const index_t a_off, const index_t n,
-                           const uint k0, const uint k1, const ulong counter,
-                           const real low, const real span) {
-    __global real *out = a + a_off;
+${kernel("fill_uniform", "real *a, index_t n, uint k0, uint k1, ulong counter, real low, real span")} {
+    __global real *out = a_p + a_off;
     const ulong blocks = ((ulong)n + PER_BLOCK - 1) / PER_BLOCK;
     const ulong b0 = (ulong)get_global_id(0) * LANES;
     if (b0 >= blocks) return;
@@ -184,10 +179,8 @@ ${store("out", "b0", "n", ["v0", "v1"], "real")}
 
 // Normal with this mean and std: Box-Muller on the uniforms of the same positions, pairs
 // (i, i + 1) for even i, both results used: r = sqrt(-2 ln u[i]), angle 2 pi u[i + 1].
-__kernel void fill_normal(__global real *a, const index_t a_off, const index_t n,
-                          const uint k0, const uint k1, const ulong counter,
-                          const real mean, const real std) {
-    __global real *out = a + a_off;
+${kernel("fill_normal", "real *a, index_t n, uint k0, uint k1, ulong counter, real mean, real std")} {
+    __global real *out = a_p + a_off;
     const ulong blocks = ((ulong)n + PER_BLOCK - 1) / PER_BLOCK;
     const ulong b0 = (ulong)get_global_id(0) * LANES;
     if (b0 >= blocks) return;

@@ -10,16 +10,14 @@
 <%include file="common.cl"/>
 <%namespace name="v" file="vectors.cl"/>
 
-__kernel void sgd(__global real *w_p, const index_t w_off, __global const real *g_p, const index_t g_off,
-                  const real learning_rate, const real weight_decay, const index_t n) {
+${kernel("sgd", "real *w, const real *g, real learning_rate, real weight_decay, index_t n")} {
 <%v:elementwise n="n" inputs="${['w', 'g']}" outputs="${['w']}">
     w -= learning_rate * (g + weight_decay * w);
 </%v:elementwise>
 }
 
-__kernel void sgd_momentum(__global real *w_p, const index_t w_off, __global const real *g_p, const index_t g_off,
-                           __global real *b_p, const index_t b_off, const real learning_rate, const real momentum,
-                           const real weight_decay, const uint nesterov, const index_t n) {
+${kernel("sgd_momentum", "real *w, const real *g, real *b, real learning_rate, real momentum, "
+                         "real weight_decay, uint nesterov, index_t n")} {
 <%v:elementwise n="n" inputs="${['w', 'g', 'b']}" outputs="${['w', 'b']}">
     g += weight_decay * w;
     b = momentum * b + g;
@@ -27,10 +25,8 @@ __kernel void sgd_momentum(__global real *w_p, const index_t w_off, __global con
 </%v:elementwise>
 }
 
-__kernel void adam(__global real *w_p, const index_t w_off, __global const real *g_p, const index_t g_off,
-                   __global real *m_p, const index_t m_off, __global real *v_p, const index_t v_off,
-                   const real step_size, const real beta1, const real beta2, const real eps,
-                   const real sqrt_bias2, const real weight_decay, const index_t n) {
+${kernel("adam", "real *w, const real *g, real *m, real *v, real step_size, real beta1, real beta2, "
+                 "real eps, real sqrt_bias2, real weight_decay, index_t n")} {
 <%v:elementwise n="n" inputs="${['w', 'g', 'm', 'v']}" outputs="${['w', 'm', 'v']}">
     g += weight_decay * w;
     m = beta1 * m + (1 - beta1) * g;

@@ -8,8 +8,7 @@
 ## zero-padded private copy, so the body is written once, for vectors.
 ##
 ## Usage, in a template that has <%namespace name="v" file="vectors.cl"/>:
-##     __kernel void k(__global const real *x_p, const index_t x_off,
-##                     __global real *y_p, const index_t y_off, const index_t n) {
+##     ${kernel("k", "const real *x, real *y, index_t n")} {
 ##     <%v:elementwise n="n" inputs="${['x']}" outputs="${['y']}">  y = 2 * x;  </%v:elementwise>
 ##     }
 ## Each name stands for a vector of the elements of array <name>_p from <name>_off + base[name]

@@ -5,7 +5,10 @@ import json
 import pytest
 
 import clnet
-from clnet import benchmark, cli
+from clnet.app import bench as benchmark
+from clnet.app import cli
+from clnet.runtime import fastest
+from clnet.runtime.device import choose
 
 from .conftest import TEST_DEVICE
 
@@ -20,7 +23,8 @@ def test_quick_bench_fills_the_table_writes_json_and_png_and_names_the_fastest(c
     assert cli.main(["bench", "--quick", "--device", TEST_DEVICE, "--out", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
     results = json.loads((tmp_path / "clnet-bench.json").read_text())
-    assert json.loads((cache / "bench.json").read_text()) == results
+    assert f"Wrote {tmp_path / 'clnet-bench.json'}" in out
+    assert json.loads((cache / "fastest.json").read_text())["key"] == results["fastest"]
     names = [c["name"] for c in results["columns"]]
     device = results["columns"][0]
     with clnet.Context(TEST_DEVICE) as ctx:
@@ -40,26 +44,46 @@ def test_quick_bench_fills_the_table_writes_json_and_png_and_names_the_fastest(c
         assert fastest.info.name == device["name"] and "clnet bench" in fastest.reason
 
 
-def test_fastest_without_a_benchmark_falls_back_with_a_warning(cache):
-    with pytest.warns(UserWarning, match="no saved benchmark"):
+def test_bench_writes_to_the_cache_folder_by_default(cache, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(benchmark.suite, "SUITES", {"quick": {"gemm": (64,), "copy": 1000, "random": 1000,
+                                                              "networks": (), "repeats": 1}})
+    monkeypatch.setattr(benchmark.suite, "_device_init", lambda ctx, repeats: 1.0)  # skip 55 M weights
+    assert cli.main(["bench", "--quick", "--device", TEST_DEVICE, "--no-references", "--no-progress"]) == 0
+    assert f"Wrote {cache / 'clnet-bench.json'}" in capsys.readouterr().out
+    assert (cache / "clnet-bench.json").is_file() and list(tmp_path.iterdir()) == [cache]
+
+
+def test_fastest_without_a_record_falls_back_with_a_warning(cache):
+    with pytest.warns(UserWarning, match="no record of the fastest device"):
         with clnet.Context("fastest") as ctx:
-            default = clnet.device.choose(None, clnet.devices(), environ={})[0]
+            default = choose(None, clnet.devices(), environ={})[0]
             assert ctx.info.index == default.index and "without a usable benchmark" in ctx.reason
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"format": 1}', '{"fastest": 7, "machine": {"date": "x"}}'])
-def test_fastest_with_a_corrupt_benchmark_falls_back_with_a_warning(cache, content):
+@pytest.mark.parametrize("content", ["{not json", '{"format": 1}',
+                                     '{"format": 1, "key": 7, "date": "x", "source": "y"}',
+                                     '{"format": 2, "key": "a", "date": "x", "source": "y"}'])
+def test_fastest_with_a_corrupt_record_falls_back_with_a_warning(cache, content):
     cache.mkdir(parents=True, exist_ok=True)
-    (cache / "bench.json").write_text(content)
+    (cache / "fastest.json").write_text(content)
     with pytest.warns(UserWarning, match="unreadable"):
         clnet.Context("fastest").close()
 
 
 def test_fastest_device_no_longer_present(cache):
     cache.mkdir(parents=True, exist_ok=True)
-    (cache / "bench.json").write_text(json.dumps({"fastest": "Gone|GPU 9000|1.0", "machine": {"date": "2026"}}))
+    (cache / "fastest.json").write_text(json.dumps({"format": 1, "key": "Gone|GPU 9000|1.0", "date": "2026",
+                                                    "source": "clnet bench"}))
     with pytest.warns(UserWarning, match="not on this machine now"):
         clnet.Context("fastest").close()
+
+
+def test_a_recorded_device_is_chosen(cache):
+    with clnet.Context(TEST_DEVICE) as ctx:
+        fastest.remember(ctx.info, "a test")
+        chosen, reason = choose("fastest", clnet.devices())
+        assert chosen.key == ctx.info.key and "the last a test" in reason
 
 
 def test_fastest_is_the_best_geometric_mean_of_the_device_columns():

@@ -6,7 +6,7 @@ import pyopencl.array as cla
 import pytest
 
 import clnet
-from clnet import memory
+from clnet.ops import memory
 
 from .conftest import TEST_DEVICE
 

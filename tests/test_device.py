@@ -6,7 +6,7 @@ import pyopencl as cl
 import pytest
 
 import clnet
-from clnet.device import choose, format_table
+from clnet.runtime.device import choose, format_table
 
 from .conftest import TEST_DEVICE
 

@@ -5,7 +5,7 @@ import pyopencl.array as cla
 import pytest
 
 import clnet
-from clnet import activations, bias, blas, costs, updates
+from clnet.ops import activations, bias, blas, costs, updates
 
 from . import reference as ref
 

@@ -11,8 +11,8 @@ import pyopencl.array as cla
 import pytest
 
 import clnet
-from clnet import memory
-from clnet.programs import Programs, Templates, kernel_dir
+from clnet.ops import memory
+from clnet.runtime.programs import Programs, Templates, kernel_dir
 
 from .conftest import TEST_DEVICE
 
@@ -21,15 +21,18 @@ from .conftest import TEST_DEVICE
 def templates(tmp_path):
     (tmp_path / "undefined.cl").write_text(textwrap.dedent("""\
         <%include file="common.cl"/>
-        __kernel void k(__global real *a) { a[0] = ${not_given}; }
+        ${kernel("k", "real *a")} { a_p[a_off] = ${not_given}; }
         """))
     (tmp_path / "broken.cl").write_text(textwrap.dedent("""\
         <%include file="common.cl"/>
-        __kernel void k(__global real *a) { a[0] = undeclared_thing + 1; }
+        ${kernel("k", "real *a")} { a_p[a_off] = undeclared_thing + 1; }
         """))
     (tmp_path / "good.cl").write_text(textwrap.dedent("""\
         <%include file="common.cl"/>
-        __kernel void twice(__global real *a) { a[get_global_id(0)] *= (real)${factor}; }
+        ${kernel("twice", "real *a, index_t n")} {
+            const index_t i = get_global_id(0);
+            if (i < n) a_p[a_off + i] *= (real)${factor};
+        }
         """))
     return Templates([tmp_path, kernel_dir()])
 
@@ -74,10 +77,62 @@ def test_kernel_is_built_once_and_reused(ctx, templates):
         "good.cl", dtype="float32", factor=2)
     assert programs.kernel("good.cl", "twice", dtype="float32", factor=3) is not first
     a = cla.to_device(ctx.queue, np.arange(4, dtype=np.float32))
-    first(ctx.queue, (4,), None, a.data)
+    first(ctx.queue, (4,), None, a=a, n=4)
     np.testing.assert_array_equal(a.get(), [0, 2, 4, 6])
-    with pytest.raises(clnet.KernelBuildError, match="no kernel 'thrice'"):
+    with pytest.raises(clnet.TemplateError, match="declares no kernel 'thrice' \\(declared: twice\\)"):
         programs.kernel("good.cl", "thrice", dtype="float32", factor=2)
+
+
+def test_kernels_take_their_arguments_by_declared_name_only(ctx, templates):
+    """The signature is declared once, in the template: Python binds arguments by its names, so an
+    argument cannot be passed in the wrong place, and a wrong one fails loudly."""
+    twice = Programs(ctx.context, ctx.info, templates).kernel("good.cl", "twice", dtype="float32", factor=2)
+    assert twice.signature() == "twice(__global real *a_p, const index_t a_off, const index_t n)"
+    a = cla.to_device(ctx.queue, np.arange(6, dtype=np.float32))
+    twice(ctx.queue, (2,), None, n=2, a=a[3:5])  # any keyword order; the view's offset goes with it
+    np.testing.assert_array_equal(a.get(), [0, 1, 2, 6, 8, 5])
+    with pytest.raises(TypeError, match="positional"):
+        twice(ctx.queue, (2,), None, a, 2)
+    with pytest.raises(TypeError, match=r"missing \['n'\], unknown \['size'\]"):
+        twice(ctx.queue, (2,), None, a=a, size=2)
+    with pytest.raises(TypeError, match=r"missing \['a'\]"):
+        twice(ctx.queue, (2,), None, n=2)
+    with pytest.raises(TypeError, match="'a' must hold float32, got float64"):
+        twice(ctx.queue, (2,), None, a=cla.zeros(ctx.queue, 2, np.float64), n=2)
+    with pytest.raises(TypeError, match="'a' must be a device array, got ndarray"):
+        twice(ctx.queue, (2,), None, a=np.zeros(2, np.float32), n=2)
+
+
+def test_swapped_arrays_of_one_type_are_bound_by_name(ctx):
+    """copy(src, dst): passing dst first changes nothing, where a positional call would copy backwards."""
+    src = cla.to_device(ctx.queue, np.arange(9, dtype=np.float32))
+    dst = cla.zeros(ctx.queue, 9, np.float32)
+    copy = ctx.kernel("memory.cl", "copy", dtype="float32")
+    copy(ctx.queue, (64,), (64,), dst=dst, n=9, src=src)
+    np.testing.assert_array_equal(dst.get(), np.arange(9))
+
+
+@pytest.mark.parametrize("declaration, message", [
+    ("half x", "cannot read the parameter 'half x'"),
+    ("real *a, index_t a", "declares a parameter name twice"),
+    ("real", "cannot read the parameter 'real'"),
+])
+def test_bad_declarations_are_template_errors(declaration, message):
+    from clnet.runtime.kernels import parse_declaration
+
+    with pytest.raises(clnet.TemplateError, match=message):
+        parse_declaration("k", declaration)
+
+
+def test_declarations_render_the_c_signature():
+    from clnet.runtime.kernels import Declarations
+
+    declare = Declarations()
+    text = declare("k", "const real *x, local real *scratch, uint flag, ulong counter, real *out")
+    assert text == ("__kernel void k(__global const real *x_p, const index_t x_off, __local real *scratch, "
+                    "const uint flag, const ulong counter, __global real *out_p, const index_t out_off)")
+    assert [(p.name, p.kind) for p in declare.signatures["k"]] == [
+        ("x", "array"), ("scratch", "local"), ("flag", "scalar"), ("counter", "scalar"), ("out", "array")]
 
 
 def test_float64_without_fp64_is_refused_before_building(ctx, templates):
@@ -122,8 +177,8 @@ def test_installed_wheel_finds_its_kernels(tmp_path):
     wheel = next((tmp_path / "dist").glob("clnet-*.whl"))
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True)
-    probe = ("import clnet, clnet.programs as p, numpy as np, pyopencl.array as cla\n"
-             "from clnet import memory\n"
+    probe = ("import clnet, clnet.runtime.programs as p, numpy as np, pyopencl.array as cla\n"
+             "from clnet.ops import memory\n"
              "print(p.kernel_dir())\n"
              f"with clnet.Context({TEST_DEVICE!r}) as ctx:\n"
              "    a = cla.zeros(ctx.queue, 3, np.float32); memory.fill(ctx, a, 7); print(a.get().sum())\n")
@@ -139,13 +194,15 @@ def test_slow_build_notice_says_once_what_compiles():
     import logging
     import time
 
-    from clnet.log import logger
-    from clnet.programs import slow_build_notice
+    from clnet.runtime.log import logger
+    from clnet.runtime.programs import slow_build_notice
 
     records = []
     handler = logging.Handler()
     handler.emit = records.append
     logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
     try:
         with slow_build_notice("fast thing", seconds=5):
             pass
@@ -153,17 +210,6 @@ def test_slow_build_notice_says_once_what_compiles():
             time.sleep(0.3)
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
     messages = [r.getMessage() for r in records]
     assert messages == ["compiling slow thing; this happens once, the driver caches the result"]
-
-
-def test_scalar_argument_types_come_from_the_source():
-    from clnet.programs import scalar_argument_types
-
-    source = ("__kernel void k(__global real *a, const index_t a_off, const real value, __local real *tmp,\n"
-              "                const ulong counter, const uint flag) {}")
-    assert scalar_argument_types(source, "k", "float64") == [None, np.uint32, np.float64, None, np.uint64, np.uint32]
-    with pytest.raises(clnet.TemplateError, match="no signature of kernel 'other'"):
-        scalar_argument_types(source, "other", "float32")
-    with pytest.raises(clnet.TemplateError, match="cannot pass \\('half'\\)"):
-        scalar_argument_types("__kernel void h(const half x) {}", "h", "float32")

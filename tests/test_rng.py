@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 import clnet
-from clnet import rng
+from clnet.ops import rng
 
 from . import reference as ref
 

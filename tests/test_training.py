@@ -5,7 +5,8 @@ import pyopencl.array as cla
 import pytest
 
 import clnet
-from clnet.demo import load_example
+from clnet.app.demo import load_example
+from clnet.nn import FlatArrays
 
 from . import reference as ref
 from .conftest import TEST_DEVICE
@@ -24,17 +25,45 @@ RATE = 0.05
      lambda w, g, s: ref.adam_step(w, g, s, 0.01, 0.8, 0.99, 1e-6, weight_decay=0.1)),
 ])
 def test_optimizer_steps_against_numpy(ctx, make, reference):
+    """Six steps over three arrays in one flat buffer (one launch each), against PyTorch's formulas
+    written out in numpy per array; the padding between the arrays stays zero."""
     rng = np.random.default_rng(1)
     shapes = [(7, 5), (7,), (3, 7)]
     host = [rng.normal(size=s) for s in shapes]
-    params = [cla.to_device(ctx.queue, w) for w in host]
+    params, grads = FlatArrays(ctx, shapes, np.float64), FlatArrays(ctx, shapes, np.float64)
+    for view, w in zip(params.views, host):
+        view.set(w)
     optimizer, states = make(), [{} for _ in shapes]
-    for _ in range(6):
-        grads = [rng.normal(size=s) for s in shapes]
-        optimizer.step(ctx, params, [cla.to_device(ctx.queue, g) for g in grads])
-        host = [reference(w, g, state) for w, g, state in zip(host, grads, states)]
-    for got, expected in zip(params, host):
+    for step in range(6):
+        step_grads = [rng.normal(size=s) for s in shapes]
+        for view, g in zip(grads.views, step_grads):
+            view.set(g)
+        launches = ctx.launches
+        optimizer.step(params, grads)
+        assert step == 0 or ctx.launches == launches + 1  # the first step also zeroes the state
+        host = [reference(w, g, state) for w, g, state in zip(host, step_grads, states)]
+    for got, expected in zip(params.views, host):
         np.testing.assert_allclose(got.get(), expected, rtol=1e-10, atol=1e-12)
+    flat, used = params.flat.get(), np.zeros(params.flat.size, bool)
+    for offset, w in zip(params.offsets, host):
+        used[offset:offset + w.size] = True
+    assert not flat[~used].any()
+
+
+def test_optimizer_state_follows_its_parameter_buffer_and_is_checked(ctx):
+    shapes = [(3, 2), (3,)]
+    params, grads = FlatArrays(ctx, shapes, np.float32), FlatArrays(ctx, shapes, np.float32)
+    adam = clnet.Adam()
+    adam.step(params, grads)
+    first_state = adam.state(params)
+    assert len(first_state) == 2 and adam.steps == 1 and adam.state(params) is first_state
+    other = FlatArrays(ctx, shapes, np.float32)
+    adam.step(other, other.like())  # another network: fresh moments, step count from 1
+    assert adam.steps == 1 and adam.state(other)[0] is not first_state[0]
+    with pytest.raises(ValueError, match="shapes, dtype and context"):
+        adam.step(params, FlatArrays(ctx, [(3, 2)], np.float32))
+    with pytest.raises(TypeError, match="FlatArrays"):
+        adam.step(params.views, grads.views)
 
 
 def test_optimizer_arguments_are_checked():

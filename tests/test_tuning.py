@@ -8,8 +8,9 @@ import pyopencl.array as cla
 import pytest
 
 import clnet
-from clnet import blas, cli
-from clnet.tiled_gemm import TileParams
+from clnet.app import cli
+from clnet.ops import blas
+from clnet.ops.tiled_gemm import TileParams
 
 from .conftest import TEST_DEVICE
 

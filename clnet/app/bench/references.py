@@ -1,0 +1,97 @@
+"""What users would pick instead of clnet, for the same work: numpy and PyTorch on the CPU."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+RATE = 0.05
+SEED_NETWORK = (10000, [(5000, "tanh"), (1000, "sigmoid"), (10, "sigmoid")])
+NETWORKS = {
+    "small": (784, [(512, "tanh"), (10, "sigmoid")], 256),
+    "large": (10000, [(5000, "tanh"), (1000, "sigmoid"), (10, "sigmoid")], 1000),
+}
+
+
+def numpy_epoch(params, names, x, y) -> None:
+    """One epoch of the benchmark networks in numpy: forward, backprop of the quadratic cost, SGD."""
+    acts = {"tanh": np.tanh, "sigmoid": lambda z: 0.5 * (1 + np.tanh(0.5 * z))}
+    slopes = {"tanh": lambda a: 1 - a * a, "sigmoid": lambda a: a * (1 - a)}
+    outs = [x]
+    for (w, b), name in zip(params, names):
+        outs.append(acts[name](outs[-1] @ w.T + b))
+    delta = (outs[-1] - y) * np.float32(1 / x.shape[0])
+    for i in reversed(range(len(params))):
+        w, b = params[i]
+        delta *= slopes[names[i]](outs[i + 1])
+        grad_w, grad_b = delta.T @ outs[i], delta.sum(axis=0)
+        if i:
+            delta = delta @ w
+        w -= RATE * grad_w
+        b -= RATE * grad_b
+
+
+def torch_epoch(inputs: int, layers, x, y) -> Callable[[], None]:
+    """One epoch of the same network in PyTorch (ImportError without it)."""
+    import torch
+
+    modules, width = [], inputs
+    for outputs, name in layers:
+        modules += [torch.nn.Linear(width, outputs), torch.nn.Tanh() if name == "tanh" else torch.nn.Sigmoid()]
+        width = outputs
+    model = torch.nn.Sequential(*modules)
+    optimizer = torch.optim.SGD(model.parameters(), lr=RATE)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def epoch():
+        optimizer.zero_grad()
+        loss = ((model(tx) - ty) ** 2).sum() / (2 * tx.shape[0])
+        loss.backward()
+        optimizer.step()
+
+    return epoch
+
+
+def network_data(key: str):
+    inputs, layers, batch = NETWORKS[key]
+    rng = np.random.default_rng(0)
+    return rng.uniform(size=(batch, inputs)).astype(np.float32), np.full((batch, layers[-1][0]), 0.33, np.float32)
+
+
+def numpy_xavier(shapes, rng) -> Callable[[], None]:
+    weights = [np.empty(s, np.float32) for s in shapes]
+    biases = [np.empty(s[0], np.float32) for s in shapes]
+
+    def run():
+        for w, b in zip(weights, biases):
+            w[...] = rng.standard_normal(w.shape, dtype=np.float32)
+            w *= np.float32(math.sqrt(2 / sum(w.shape)))
+            b[...] = 0
+
+    return run
+
+
+def numpy_network(key: str, rng) -> Callable[[], None]:
+    inputs, layers, _ = NETWORKS[key]
+    x, y = network_data(key)
+    widths = [inputs] + [o for o, _ in layers]
+    params = [(rng.normal(scale=math.sqrt(2 / (i + o)), size=(o, i)).astype(np.float32), np.zeros(o, np.float32))
+              for i, o in zip(widths, widths[1:])]
+    return lambda: numpy_epoch(params, [a for _, a in layers], x, y)
+
+
+def torch_xavier() -> Callable[[], None]:
+    import torch
+
+    widths = [SEED_NETWORK[0]] + [o for o, _ in SEED_NETWORK[1]]
+    linears = [torch.nn.Linear(i, o) for i, o in zip(widths, widths[1:])]
+
+    def run():
+        with torch.no_grad():
+            for layer in linears:
+                torch.nn.init.xavier_normal_(layer.weight)
+                torch.nn.init.zeros_(layer.bias)
+
+    return run

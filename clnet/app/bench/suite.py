@@ -1,0 +1,253 @@
+"""`clnet bench`: the same suite on every OpenCL device, beside numpy and PyTorch on the CPU.
+
+Metrics (float32): GEMM GFLOP/s at a few sizes, memory bandwidth of a copy (GB/s), random
+numbers per second (uniform, normal), the time to initialize the seed article's large network
+(55.01 M weights, xavier), and ms per SGD epoch of the training benchmark networks. Every figure
+is a median of repeated runs after a warm-up, each run ended by queue.finish().
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pyopencl.array as cla
+from tqdm.auto import tqdm
+
+from ...nn import FullyConnected, TrainingNetwork, init
+from ...ops import blas, memory
+from ...ops.rng import Philox
+from ...runtime import fastest
+from ...runtime.context import Context
+from ...runtime.device import choose, devices
+from ...train.loops import sgd
+from ...train.model import InferenceNetwork
+from .references import (
+    NETWORKS,
+    RATE,
+    SEED_NETWORK,
+    network_data,
+    numpy_network,
+    numpy_xavier,
+    torch_epoch,
+    torch_xavier,
+)
+from .timing import machine, median_seconds
+
+FORMAT = 1
+SUITES = {
+    "quick": {"gemm": (512, 1024), "copy": 16_000_000, "random": 10_000_000, "networks": ("small",), "repeats": 3},
+    "full": {"gemm": (256, 512, 1024, 2048), "copy": 64_000_000, "random": 55_010_000,
+             "networks": ("small", "large"), "repeats": 5},
+}
+
+
+class Suite:
+    """Metric name -> (unit, higher is better) in the order of the table, and the tasks."""
+
+    def __init__(self, quick: bool):
+        self.config = SUITES["quick" if quick else "full"]
+        self.metrics: dict[str, tuple[str, bool]] = {}
+        for n in self.config["gemm"]:
+            self.metrics[f"GEMM n={n}"] = ("GFLOP/s", True)
+        self.metrics["copy bandwidth"] = ("GB/s", True)
+        self.metrics["uniform random numbers"] = ("M/s", True)
+        self.metrics["normal random numbers"] = ("M/s", True)
+        self.metrics["init 55.01 M weights (xavier)"] = ("ms", False)
+        for key in self.config["networks"]:
+            inputs, layers, batch = NETWORKS[key]
+            shape = "-".join([str(inputs)] + [str(o) for o, _ in layers])
+            self.metrics[f"SGD epoch {shape}, batch {batch}"] = ("ms", False)
+
+    def device(self, ctx, step: Callable[[str], None]) -> dict[str, float]:
+        """Every metric on one device."""
+        repeats, found = self.config["repeats"], {}
+        for n in self.config["gemm"]:
+            step(f"GEMM n={n}")
+            found[f"GEMM n={n}"] = _device_gemm(ctx, n, repeats)
+        step("copy bandwidth")
+        found["copy bandwidth"] = _device_copy(ctx, self.config["copy"], repeats)
+        step("random numbers")
+        found["uniform random numbers"], found["normal random numbers"] = _device_random(
+            ctx, self.config["random"], repeats)
+        step("init 55.01 M weights")
+        found["init 55.01 M weights (xavier)"] = _device_init(ctx, repeats)
+        for key, metric in self._network_metrics():
+            step(metric)
+            found[metric] = _device_epoch(ctx, key, _epoch_repeats(key, repeats))
+        return found
+
+    def _network_metrics(self) -> list[tuple[str, str]]:
+        names = [m for m in self.metrics if m.startswith("SGD epoch")]
+        return list(zip(self.config["networks"], names))
+
+    def numpy(self, step: Callable[[str], None]) -> dict[str, float]:
+        step("numpy")
+        repeats, found, rng = self.config["repeats"], {}, np.random.default_rng(1)
+        for n in self.config["gemm"]:
+            found[f"GEMM n={n}"] = _host_gemm(lambda a: a @ a, rng.uniform(-1, 1, (n, n)).astype(np.float32), repeats)
+        size = self.config["copy"]
+        found["copy bandwidth"] = _host_copy(np.copyto, np.ones(size, np.float32), np.empty(size, np.float32),
+                                             repeats)
+        size = self.config["random"]
+        found["uniform random numbers"] = size / median_seconds(lambda: rng.random(size, dtype=np.float32),
+                                                                repeats) / 1e6
+        found["normal random numbers"] = size / median_seconds(lambda: rng.standard_normal(size, dtype=np.float32),
+                                                               repeats) / 1e6
+        widths = [SEED_NETWORK[0]] + [o for o, _ in SEED_NETWORK[1]]
+        found["init 55.01 M weights (xavier)"] = 1e3 * median_seconds(
+            numpy_xavier(list(zip(widths[1:], widths)), rng), repeats)
+        for key, metric in self._network_metrics():
+            found[metric] = 1e3 * median_seconds(numpy_network(key, rng), _epoch_repeats(key, repeats))
+        return found
+
+    def torch(self, step: Callable[[str], None]) -> dict[str, float] | None:
+        try:
+            import torch
+        except ImportError:
+            return None
+        step("PyTorch")
+        repeats, found = self.config["repeats"], {}
+        torch.manual_seed(1)
+        for n in self.config["gemm"]:
+            found[f"GEMM n={n}"] = _host_gemm(lambda a: torch.mm(a, a), torch.rand(n, n), repeats)
+        size = self.config["copy"]
+        found["copy bandwidth"] = _host_copy(lambda dst, src: dst.copy_(src), torch.ones(size), torch.empty(size),
+                                             repeats)
+        size = self.config["random"]
+        out = torch.empty(size)
+        found["uniform random numbers"] = size / median_seconds(out.uniform_, repeats) / 1e6
+        found["normal random numbers"] = size / median_seconds(out.normal_, repeats) / 1e6
+        found["init 55.01 M weights (xavier)"] = 1e3 * median_seconds(torch_xavier(), repeats)
+        for key, metric in self._network_metrics():
+            inputs, layers, _ = NETWORKS[key]
+            found[metric] = 1e3 * median_seconds(torch_epoch(inputs, layers, *network_data(key)),
+                                                 _epoch_repeats(key, repeats))
+        return found
+
+
+def _epoch_repeats(key: str, repeats: int) -> int:
+    return max(2, repeats - 2) if key == "large" else repeats  # a large epoch takes seconds
+
+
+def _device_gemm(ctx, n: int, repeats: int) -> float:
+    a = cla.to_device(ctx.queue, np.random.default_rng(n).uniform(-1, 1, (n, n)).astype(np.float32))
+    c = cla.empty(ctx.queue, (n, n), np.float32)
+    return 2 * n**3 / median_seconds(lambda: (blas.gemm(ctx, a, a, c), ctx.finish()), repeats) / 1e9
+
+
+def _device_copy(ctx, size: int, repeats: int) -> float:
+    src, dst = cla.empty(ctx.queue, size, np.float32), cla.empty(ctx.queue, size, np.float32)
+    memory.fill(ctx, src, 1.0)
+    return 2 * 4 * size / median_seconds(lambda: (memory.copy(ctx, src, dst), ctx.finish()), repeats) / 1e9
+
+
+def _device_random(ctx, size: int, repeats: int) -> tuple[float, float]:
+    g, a = Philox(ctx, 1), cla.empty(ctx.queue, size, np.float32)
+    uniform = size / median_seconds(lambda: (g.uniform(a), ctx.finish()), repeats) / 1e6
+    normal = size / median_seconds(lambda: (g.normal(a), ctx.finish()), repeats) / 1e6
+    return uniform, normal
+
+
+def _device_init(ctx, repeats: int) -> float:
+    inputs, layers = SEED_NETWORK
+    big = InferenceNetwork(ctx, inputs, [FullyConnected(o, act) for o, act in layers], init=None)
+    try:
+        return 1e3 * median_seconds(lambda: (init(big, "xavier", seed=1), ctx.finish()), repeats)
+    finally:
+        big.release()  # 220 MB: free it before the next task
+
+
+def _device_epoch(ctx, key: str, repeats: int) -> float:
+    inputs, layers, _ = NETWORKS[key]
+    x, y = network_data(key)
+    net = InferenceNetwork(ctx, inputs, [FullyConnected(o, act) for o, act in layers], init="xavier", seed=1)
+    training = TrainingNetwork(net, x)
+    y_dev = cla.to_device(ctx.queue, y)
+    try:
+        return 1e3 * median_seconds(lambda: (sgd(training, y_dev, "quadratic", 1, RATE), ctx.finish()), repeats)
+    finally:
+        training.release()
+        net.release()
+
+
+def _host_gemm(multiply, a, repeats: int) -> float:
+    return 2 * a.shape[0] ** 3 / median_seconds(lambda: multiply(a), repeats) / 1e9
+
+
+def _host_copy(copy, dst, src, repeats: int) -> float:
+    return 2 * 4 * len(src) / median_seconds(lambda: copy(dst, src), repeats) / 1e9
+
+
+def run(specs: list[str] | None = None, quick: bool = False, progress: bool = True,
+        references: bool = True) -> dict:
+    """Run the suite on the devices named by `specs` (every device when None) and, with
+    references, numpy and PyTorch (when installed) on the CPU. Records the fastest device for
+    Context("fastest") (clnet.runtime.fastest) and returns the results (see report.save)."""
+    suite = Suite(quick)
+    infos = devices()
+    chosen = list({info.index: info for info in (choose(s, infos)[0] for s in specs)}.values()) if specs else infos
+    has_torch = importlib.util.find_spec("torch") is not None
+    tasks_per_device = len(suite.config["gemm"]) + 3 + len(suite.config["networks"])
+    columns, values = [], {}
+    with tqdm(total=len(chosen) * tasks_per_device + references * (1 + has_torch), desc="bench",
+              disable=not progress) as bar:
+        for info in chosen:
+            with Context(info) as ctx:
+                values[info.name] = suite.device(ctx, _stepper(bar, ctx.info.name))
+                tuned = blas.settings(ctx, "float32").tuned
+            columns.append({"name": info.name, "kind": "device", "key": info.key, "index": info.index,
+                            "type": info.type, "platform": info.platform, "driver": info.driver_version,
+                            "tuned": tuned})
+        if references:
+            step = _stepper(bar, "CPU")
+            values["numpy"] = suite.numpy(step)
+            columns.append({"name": "numpy", "kind": "reference", "version": np.__version__})
+            found = suite.torch(step)
+            if found is not None:
+                import torch
+
+                values["PyTorch"] = found
+                columns.append({"name": "PyTorch", "kind": "reference", "version": torch.__version__,
+                                "threads": torch.get_num_threads()})
+    metrics = [{"name": name, "unit": unit, "higher_is_better": higher,
+                "values": {column["name"]: values[column["name"]].get(name) for column in columns}}
+               for name, (unit, higher) in suite.metrics.items()]
+    results = {"format": FORMAT, "quick": quick, "machine": machine(), "columns": columns, "metrics": metrics}
+    results["fastest"] = fastest_column(results)
+    for info in chosen:
+        if info.key == results["fastest"]:
+            fastest.remember(info, "clnet bench")
+    return results
+
+
+def _stepper(bar: tqdm, where: str) -> Callable[[str], None]:
+    """A function that advances the bar as each task starts, saying what runs."""
+
+    def step(what: str) -> None:
+        bar.set_postfix_str(f"{where}: {what}", refresh=False)
+        bar.update()
+
+    return step
+
+
+def fastest_column(results: dict) -> str | None:
+    """The key of the device with the best geometric mean, over the metrics, of its figure
+    relative to the best device's (times inverted)."""
+    devices_ = [c for c in results["columns"] if c["kind"] == "device"]
+    if not devices_:
+        return None
+    scores = {}
+    for column in devices_:
+        logs = []
+        for metric in results["metrics"]:
+            figures = [metric["values"][c["name"]] for c in devices_ if metric["values"].get(c["name"])]
+            mine = metric["values"].get(column["name"])
+            if not mine or not figures:
+                continue
+            best = max(figures) if metric["higher_is_better"] else min(figures)
+            logs.append(math.log(mine / best if metric["higher_is_better"] else best / mine))
+        scores[column["key"]] = sum(logs) / len(logs) if logs else -math.inf
+    return max(scores, key=scores.get)

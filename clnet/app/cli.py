@@ -1,0 +1,99 @@
+"""The `clnet` command: `clnet devices`, `clnet demo`, `clnet tune`, `clnet bench`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from ..runtime.context import Context
+from ..runtime.device import devices, format_table
+from ..runtime.errors import ClnetError
+from ..runtime.log import logger
+from ..tuning import load, tune, tuned_dtypes, tuning_path
+from . import bench
+from .demo import run_demo
+
+
+def show_notes() -> None:
+    """Show clnet's log notes (slow first builds) on stderr, at $CLNET_LOG_LEVEL (default INFO):
+    the library itself leaves output to the application."""
+    if not any(isinstance(h, logging.StreamHandler) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("clnet: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(os.environ.get("CLNET_LOG_LEVEL", "INFO").upper())
+    logger.propagate = False
+
+
+def _devices(args: argparse.Namespace) -> int:
+    infos, saved = devices(), load()
+    tuned = {info.index: ", ".join(tuned_dtypes(info, saved)) or "-" for info in infos}
+    print(format_table(infos, extra=("tuned", tuned)))
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    with Context(args.device) as ctx:
+        print(f"Tuning GEMM on {ctx.info.name} ({ctx.info.platform}): {ctx.reason}.")
+        for dtype in args.dtype:
+            entry = tune(ctx, dtype, quick=args.quick, progress=not args.no_progress)
+            skipped = [c for c in entry["candidates"] if "error" in c]
+            print(f"{dtype}: small products -> {entry['backend']['small']}, large -> {entry['backend']['large']}; "
+                  f"clnet tiles {entry['clnet']}; {len(skipped)} candidate(s) skipped")
+            for name, figures in entry["gflops"].items():
+                shown = ", ".join(f"{backend} {gflops:.0f}" for backend, gflops in sorted(figures.items()))
+                print(f"  {name}: GFLOP/s {shown}; numpy {entry['numpy_gflops'][name]:.0f}")
+    print(f"Saved to {tuning_path()}; every new clnet.Context on this device applies it.")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    return run_demo(args.device)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    results = bench.run(args.device, quick=args.quick, progress=not args.no_progress,
+                            references=not args.no_references)
+    print(f"clnet bench{' --quick' if args.quick else ''} on {results['machine']['cpu']}, "
+          f"{results['machine']['date']}: medians after a warm-up, float32")
+    print(bench.format_table(results))
+    json_path, png_path = bench.save(results, args.out)
+    fastest = next((c for c in results["columns"] if c.get("key") == results["fastest"]), None)
+    if fastest:
+        print(f"\nFastest device: {fastest['name']} ({fastest['platform']}); Context('fastest') now chooses it.")
+    print(f"Wrote {json_path}" + (f" and {png_path}" if png_path else " (no chart: pip install 'clnet[plot]')"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `clnet` console script and `python -m clnet`."""
+    parser = argparse.ArgumentParser(prog="clnet", description="Deep learning on any OpenCL device.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("devices", help="list every OpenCL device").set_defaults(run=_devices)
+    demo = commands.add_parser("demo", help="choose a device and run the seed article's examples on it")
+    demo.add_argument("--device", default=None,
+                      help="device spec (default: $CLNET_DEVICE, else the best GPU, else the CPU)")
+    demo.set_defaults(run=_demo)
+    tune_ = commands.add_parser("tune", help="find the fastest GEMM for a device and keep it")
+    tune_.add_argument("--device", default=None, help="device spec (default: as for demo)")
+    tune_.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "float64"])
+    tune_.add_argument("--quick", action="store_true", help="fewer candidates: under a minute on a 2-core CPU")
+    tune_.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tune_.set_defaults(run=_tune)
+    bench_ = commands.add_parser("bench", help="compare every OpenCL device, numpy and PyTorch; chart them")
+    bench_.add_argument("--device", nargs="+", default=None, help="device specs (default: every device)")
+    bench_.add_argument("--quick", action="store_true", help="smaller sizes: under a minute on a 2-core CPU")
+    bench_.add_argument("--out", default=None,
+                       help="folder for clnet-bench.json and clnet-bench.png (default: clnet's cache folder)")
+    bench_.add_argument("--no-references", action="store_true", help="skip numpy and PyTorch")
+    bench_.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench_.set_defaults(run=_bench)
+    args = parser.parse_args(argv)
+    show_notes()
+    try:
+        return args.run(args)
+    except ClnetError as exc:
+        print(f"clnet: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,190 @@
+"""Networks of fully-connected layers: inference, and training on one batch.
+
+    net = Network(ctx, 2, [FullyConnected(4, "tanh"), FullyConnected(1, "sigmoid")])
+    net(x)                                  # (batch, outputs) device array
+    training = TrainingNetwork(net, x)      # shares net's weights; buffers for x's batch
+
+A network keeps all its parameters in one device buffer (`parameter_buffer`) and, once it
+trains, all their gradients in another (`gradient_buffer`); the layers' arrays are views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyopencl.array as cla
+
+from ..ops.arrays import to_device_batch
+from ..runtime.errors import ContextClosedError
+from . import initialization
+from .layers import FullyConnected, FullyConnectedLayer, FullyConnectedTraining
+from .parameters import FlatArrays
+
+
+def _rows(x) -> int:
+    return x.shape[0] if hasattr(x, "shape") and len(x.shape) else len(x)
+
+
+class Network:
+    """A stack of fully-connected layers on one device, for float32 or float64.
+
+    `inputs` is the width of the input; each layer's inputs are the previous one's outputs.
+    The weights start initialized by `init` (clnet.INIT_METHODS; "auto": He for the relu
+    family, Xavier for the others) from `seed`, so the same script gives the same network;
+    init=None leaves every weight and bias at zero, to be set by the caller.
+    """
+
+    def __init__(self, ctx, inputs: int, layers: Sequence[FullyConnected], dtype=np.float32,
+                 init: str | None = "auto", seed: int = 0):
+        if isinstance(inputs, bool) or not isinstance(inputs, (int, np.integer)) or inputs < 1:
+            raise ValueError(f"a network needs a positive whole number of inputs, got {inputs!r}")
+        layers = list(layers)
+        if not layers or not all(isinstance(layer, FullyConnected) for layer in layers):
+            raise TypeError(f"layers must be a non-empty list of clnet.FullyConnected, got {layers!r}")
+        if init is not None and init not in initialization.INIT_METHODS:
+            raise ValueError(f"unknown init method {init!r}; choose one of "
+                             f"{', '.join(initialization.INIT_METHODS)}, or None")
+        self.ctx = ctx
+        self.dtype = ctx.real_dtype(dtype)
+        self.inputs = int(inputs)
+        widths = [self.inputs] + [layer.outputs for layer in layers]
+        self.parameter_buffer = FlatArrays(
+            ctx, [shape for spec, width in zip(layers, widths) for shape in spec.parameter_shapes(width)], self.dtype)
+        views = iter(self.parameter_buffer.views)
+        self.layers: list[FullyConnectedLayer] = [
+            spec.build(ctx, width, self.dtype, next(views), next(views)) for spec, width in zip(layers, widths)]
+        self.outputs = widths[-1]
+        self._gradient_buffer: FlatArrays | None = None
+        self.seed: int | None = None
+        if init is not None:
+            initialization.init(self, init, seed)
+        ctx.own(self)
+
+    def parameters(self) -> list[cla.Array]:
+        """Every layer's weights and bias, in order: [W0, b0, W1, b1, ...] (views of one buffer)."""
+        return self.parameter_buffer.views
+
+    @property
+    def gradient_buffer(self) -> FlatArrays:
+        """One buffer for the gradients of every parameter, laid out like `parameter_buffer`;
+        made on first use and shared by every TrainingNetwork of this network."""
+        if self._gradient_buffer is None:
+            self._gradient_buffer = self.parameter_buffer.like()
+        return self._gradient_buffer
+
+    def __call__(self, x) -> cla.Array:
+        """The network's output for a batch x (batch, inputs), host or device: a device array."""
+        x = to_device_batch(self.ctx, x, self.inputs, self.dtype)
+        for layer in self.layers:
+            out = cla.empty(self.ctx.queue, (x.shape[0], layer.outputs), self.dtype)
+            x = layer.forward(x, out)
+        return x
+
+    def predict(self, x, batch_size: int = 4096) -> np.ndarray:
+        """Class predictions for x as a numpy int array: the index of the largest output, or
+        output > 0.5 for a single output. Runs in batches of batch_size rows."""
+        outputs = [self(x[i:i + batch_size]).get() for i in range(0, _rows(x), batch_size)]
+        scores = np.concatenate(outputs) if outputs else np.zeros((0, self.outputs))
+        return (scores[:, 0] > 0.5).astype(np.int64) if self.outputs == 1 else scores.argmax(axis=1)
+
+    def accuracy(self, x, labels) -> float:
+        """The fraction of samples whose `predict` equals labels (class indices or one-hot rows)."""
+        labels = np.asarray(labels.get() if isinstance(labels, cla.Array) else labels)
+        if labels.ndim == 2 and labels.shape[1] > 1:
+            labels = labels.argmax(axis=1)
+        labels = labels.reshape(-1)
+        predicted = self.predict(x)
+        if labels.shape != predicted.shape:
+            raise ValueError(f"labels must have one entry per sample ({predicted.shape[0]}), got {labels.shape}")
+        return float(np.mean(predicted == labels))
+
+    def release(self) -> None:
+        """Drop the device memory of the parameters and gradients (the context does this on close)."""
+        for layer in self.layers:
+            layer.release()
+        self.parameter_buffer.release()
+        if self._gradient_buffer is not None:
+            self._gradient_buffer.release()
+
+    def __repr__(self) -> str:
+        shape = " -> ".join([str(self.inputs)] + [f"{la.outputs} {la.activation}" for la in self.layers])
+        return f"InferenceNetwork({shape}, {self.dtype.name}, on {self.ctx.info.name!r})"
+
+
+class TrainingNetwork:
+    """A network set up to train on the batch x: shares `net`'s weights and gradient buffer,
+    and allocates every other buffer of a training step once, here."""
+
+    def __init__(self, net: Network, x):
+        if not isinstance(net, Network):
+            raise TypeError(f"TrainingNetwork needs an InferenceNetwork, got {type(net).__name__}")
+        self.net, self.ctx = net, net.ctx
+        self.x = to_device_batch(self.ctx, x, net.inputs, net.dtype)
+        self.batch = self.x.shape[0]
+        gradients = iter(net.gradient_buffer.views)
+        self.layers: list[FullyConnectedTraining] = []
+        layer_input = self.x
+        for layer in net.layers:
+            trainer = FullyConnectedTraining(layer, self.batch, layer_input, None, next(gradients), next(gradients),
+                                             keep_z=layer is net.layers[-1])
+            self.layers.append(trainer)
+            layer_input = trainer.a
+        # each layer after the first writes dC/dx into the previous layer's delta
+        for previous, trainer in zip(self.layers, self.layers[1:]):
+            trainer.grad_x = previous.delta
+        self._closed = False
+        self.ctx.own(self)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ContextClosedError("this training network's context is closed; its buffers were released")
+
+    @property
+    def output(self) -> cla.Array:
+        """The output of the last forward pass, (batch, outputs)."""
+        self._check_open()
+        return self.layers[-1].a
+
+    @property
+    def logits(self) -> cla.Array:
+        """The output layer's x @ W.T + b of the last forward pass, before its activation."""
+        self._check_open()
+        return self.layers[-1].z
+
+    @property
+    def output_gradient(self) -> cla.Array:
+        """Where the cost writes dC/d(output) before `backward` (the last layer's delta)."""
+        self._check_open()
+        return self.layers[-1].delta
+
+    def forward(self) -> cla.Array:
+        """Queue the forward pass over the batch; returns the output (not waited on)."""
+        self._check_open()
+        for trainer in self.layers:
+            trainer.forward()
+        return self.layers[-1].a
+
+    def backward(self, skip_output_derivative: bool = False) -> None:
+        """Queue backpropagation from `output_gradient`: every layer's weight and bias gradient.
+
+        skip_output_derivative: the output gradient is already dC/dz of the last layer (as the
+        cross-entropy cost of a sigmoid layer gives it)."""
+        self._check_open()
+        for i, trainer in reversed(list(enumerate(self.layers))):
+            trainer.backward(skip_output_derivative and i == len(self.layers) - 1)
+
+    def gradients(self) -> list[cla.Array]:
+        """The gradients of the last `backward`, in `net.parameters()` order (views of
+        `net.gradient_buffer`)."""
+        self._check_open()
+        return [g for trainer in self.layers for g in (trainer.grad_weights, trainer.grad_bias)]
+
+    def release(self) -> None:
+        self._closed = True
+        self.x = None
+        for trainer in self.layers:
+            trainer.release()
+
+    def __repr__(self) -> str:
+        return f"TrainingNetwork(batch {self.batch}, {self.net!r})"

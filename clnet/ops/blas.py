@@ -1,0 +1,166 @@
+"""Matrix products on row-major pyopencl arrays: CLBlast (through pyclblast) or clnet's own
+tiled kernel (clnet.tiled_gemm), whichever the device's settings choose.
+
+Shapes, transposes, leading dimensions and offsets all come from the arrays themselves:
+pyclblast takes an array's buffer but ignores its offset, so the offset is passed explicitly.
+Without a tuning result (clnet.tuning), CPU devices use clnet's kernel and GPUs use CLBlast.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyclblast
+import pyopencl.array as cla
+
+from ..runtime.log import logger
+from ..runtime.paths import cache_dir
+from . import tiled_gemm
+
+BACKENDS = ("clblast", "clnet")
+SMALL_PRODUCT = 2**27  # m * n * k below this is the "small" shape class
+_announced: set[tuple] = set()
+
+
+@dataclass
+class GemmSettings:
+    """Which backend runs small and large products on a device, and clnet's tile parameters."""
+
+    small: str
+    large: str
+    tiles: tiled_gemm.TileParams = field(default_factory=tiled_gemm.TileParams)
+    tuned: bool = False
+
+    def backend(self, m: int, n: int, k: int) -> str:
+        return self.small if m * n * k < SMALL_PRODUCT else self.large
+
+
+def settings(ctx, dtype) -> GemmSettings:
+    """The GEMM settings of this context for dtype: the tuned ones, else the defaults."""
+    key = ("gemm", np.dtype(dtype).name)
+    found = ctx.settings.get(key)
+    if found is None:
+        backend = "clnet" if ctx.info.type == "CPU" else "clblast"
+        found = ctx.settings[key] = GemmSettings(backend, backend)
+    return found
+
+
+def _clblast_library() -> ctypes.CDLL | None:
+    # pyclblast has no binding for CLBlastClearCache; it links CLBlast dynamically, so this is
+    # the same library, with the same cache.
+    name = ctypes.util.find_library("clblast")
+    try:
+        return ctypes.CDLL(name or "libclblast.so.1")
+    except OSError:
+        return None
+
+
+def clear_clblast_cache() -> None:
+    """Release CLBlast's compiled programs and its parameter cache (CLBlastClearCache).
+
+    CLBlast keeps one cache for all contexts; it rebuilds what other contexts need on their
+    next call (from the driver's binary cache, quickly)."""
+    library = _clblast_library()
+    if library is not None:
+        library.CLBlastClearCache()
+
+
+def _layout(a: cla.Array, name: str) -> tuple[int, int]:
+    """(leading dimension, offset) in elements of a row-major 2-D array or view."""
+    item = a.dtype.itemsize
+    rows, cols = a.shape
+    row_stride, col_stride = a.strides
+    if cols > 1 and col_stride != item or row_stride % item or (rows > 1 and row_stride < cols * item):
+        raise ValueError(f"{name} must be row-major with contiguous rows, got shape {tuple(a.shape)} "
+                         f"and strides {tuple(a.strides)}")
+    ld = row_stride // item if rows > 1 else max(cols, 1)
+    return max(ld, cols, 1), a.offset // item
+
+
+def _check(ctx, arrays: dict[str, cla.Array]) -> np.dtype:
+    first = next(iter(arrays.values()))
+    if not isinstance(first, cla.Array):
+        raise TypeError(f"a must be a pyopencl.array.Array on the device, got {type(first).__name__}")
+    dtype = ctx.real_dtype(first.dtype)
+    for name, array in arrays.items():
+        if not isinstance(array, cla.Array):
+            raise TypeError(f"{name} must be a pyopencl.array.Array on the device, got {type(array).__name__}")
+        if array.dtype != dtype:
+            shapes = ", ".join(f"{n} {a.dtype.name}{tuple(a.shape)}" for n, a in arrays.items())
+            raise TypeError(f"gemm needs one dtype for all arrays, got {shapes}")
+        if array.ndim != 2:
+            raise ValueError(f"gemm takes 2-D arrays, got {name} of shape {tuple(array.shape)}")
+        if array.context != ctx.context:
+            raise ValueError(f"{name} belongs to another OpenCL context than this clnet.Context's")
+    return dtype
+
+
+def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, trans_a: bool = False, trans_b: bool = False,
+         alpha: float = 1.0, beta: float = 0.0, backend: str | None = None) -> None:
+    """c = alpha * op(a) @ op(b) + beta * c, op(x) = x.T when trans_x; queued, not waited on.
+
+    All three are 2-D row-major device arrays of one dtype (views with offsets and row strides
+    are fine). op(a) is (m, k), op(b) is (k, n) and c is (m, n). backend: "clblast", "clnet",
+    or None for the device's settings (see `settings`).
+    """
+    dtype = _check(ctx, {"a": a, "b": b, "c": c})
+    m, k = a.shape[::-1] if trans_a else a.shape
+    k_b, n = b.shape[::-1] if trans_b else b.shape
+    if k != k_b or c.shape != (m, n):
+        op_a = f"a.T {tuple(a.shape[::-1])}" if trans_a else f"a {tuple(a.shape)}"
+        op_b = f"b.T {tuple(b.shape[::-1])}" if trans_b else f"b {tuple(b.shape)}"
+        raise ValueError(f"gemm shapes do not fit: {op_a} @ {op_b} -> c {tuple(c.shape)}; "
+                         f"needs op(a) (m, k), op(b) (k, n), c (m, n)")
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"unknown GEMM backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    layouts = (_layout(a, "a"), _layout(b, "b"), _layout(c, "c"))
+    if m == 0 or n == 0:
+        return
+    if k == 0:  # the product is empty, so c = beta * c
+        c *= dtype.type(beta)
+        return
+    chosen = settings(ctx, dtype)
+    backend = backend or chosen.backend(m, n, k)
+    if backend == "clnet":
+        tiled_gemm.gemm(ctx, a, b, c, m=m, n=n, k=k, trans_a=trans_a, trans_b=trans_b, layouts=layouts,
+                        alpha=dtype.type(alpha), beta=dtype.type(beta), params=chosen.tiles)
+    else:
+        _clblast_gemm(ctx, a, b, c, m, n, k, trans_a, trans_b, layouts, dtype.type(alpha), dtype.type(beta))
+
+
+def _clblast_gemm(ctx, a, b, c, m, n, k, trans_a, trans_b, layouts, alpha, beta) -> None:
+    (a_ld, a_off), (b_ld, b_off), (c_ld, c_off) = layouts
+    ctx.on_close("clblast", clear_clblast_cache)
+    first = _first_call_notice(ctx, c.dtype)
+    try:
+        pyclblast.gemm(ctx.queue, m, n, k, a, b, c, a_ld=a_ld, b_ld=b_ld, c_ld=c_ld, alpha=alpha, beta=beta,
+                       a_transp=trans_a, b_transp=trans_b, a_offset=a_off, b_offset=b_off, c_offset=c_off)
+    except RuntimeError as exc:
+        raise RuntimeError(f"CLBlast GEMM failed for op(a) ({m}, {k}) @ op(b) ({k}, {n}) "
+                           f"on {ctx.info.name!r}: {exc}") from exc
+    if first is not None:
+        first.write_text("built\n")
+
+
+def _first_call_notice(ctx, dtype: np.dtype):
+    """Before the first GEMM of a device and dtype on this machine, say that CLBlast compiles.
+
+    CLBlast compiles inside the call while holding the GIL, so nothing can report during it:
+    say it before, the first time (a marker file remembers it). Returns the marker to write."""
+    key = (ctx.info.name, ctx.info.driver_version, dtype.name)
+    if key in _announced:
+        return None
+    _announced.add(key)
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", "-".join(key))
+    marker = cache_dir() / "clblast-built" / f"{slug}.txt"
+    if marker.exists():
+        return None
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("compiling CLBlast's %s GEMM kernels for %s (about 20 s on PoCL); this happens once, "
+                "the driver caches them", dtype.name, ctx.info.name)
+    return marker
+

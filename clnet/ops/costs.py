@@ -1,0 +1,82 @@
+"""Costs: their values and their gradients with respect to the output (kernels/costs.cl).
+
+    quadratic      C = sum((a - y)**2) / (2 * batch)              any output activation
+    cross_entropy  C = -sum(y ln a + (1 - y) ln(1 - a)) / batch   after a sigmoid
+                   C = -sum(y ln a) / batch                       after a softmax (rows of y
+                                                                  one-hot or probabilities)
+
+Gradients are of C, so they are averaged over the batch. The cross-entropies' values come from
+the logits z (the output layer's input to its activation), which keeps them exact for any z.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyopencl as cl
+import pyopencl.array as cla
+
+from .arrays import check_array, launch_elementwise
+
+COSTS = ("quadratic", "cross_entropy")
+CROSS_ENTROPY_ACTIVATIONS = ("sigmoid", "softmax")
+REDUCE_ITEMS = 256
+
+
+def check_cost(name: str, activation: str) -> str:
+    """`name` if it is a known cost that fits the output activation; ValueError otherwise."""
+    if name not in COSTS:
+        raise ValueError(f"unknown cost {name!r}; choose one of {', '.join(COSTS)}")
+    if name == "cross_entropy" and activation not in CROSS_ENTROPY_ACTIVATIONS:
+        raise ValueError(f"the cross_entropy cost needs a sigmoid or softmax output layer, got {activation!r}")
+    return name
+
+
+def _check(ctx, a: cla.Array, y: cla.Array, names=("a", "y")) -> np.dtype:
+    dtype = ctx.real_dtype(a.dtype)
+    check_array(ctx, a, names[0])
+    check_array(ctx, y, names[1], dtype=dtype, shape=a.shape)
+    if a.ndim != 2:
+        raise ValueError(f"{names[0]} must be (batch, outputs), got shape {tuple(a.shape)}")
+    return dtype
+
+
+def output_delta(ctx, name: str, a: cla.Array, y: cla.Array, delta: cla.Array) -> cl.Event:
+    """delta = dC/da (quadratic), or dC/dz with the activation folded in (cross_entropy). Queued.
+
+    Both are (a - y) / batch; cross_entropy's is already the gradient of the output layer's
+    input, so the network skips the activation's derivative (`skips_activation_derivative`).
+    """
+    dtype = _check(ctx, a, y)
+    check_array(ctx, delta, "delta", dtype=dtype, shape=a.shape)
+    kernel = ctx.kernel("costs.cl", "difference", dtype=dtype)
+    return launch_elementwise(ctx, kernel, a.size, dtype, a=a, y=y, delta=delta, scale=1 / a.shape[0], n=a.size)
+
+
+def skips_activation_derivative(name: str) -> bool:
+    """True when `output_delta` already includes the output activation's derivative."""
+    return name == "cross_entropy"
+
+
+def value_into(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: cla.Array, out: cla.Array,
+               index: int = 0, batches: int | None = None) -> cl.Event:
+    """Queue out[index] = the cost C of output a (logits z) for target y, not waited on.
+
+    batches: average over this many rows instead of y's (to sum mini-batches into a mean).
+    """
+    check_cost(name, activation)
+    x = a if name == "quadratic" else z
+    dtype = _check(ctx, x, y, ("a" if name == "quadratic" else "z", "y"))
+    rows, cols = x.shape
+    scale = 1 / (batches or rows) / (2 if name == "quadratic" else 1)
+    kernel_name = "quadratic_sum" if name == "quadratic" else f"{activation}_cross_entropy_sum"
+    items = min(REDUCE_ITEMS, 1 << (ctx.info.max_work_group_size.bit_length() - 1))
+    kernel = ctx.kernel("costs.cl", kernel_name, dtype=dtype)
+    return kernel(ctx.queue, (items,), (items,), x=x, y=y, out=out, index=index, scale=scale, rows=rows,
+                  cols=cols, partial=cl.LocalMemory(items * dtype.itemsize))
+
+
+def value(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: cla.Array) -> float:
+    """The cost C of output a (logits z) for target y. Waits for the device: once per call."""
+    out = cla.empty(ctx.queue, 1, a.dtype)
+    value_into(ctx, name, activation, a, z, y, out)
+    return float(out.get()[0])

@@ -1,0 +1,2 @@
+"""The bottom layer: OpenCL devices and the choice of one, the Context that owns what is made on
+it, kernel templates rendered and built once per context, and kernels called by argument name."""

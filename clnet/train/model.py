@@ -1,0 +1,41 @@
+"""`clnet.InferenceNetwork`: the network users make, with `fit` and `save` as methods.
+
+The layers, forward pass, `predict` and `accuracy` live one layer down (clnet.nn.Network);
+this subclass adds the conveniences that need training and saving, so no lower module imports
+a higher one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..nn.network import Network
+from . import loops, saving
+from .optimizers import Optimizer
+
+
+class InferenceNetwork(Network):
+    """A stack of fully-connected layers on one device (see clnet.nn.Network), which trains on
+    mini-batches (`fit`) and saves to a file (`save`)."""
+
+    def fit(self, x, y, cost: str = "quadratic", epochs: int = 1, batch_size: int = 32,
+            optimizer: Optimizer | None = None, shuffle: bool = True, seed: int | None = None,
+            progress: bool = True) -> list[float]:
+        """Train on mini-batches: see clnet.fit."""
+        return loops.fit(self, x, y, cost, epochs, batch_size, optimizer, shuffle, seed, progress)
+
+    def save(self, path: str | Path) -> None:
+        """Write architecture, dtype and weights to one .npz file: see clnet.train.saving."""
+        saving.save(self, path)
+
+
+def load(path: str | Path, ctx, dtype=None) -> InferenceNetwork:
+    """The network saved at `path`, on the device of `ctx`; dtype: keep the saved one (None) or
+    convert to another (say float32 for a device without fp64)."""
+    inputs, layers, saved_dtype, parameters = saving.read(path)
+    net = InferenceNetwork(ctx, inputs, layers, dtype=saved_dtype if dtype is None else dtype, init=None)
+    for array, saved in zip(net.parameters(), parameters):
+        array.set(np.ascontiguousarray(saved, dtype=net.dtype))
+    return net

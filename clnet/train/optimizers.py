@@ -1,0 +1,144 @@
+"""Optimizers: objects that update a network's parameters from their gradients, with their
+state (velocities, moment estimates) on the device.
+
+Parameters, gradients and state are each one flat buffer (clnet.nn.FlatArrays), so a step over
+a whole network is one kernel launch:
+
+    opt = clnet.Adam(learning_rate=1e-3)
+    opt.step(net.parameter_buffer, net.gradient_buffer)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import weakref
+
+import pyopencl.array as cla
+
+from ..nn.parameters import FlatArrays
+from ..ops import updates
+
+
+def _real(name: str, value, low: float, high: float = math.inf, low_open: bool = False,
+          high_open: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    if value < low or (low_open and value == low) or value > high or (high_open and value == high):
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be in {interval}, got {value}")
+    return float(value)
+
+
+class Optimizer:
+    """Base: state buffers laid out like the parameters (zeros at the first step), and `step`.
+
+    The state belongs to one parameter buffer, held weakly: stepping another network's
+    parameters starts a fresh state. The buffers are released with their context.
+    """
+
+    state_arrays = 0
+
+    def __init__(self):
+        self._parameters: weakref.ref | None = None
+        self._state: list[FlatArrays] = []
+
+    def reset(self) -> None:
+        """Forget every velocity and moment estimate (the next step starts afresh)."""
+        self._parameters, self._state = None, []
+
+    def state(self, params: FlatArrays) -> list[FlatArrays]:
+        """The state buffers for `params` (made, zeroed, on first use)."""
+        if self._parameters is None or self._parameters() is not params:
+            self.reset()
+            self._parameters = weakref.ref(params)
+            self._state = [params.like() for _ in range(self.state_arrays)]
+        return self._state
+
+    def step(self, params: FlatArrays, grads: FlatArrays) -> None:
+        """Queue the update of every parameter from its gradient: one kernel launch."""
+        if not isinstance(params, FlatArrays) or not isinstance(grads, FlatArrays):
+            raise TypeError(f"step takes a network's parameter and gradient buffers (clnet.nn.FlatArrays), "
+                            f"got {type(params).__name__} and {type(grads).__name__}")
+        if grads.shapes != params.shapes or grads.dtype != params.dtype or grads.ctx is not params.ctx:
+            raise ValueError("the gradient buffer must have the parameters' shapes, dtype and context")
+        state = [s.flat for s in self.state(params)]
+        self._begin_step()
+        self._update(params.ctx, params.flat, grads.flat, state)
+
+    def _begin_step(self) -> None:
+        pass
+
+    def _update(self, ctx, w: cla.Array, g: cla.Array, state: list[cla.Array]) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, as torch.optim.SGD (dampening 0):
+
+        d = g + weight_decay * w
+        b = momentum * b + d                 (b = d at the first step)
+        w -= learning_rate * (d + momentum * b)   with nesterov
+        w -= learning_rate * b                    without (w -= learning_rate * d if momentum = 0)
+    """
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0):
+        super().__init__()
+        self.learning_rate = _real("learning_rate", learning_rate, 0, low_open=True)
+        self.momentum = _real("momentum", momentum, 0, 1)
+        self.weight_decay = _real("weight_decay", weight_decay, 0)
+        if nesterov and self.momentum == 0:
+            raise ValueError("nesterov momentum needs momentum > 0")
+        self.nesterov = bool(nesterov)
+        self.state_arrays = 1 if self.momentum else 0
+
+    def _update(self, ctx, w, g, state) -> None:
+        if self.momentum:
+            (velocity,) = state
+            updates.momentum_step(ctx, w, g, velocity, self.learning_rate, self.momentum, self.weight_decay,
+                                  self.nesterov)
+        else:
+            updates.sgd_step(ctx, w, g, self.learning_rate, self.weight_decay)
+
+    def __repr__(self) -> str:
+        return (f"SGD(learning_rate={self.learning_rate}, momentum={self.momentum}, nesterov={self.nesterov}, "
+                f"weight_decay={self.weight_decay})")
+
+
+class Adam(Optimizer):
+    """Adam, as torch.optim.Adam (weight decay added to the gradient, not AdamW's), at step t:
+
+        d = g + weight_decay * w
+        m = beta1 * m + (1 - beta1) * d
+        v = beta2 * v + (1 - beta2) * d**2
+        w -= learning_rate * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)
+    """
+
+    state_arrays = 2
+
+    def __init__(self, learning_rate: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__()
+        self.learning_rate = _real("learning_rate", learning_rate, 0, low_open=True)
+        self.beta1 = _real("beta1", beta1, 0, 1)
+        self.beta2 = _real("beta2", beta2, 0, 1)
+        self.eps = _real("eps", eps, 0, low_open=True)
+        self.weight_decay = _real("weight_decay", weight_decay, 0)
+        self.steps = 0
+
+    def reset(self) -> None:
+        super().reset()
+        self.steps = 0
+
+    def _begin_step(self) -> None:
+        self.steps += 1
+
+    def _update(self, ctx, w, g, state) -> None:
+        m, v = state
+        updates.adam_step(ctx, w, g, m, v, step=self.steps, learning_rate=self.learning_rate, beta1=self.beta1,
+                          beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay)
+
+    def __repr__(self) -> str:
+        return (f"Adam(learning_rate={self.learning_rate}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "
+                f"weight_decay={self.weight_decay})")
