@@ -86,7 +86,7 @@ def run_demo(spec: str | None = None) -> int:
                                 ("xavier", "0.50 0.50")):
             init(net, method, seed=13)
             _train_and_show(f"clnet.init(net, {method!r}, seed=13)", net, article)
-        _train_and_show("a new network as it starts (auto init, seed 0)", _tiny_network(ctx), "-")
+        _train_and_show("a new network: auto init, seed 0", _tiny_network(ctx), "-")
 
         print("\nThe article's large network, 10000 -> 5000 tanh -> 1000 sigmoid -> 10 sigmoid (55.01 M weights):")
         big = InferenceNetwork(ctx, 10000, [FullyConnected(5000, "tanh"), FullyConnected(1000, "sigmoid"),

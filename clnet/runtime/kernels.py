@@ -111,20 +111,21 @@ class Kernel:
             unknown = sorted(set(arguments) - self._names)
             raise TypeError(f"kernel {self.signature()}: missing {missing}, unknown {unknown}")
         values = []
+        append = values.append
         for name, is_array, dtype in self._bound:
             value = arguments[name]
-            if is_array:
-                if isinstance(value, cla.Array):
-                    if value.dtype != dtype:
-                        raise TypeError(f"kernel {self.name}: argument {name!r} must hold {dtype}, "
-                                        f"got {value.dtype}")
-                    values += (value.base_data, value.offset // value.dtype.itemsize)
-                elif isinstance(value, cl.Buffer):
-                    values += (value, 0)
-                else:
-                    raise TypeError(f"kernel {self.name}: argument {name!r} must be a device array, "
-                                    f"got {type(value).__name__}")
+            if not is_array:
+                append(value)
+            elif isinstance(value, cla.Array):
+                if value.dtype is not dtype and value.dtype != dtype:  # `is`: the common case, fast
+                    raise TypeError(f"kernel {self.name}: argument {name!r} must hold {dtype}, got {value.dtype}")
+                append(value.base_data)
+                append(value.offset // dtype.itemsize)
+            elif isinstance(value, cl.Buffer):
+                append(value)
+                append(0)
             else:
-                values.append(value)
+                raise TypeError(f"kernel {self.name}: argument {name!r} must be a device array, "
+                                f"got {type(value).__name__}")
         self._counter[0] += 1
         return self.cl_kernel(queue, global_size, local_size, *values)
