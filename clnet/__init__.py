@@ -23,10 +23,12 @@ from .runtime.errors import (
     ClnetError,
     ContextClosedError,
     DeviceCapabilityError,
+    DeviceMemoryError,
     DeviceNotFoundError,
     KernelBuildError,
     NoPlatformError,
     TemplateError,
+    TrainingDivergedError,
 )
 from .train.loops import fit, sgd
 from .train.model import InferenceNetwork, load
@@ -45,6 +47,7 @@ __all__ = [
     "Context",
     "ContextClosedError",
     "DeviceCapabilityError",
+    "DeviceMemoryError",
     "DeviceInfo",
     "DeviceNotFoundError",
     "FullyConnected",
@@ -53,6 +56,7 @@ __all__ = [
     "NoPlatformError",
     "Philox",
     "TemplateError",
+    "TrainingDivergedError",
     "TrainingNetwork",
     "devices",
     "fit",

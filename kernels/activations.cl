@@ -18,7 +18,7 @@
         # exp(-|z|) <= 1: never overflows, on either side
         "sigmoid": ("select(exp(-fabs(z)) / (1 + exp(-fabs(z))), 1 / (1 + exp(-fabs(z))), z >= 0)", "a * (1 - a)"),
         "tanh": ("tanh(z)", "1 - a * a"),
-        "relu": ("select(ZERO, z, z > 0)", "select(ZERO, ONE, a > 0)"),
+        "relu": ("select(z, ZERO, z < 0)", "select(ZERO, ONE, a > 0)"),  # NaN stays NaN, as in numpy
         "leaky_relu": ("select((real)0.01 * z, z, z > 0)", "select(ONE * (real)0.01, ONE, a > 0)"),
         "elu": ("select(expm1(z), z, z > 0)", "select(a + 1, ONE, a > 0)"),
     }

@@ -10,20 +10,19 @@ trains, all their gradients in another (`gradient_buffer`); the layers' arrays a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import pyopencl.array as cla
 
-from ..ops.arrays import to_device_batch
+from ..ops import memory
+from ..ops.arrays import host_batch, to_device_batch
+from ..runtime import allocation
 from ..runtime.errors import ContextClosedError
 from . import initialization
 from .layers import FullyConnected, FullyConnectedLayer, FullyConnectedTraining
 from .parameters import FlatArrays
-
-
-def _rows(x) -> int:
-    return x.shape[0] if hasattr(x, "shape") and len(x.shape) else len(x)
 
 
 class Network:
@@ -49,13 +48,17 @@ class Network:
         self.dtype = ctx.real_dtype(dtype)
         self.inputs = int(inputs)
         widths = [self.inputs] + [layer.outputs for layer in layers]
-        self.parameter_buffer = FlatArrays(
-            ctx, [shape for spec, width in zip(layers, widths) for shape in spec.parameter_shapes(width)], self.dtype)
+        shapes = [shape for spec, width in zip(layers, widths) for shape in spec.parameter_shapes(width)]
+        count = sum(math.prod(shape) for shape in shapes)
+        self.parameter_buffer = FlatArrays(ctx, shapes, self.dtype,
+                                           f"a network of {count:,} {self.dtype.name} parameters",
+                                           "use fewer or smaller layers")
         views = iter(self.parameter_buffer.views)
         self.layers: list[FullyConnectedLayer] = [
             spec.build(ctx, width, self.dtype, next(views), next(views)) for spec, width in zip(layers, widths)]
         self.outputs = widths[-1]
         self._gradient_buffer: FlatArrays | None = None
+        self._kept: FlatArrays | None = None
         self.seed: int | None = None
         if init is not None:
             initialization.init(self, init, seed)
@@ -73,6 +76,19 @@ class Network:
             self._gradient_buffer = self.parameter_buffer.like()
         return self._gradient_buffer
 
+    def keep_parameters(self) -> None:
+        """Copy every parameter into a second buffer (made on first use): what training falls back
+        on when its cost stops being finite. One kernel launch, queued."""
+        if self._kept is None:
+            self._kept = self.parameter_buffer.like()
+        memory.copy(self.ctx, self.parameter_buffer.flat, self._kept.flat)
+
+    def restore_parameters(self) -> None:
+        """Put back the parameters of the last `keep_parameters`. Queued."""
+        if self._kept is None:
+            raise RuntimeError("restore_parameters needs an earlier keep_parameters")
+        memory.copy(self.ctx, self._kept.flat, self.parameter_buffer.flat)
+
     def __call__(self, x) -> cla.Array:
         """The network's output for a batch x (batch, inputs), host or device: a device array."""
         x = to_device_batch(self.ctx, x, self.inputs, self.dtype)
@@ -84,7 +100,11 @@ class Network:
     def predict(self, x, batch_size: int = 4096) -> np.ndarray:
         """Class predictions for x as a numpy int array: the index of the largest output, or
         output > 0.5 for a single output. Runs in batches of batch_size rows."""
-        outputs = [self(x[i:i + batch_size]).get() for i in range(0, _rows(x), batch_size)]
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        if not isinstance(x, cla.Array):
+            x = host_batch(x, self.inputs, self.dtype)  # converted once, not per batch
+        outputs = [self(x[i:i + batch_size]).get() for i in range(0, x.shape[0], batch_size)]
         scores = np.concatenate(outputs) if outputs else np.zeros((0, self.outputs))
         return (scores[:, 0] > 0.5).astype(np.int64) if self.outputs == 1 else scores.argmax(axis=1)
 
@@ -103,13 +123,25 @@ class Network:
         """Drop the device memory of the parameters and gradients (the context does this on close)."""
         for layer in self.layers:
             layer.release()
-        self.parameter_buffer.release()
-        if self._gradient_buffer is not None:
-            self._gradient_buffer.release()
+        for buffer in (self.parameter_buffer, self._gradient_buffer, self._kept):
+            if buffer is not None:
+                buffer.release()
 
     def __repr__(self) -> str:
         shape = " -> ".join([str(self.inputs)] + [f"{la.outputs} {la.activation}" for la in self.layers])
         return f"InferenceNetwork({shape}, {self.dtype.name}, on {self.ctx.info.name!r})"
+
+
+def training_buffers(net: Network, batch: int) -> dict[str, int]:
+    """The device buffers (description: bytes) a TrainingNetwork for `batch` rows allocates."""
+    item, found = net.dtype.itemsize, {}
+    for i, layer in enumerate(net.layers):
+        kinds = ("outputs", "deltas", "logits") if i == len(net.layers) - 1 else ("outputs", "deltas")
+        for kind in kinds:
+            found[f"layer {i}'s {kind} ({batch} x {layer.outputs})"] = batch * layer.outputs * item
+    if net._gradient_buffer is None:
+        found["the gradient buffer"] = net.parameter_buffer.flat.size * item
+    return found
 
 
 class TrainingNetwork:
@@ -122,6 +154,13 @@ class TrainingNetwork:
         self.net, self.ctx = net, net.ctx
         self.x = to_device_batch(self.ctx, x, net.inputs, net.dtype)
         self.batch = self.x.shape[0]
+        purpose, advice = f"training on batches of {self.batch}", "use a smaller batch_size or smaller layers"
+        allocation.check(self.ctx, training_buffers(net, self.batch), purpose, advice)
+        allocation.guarded(self.ctx, purpose, advice, lambda: self._allocate(net))
+        self._closed = False
+        self.ctx.own(self)
+
+    def _allocate(self, net: Network) -> None:
         gradients = iter(net.gradient_buffer.views)
         self.layers: list[FullyConnectedTraining] = []
         layer_input = self.x
@@ -133,8 +172,6 @@ class TrainingNetwork:
         # each layer after the first writes dC/dx into the previous layer's delta
         for previous, trainer in zip(self.layers, self.layers[1:]):
             trainer.grad_x = previous.delta
-        self._closed = False
-        self.ctx.own(self)
 
     def _check_open(self) -> None:
         if self._closed:

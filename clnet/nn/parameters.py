@@ -12,6 +12,7 @@ import numpy as np
 import pyopencl.array as cla
 
 from ..ops import memory
+from ..runtime import allocation
 from ..runtime.errors import ContextClosedError
 
 ALIGN_BYTES = 128  # every view starts on whole cache lines (and any vector width's alignment)
@@ -25,16 +26,25 @@ class FlatArrays:
     as one array. Released with its context.
     """
 
-    def __init__(self, ctx, shapes: Sequence[tuple[int, ...]], dtype):
+    def __init__(self, ctx, shapes: Sequence[tuple[int, ...]], dtype, purpose: str = "these arrays",
+                 advice: str = "use smaller arrays"):
         self.ctx, self.dtype = ctx, ctx.real_dtype(dtype)
+        self.purpose, self.advice = purpose, advice
         self.shapes = [tuple(int(n) for n in shape) for shape in shapes]
         align = max(1, ALIGN_BYTES // self.dtype.itemsize)
         self.offsets, total = [], 0
         for shape in self.shapes:
             self.offsets.append(total)
             total += -(-math.prod(shape) // align) * align
-        self._flat: cla.Array | None = cla.empty(ctx.queue, max(total, 1), self.dtype)
-        memory.fill(ctx, self._flat, 0.0)  # clnet's store kernel: pyopencl's fill ran at 0.7 GB/s
+        nbytes = max(total, 1) * self.dtype.itemsize
+        allocation.check(ctx, {f"{len(self.shapes)} arrays in one": nbytes}, purpose, advice)
+
+        def allocate() -> cla.Array:
+            flat = cla.empty(ctx.queue, max(total, 1), self.dtype)
+            memory.fill(ctx, flat, 0.0)  # clnet's store kernel: pyopencl's fill ran at 0.7 GB/s
+            return flat
+
+        self._flat: cla.Array | None = allocation.guarded(ctx, purpose, advice, allocate)
         self._views: list[cla.Array] | None = [
             self._flat[offset:offset + math.prod(shape)].reshape(shape)
             for offset, shape in zip(self.offsets, self.shapes)]
@@ -56,7 +66,7 @@ class FlatArrays:
 
     def like(self) -> FlatArrays:
         """New zeroed arrays with the same shapes, dtype and layout (gradients, optimizer state)."""
-        return FlatArrays(self.ctx, self.shapes, self.dtype)
+        return FlatArrays(self.ctx, self.shapes, self.dtype, self.purpose, self.advice)
 
     def get(self) -> list[np.ndarray]:
         """Every array copied to the host, in order (one transfer)."""

@@ -13,6 +13,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
+from ..runtime import allocation
 from ..runtime.kernels import Kernel
 from ..runtime.programs import Templates
 
@@ -60,26 +61,54 @@ def launch_elementwise(ctx, kernel: Kernel, elements: int, dtype, /, **arguments
     return launch(ctx, kernel, -(-elements // vector_width(dtype)), **arguments)
 
 
-def to_device_batch(ctx, data, columns: int, dtype: np.dtype, name: str = "x") -> cla.Array:
-    """A (batch, columns) device array of `dtype` from a numpy-like or device array.
+def _first_non_finite(host: np.ndarray, name: str) -> ValueError:
+    row, column = np.argwhere(~np.isfinite(host))[0]
+    return ValueError(f"{name} holds a non-finite value ({host[row, column]}) at row {row}, column {column}; "
+                      "clnet needs finite numbers: remove or impute such values first")
 
-    Host data of any real numeric dtype is converted and uploaded; device data must already
-    have the dtype (no silent conversion on the device) and is used as it is, not copied.
-    """
-    if isinstance(data, cla.Array):
-        if data.dtype != dtype:
-            raise TypeError(f"{name} on the device must have dtype {dtype.name} like the network, "
-                            f"got {data.dtype.name}")
-        check_array(ctx, data, name)
-    else:
+
+def host_batch(data, columns: int, dtype: np.dtype, name: str = "x") -> np.ndarray:
+    """A (batch, columns) contiguous numpy array of `dtype` from anything numpy reads as real
+    numbers (lists, tuples, integer, boolean or other float arrays), checked to be finite."""
+    try:
         host = np.asarray(data)
-        if host.dtype.kind not in "fiu":
-            raise TypeError(f"{name} must hold real numbers, got dtype {host.dtype}")
+    except (ValueError, TypeError) as exc:  # ragged lists, objects numpy cannot read
+        raise ValueError(f"{name} must be a (batch, {columns}) array of real numbers: {exc}") from exc
+    if host.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {host.dtype}")
+    if host.ndim != 2 or host.shape[1] != columns:
+        raise ValueError(f"{name} must have shape (batch, {columns}), got {host.shape}")
+    if host.shape[0] < 1:
+        raise ValueError(f"{name} must have at least one row, got shape {host.shape}")
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, reported below
+        host = np.ascontiguousarray(host, dtype=dtype)
+    if not np.isfinite(host).all():
+        raise _first_non_finite(host, f"{name} (as {np.dtype(dtype).name})")
+    return host
+
+
+def to_device_batch(ctx, data, columns: int, dtype: np.dtype, name: str = "x",
+                    check_device: bool = False) -> cla.Array:
+    """A (batch, columns) device array of `dtype` from array-like host data or a device array.
+
+    Host data goes through `host_batch` (converted once, checked finite) and is uploaded after
+    its size is checked against the device. Device data must already have the dtype (no silent
+    conversion on the device) and is used as it is, not copied; check_device checks that it is
+    finite too (one reduction, and a download only to name the bad element).
+    """
+    if not isinstance(data, cla.Array):
+        host = host_batch(data, columns, dtype, name)
+        allocation.check(ctx, {name: host.nbytes}, f"the copy of {name} on the device", "pass fewer rows at once")
+        return allocation.guarded(ctx, f"the copy of {name} on the device", "pass fewer rows at once",
+                                  lambda: cla.to_device(ctx.queue, host))
+    if data.dtype != dtype:
+        raise TypeError(f"{name} on the device must have dtype {dtype.name} like the network, got {data.dtype.name}")
+    check_array(ctx, data, name)
     shape = tuple(data.shape)
     if len(shape) != 2 or shape[1] != columns:
         raise ValueError(f"{name} must have shape (batch, {columns}), got {shape}")
     if shape[0] < 1:
         raise ValueError(f"{name} must have at least one row, got shape {shape}")
-    if isinstance(data, cla.Array):
-        return data
-    return cla.to_device(ctx.queue, np.ascontiguousarray(host, dtype=dtype))
+    if check_device and not np.isfinite(cla.sum(data * 0).get()):  # inf * 0 and nan * 0 are nan
+        raise _first_non_finite(data.get(), name)
+    return data

@@ -47,12 +47,18 @@ class DeviceInfo:
     driver_version: str
     fp64: bool
     unified_memory: bool
+    max_alloc_bytes: int = 0  # CL_DEVICE_MAX_MEM_ALLOC_SIZE; 0: unknown (OpenCL's minimum, a quarter of global)
     cl_device: cl.Device | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> str:
         """Identifies the device across runs (indices can change): platform|name|driver."""
         return f"{self.platform}|{self.name}|{self.driver_version}"
+
+    @property
+    def largest_allocation(self) -> int:
+        """The largest buffer the device allows, in bytes."""
+        return self.max_alloc_bytes or self.global_mem_bytes // 4
 
     @property
     def is_pocl(self) -> bool:
@@ -85,6 +91,7 @@ def _describe(platform_index: int, device_index: int, platform: cl.Platform, dev
         driver_version=device.driver_version.strip(),
         fp64=characterize.has_double_support(device),
         unified_memory=bool(device.host_unified_memory),
+        max_alloc_bytes=device.max_mem_alloc_size,
         cl_device=device,
     )
 

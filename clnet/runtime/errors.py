@@ -37,3 +37,15 @@ class KernelBuildError(ClnetError):
         super().__init__(message)
         self.log = log
         self.source_path = source_path
+
+
+class DeviceMemoryError(ClnetError, MemoryError):
+    """A buffer is larger than the device allows, or the device ran out of memory."""
+
+
+class TrainingDivergedError(ClnetError, FloatingPointError):
+    """The cost became NaN or infinite during training; the network keeps its last finite weights."""
+
+    def __init__(self, message: str, epoch: int):
+        super().__init__(message)
+        self.epoch = epoch

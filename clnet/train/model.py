@@ -22,13 +22,16 @@ class InferenceNetwork(Network):
 
     def fit(self, x, y, cost: str = "quadratic", epochs: int = 1, batch_size: int = 32,
             optimizer: Optimizer | None = None, shuffle: bool = True, seed: int | None = None,
-            progress: bool = True) -> list[float]:
-        """Train on mini-batches: see clnet.fit."""
-        return loops.fit(self, x, y, cost, epochs, batch_size, optimizer, shuffle, seed, progress)
+            progress: bool = True, checkpoint: str | Path | None = None, resume: bool = False,
+            checkpoint_every: int = 1) -> list[float]:
+        """Train on mini-batches, with checkpoints and resume: see clnet.fit."""
+        return loops.fit(self, x, y, cost, epochs, batch_size, optimizer, shuffle, seed, progress, checkpoint,
+                         resume, checkpoint_every)
 
-    def save(self, path: str | Path) -> None:
-        """Write architecture, dtype and weights to one .npz file: see clnet.train.saving."""
-        saving.save(self, path)
+    def save(self, path: str | Path) -> Path:
+        """Write architecture, dtype and weights to one .npz file, atomically (`.npz` is added
+        when the name has no suffix); returns the path written. See clnet.train.saving."""
+        return saving.save(self, path)
 
 
 def load(path: str | Path, ctx, dtype=None) -> InferenceNetwork:

@@ -14,6 +14,7 @@ import math
 import numbers
 import weakref
 
+import numpy as np
 import pyopencl.array as cla
 
 from ..nn.parameters import FlatArrays
@@ -38,14 +39,16 @@ class Optimizer:
     """
 
     state_arrays = 0
+    kind = "Optimizer"  # the name a checkpoint records (a subclass of SGD is still an SGD)
 
     def __init__(self):
         self._parameters: weakref.ref | None = None
         self._state: list[FlatArrays] = []
+        self.steps = 0
 
     def reset(self) -> None:
-        """Forget every velocity and moment estimate (the next step starts afresh)."""
-        self._parameters, self._state = None, []
+        """Forget every velocity and moment estimate and the step count (the next step starts afresh)."""
+        self._parameters, self._state, self.steps = None, [], 0
 
     def state(self, params: FlatArrays) -> list[FlatArrays]:
         """The state buffers for `params` (made, zeroed, on first use)."""
@@ -67,7 +70,21 @@ class Optimizer:
         self._update(params.ctx, params.flat, grads.flat, state)
 
     def _begin_step(self) -> None:
-        pass
+        self.steps += 1
+
+    def host_state(self, params: FlatArrays) -> list[np.ndarray]:
+        """The state buffers for `params` copied to the host (for a checkpoint)."""
+        return [state.flat.get() for state in self.state(params)]
+
+    def restore_state(self, params: FlatArrays, steps: int, arrays: list[np.ndarray]) -> None:
+        """Set the step count and the state buffers for `params` (from a checkpoint)."""
+        state = self.state(params)
+        if len(arrays) != len(state) or any(a.shape != s.flat.shape for a, s in zip(arrays, state)):
+            raise ValueError(f"{self.kind} keeps {len(state)} state buffer(s) of {params.flat.size} elements, "
+                             f"the checkpoint has {[a.shape for a in arrays]}")
+        for buffer, array in zip(state, arrays):
+            buffer.flat.set(np.ascontiguousarray(array, dtype=params.dtype))
+        self.steps = int(steps)
 
     def _update(self, ctx, w: cla.Array, g: cla.Array, state: list[cla.Array]) -> None:
         raise NotImplementedError
@@ -81,6 +98,8 @@ class SGD(Optimizer):
         w -= learning_rate * (d + momentum * b)   with nesterov
         w -= learning_rate * b                    without (w -= learning_rate * d if momentum = 0)
     """
+
+    kind = "SGD"
 
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0):
@@ -115,6 +134,7 @@ class Adam(Optimizer):
         w -= learning_rate * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)
     """
 
+    kind = "Adam"
     state_arrays = 2
 
     def __init__(self, learning_rate: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
@@ -125,14 +145,6 @@ class Adam(Optimizer):
         self.beta2 = _real("beta2", beta2, 0, 1)
         self.eps = _real("eps", eps, 0, low_open=True)
         self.weight_decay = _real("weight_decay", weight_decay, 0)
-        self.steps = 0
-
-    def reset(self) -> None:
-        super().reset()
-        self.steps = 0
-
-    def _begin_step(self) -> None:
-        self.steps += 1
 
     def _update(self, ctx, w, g, state) -> None:
         m, v = state

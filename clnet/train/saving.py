@@ -1,13 +1,19 @@
 """Saving a network to one .npz file and loading it back, on any device.
 
-The file holds a JSON description (format, clnet version, dtype, inputs, layers) and one array
-per weight and bias. `load` checks all of it before it makes anything, so a truncated, foreign or
-inconsistent file raises ValueError and never gives a half-loaded network.
+The file holds a JSON description (format, dtype, inputs, layers) and one array per weight and
+bias; a checkpoint (clnet.train.checkpoint) adds entries of its own, which `read` ignores. A
+save is atomic: the file is written beside its destination, flushed to the disk and then
+renamed over it, so a crash or a full disk leaves the previous file whole. `read` checks all
+of it before anything is made, so a truncated, foreign or inconsistent file raises ValueError
+and never gives a half-loaded network.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -18,10 +24,50 @@ from ..nn.network import Network
 
 FORMAT = 1
 DESCRIPTION = "clnet_network"
+SUFFIX = ".npz"
+EXTRA_PREFIXES = ("checkpoint", "optimizer_state_")  # entries a checkpoint adds to a network file
 
 
-def save(net: Network, path) -> None:
-    """Write `net` to `path` (.npz; numpy adds the suffix if it is missing)."""
+def file_path(path: str | os.PathLike) -> Path:
+    """The file a save to `path` writes: `.npz` is added when the name has no suffix. A folder,
+    or a path whose folder does not exist, raises before anything is written."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; save to a file in it, such as {path / ('network' + SUFFIX)}")
+    if not path.suffix:
+        path = path.with_name(path.name + SUFFIX)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder; save to a file in it")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot save to {path}: the folder {path.parent} does not exist")
+    return path
+
+
+def write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write `arrays` as an .npz file at `path`: to a temporary file in the same folder, flushed
+    and fsynced, then renamed over `path`. On any failure `path` is untouched."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    return path
+
+
+def network_arrays(net: Network) -> dict[str, np.ndarray]:
+    """The entries of a network file: the description and every weight and bias."""
     description = {
         "format": FORMAT,
         "dtype": net.dtype.name,
@@ -29,13 +75,20 @@ def save(net: Network, path) -> None:
         "layers": [{"outputs": layer.outputs, "activation": layer.activation} for layer in net.layers],
     }
     arrays = {DESCRIPTION: np.array(json.dumps(description))}
-    for i, layer in enumerate(net.layers):
-        arrays[f"weights_{i}"] = layer.weights.get()
-        arrays[f"bias_{i}"] = layer.bias.get()
-    np.savez(path, **arrays)
+    host = net.parameter_buffer.get()  # one transfer
+    for i in range(len(net.layers)):
+        arrays[f"weights_{i}"], arrays[f"bias_{i}"] = host[2 * i], host[2 * i + 1]
+    return arrays
 
 
-def _read(path) -> tuple[dict, dict]:
+def save(net: Network, path: str | os.PathLike) -> Path:
+    """Write `net` to `path` atomically (`.npz` added when the name has no suffix); returns the
+    path written."""
+    return write_atomic(file_path(path), network_arrays(net))
+
+
+def read_entries(path) -> tuple[dict, dict]:
+    """The description and every array of the .npz file at `path` (ValueError if unreadable)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -78,7 +131,8 @@ def read(path) -> tuple[int, list[FullyConnected], str, list[np.ndarray]]:
     """(inputs, layers, dtype name, [W0, b0, W1, b1, ...]) of the network file at `path`,
     all checked: ValueError for a truncated, foreign or inconsistent file."""
     path = Path(path)
-    description, arrays = _read(path)
+    description, arrays = read_entries(path)
+    arrays = {name: a for name, a in arrays.items() if not name.startswith(EXTRA_PREFIXES)}
     layers = _check(path, description, arrays)
     parameters = [arrays[f"{kind}_{i}"] for i in range(len(layers)) for kind in ("weights", "bias")]
     return int(description["inputs"]), [FullyConnected(o, a) for o, a in layers], description["dtype"], parameters

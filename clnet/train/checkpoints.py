@@ -1,0 +1,66 @@
+"""Checkpoints of `fit`: the network file (clnet.train.saving) plus what a resumed run needs to
+go on exactly where it stopped: the epoch, the history, the optimizer's kind, step count and
+state buffers, and the position of the shuffling random stream. `clnet.load` reads a checkpoint
+as the network alone. Written atomically, like every save."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..nn.network import Network
+from . import saving
+from .optimizers import Optimizer
+
+FORMAT = 1
+ENTRY = "checkpoint"  # the JSON entry; the optimizer's buffers are optimizer_state_<i>
+
+
+def write(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random.Generator, epoch: int,
+          history: list[float], run: dict) -> Path:
+    """Save the state after `epoch` epochs; `run` holds the settings a resume must share
+    (samples, batch size, cost)."""
+    arrays = saving.network_arrays(net)
+    record = {"format": FORMAT, "epoch": epoch, "history": history, "run": run,
+              "optimizer": {"kind": optimizer.kind, "steps": optimizer.steps},
+              "shuffling": shuffling.bit_generator.state}
+    arrays[ENTRY] = np.array(json.dumps(record))
+    for i, state in enumerate(optimizer.host_state(net.parameter_buffer)):
+        arrays[f"optimizer_state_{i}"] = state
+    return saving.write_atomic(path, arrays)
+
+
+def restore(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random.Generator,
+            run: dict) -> tuple[int, list[float]]:
+    """Load the checkpoint at `path` into net, optimizer and the shuffling stream; returns
+    (epochs done, history). ValueError when it belongs to another network or run."""
+    inputs, layers, dtype, parameters = saving.read(path)
+    _, arrays = saving.read_entries(path)
+    if ENTRY not in arrays:
+        raise ValueError(f"{path} is a network file, not a checkpoint of fit: it cannot be resumed")
+    mine = ([net.inputs] + [(la.outputs, la.activation) for la in net.layers], net.dtype.name)
+    theirs = ([inputs] + [(la.outputs, la.activation) for la in layers], dtype)
+    if mine != theirs:
+        raise ValueError(f"the checkpoint {path} holds another network ({theirs}) than this one ({mine})")
+    try:
+        record = json.loads(str(arrays[ENTRY]))
+        epoch, history, kind = int(record["epoch"]), [float(c) for c in record["history"]], record["optimizer"]["kind"]
+        steps, saved_run, shuffle_state = int(record["optimizer"]["steps"]), record["run"], record["shuffling"]
+        if record["format"] != FORMAT:
+            raise ValueError(f"format {record['format']}, expected {FORMAT}")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable checkpoint record ({type(exc).__name__}: {exc})") from exc
+    if kind != optimizer.kind:
+        raise ValueError(f"the checkpoint {path} was made with {kind}; resume it with clnet.{kind}, "
+                         f"not {optimizer.kind}")
+    if saved_run != run:
+        raise ValueError(f"the checkpoint {path} was made with {saved_run}; resume it with the same data size, "
+                         f"batch_size and cost (now {run})")
+    states = [arrays[f"optimizer_state_{i}"] for i in range(sum(n.startswith("optimizer_state_") for n in arrays))]
+    optimizer.restore_state(net.parameter_buffer, steps, states)  # checks the buffers first
+    for array, saved in zip(net.parameters(), parameters):
+        array.set(np.ascontiguousarray(saved, dtype=net.dtype))
+    shuffling.bit_generator.state = shuffle_state
+    return epoch, history

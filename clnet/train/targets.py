@@ -1,0 +1,39 @@
+"""What `fit` trains toward: real targets, or integer class labels turned into one-hot rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyopencl.array as cla
+
+from ..ops.arrays import to_device_batch
+
+
+def as_targets(ctx, y, rows: int, outputs: int, dtype) -> cla.Array:
+    """(rows, outputs) device targets: real targets (array-likes, checked finite), or integer
+    class labels (rows,) as one-hot rows (as a column of 0/1 for a single output)."""
+    labels = None
+    if isinstance(y, cla.Array) and y.ndim == 1 and y.dtype.kind in "iu":
+        labels = y.get()  # once per fit call
+    elif not isinstance(y, cla.Array):
+        try:
+            host = np.asarray(y)
+        except (ValueError, TypeError):
+            host = None  # to_device_batch says what is wrong with it
+        if host is not None and host.ndim == 1 and host.dtype.kind in "iu":
+            labels = host
+    if labels is None:
+        y = to_device_batch(ctx, y, outputs, dtype, name="y", check_device=True)
+    else:
+        classes = max(outputs, 2)
+        bad = labels[(labels < 0) | (labels >= classes)]
+        if bad.size:
+            raise ValueError(f"class labels must be in 0..{classes - 1} for {outputs} output(s), got {bad[:5]}")
+        if outputs == 1:
+            y = cla.to_device(ctx.queue, labels.astype(dtype).reshape(-1, 1))
+        else:
+            one_hot = np.zeros((labels.size, outputs), dtype)
+            one_hot[np.arange(labels.size), labels] = 1
+            y = cla.to_device(ctx.queue, one_hot)
+    if y.shape[0] != rows:
+        raise ValueError(f"y has {y.shape[0]} rows but x has {rows}: one target per sample")
+    return y
