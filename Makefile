@@ -38,7 +38,7 @@ system-deps:
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[pocl,test,examples,plot]' ruff
+	$(BIN)/pip install -q -e '.[pocl,test,examples,plot,mpi]' ruff
 	touch $@
 
 clean:

@@ -12,6 +12,7 @@
 See README.md and DESIGN.md for the whole API.
 """
 
+from . import distributed
 from .nn import INIT_METHODS, FullyConnected, TrainingNetwork, init
 from .ops import rng
 from .ops.activations import ACTIVATIONS
@@ -30,7 +31,8 @@ from .runtime.errors import (
     TemplateError,
     TrainingDivergedError,
 )
-from .train.loops import fit, sgd
+from .train.loops import sgd
+from .train.minibatch import fit
 from .train.model import InferenceNetwork, load
 from .train.optimizers import SGD, Adam
 from .tuning import tune
@@ -59,6 +61,7 @@ __all__ = [
     "TrainingDivergedError",
     "TrainingNetwork",
     "devices",
+    "distributed",
     "fit",
     "init",
     "load",

@@ -1,23 +1,19 @@
-"""Training: `sgd` over the batch a TrainingNetwork was made with (the seed article's), and
-`fit` over mini-batches with an optimizer, checkpoints, resume, Ctrl-C and divergence handled."""
+"""Training by gradient descent on the one batch a TrainingNetwork was made with: `sgd`, the seed
+article's loop (mini-batches, optimizers and checkpoints: clnet.train.minibatch)."""
 
 from __future__ import annotations
 
 import math
 import numbers
-import time
-from pathlib import Path
 
 import numpy as np
 import pyopencl.array as cla
-from tqdm.auto import tqdm
 
-from ..nn.network import Network, TrainingNetwork
-from ..ops import costs, memory
+from ..nn.network import TrainingNetwork
+from ..ops import costs
 from ..ops.arrays import to_device_batch
-from . import checkpoints, guards, saving
-from .optimizers import SGD, Adam, Optimizer
-from .targets import as_targets
+from . import guards
+from .optimizers import SGD
 
 
 def check_learning_rate(learning_rate) -> float:
@@ -82,94 +78,3 @@ def sgd(training: TrainingNetwork, y, cost: str = "quadratic", epochs: int = 1,
         ctx.finish()
         guards.check_cost(float(found[bad[0]]), int(bad[0]) + 1, learning_rate)
     return float(found[-1])
-
-
-def fit(net: Network, x, y, cost: str = "quadratic", epochs: int = 1, batch_size: int = 32,
-        optimizer: Optimizer | None = None, shuffle: bool = True, seed: int | None = None,
-        progress: bool = True, checkpoint: str | Path | None = None, resume: bool = False,
-        checkpoint_every: int = 1) -> list[float]:
-    """Train on mini-batches of (x, y) for `epochs` passes; returns the cost of each epoch.
-
-    x: (samples, inputs), y: (samples, outputs) or integer class labels (samples,): numpy arrays,
-    lists or other array-likes (converted once, here), or device arrays; every value must be
-    finite. Each epoch visits the samples in a new order drawn from `seed` (so the same seed and
-    the same starting weights give the same history), in batches of batch_size and a last,
-    smaller batch with the rest. optimizer: clnet.SGD or clnet.Adam (default Adam()). An epoch's
-    cost is the mean over its samples of the cost each batch had before its update. The device
-    is waited on once per epoch, for the cost and the progress bar (tqdm: epoch, cost, samples/s).
-
-    checkpoint: a file that is written atomically every `checkpoint_every` epochs (and after the
-    last) with the network, the optimizer's state, the epoch, the history and the shuffling
-    position; with resume=True, a run continues from it when it exists (the remaining epochs of
-    `epochs` are run, ending with exactly the weights of a run that never stopped) and starts
-    afresh when it does not. Ctrl-C ends the run after the current step, with the network
-    consistent and the last checkpoint kept, and raises KeyboardInterrupt. A cost that is not
-    finite raises TrainingDivergedError naming the epoch; the network keeps the weights it had
-    at the end of the last finite epoch.
-    """
-    if not isinstance(net, Network):
-        raise TypeError(f"fit trains a clnet.InferenceNetwork, got {type(net).__name__}")
-    activation = net.layers[-1].activation
-    costs.check_cost(cost, activation)
-    epochs, batch_size = check_whole("epochs", epochs, 0), check_whole("batch_size", batch_size, 1)
-    every = check_whole("checkpoint_every", checkpoint_every, 1)
-    optimizer = Adam() if optimizer is None else optimizer
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be clnet.SGD or clnet.Adam, got {type(optimizer).__name__}")
-    path = None if checkpoint is None else saving.file_path(checkpoint)
-    if resume and path is None:
-        raise ValueError("resume=True needs the checkpoint file to resume from: fit(..., checkpoint=path)")
-    ctx = net.ctx
-    x = to_device_batch(ctx, x, net.inputs, net.dtype, check_device=True)
-    samples = x.shape[0]
-    y = as_targets(ctx, y, samples, net.outputs, net.dtype)
-    batch_size = min(batch_size, samples)
-    sizes = [batch_size] * (samples // batch_size) + ([samples % batch_size] if samples % batch_size else [])
-    # every buffer once, here: a training network (and a target buffer) per batch size
-    trainers = {size: (TrainingNetwork(net, cla.empty(ctx.queue, (size, net.inputs), net.dtype)),
-                       cla.empty(ctx.queue, (size, net.outputs), net.dtype)) for size in set(sizes)}
-    indices = cla.to_device(ctx.queue, np.arange(samples, dtype=np.uint32))
-    batch_costs = cla.empty(ctx.queue, len(sizes), net.dtype)
-    order = np.random.default_rng(seed)
-    run = {"samples": samples, "batch_size": batch_size, "cost": cost, "shuffle": bool(shuffle)}
-    history: list[float] = []
-    first_epoch = 0
-    if resume and path.exists():
-        first_epoch, history = checkpoints.restore(path, net, optimizer, order, run)
-    skip_derivative = costs.skips_activation_derivative(cost)
-    rate = getattr(optimizer, "learning_rate", None)
-    with tqdm(total=epochs, initial=min(first_epoch, epochs), desc="fit", unit="epoch", disable=not progress) as bar, \
-            guards.InterruptAfterStep() as interrupt:
-        for epoch in range(first_epoch, epochs):
-            started = time.perf_counter()
-            net.keep_parameters()
-            if shuffle:
-                indices.set(order.permutation(samples).astype(np.uint32))
-            first = 0
-            for step, size in enumerate(sizes):
-                training, y_batch = trainers[size]
-                memory.gather_rows(ctx, x, indices, first, training.x)
-                memory.gather_rows(ctx, y, indices, first, y_batch)
-                output = training.forward()
-                costs.value_into(ctx, cost, activation, output, training.logits, y_batch, batch_costs, step, samples)
-                costs.output_delta(ctx, cost, output, y_batch, training.output_gradient)
-                training.backward(skip_output_derivative=skip_derivative)
-                optimizer.step(net.parameter_buffer, net.gradient_buffer)
-                first += size
-                if interrupt.interrupted:
-                    ctx.finish()
-                    raise KeyboardInterrupt(f"fit stopped by Ctrl-C in epoch {epoch + 1}, after step {step + 1} of "
-                                            f"{len(sizes)}; the network holds the weights of that step"
-                                            + (f"; the last checkpoint is {path}" if path else ""))
-            epoch_cost = float(batch_costs.get().sum())
-            if not math.isfinite(epoch_cost):
-                net.restore_parameters()
-                ctx.finish()
-                guards.check_cost(epoch_cost, epoch + 1, rate)
-            history.append(epoch_cost)
-            if path is not None and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
-                checkpoints.write(path, net, optimizer, order, epoch + 1, history, run)
-            bar.set_postfix_str(f"cost {epoch_cost:.5g}, {samples / (time.perf_counter() - started):,.0f} samples/s",
-                                refresh=False)
-            bar.update()
-    return history

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..distributed import World
 from ..nn.network import Network
-from . import loops, saving
+from . import minibatch, saving
 from .optimizers import Optimizer
 
 
@@ -23,10 +24,11 @@ class InferenceNetwork(Network):
     def fit(self, x, y, cost: str = "quadratic", epochs: int = 1, batch_size: int = 32,
             optimizer: Optimizer | None = None, shuffle: bool = True, seed: int | None = None,
             progress: bool = True, checkpoint: str | Path | None = None, resume: bool = False,
-            checkpoint_every: int = 1) -> list[float]:
-        """Train on mini-batches, with checkpoints and resume: see clnet.fit."""
-        return loops.fit(self, x, y, cost, epochs, batch_size, optimizer, shuffle, seed, progress, checkpoint,
-                         resume, checkpoint_every)
+            checkpoint_every: int = 1, world: World | None = None, sharded: bool = False) -> list[float]:
+        """Train on mini-batches, with checkpoints and resume, in one process or over MPI (`world`):
+        see clnet.fit."""
+        return minibatch.fit(self, x, y, cost, epochs, batch_size, optimizer, shuffle, seed, progress, checkpoint,
+                             resume, checkpoint_every, world, sharded)
 
     def save(self, path: str | Path) -> Path:
         """Write architecture, dtype and weights to one .npz file, atomically (`.npz` is added

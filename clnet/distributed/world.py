@@ -1,0 +1,139 @@
+"""A group of processes that train one network together, over MPI (mpi4py).
+
+    world = clnet.distributed.World()          # MPI.COMM_WORLD; World(comm) for another
+    with world.context() as ctx:               # this rank's device
+        net = clnet.InferenceNetwork(ctx, ...)
+        net.fit(x, y, ..., world=world)
+
+Collectives go through host numpy buffers. A rank that waits in one polls with short sleeps
+instead of MPI's busy wait, so it leaves its core to the others (bench/RESULTS.md measures it).
+With more than one rank, an uncaught exception on any rank aborts the whole job (MPI_Abort)
+after printing its traceback, instead of leaving the other ranks waiting forever.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+from ..runtime.context import Context
+from ..runtime.device import DEVICE_ENV, devices
+
+POLL_SECONDS = 50e-6  # a waiting rank sleeps this long between tests of its request
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ImportError("clnet.distributed needs mpi4py and an MPI library: pip install 'clnet[mpi]' "
+                          "(mpi4py and the mpich wheel, which brings mpiexec)") from exc
+    return MPI
+
+
+class World:
+    """The ranks of an MPI communicator: `rank`, `size`, and `local_rank` (index among this
+    machine's ranks). poll_seconds: how a waiting rank waits (None: MPI's own blocking wait)."""
+
+    def __init__(self, comm=None, poll_seconds: float | None = POLL_SECONDS):
+        self.MPI = _mpi()
+        self.comm = self.MPI.COMM_WORLD if comm is None else comm
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        local = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)
+        self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
+        local.Free()
+        self.poll_seconds = poll_seconds
+        self.allreduce_seconds = 0.0  # time in the gradients' Allreduce, waiting for the others included
+        self.copy_seconds = 0.0  # time copying gradients between device and host
+        self._host: dict[tuple, np.ndarray] = {}
+        if self.size > 1:
+            self._abort_on_uncaught_exceptions()
+
+    def _abort_on_uncaught_exceptions(self) -> None:
+        previous = sys.excepthook
+
+        def abort(kind, value, traceback) -> None:
+            previous(kind, value, traceback)
+            sys.stderr.write(f"clnet.distributed: rank {self.rank} of {self.size} failed; aborting the job\n")
+            sys.stderr.flush()
+            self.comm.Abort(1)
+
+        sys.excepthook = abort
+
+    def context(self, spec: str | None = None) -> Context:
+        """This rank's device: `spec` if given, else $CLNET_DEVICE, else GPU number `local_rank`
+        of this machine when it has GPUs (round robin), else the best CPU device."""
+        spec = spec or os.environ.get(DEVICE_ENV) or None
+        if spec is not None:
+            return Context(spec)
+        infos = devices()
+        gpus = [info for info in infos if info.type == "GPU"]
+        if not gpus:
+            return Context("cpu")
+        ctx = Context(gpus[self.local_rank % len(gpus)])
+        ctx.reason = f"GPU {self.local_rank % len(gpus)} of {len(gpus)} for local rank {self.local_rank}"
+        return ctx
+
+    # -- collectives ---------------------------------------------------------------------------
+
+    def _wait(self, request) -> None:
+        if self.poll_seconds is None:
+            request.Wait()
+            return
+        while not request.Test():
+            time.sleep(self.poll_seconds)
+
+    def sum_in_place(self, host: np.ndarray) -> np.ndarray:
+        """Sum a numpy array over the ranks, in place (every rank gets the sum)."""
+        self._wait(self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM))
+        return host
+
+    def sum(self, value: float) -> float:
+        """A number summed over the ranks."""
+        return float(self.sum_in_place(np.array([value], np.float64))[0])
+
+    def broadcast(self, value, root: int = 0):
+        """A picklable Python value of rank `root`, on every rank."""
+        return self.comm.bcast(value, root=root)
+
+    def broadcast_array(self, array, root: int = 0) -> None:
+        """Copy device array `array` (contiguous) of rank `root` into every rank's `array`."""
+        host = array.get()
+        self._wait(self.comm.Ibcast(host, root=root))
+        array.set(host)
+
+    def average_gradients(self, flat, weight: float) -> None:
+        """flat (a device array) = the sum over ranks of weight * flat: each rank's weight is its
+        share of the global batch, so the result is the gradient of the global batch."""
+        if self.size == 1:
+            return  # the weight is 1 and there is no one to add
+        flat.queue.finish()  # this rank's own backward pass is not part of the averaging
+        started = time.perf_counter()
+        key = (flat.size, flat.dtype)
+        host = self._host.get(key)
+        if host is None:
+            host = self._host[key] = np.empty(flat.size, flat.dtype)
+        flat.get(ary=host)
+        host *= flat.dtype.type(weight)
+        copied = time.perf_counter()
+        self.sum_in_place(host)
+        reduced = time.perf_counter()
+        flat.set(host)
+        self.copy_seconds += (copied - started) + (time.perf_counter() - reduced)
+        self.allreduce_seconds += reduced - copied
+
+    def check_same(self, what: str, description: dict) -> None:
+        """Raise ValueError on every rank when the ranks' descriptions of `what` differ."""
+        everyone = self.comm.allgather(description)
+        for rank, theirs in enumerate(everyone):
+            if theirs != everyone[0]:
+                changed = sorted(k for k in set(theirs) | set(everyone[0]) if theirs.get(k) != everyone[0].get(k))
+                raise ValueError(f"the ranks disagree on {what}: rank 0 has "
+                                 f"{ {k: everyone[0].get(k) for k in changed} }, rank {rank} has "
+                                 f"{ {k: theirs.get(k) for k in changed} }")
+
+    def __repr__(self) -> str:
+        return f"World(rank {self.rank} of {self.size}, local rank {self.local_rank} of {self.local_size})"

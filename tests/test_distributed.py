@@ -1,0 +1,107 @@
+"""Data-parallel training over MPI: `mpiexec -n 2` (and 4) from the venv, one PoCL thread per
+rank, against one process; and the faults that must end the job instead of hanging it."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import clnet
+
+from .conftest import TEST_DEVICE
+
+MPIEXEC = Path(sys.executable).with_name("mpiexec")
+RUN = Path(__file__).with_name("distributed_run.py")
+pytestmark = pytest.mark.skipif(not MPIEXEC.exists(), reason="mpiexec is not in the venv: pip install 'clnet[mpi]'")
+
+
+def mpiexec(ranks, tmp_path, optimizer, mode, timeout=120):
+    out = tmp_path / f"{mode}-{optimizer}-{ranks}.npz"
+    env = {**os.environ, "POCL_MAX_PTHREAD_COUNT": "1", "CLNET_TEST_DEVICE": TEST_DEVICE}
+    started = time.perf_counter()
+    result = subprocess.run([str(MPIEXEC), "-n", str(ranks), sys.executable, str(RUN), str(out), optimizer, mode],
+                            capture_output=True, text=True, timeout=timeout, env=env)
+    return result, out, time.perf_counter() - started
+
+
+def one_process(ctx, optimizer, x, labels, **fit):
+    net = clnet.InferenceNetwork(ctx, 5, [clnet.FullyConnected(6, "tanh"), clnet.FullyConnected(3, "softmax")],
+                                 dtype=np.float64, seed=1)
+    history = net.fit(x, labels, "cross_entropy", epochs=4, batch_size=16, progress=False,
+                      optimizer={"sgd": clnet.SGD(0.2, momentum=0.9), "adam": clnet.Adam(0.01)}[optimizer], **fit)
+    return history, [p.get() for p in net.parameters()]
+
+
+def data():
+    rng = np.random.default_rng(7)  # as tests/distributed_run.py
+    return rng.normal(size=(61, 5)), rng.integers(0, 3, 61)
+
+
+def assert_same_training(out, history, params):
+    saved = np.load(out)
+    np.testing.assert_allclose(saved["history"], history, rtol=1e-10)
+    for i, p in enumerate(params):
+        np.testing.assert_allclose(saved[f"arr_{i}"], p, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("optimizer, ranks", [("sgd", 2), ("adam", 1), ("adam", 2), ("adam", 4)])
+def test_ranks_train_as_one_process_does(ctx, tmp_path, optimizer, ranks):
+    result, out, _ = mpiexec(ranks, tmp_path, optimizer, "whole")
+    assert result.returncode == 0, result.stderr
+    x, labels = data()
+    assert_same_training(out, *one_process(ctx, optimizer, x, labels, seed=3))
+
+
+def test_sharded_data_trains_as_the_same_batches_in_one_process(ctx, tmp_path):
+    """Rank r holds rows r, r + 2, ...; each global batch of 16 takes 8 rows of each shard in
+    order, so one process that sees the batches in that order trains identically."""
+    result, out, _ = mpiexec(2, tmp_path, "adam", "sharded")
+    assert result.returncode == 0, result.stderr
+    x, labels = data()
+    shards = [np.arange(61)[r::2] for r in range(2)]
+    order = np.concatenate([shard[start:start + 8] for start in range(0, 32, 8) for shard in shards])
+    assert_same_training(out, *one_process(ctx, "adam", x[order], labels[order], shuffle=False))
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("mismatch", "the ranks disagree on the training: rank 0 has {'layers': [5, (6, 'tanh'), (3, 'softmax')]}, "
+                 "rank 1 has {'layers': [5, (7, 'tanh'), (3, 'softmax')]}"),
+    ("raise", "RuntimeError: a fault planted on rank 1"),
+    ("kill", "Killed (signal 9)"),
+])
+def test_a_fault_on_one_rank_ends_the_whole_job_within_seconds(tmp_path, mode, message):
+    result, _, seconds = mpiexec(2, tmp_path, "sgd", mode, timeout=60)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert seconds < 10
+
+
+def test_without_mpi4py_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(ImportError, match=r"pip install 'clnet\[mpi\]'"):
+        clnet.distributed.World()
+
+
+def test_sharded_needs_a_world(ctx):
+    net = clnet.InferenceNetwork(ctx, 5, [clnet.FullyConnected(3, "softmax")])
+    with pytest.raises(ValueError, match="sharded=True is for data-parallel training"):
+        net.fit(*data(), "cross_entropy", sharded=True, progress=False)
+
+
+def test_the_example_reaches_the_one_process_accuracy_on_two_ranks():
+    example = Path(__file__).resolve().parent.parent / "examples" / "distributed.py"
+    env = {**os.environ, "POCL_MAX_PTHREAD_COUNT": "1"}
+    lines = []
+    for command in ([sys.executable], [str(MPIEXEC), "-n", "2", sys.executable]):
+        result = subprocess.run([*command, str(example), "--epochs", "5", "--device", TEST_DEVICE],
+                                capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 0, result.stderr
+        lines.append(next(line for line in result.stdout.splitlines() if line.startswith("digits on")))
+    accuracy = [line.split("test accuracy ")[1].split(",")[0] for line in lines]
+    cost = [line.split("cost ")[1].split(" ")[0] for line in lines]
+    assert "1 rank(s)" in lines[0] and "2 rank(s)" in lines[1]
+    assert accuracy[0] == accuracy[1] and float(accuracy[0]) > 0.9 and cost[0] == cost[1]
