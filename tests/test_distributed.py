@@ -70,7 +70,7 @@ def test_sharded_data_trains_as_the_same_batches_in_one_process(ctx, tmp_path):
 @pytest.mark.parametrize("mode, message", [
     ("mismatch", "the ranks disagree on the training: rank 0 has {'layers': [5, (6, 'tanh'), (3, 'softmax')]}, "
                  "rank 1 has {'layers': [5, (7, 'tanh'), (3, 'softmax')]}"),
-    ("raise", "RuntimeError: a fault planted on rank 1"),
+    ("raise", "rank 1 of 2 failed with RuntimeError: a fault planted on rank 1"),
     ("kill", "Killed (signal 9)"),
 ])
 def test_a_fault_on_one_rank_ends_the_whole_job_within_seconds(tmp_path, mode, message):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from traceback import format_exception
 
 import numpy as np
 
@@ -53,12 +54,13 @@ class World:
             self._abort_on_uncaught_exceptions()
 
     def _abort_on_uncaught_exceptions(self) -> None:
-        previous = sys.excepthook
-
         def abort(kind, value, traceback) -> None:
-            previous(kind, value, traceback)
-            sys.stderr.write(f"clnet.distributed: rank {self.rank} of {self.size} failed; aborting the job\n")
+            text = "".join(format_exception(kind, value, traceback))
+            # one write, then a moment for mpiexec to forward it before the abort kills the job
+            sys.stderr.write(f"clnet.distributed: rank {self.rank} of {self.size} failed with "
+                             f"{kind.__name__}: {value}; aborting the job\n{text}")
             sys.stderr.flush()
+            time.sleep(0.5)
             self.comm.Abort(1)
 
         sys.excepthook = abort
