@@ -31,10 +31,12 @@ from .runtime.errors import (
     TemplateError,
     TrainingDivergedError,
 )
+from .train import schedules
 from .train.loops import sgd
 from .train.minibatch import fit
 from .train.model import InferenceNetwork, load
 from .train.optimizers import SGD, Adam
+from .train.schedules import Constant, Cosine, Exponential, StepDecay
 from .tuning import tune
 
 __version__ = "0.1.0"
@@ -42,16 +44,20 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS",
     "SGD",
+    "StepDecay",
     "Adam",
     "COSTS",
     "INIT_METHODS",
     "ClnetError",
+    "Constant",
+    "Cosine",
     "Context",
     "ContextClosedError",
     "DeviceCapabilityError",
     "DeviceMemoryError",
     "DeviceInfo",
     "DeviceNotFoundError",
+    "Exponential",
     "FullyConnected",
     "InferenceNetwork",
     "KernelBuildError",
@@ -66,6 +72,7 @@ __all__ = [
     "init",
     "load",
     "rng",
+    "schedules",
     "sgd",
     "tune",
 ]

@@ -48,3 +48,18 @@ ${cost_sum("softmax_cross_entropy_sum", "rows", """__global const real *z = x_p 
         for (index_t j = 0; j < cols; j++) total += exp(z[j] - top);
         const real lse = top + log(total);
         for (index_t j = 0; j < cols; j++) sum += y[j] * (lse - z[j]);""")}
+
+## correct predictions per row, for accuracy: the largest output is the target's largest entry
+## (class labels as one-hot rows), or, for one output, both sides of 0.5 agree.
+${cost_sum("matches", "rows", """__global const real *a = x_p + x_off + (size_t)i * cols;
+        __global const real *y = y_p + y_off + (size_t)i * cols;
+        if (cols == 1) {
+            sum += (a[0] > (real)0.5) == (y[0] > (real)0.5);
+        } else {
+            index_t best = 0, label = 0;
+            for (index_t j = 1; j < cols; j++) {
+                if (a[j] > a[best]) best = j;
+                if (y[j] > y[label]) label = j;
+            }
+            sum += best == label;
+        }""")}

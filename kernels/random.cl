@@ -63,8 +63,9 @@ inline void philox4x32_10(${uint_v} *w0, ${uint_v} *w1, ${uint_v} *w2, ${uint_v}
     *w0 = c0;  *w1 = c1;  *w2 = c2;  *w3 = c3;
 }
 
-// Words 0..3 of the blocks first, first + 1, ..., one per lane (64-bit block index).
-inline void block_words(const ulong first, const uint k0, const uint k1,
+// Words 0..3 of the blocks first, first + 1, ..., one per lane (64-bit block index); the
+// counter's words 2 and 3 are c2 and c3 (0 for the fills; a layer and a step for dropout).
+inline void block_words(const ulong first, const uint k0, const uint k1, const uint c2, const uint c3,
                         ${uint_v} *w0, ${uint_v} *w1, ${uint_v} *w2, ${uint_v} *w3) {
     const uint low = (uint)first;
 % if lanes == 1:
@@ -74,8 +75,8 @@ inline void block_words(const ulong first, const uint k0, const uint k1,
     *w0 = low + (${uint_v})(${", ".join(str(l) for l in range(lanes))});
     *w1 = (uint)(first >> 32) - as_${uint_v}(*w0 < low);  // carry: a true comparison is -1
 % endif
-    *w2 = 0u;
-    *w3 = 0u;
+    *w2 = c2;
+    *w3 = c3;
     philox4x32_10(w0, w1, w2, w3, k0, k1);
 }
 
@@ -136,7 +137,7 @@ ${kernel("fill_raw", "uint *a, index_t n, uint k0, uint k1, ulong counter")} {
     const ulong b0 = (ulong)get_global_id(0) * LANES;
     if (b0 >= blocks) return;
     ${uint_v} w0, w1, w2, w3;
-    block_words(counter + b0, k0, k1, &w0, &w1, &w2, &w3);
+    block_words(counter + b0, k0, k1, 0u, 0u, &w0, &w1, &w2, &w3);
 ${store("out", "b0", "n", ["w0", "w1", "w2", "w3"], "uint")}
 }
 % endif
@@ -153,7 +154,7 @@ ${store("out", "b0", "n", ["w0", "w1", "w2", "w3"], "uint")}
 
 <%def name="uniforms()">\
     ${uint_v} w0, w1, w2, w3;
-    block_words(counter + b0, k0, k1, &w0, &w1, &w2, &w3);
+    block_words(counter + b0, k0, k1, 0u, 0u, &w0, &w1, &w2, &w3);
 % if dtype == "float32":
     const ${real_v} u0 = UNIFORM(w0), u1 = UNIFORM(w1), u2 = UNIFORM(w2), u3 = UNIFORM(w3);
 % else:
@@ -199,4 +200,26 @@ ${store("out", "b0", "n", ["z0", "z1", "z2", "z3"], "real")}
 % else:
 ${store("out", "b0", "n", ["z0", "z1"], "real")}
 % endif
+}
+
+// Inverted dropout, dst = src * keep / (1 - rate) elementwise (in place when src is dst): element
+// e is dropped when (w >> 8) < threshold, w = word e % 4 of the block with counter
+// (e / 4 low, e / 4 high, layer, step) under key (k0, k1), threshold = round(rate * 2^24). The
+// mask is a pure function of (key, layer, step, e): the forward and backward passes of a step
+// compute the same one without storing it, on any device.
+${kernel("dropout", "const real *src, real *dst, index_t n, uint k0, uint k1, uint layer, uint step, "
+                    "uint threshold, real scale")} {
+    const ulong blocks = ((ulong)n + 3) / 4;
+    const ulong b0 = (ulong)get_global_id(0) * LANES;
+    if (b0 >= blocks) return;
+    ${uint_v} w0, w1, w2, w3;
+    block_words(b0, k0, k1, layer, step, &w0, &w1, &w2, &w3);
+% for l in range(lanes):
+    % for j, w in enumerate(["w0", "w1", "w2", "w3"]):
+    {
+        const ulong e = 4 * (b0 + ${l}) + ${j};
+        if (e < n) dst_p[dst_off + e] = (${lane(w, l)} >> 8) < threshold ? (real)0 : src_p[src_off + e] * scale;
+    }
+    % endfor
+% endfor
 }

@@ -17,18 +17,23 @@ import numbers
 import numpy as np
 import pyopencl.array as cla
 
-from ..ops import activations, bias, blas
+from ..ops import activations, bias, blas, memory
+from ..ops import dropout as dropout_op
 from ..runtime.errors import ContextClosedError
 
 
 class FullyConnected:
-    """A fully-connected layer of `outputs` units with an activation (see ACTIVATIONS)."""
+    """A fully-connected layer of `outputs` units with an activation (see ACTIVATIONS).
 
-    def __init__(self, outputs: int, activation: str = "linear"):
+    dropout: the probability that training drops each of the layer's outputs (inverted dropout:
+    the kept ones are scaled by 1 / (1 - dropout)); inference never drops anything."""
+
+    def __init__(self, outputs: int, activation: str = "linear", dropout: float = 0.0):
         if isinstance(outputs, bool) or not isinstance(outputs, numbers.Integral) or outputs < 1:
             raise ValueError(f"a layer needs a positive whole number of outputs, got {outputs!r}")
         self.outputs = int(outputs)
         self.activation = activations.check_activation(activation)
+        self.dropout = dropout_op.check_rate(dropout)
 
     def parameter_shapes(self, inputs: int) -> list[tuple[int, ...]]:
         """The shapes of the weights and the bias for `inputs` inputs."""
@@ -36,18 +41,20 @@ class FullyConnected:
 
     def build(self, ctx, inputs: int, dtype: np.dtype, weights: cla.Array, bias: cla.Array) -> FullyConnectedLayer:
         """The inference layer on the given parameter arrays (views of its network's buffer)."""
-        return FullyConnectedLayer(ctx, inputs, self.outputs, self.activation, dtype, weights, bias)
+        return FullyConnectedLayer(ctx, inputs, self.outputs, self.activation, dtype, weights, bias, self.dropout)
 
     def __repr__(self) -> str:
-        return f"FullyConnected({self.outputs}, {self.activation!r})"
+        rate = f", dropout={self.dropout}" if self.dropout else ""
+        return f"FullyConnected({self.outputs}, {self.activation!r}{rate})"
 
 
 class FullyConnectedLayer:
     """The inference half: weights (outputs, inputs) and bias (outputs,) on the device."""
 
     def __init__(self, ctx, inputs: int, outputs: int, activation: str, dtype: np.dtype, weights: cla.Array,
-                 bias: cla.Array):
+                 bias: cla.Array, dropout: float = 0.0):
         self.ctx, self.inputs, self.outputs, self.activation, self.dtype = ctx, inputs, outputs, activation, dtype
+        self.dropout = dropout
         self._weights: cla.Array | None = weights
         self._bias: cla.Array | None = bias
 
@@ -91,23 +98,40 @@ class FullyConnectedTraining:
     layer writes dC/dx, is the previous layer's `delta` (None for the first layer, which skips
     that product). keep_z keeps x @ W.T + b apart from f of it (the output layer does, for the
     cost's value). grad_weights and grad_bias are views of the network's gradient buffer.
+    With dropout, `out` (what the next layer reads) is `a` with the step's mask applied, and
+    `a` keeps f(z) for the activation's derivative; without, `out` is `a`. `index` numbers the
+    layer in the dropout mask's counter.
     """
 
     def __init__(self, layer: FullyConnectedLayer, batch: int, x: cla.Array, grad_x: cla.Array | None,
-                 grad_weights: cla.Array, grad_bias: cla.Array, keep_z: bool = False):
+                 grad_weights: cla.Array, grad_bias: cla.Array, keep_z: bool = False, index: int = 0):
         queue, shape = layer.ctx.queue, (batch, layer.outputs)
-        self.layer, self.x, self.grad_x = layer, x, grad_x
+        self.layer, self.x, self.grad_x, self.index = layer, x, grad_x, index
         self.a = cla.empty(queue, shape, layer.dtype)  # f(z); z itself too unless keep_z
         self.z = cla.empty(queue, shape, layer.dtype) if keep_z else None  # for exact cost values
-        self.delta = cla.empty(queue, shape, layer.dtype)  # dC/da, then dC/dz in place
+        self.out = cla.empty(queue, shape, layer.dtype) if layer.dropout else self.a
+        self.delta = cla.empty(queue, shape, layer.dtype)  # dC/d(out), then dC/dz in place
         self.grad_weights, self.grad_bias = grad_weights, grad_bias
+        self._mask: tuple[int, int] | None = None  # (key, step) of the last forward's dropout
 
-    def forward(self) -> cla.Array:
-        return self.layer.forward(self.x, self.a, self.z)
+    def forward(self, key: int = 0, step: int = 0, drop: bool = True) -> cla.Array:
+        """out = the layer's output for x, with this step's dropout when `drop`. Queued."""
+        ctx, layer = self.layer.ctx, self.layer
+        layer.forward(self.x, self.a, self.z)
+        if layer.dropout:
+            self._mask = (key, step) if drop else None
+            if drop:
+                dropout_op.apply(ctx, self.a, self.out, layer.dropout, key, self.index, step)
+            else:
+                memory.copy(ctx, self.a, self.out)
+        return self.out
 
     def backward(self, skip_activation_derivative: bool = False) -> None:
-        """From dC/da in `delta`: dC/dW, dC/db, and dC/dx into `grad_x`. Queued."""
+        """From dC/d(out) in `delta`: dC/dW, dC/db, and dC/dx into `grad_x`. Queued."""
         ctx, layer = self.layer.ctx, self.layer
+        if self._mask is not None:  # the same mask again: dC/da = dC/d(out) * mask / (1 - rate)
+            key, step = self._mask
+            dropout_op.apply(ctx, self.delta, self.delta, layer.dropout, key, self.index, step)
         if not skip_activation_derivative:
             activations.backward(ctx, layer.activation, self.a, self.delta)
         bias.bias_gradient(ctx, self.delta, self.grad_bias)
@@ -116,4 +140,4 @@ class FullyConnectedTraining:
             blas.gemm(ctx, self.delta, layer.weights, self.grad_x)
 
     def release(self) -> None:
-        self.x = self.grad_x = self.a = self.z = self.delta = self.grad_weights = self.grad_bias = None
+        self.x = self.grad_x = self.a = self.z = self.out = self.delta = self.grad_weights = self.grad_bias = None

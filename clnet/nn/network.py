@@ -41,6 +41,8 @@ class Network:
         layers = list(layers)
         if not layers or not all(isinstance(layer, FullyConnected) for layer in layers):
             raise TypeError(f"layers must be a non-empty list of clnet.FullyConnected, got {layers!r}")
+        if layers[-1].dropout:
+            raise ValueError("dropout on the output layer is not supported: give it to a hidden layer")
         if init is not None and init not in initialization.INIT_METHODS:
             raise ValueError(f"unknown init method {init!r}; choose one of "
                              f"{', '.join(initialization.INIT_METHODS)}, or None")
@@ -137,6 +139,7 @@ def training_buffers(net: Network, batch: int) -> dict[str, int]:
     item, found = net.dtype.itemsize, {}
     for i, layer in enumerate(net.layers):
         kinds = ("outputs", "deltas", "logits") if i == len(net.layers) - 1 else ("outputs", "deltas")
+        kinds += ("outputs after dropout",) if layer.dropout else ()
         for kind in kinds:
             found[f"layer {i}'s {kind} ({batch} x {layer.outputs})"] = batch * layer.outputs * item
     if net._gradient_buffer is None:
@@ -146,7 +149,11 @@ def training_buffers(net: Network, batch: int) -> dict[str, int]:
 
 class TrainingNetwork:
     """A network set up to train on the batch x: shares `net`'s weights and gradient buffer,
-    and allocates every other buffer of a training step once, here."""
+    and allocates every other buffer of a training step once, here.
+
+    Layers with dropout draw their mask from Philox with key `dropout_key` and counter
+    (element, layer, `step`): set both before `forward` (fit sets the step to the optimizer's
+    step count; sgd counts its epochs), and the backward pass reuses the same mask."""
 
     def __init__(self, net: Network, x):
         if not isinstance(net, Network):
@@ -157,6 +164,7 @@ class TrainingNetwork:
         purpose, advice = f"training on batches of {self.batch}", "use a smaller batch_size or smaller layers"
         allocation.check(self.ctx, training_buffers(net, self.batch), purpose, advice)
         allocation.guarded(self.ctx, purpose, advice, lambda: self._allocate(net))
+        self.dropout_key, self.step = 0, 0
         self._closed = False
         self.ctx.own(self)
 
@@ -164,11 +172,11 @@ class TrainingNetwork:
         gradients = iter(net.gradient_buffer.views)
         self.layers: list[FullyConnectedTraining] = []
         layer_input = self.x
-        for layer in net.layers:
+        for index, layer in enumerate(net.layers):
             trainer = FullyConnectedTraining(layer, self.batch, layer_input, None, next(gradients), next(gradients),
-                                             keep_z=layer is net.layers[-1])
+                                             keep_z=layer is net.layers[-1], index=index)
             self.layers.append(trainer)
-            layer_input = trainer.a
+            layer_input = trainer.out
         # each layer after the first writes dC/dx into the previous layer's delta
         for previous, trainer in zip(self.layers, self.layers[1:]):
             trainer.grad_x = previous.delta
@@ -195,11 +203,12 @@ class TrainingNetwork:
         self._check_open()
         return self.layers[-1].delta
 
-    def forward(self) -> cla.Array:
-        """Queue the forward pass over the batch; returns the output (not waited on)."""
+    def forward(self, drop: bool = True) -> cla.Array:
+        """Queue the forward pass over the batch, with dropout (of `dropout_key` and `step`) unless
+        drop is False; returns the output (not waited on)."""
         self._check_open()
         for trainer in self.layers:
-            trainer.forward()
+            trainer.forward(self.dropout_key, self.step, drop)
         return self.layers[-1].a
 
     def backward(self, skip_output_derivative: bool = False) -> None:

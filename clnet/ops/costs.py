@@ -80,3 +80,14 @@ def value(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: cla.Ar
     out = cla.empty(ctx.queue, 1, a.dtype)
     value_into(ctx, name, activation, a, z, y, out)
     return float(out.get()[0])
+
+
+def matches_into(ctx, a: cla.Array, y: cla.Array, out: cla.Array, index: int = 0) -> cl.Event:
+    """Queue out[index] = how many rows of output a predict the class of target y: the index of
+    the largest entry agrees (one-hot y), or, for one output, both are on the same side of 0.5."""
+    dtype = _check(ctx, a, y)
+    rows, cols = a.shape
+    items = min(REDUCE_ITEMS, 1 << (ctx.info.max_work_group_size.bit_length() - 1))
+    kernel = ctx.kernel("costs.cl", "matches", dtype=dtype)
+    return kernel(ctx.queue, (items,), (items,), x=a, y=y, out=out, index=index, scale=1.0, rows=rows, cols=cols,
+                  partial=cl.LocalMemory(items * dtype.itemsize))

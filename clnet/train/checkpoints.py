@@ -19,13 +19,16 @@ ENTRY = "checkpoint"  # the JSON entry; the optimizer's buffers are optimizer_st
 
 
 def write(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random.Generator, epoch: int,
-          history: list[float], run: dict) -> Path:
+          history: list[float], run: dict, extra: dict | None = None, best: np.ndarray | None = None) -> Path:
     """Save the state after `epoch` epochs; `run` holds the settings a resume must share
-    (samples, batch size, cost)."""
+    (samples, batch size, cost); `extra` more of fit's state (JSON), `best` the parameter
+    buffer of the best epoch so far (early stopping)."""
     arrays = saving.network_arrays(net)
-    record = {"format": FORMAT, "epoch": epoch, "history": history, "run": run,
+    record = {"format": FORMAT, "epoch": epoch, "history": list(history), "run": run,
               "optimizer": {"kind": optimizer.kind, "steps": optimizer.steps},
-              "shuffling": shuffling.bit_generator.state}
+              "shuffling": shuffling.bit_generator.state, "extra": extra or {}}
+    if best is not None:
+        arrays["checkpoint_best"] = best
     arrays[ENTRY] = np.array(json.dumps(record))
     for i, state in enumerate(optimizer.host_state(net.parameter_buffer)):
         arrays[f"optimizer_state_{i}"] = state
@@ -33,9 +36,10 @@ def write(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random.G
 
 
 def restore(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random.Generator,
-            run: dict) -> tuple[int, list[float]]:
+            run: dict) -> tuple[int, list[float], dict, np.ndarray | None]:
     """Load the checkpoint at `path` into net, optimizer and the shuffling stream; returns
-    (epochs done, history). ValueError when it belongs to another network or run."""
+    (epochs done, history, extra, best parameters or None). ValueError when it belongs to
+    another network or run."""
     inputs, layers, dtype, parameters = saving.read(path)
     _, arrays = saving.read_entries(path)
     if ENTRY not in arrays:
@@ -48,6 +52,7 @@ def restore(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random
         record = json.loads(str(arrays[ENTRY]))
         epoch, history, kind = int(record["epoch"]), [float(c) for c in record["history"]], record["optimizer"]["kind"]
         steps, saved_run, shuffle_state = int(record["optimizer"]["steps"]), record["run"], record["shuffling"]
+        extra = dict(record.get("extra", {}))
         if record["format"] != FORMAT:
             raise ValueError(f"format {record['format']}, expected {FORMAT}")
     except (KeyError, TypeError, ValueError) as exc:
@@ -63,4 +68,4 @@ def restore(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random
     for array, saved in zip(net.parameters(), parameters):
         array.set(np.ascontiguousarray(saved, dtype=net.dtype))
     shuffling.bit_generator.state = shuffle_state
-    return epoch, history
+    return epoch, history, extra, arrays.get("checkpoint_best")

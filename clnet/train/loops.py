@@ -54,14 +54,15 @@ def sgd(training: TrainingNetwork, y, cost: str = "quadratic", epochs: int = 1,
         raise ValueError(f"y must have shape ({training.batch}, {net.outputs}) like the training batch, "
                          f"got {tuple(y.shape)}")
     if epochs == 0:
-        return costs.value(ctx, cost, activation, training.forward(), training.logits, y)
+        return costs.value(ctx, cost, activation, training.forward(drop=False), training.logits, y)
     skip_derivative = costs.skips_activation_derivative(cost)
     optimizer = SGD(learning_rate)
     epoch_costs = cla.empty(ctx.queue, epochs, net.dtype)
 
     def run(count: int, measure: bool) -> None:
         for epoch in range(count):
-            output = training.forward()
+            output = training.forward()  # dropout's mask follows training.step
+            training.step += 1
             if measure:
                 costs.value_into(ctx, cost, activation, output, training.logits, y, epoch_costs, epoch)
             costs.output_delta(ctx, cost, output, y, training.output_gradient)
@@ -69,11 +70,13 @@ def sgd(training: TrainingNetwork, y, cost: str = "quadratic", epochs: int = 1,
             optimizer.step(net.parameter_buffer, net.gradient_buffer)
 
     net.keep_parameters()
+    first_step = training.step
     run(epochs, measure=True)
     found = epoch_costs.get()  # the one wait of the call
     bad = np.flatnonzero(~np.isfinite(found))
     if bad.size:  # replay, deterministically, up to the weights of the last finite cost
         net.restore_parameters()
+        training.step = first_step
         run(max(int(bad[0]) - 1, 0), measure=False)
         ctx.finish()
         guards.check_cost(float(found[bad[0]]), int(bad[0]) + 1, learning_rate)

@@ -15,6 +15,8 @@ from ..distributed import World
 from ..nn.network import Network
 from . import minibatch, saving
 from .optimizers import Optimizer
+from .schedules import Schedule
+from .validation import History
 
 
 class InferenceNetwork(Network):
@@ -24,11 +26,13 @@ class InferenceNetwork(Network):
     def fit(self, x, y, cost: str = "quadratic", epochs: int = 1, batch_size: int = 32,
             optimizer: Optimizer | None = None, shuffle: bool = True, seed: int | None = None,
             progress: bool = True, checkpoint: str | Path | None = None, resume: bool = False,
-            checkpoint_every: int = 1, world: World | None = None, sharded: bool = False) -> list[float]:
-        """Train on mini-batches, with checkpoints and resume, in one process or over MPI (`world`):
-        see clnet.fit."""
+            checkpoint_every: int = 1, world: World | None = None, sharded: bool = False,
+            validation: tuple | None = None, early_stopping: int | None = None,
+            schedule: Schedule | None = None) -> History:
+        """Train on mini-batches, with validation, early stopping, schedules, checkpoints and
+        resume, in one process or over MPI (`world`): see clnet.fit."""
         return minibatch.fit(self, x, y, cost, epochs, batch_size, optimizer, shuffle, seed, progress, checkpoint,
-                             resume, checkpoint_every, world, sharded)
+                             resume, checkpoint_every, world, sharded, validation, early_stopping, schedule)
 
     def save(self, path: str | Path) -> Path:
         """Write architecture, dtype and weights to one .npz file, atomically (`.npz` is added

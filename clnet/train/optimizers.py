@@ -19,6 +19,7 @@ import pyopencl.array as cla
 
 from ..nn.parameters import FlatArrays
 from ..ops import updates
+from .schedules import Schedule, as_schedule
 
 
 def _real(name: str, value, low: float, high: float = math.inf, low_open: bool = False,
@@ -45,6 +46,19 @@ class Optimizer:
         self._parameters: weakref.ref | None = None
         self._state: list[FlatArrays] = []
         self.steps = 0
+        self.schedule: Schedule = as_schedule(0.01)
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate of the next step (from `schedule`)."""
+        return self.schedule(self.steps)
+
+    @learning_rate.setter
+    def learning_rate(self, value: float | Schedule) -> None:
+        self.schedule = as_schedule(value)
+
+    def _rate(self) -> float:
+        return self.schedule(self.steps - 1)  # in _update: steps counts the step being taken
 
     def reset(self) -> None:
         """Forget every velocity and moment estimate and the step count (the next step starts afresh)."""
@@ -101,10 +115,10 @@ class SGD(Optimizer):
 
     kind = "SGD"
 
-    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+    def __init__(self, learning_rate: float | Schedule = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0):
         super().__init__()
-        self.learning_rate = _real("learning_rate", learning_rate, 0, low_open=True)
+        self.learning_rate = learning_rate
         self.momentum = _real("momentum", momentum, 0, 1)
         self.weight_decay = _real("weight_decay", weight_decay, 0)
         if nesterov and self.momentum == 0:
@@ -115,13 +129,12 @@ class SGD(Optimizer):
     def _update(self, ctx, w, g, state) -> None:
         if self.momentum:
             (velocity,) = state
-            updates.momentum_step(ctx, w, g, velocity, self.learning_rate, self.momentum, self.weight_decay,
-                                  self.nesterov)
+            updates.momentum_step(ctx, w, g, velocity, self._rate(), self.momentum, self.weight_decay, self.nesterov)
         else:
-            updates.sgd_step(ctx, w, g, self.learning_rate, self.weight_decay)
+            updates.sgd_step(ctx, w, g, self._rate(), self.weight_decay)
 
     def __repr__(self) -> str:
-        return (f"SGD(learning_rate={self.learning_rate}, momentum={self.momentum}, nesterov={self.nesterov}, "
+        return (f"SGD(learning_rate={self.schedule!r}, momentum={self.momentum}, nesterov={self.nesterov}, "
                 f"weight_decay={self.weight_decay})")
 
 
@@ -137,10 +150,10 @@ class Adam(Optimizer):
     kind = "Adam"
     state_arrays = 2
 
-    def __init__(self, learning_rate: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 weight_decay: float = 0.0):
+    def __init__(self, learning_rate: float | Schedule = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__()
-        self.learning_rate = _real("learning_rate", learning_rate, 0, low_open=True)
+        self.learning_rate = learning_rate
         self.beta1 = _real("beta1", beta1, 0, 1)
         self.beta2 = _real("beta2", beta2, 0, 1)
         self.eps = _real("eps", eps, 0, low_open=True)
@@ -148,9 +161,9 @@ class Adam(Optimizer):
 
     def _update(self, ctx, w, g, state) -> None:
         m, v = state
-        updates.adam_step(ctx, w, g, m, v, step=self.steps, learning_rate=self.learning_rate, beta1=self.beta1,
+        updates.adam_step(ctx, w, g, m, v, step=self.steps, learning_rate=self._rate(), beta1=self.beta1,
                           beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay)
 
     def __repr__(self) -> str:
-        return (f"Adam(learning_rate={self.learning_rate}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "
+        return (f"Adam(learning_rate={self.schedule!r}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "
                 f"weight_decay={self.weight_decay})")

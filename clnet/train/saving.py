@@ -72,7 +72,8 @@ def network_arrays(net: Network) -> dict[str, np.ndarray]:
         "format": FORMAT,
         "dtype": net.dtype.name,
         "inputs": net.inputs,
-        "layers": [{"outputs": layer.outputs, "activation": layer.activation} for layer in net.layers],
+        "layers": [{"outputs": layer.outputs, "activation": layer.activation, "dropout": layer.dropout}
+                   for layer in net.layers],
     }
     arrays = {DESCRIPTION: np.array(json.dumps(description))}
     host = net.parameter_buffer.get()  # one transfer
@@ -105,16 +106,17 @@ def read_entries(path) -> tuple[dict, dict]:
     return description, arrays
 
 
-def _check(path, description: dict, arrays: dict) -> list[tuple[int, str]]:
+def _check(path, description: dict, arrays: dict) -> list[tuple[int, str, float]]:
     if not isinstance(description, dict) or description.get("format") != FORMAT:
         raise ValueError(f"{path}: unknown network file format {description.get('format')!r} (expected {FORMAT})")
     try:
         inputs = int(description["inputs"])
-        layers = [(int(la["outputs"]), str(la["activation"])) for la in description["layers"]]
+        layers = [(int(la["outputs"]), str(la["activation"]), float(la.get("dropout", 0.0)))
+                  for la in description["layers"]]
         np.dtype(description["dtype"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: incomplete network description ({type(exc).__name__}: {exc})") from exc
-    widths = [inputs] + [outputs for outputs, _ in layers]
+    widths = [inputs] + [outputs for outputs, _, _ in layers]
     expected = {}
     for i, (outputs, inputs_i) in enumerate(zip(widths[1:], widths)):
         expected[f"weights_{i}"], expected[f"bias_{i}"] = (outputs, inputs_i), (outputs,)
@@ -135,4 +137,5 @@ def read(path) -> tuple[int, list[FullyConnected], str, list[np.ndarray]]:
     arrays = {name: a for name, a in arrays.items() if not name.startswith(EXTRA_PREFIXES)}
     layers = _check(path, description, arrays)
     parameters = [arrays[f"{kind}_{i}"] for i in range(len(layers)) for kind in ("weights", "bias")]
-    return int(description["inputs"]), [FullyConnected(o, a) for o, a in layers], description["dtype"], parameters
+    return (int(description["inputs"]), [FullyConnected(o, a, dropout=d) for o, a, d in layers], description["dtype"],
+            parameters)

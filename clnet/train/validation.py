@@ -1,0 +1,74 @@
+"""What `fit` reports besides the training cost: a validation set's cost and accuracy after every
+epoch, computed on the device (one wait per epoch), and the History that carries them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyopencl.array as cla
+
+from ..nn.network import Network, TrainingNetwork
+from ..ops import costs, memory
+from ..ops.arrays import to_device_batch
+from .targets import as_targets
+
+BATCH = 1024  # validation rows per forward pass
+
+
+class History(list):
+    """The cost of each epoch (a list, as fit has always returned), with, when fit had a
+    validation set: `validation_cost` and `validation_accuracy` per epoch (accuracy only for
+    class labels, else None), `best_epoch` (counted from 1, lowest validation cost) and
+    `stopped_early` (True when early stopping ended the run)."""
+
+    def __init__(self, costs_=()):
+        super().__init__(costs_)
+        self.validation_cost: list[float] = []
+        self.validation_accuracy: list[float] | None = None
+        self.best_epoch: int | None = None
+        self.stopped_early = False
+
+    def record(self) -> dict:
+        return {"validation_cost": self.validation_cost, "validation_accuracy": self.validation_accuracy,
+                "best_epoch": self.best_epoch}
+
+    def restore(self, record: dict) -> None:
+        self.validation_cost = [float(c) for c in record.get("validation_cost", [])]
+        accuracy = record.get("validation_accuracy")
+        self.validation_accuracy = None if accuracy is None else [float(a) for a in accuracy]
+        self.best_epoch = record.get("best_epoch")
+
+
+class Validation:
+    """A validation set on the device and the buffers to evaluate it, made once per fit."""
+
+    def __init__(self, net: Network, data, cost: str):
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise TypeError("validation must be a pair (x_val, y_val)")
+        ctx, (x, y) = net.ctx, data
+        labels = not isinstance(y, cla.Array) and np.asarray(y).ndim == 1 and np.asarray(y).dtype.kind in "iu"
+        self.net, self.cost, self.classes = net, cost, labels or (isinstance(y, cla.Array) and y.ndim == 1)
+        self.x = to_device_batch(ctx, x, net.inputs, net.dtype, name="validation x", check_device=True)
+        self.rows = self.x.shape[0]
+        self.y = as_targets(ctx, y, self.rows, net.outputs, net.dtype)
+        self.size = min(BATCH, self.rows)
+        self.steps = [(start, min(self.size, self.rows - start)) for start in range(0, self.rows, self.size)]
+        self.trainers = {rows: TrainingNetwork(net, cla.empty(ctx.queue, (rows, net.inputs), net.dtype))
+                         for _, rows in self.steps}
+        self.targets = {rows: cla.empty(ctx.queue, (rows, net.outputs), net.dtype) for _, rows in self.steps}
+        self.indices = cla.to_device(ctx.queue, np.arange(self.rows, dtype=np.uint32))
+        self.figures = cla.zeros(ctx.queue, 2 * len(self.steps), net.dtype)
+
+    def evaluate(self) -> tuple[float, float | None]:
+        """(cost, accuracy or None) of the network now, without dropout."""
+        ctx, activation = self.net.ctx, self.net.layers[-1].activation
+        for step, (first, rows) in enumerate(self.steps):
+            training, y = self.trainers[rows], self.targets[rows]
+            memory.gather_rows(ctx, self.x, self.indices, first, training.x)
+            memory.gather_rows(ctx, self.y, self.indices, first, y)
+            output = training.forward(drop=False)
+            costs.value_into(ctx, self.cost, activation, output, training.logits, y, self.figures, 2 * step,
+                             self.rows)
+            if self.classes:
+                costs.matches_into(ctx, output, y, self.figures, 2 * step + 1)
+        figures = self.figures.get().reshape(-1, 2).sum(axis=0)  # the one wait
+        return float(figures[0]), float(figures[1]) / self.rows if self.classes else None
