@@ -174,3 +174,16 @@ def adam_step(w, g, state, learning_rate, beta1, beta2, eps, weight_decay=0.0):
     m = state["m"] = beta1 * state.get("m", 0) + (1 - beta1) * d
     v = state["v"] = beta2 * state.get("v", 0) + (1 - beta2) * d * d
     return w - learning_rate * (m / (1 - beta1**t)) / (np.sqrt(v / (1 - beta2**t)) + eps)
+
+
+def dropout_keep(key, layer, step, n, rate):
+    """DESIGN.md's dropout mask: element e is kept unless (w >> 8) < round(rate * 2**24), w = word
+    e % 4 of the Philox block with counter (e // 4, 0 high word, layer, step) and key `key`."""
+    blocks = -(-n // 4)
+    counters = np.zeros((blocks, 4), np.uint32)
+    counters[:, 0] = np.arange(blocks, dtype=np.uint32)
+    counters[:, 2], counters[:, 3] = layer, step
+    keys = np.empty((blocks, 2), np.uint32)
+    keys[:, 0], keys[:, 1] = key & 0xFFFFFFFF, key >> 32
+    words = philox4x32_10(counters, keys).reshape(-1)[:n]
+    return (words >> 8) >= round(rate * 2**24)
