@@ -36,9 +36,14 @@ system-deps:
 	  echo "Not a Debian system: install CLBlast and an OpenCL loader yourself."; \
 	fi
 
+# PyTorch (CPU) is a reference the tests compare with (ONNX import); where that build is not to
+# be had, those tests skip and everything else runs.
+TORCH ?= torch==2.13.0
+
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[pocl,test,examples,plot,mpi]' ruff
+	$(BIN)/pip install -q -e '.[pocl,test,examples,plot,mpi,onnx]' ruff
+	$(BIN)/pip install -q '$(TORCH)' || echo "PyTorch ($(TORCH)) not installed: the tests that compare with it skip"
 	touch $@
 
 clean:

@@ -34,7 +34,7 @@ from .runtime.errors import (
 from .train import schedules
 from .train.loops import sgd
 from .train.minibatch import fit
-from .train.model import InferenceNetwork, load
+from .train.model import InferenceNetwork, from_onnx, load
 from .train.optimizers import SGD, Adam
 from .train.schedules import Constant, Cosine, Exponential, StepDecay
 from .tuning import tune
@@ -69,6 +69,7 @@ __all__ = [
     "devices",
     "distributed",
     "fit",
+    "from_onnx",
     "init",
     "load",
     "rng",

@@ -14,7 +14,6 @@ from clnet.ops import dropout as dropout_op
 
 from . import reference as ref
 
-
 # -- schedules ---------------------------------------------------------------------------------
 
 def test_schedule_formulas():

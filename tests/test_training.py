@@ -231,3 +231,17 @@ def test_digits_example_reaches_95_percent(ctx):
 def test_regression_example_learns_the_function(ctx):
     result = load_example("regression").run(ctx, progress=False)
     assert result["mse"] < 0.01 < result["baseline_mse"]
+
+
+def test_train_validate_export_example_matches_digits_and_repeats_bit_for_bit(ctx, tmp_path):
+    """Dropout, a cosine schedule and early stopping reach at least the plain digits example's
+    test accuracy, the exported ONNX model predicts the same classes, and a second run with the
+    same seed gives the same weights bit for bit."""
+    pytest.importorskip("onnxruntime", reason="needs onnxruntime (the test extra)")
+    example = load_example("train_validate_export")
+    first = example.run(ctx, tmp_path / "a.onnx", progress=False)
+    again = example.run(ctx, tmp_path / "b.onnx", progress=False)
+    plain = load_example("digits").run(ctx, progress=False)
+    assert first["accuracy"] >= plain["accuracy"] and first["onnx_accuracy"] == first["accuracy"]
+    assert first["agree"] == 1.0 and first["stopped_early"]
+    assert np.array_equal(first["weights"], again["weights"]) and first["accuracy"] == again["accuracy"]

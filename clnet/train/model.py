@@ -13,7 +13,7 @@ import numpy as np
 
 from ..distributed import World
 from ..nn.network import Network
-from . import minibatch, saving
+from . import minibatch, onnx_io, saving
 from .optimizers import Optimizer
 from .schedules import Schedule
 from .validation import History
@@ -38,6 +38,23 @@ class InferenceNetwork(Network):
         """Write architecture, dtype and weights to one .npz file, atomically (`.npz` is added
         when the name has no suffix); returns the path written. See clnet.train.saving."""
         return saving.save(self, path)
+
+    def to_onnx(self, path: str | Path) -> Path:
+        """Write the network as an ONNX model (Gemm and activation nodes, dynamic batch size), for
+        onnxruntime, TensorRT, OpenVINO...; returns the path written. See clnet.train.onnx_io."""
+        return onnx_io.export(self, path)
+
+
+def from_onnx(path: str | Path, ctx, dtype=None) -> InferenceNetwork:
+    """The multilayer perceptron of the ONNX model at `path` (as torch.onnx.export writes one:
+    Gemm or MatMul + Add, the activations clnet has, Flatten of a 2-D input) on the device of
+    `ctx`; dtype: the model's (None) or another. An unsupported operator raises ValueError naming
+    it and listing what is supported."""
+    inputs, layers, saved_dtype, parameters = onnx_io.read(path)
+    net = InferenceNetwork(ctx, inputs, layers, dtype=saved_dtype if dtype is None else dtype, init=None)
+    for array, saved in zip(net.parameters(), parameters):
+        array.set(np.ascontiguousarray(saved, dtype=net.dtype))
+    return net
 
 
 def load(path: str | Path, ctx, dtype=None) -> InferenceNetwork:

@@ -15,7 +15,9 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -44,12 +46,17 @@ def file_path(path: str | os.PathLike) -> Path:
 
 
 def write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> Path:
-    """Write `arrays` as an .npz file at `path`: to a temporary file in the same folder, flushed
-    and fsynced, then renamed over `path`. On any failure `path` is untouched."""
+    """Write `arrays` as an .npz file at `path`, atomically (see write_file_atomic)."""
+    return write_file_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def write_file_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Call `write(file)` on a temporary file in `path`'s folder, flush and fsync it, then rename
+    it over `path`. On any failure `path` is untouched and the temporary file is removed."""
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)

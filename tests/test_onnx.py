@@ -1,0 +1,86 @@
+"""ONNX export (checked with onnxruntime) and import (of PyTorch's export, checked against PyTorch)."""
+
+import numpy as np
+import pytest
+
+import clnet
+
+onnx = pytest.importorskip("onnx", reason="needs the onnx extra: pip install 'clnet[onnx]'")
+ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime (the test extra)")
+
+ALL = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "linear"]
+
+
+@pytest.mark.parametrize("dtype, activations", [
+    (np.float32, ALL),
+    (np.float64, ["tanh", "relu", "linear"]),  # onnxruntime has no float64 LeakyRelu, Elu or Sigmoid kernels
+])
+def test_export_runs_in_onnxruntime_with_clnets_results(ctx, tmp_path, dtype, activations):
+    net = clnet.InferenceNetwork(ctx, 5, [clnet.FullyConnected(7, a) for a in activations]
+                                 + [clnet.FullyConnected(3, "softmax")], dtype=dtype, seed=4)
+    path = net.to_onnx(tmp_path / "model")
+    assert path == tmp_path / "model.onnx"
+    session = ort.InferenceSession(str(path))
+    for rows in (1, 9):  # the batch dimension is dynamic
+        x = np.random.default_rng(rows).normal(size=(rows, 5)).astype(dtype)
+        np.testing.assert_allclose(session.run(None, {"x": x})[0], net(x).get(),
+                                   rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32
+                                   else 1e-14)
+    model = onnx.load(str(path))
+    ops = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "leaky_relu": "LeakyRelu", "elu": "Elu",
+           "linear": "Identity", "softmax": "Softmax"}
+    assert [n.op_type for n in model.graph.node] == [op for a in [*activations, "softmax"] for op in ("Gemm", ops[a])]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_export_then_import_is_the_same_network(ctx, tmp_path):
+    net = clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(6, "elu", dropout=0.5), clnet.FullyConnected(2)],
+                                 seed=2)
+    back = clnet.from_onnx(net.to_onnx(tmp_path / "m.onnx"), ctx)
+    assert [(la.outputs, la.activation) for la in back.layers] == [(6, "elu"), (2, "linear")]
+    for a, b in zip(net.parameters(), back.parameters()):
+        np.testing.assert_array_equal(a.get(), b.get())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's TorchScript-based exporter
+def test_a_pytorch_mlp_imports_with_pytorchs_predictions(ctx, tmp_path):
+    torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 12),
+                                torch.nn.Tanh(), torch.nn.Linear(12, 10), torch.nn.LeakyReLU(0.01),
+                                torch.nn.Linear(10, 6), torch.nn.ELU(), torch.nn.Linear(6, 4), torch.nn.Sigmoid(),
+                                torch.nn.Linear(4, 3), torch.nn.Softmax(dim=1)).eval()
+    path = tmp_path / "torch.onnx"
+    x = torch.randn(5, 8)
+    torch.onnx.export(model, x, str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    net = clnet.from_onnx(path, ctx)
+    assert [la.activation for la in net.layers] == ["relu", "tanh", "leaky_relu", "elu", "sigmoid", "softmax"]
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(net(x.numpy()).get(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_matmul_and_add_import_and_unsupported_operators_are_named(ctx, tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    w, b = rng.normal(size=(3, 2)).astype(np.float32), rng.normal(size=2).astype(np.float32)
+
+    def model(nodes, name):
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])],
+                                  [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+        path = tmp_path / name
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+        return path
+
+    path = model([helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["z"]),
+                  helper.make_node("Tanh", ["z"], ["y"])], "matmul.onnx")
+    net = clnet.from_onnx(path, ctx)
+    x = rng.normal(size=(4, 3)).astype(np.float32)
+    np.testing.assert_allclose(net(x).get(), np.tanh(x @ w + b), rtol=1e-5, atol=1e-6)
+    path = model([helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["z"]),
+                  helper.make_node("Gelu", ["z"], ["y"], domain="")], "gelu.onnx")
+    with pytest.raises(ValueError, match="unsupported ONNX operator 'Gelu'.*clnet imports Gemm, MatMul, Add"):
+        clnet.from_onnx(path, ctx)
