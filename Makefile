@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := libclblast-dev ocl-icd-opencl-dev g++
+APT_PACKAGES := libclblast-dev ocl-icd-opencl-dev g++ oclgrind
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench lint system-deps clean
@@ -42,7 +42,7 @@ TORCH ?= torch==2.13.0
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[pocl,test,examples,plot,mpi,onnx]' ruff
+	$(BIN)/pip install -q -e '.[pocl,clblast,test,examples,plot,mpi,onnx]' ruff
 	$(BIN)/pip install -q '$(TORCH)' || echo "PyTorch ($(TORCH)) not installed: the tests that compare with it skip"
 	touch $@
 

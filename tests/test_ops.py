@@ -64,6 +64,8 @@ def test_bias_broadcast_and_gradient(ctx, dtype, rows, cols):
 
 @pytest.fixture(params=blas.BACKENDS)
 def backend(request):
+    if request.param == "clblast" and not blas.HAVE_CLBLAST:
+        pytest.skip("pyclblast is not installed (pip install 'clnet[clblast]')")
     return request.param
 
 

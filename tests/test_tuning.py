@@ -24,6 +24,10 @@ def cache(tmp_path, monkeypatch):
     return tmp_path
 
 
+needs_clblast = pytest.mark.skipif(not blas.HAVE_CLBLAST, reason="pyclblast is not installed")
+
+
+@needs_clblast
 def test_quick_tune_writes_a_file_that_new_contexts_apply(cache, capsys):
     with clnet.Context(TEST_DEVICE) as ctx:
         entry = clnet.tune(ctx, "float32", quick=True, progress=False, shapes=SMALL_SHAPES,
@@ -53,6 +57,7 @@ def test_quick_tune_writes_a_file_that_new_contexts_apply(cache, capsys):
     assert "float32" in capsys.readouterr().out.splitlines()[1]
 
 
+@needs_clblast
 def test_candidates_that_fail_are_skipped(cache):
     broken_clblast = {"Xgemm": dict(GEMMK=0, KREG=1, KWG=32, KWI=2, MDIMA=7, MDIMC=7, MWG=32, NDIMB=8, NDIMC=8,
                                     NWG=64, SA=0, SB=0, STRM=0, STRN=0, VWM=4, VWN=4),

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from ..ops.blas import HAVE_CLBLAST, NO_CLBLAST
 from ..runtime.context import Context
 from ..runtime.device import devices, format_table
 from ..runtime.errors import ClnetError
@@ -31,6 +32,8 @@ def _devices(args: argparse.Namespace) -> int:
     infos, saved = devices(), load()
     tuned = {info.index: ", ".join(tuned_dtypes(info, saved)) or "-" for info in infos}
     print(format_table(infos, extra=("tuned", tuned)))
+    if not HAVE_CLBLAST:
+        print(f"\n{NO_CLBLAST}: every device uses clnet's own GEMM.")
     return 0
 
 

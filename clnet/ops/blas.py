@@ -4,6 +4,8 @@ tiled kernel (clnet.tiled_gemm), whichever the device's settings choose.
 Shapes, transposes, leading dimensions and offsets all come from the arrays themselves:
 pyclblast takes an array's buffer but ignores its offset, so the offset is passed explicitly.
 Without a tuning result (clnet.tuning), CPU devices use clnet's kernel and GPUs use CLBlast.
+CLBlast is optional (pip install 'clnet[clblast]'): without pyclblast every device uses clnet's
+kernel, which is correct everywhere and the faster one on CPUs.
 """
 
 from __future__ import annotations
@@ -14,14 +16,20 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyclblast
 import pyopencl.array as cla
+
+try:
+    import pyclblast
+except ImportError:  # CLBlast is an extra: clnet's own GEMM runs everywhere
+    pyclblast = None
 
 from ..runtime.log import logger
 from ..runtime.paths import cache_dir
 from . import tiled_gemm
 
 BACKENDS = ("clblast", "clnet")
+HAVE_CLBLAST = pyclblast is not None
+NO_CLBLAST = "CLBlast is not installed (pip install 'clnet[clblast]', which needs the CLBlast library)"
 SMALL_PRODUCT = 2**27  # m * n * k below this is the "small" shape class
 _announced: set[tuple] = set()
 
@@ -44,7 +52,7 @@ def settings(ctx, dtype) -> GemmSettings:
     key = ("gemm", np.dtype(dtype).name)
     found = ctx.settings.get(key)
     if found is None:
-        backend = "clnet" if ctx.info.type == "CPU" else "clblast"
+        backend = "clnet" if ctx.info.type == "CPU" or not HAVE_CLBLAST else "clblast"
         found = ctx.settings[key] = GemmSettings(backend, backend)
     return found
 
@@ -117,6 +125,8 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, trans_a: bool = False
                          f"needs op(a) (m, k), op(b) (k, n), c (m, n)")
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"unknown GEMM backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "clblast" and not HAVE_CLBLAST:
+        raise RuntimeError(f"GEMM backend 'clblast' asked for, but {NO_CLBLAST}")
     layouts = (_layout(a, "a"), _layout(b, "b"), _layout(c, "c"))
     if m == 0 or n == 0:
         return

@@ -1,2 +1,4 @@
 """The bottom layer: OpenCL devices and the choice of one, the Context that owns what is made on
 it, kernel templates rendered and built once per context, and kernels called by argument name."""
+
+from . import pyopencl_fixes  # noqa: F401  (see its docstring)

@@ -189,6 +189,7 @@ def tune(ctx, dtype="float32", quick: bool = False, progress: bool = True, save:
     repeats = 2 if quick else 3
     tiles = tile_candidates if tile_candidates is not None else (QUICK_TILES if quick else TILES)
     clblast = clblast_candidates if clblast_candidates is not None else (QUICK_CLBLAST if quick else CLBLAST)
+    clblast = clblast if blas.HAVE_CLBLAST else []  # without pyclblast only clnet's kernel is measured
     candidates: list[dict] = []
     with tqdm(total=len(tiles) + len(clblast), desc=f"tuning {dtype.name} GEMM on {ctx.info.name}",
               disable=not progress) as bar:

@@ -10,7 +10,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pyclblast
 
 from ..ops import blas
 from ..ops.tiled_gemm import TileParams
@@ -32,8 +31,10 @@ def _precision(dtype) -> int:
 
 def apply_clblast(device, dtype, overrides: dict) -> None:
     """Override CLBlast's kernel parameters for this device and dtype (for the rest of the process)."""
+    if not blas.HAVE_CLBLAST:
+        raise RuntimeError(blas.NO_CLBLAST)
     for kernel, params in overrides.items():
-        pyclblast.override_parameters(device, kernel, _precision(dtype), params)
+        blas.pyclblast.override_parameters(device, kernel, _precision(dtype), params)
     if overrides:
         blas.clear_clblast_cache()
 

@@ -1,0 +1,160 @@
+"""The portability suite: every kernel family at sizes that are not multiples of the vector
+width or the work-group size, on views at odd offsets, and a few training steps, each against
+numpy. It runs on the test device like every test, and on Oclgrind, which checks every memory
+access and reports races and API errors (tests/test_oclgrind.py); sizes stay small because
+Oclgrind interprets every work-item."""
+
+import numpy as np
+import pyopencl.array as cla
+import pytest
+
+import clnet
+from clnet.ops import activations, bias, blas, costs, memory, updates
+from clnet.ops import dropout as dropout_op
+
+from . import reference as ref
+
+ODD = 13  # not a multiple of 4, 8 or the work-group size
+
+
+def tol(dtype):
+    return {"rtol": 2e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-13}
+
+
+def view(ctx, host, dtype, offset=3):
+    """A device view of `host` that starts `offset` elements into its buffer."""
+    flat = cla.zeros(ctx.queue, host.size + offset + 5, dtype)
+    part = flat[offset:offset + host.size].reshape(host.shape)
+    part.set(np.ascontiguousarray(host, dtype))
+    return flat, part
+
+
+def test_random_streams(ctx, dtype):
+    g = clnet.Philox(ctx, 2**40 + 7, counter=5)
+    flat, a = view(ctx, np.zeros(ODD * 3), dtype)
+    g.uniform(a)
+    np.testing.assert_array_equal(a.get(), ref.uniform01(2**40 + 7, 5, ODD * 3, dtype))
+    g.counter = 5
+    g.normal(a)
+    np.testing.assert_allclose(a.get(), ref.normal(2**40 + 7, 5, ODD * 3, dtype), rtol=1e-5, atol=1e-6)
+    assert not flat.get()[:3].any() and not flat.get()[3 + ODD * 3:].any()  # nothing outside the view
+    words = cla.zeros(ctx.queue, ODD + 4, np.uint32)
+    g.counter = 9
+    g.raw(words[2:2 + ODD])
+    np.testing.assert_array_equal(words.get()[2:2 + ODD], ref.raw(2**40 + 7, 9, ODD))
+
+
+@pytest.mark.parametrize("name", activations.ACTIVATIONS)
+def test_activations(ctx, dtype, name):
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(3, ODD)) * 2
+    _, zd = view(ctx, z, dtype)
+    _, out = view(ctx, np.zeros_like(z), dtype, offset=1)
+    activations.forward(ctx, name, zd, out)
+    expected = ref.softmax(z) if name == "softmax" else ref.activation(name, z)
+    np.testing.assert_allclose(out.get(), expected, **tol(dtype))
+    g = rng.normal(size=z.shape)
+    _, gd = view(ctx, g, dtype, offset=5)
+    activations.backward(ctx, name, out, gd)
+    np.testing.assert_allclose(gd.get(), ref.backward(name, z, expected, g), **tol(dtype))
+
+
+def test_bias_costs_and_memory(ctx, dtype):
+    rng = np.random.default_rng(2)
+    z, b = rng.normal(size=(3, ODD)), rng.normal(size=ODD)
+    _, zd = view(ctx, z, dtype)
+    _, bd = view(ctx, b, dtype, offset=1)
+    bias.add_bias(ctx, zd, bd)
+    np.testing.assert_allclose(zd.get(), z + b, **tol(dtype))
+    bias.bias_gradient(ctx, zd, bd)
+    np.testing.assert_allclose(bd.get(), (z + b).sum(axis=0), **tol(dtype))
+    a, y = ref.activation("sigmoid", z), rng.uniform(size=z.shape)
+    _, ad = view(ctx, a, dtype)
+    _, yd = view(ctx, y, dtype, offset=2)
+    _, zl = view(ctx, z, dtype, offset=1)
+    out = cla.zeros(ctx.queue, 4, dtype)
+    costs.value_into(ctx, "quadratic", "sigmoid", ad, zl, yd, out, 1)
+    costs.value_into(ctx, "cross_entropy", "sigmoid", ad, zl, yd, out, 2)
+    costs.matches_into(ctx, ad, yd, out, 3)
+    np.testing.assert_allclose(out.get()[1:3], [ref.cost("quadratic", a, y), ref.cost("cross_entropy", a, y)],
+                               **tol(dtype))
+    assert out.get()[3] == np.sum(a.argmax(axis=1) == y.argmax(axis=1))
+    _, delta = view(ctx, np.zeros_like(a), dtype, offset=4)
+    costs.output_delta(ctx, "quadratic", ad, yd, delta)
+    np.testing.assert_allclose(delta.get(), (a - y) / 3, **tol(dtype))
+    memory.fill(ctx, delta, 0.5)
+    memory.copy(ctx, ad, delta)
+    np.testing.assert_allclose(delta.get(), a, **tol(dtype))
+    indices = cla.to_device(ctx.queue, np.array([2, 0, 1, 2, 1], np.uint32))
+    rows = cla.zeros(ctx.queue, (2, ODD), dtype)
+    memory.gather_rows(ctx, ad, indices, 3, rows)
+    np.testing.assert_allclose(rows.get(), a[[2, 1]], **tol(dtype))
+
+
+def test_updates_and_dropout(ctx, dtype):
+    rng = np.random.default_rng(3)
+    w, g = rng.normal(size=ODD * 3), rng.normal(size=ODD * 3)
+    _, wd = view(ctx, w, dtype)
+    _, gd = view(ctx, g, dtype, offset=1)
+    _, m = view(ctx, np.zeros_like(w), dtype, offset=2)
+    _, v = view(ctx, np.zeros_like(w), dtype, offset=6)
+    updates.sgd_step(ctx, wd, gd, 0.1, 0.01)
+    expected = w - 0.1 * (g + 0.01 * w)
+    np.testing.assert_allclose(wd.get(), expected, **tol(dtype))
+    updates.momentum_step(ctx, wd, gd, m, 0.1, 0.9, 0.0, True)
+    state = {}
+    expected = ref.sgd_step(expected, g, state, 0.1, momentum=0.9, nesterov=True)
+    np.testing.assert_allclose(wd.get(), expected, **tol(dtype))
+    memory.fill(ctx, m, 0.0)
+    updates.adam_step(ctx, wd, gd, m, v, step=1, learning_rate=0.01, beta1=0.9, beta2=0.999, eps=1e-8,
+                      weight_decay=0.0)
+    np.testing.assert_allclose(wd.get(), ref.adam_step(expected, g, {}, 0.01, 0.9, 0.999, 1e-8), **tol(dtype))
+    _, src = view(ctx, np.arange(1.0, ODD * 3 + 1), dtype, offset=1)
+    _, dst = view(ctx, np.zeros(ODD * 3), dtype, offset=3)
+    dropout_op.apply(ctx, src, dst, 0.5, 11, 1, 2)
+    keep = ref.dropout_keep(11, 1, 2, ODD * 3, 0.5)
+    np.testing.assert_allclose(dst.get(), np.where(keep, np.arange(1.0, ODD * 3 + 1) * 2, 0), **tol(dtype))
+
+
+@pytest.mark.parametrize("backend", blas.BACKENDS)
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
+def test_gemm(ctx, dtype, backend, trans_a, trans_b):
+    if backend == "clblast" and not blas.HAVE_CLBLAST:
+        pytest.skip("pyclblast is not installed")
+    rng = np.random.default_rng(4)
+    m, n, k = 5, ODD, 7
+    a = rng.normal(size=(k, m) if trans_a else (m, k))
+    b = rng.normal(size=(n, k) if trans_b else (k, n))
+    _, ad = view(ctx, a, dtype, offset=3)
+    _, bd = view(ctx, b, dtype, offset=1)
+    flat, c = view(ctx, np.zeros((m, n)), dtype, offset=2)
+    blas.gemm(ctx, ad, bd, c, trans_a=trans_a, trans_b=trans_b, backend=backend)
+    np.testing.assert_allclose(c.get(), (a.T if trans_a else a) @ (b.T if trans_b else b), rtol=1e-4 if
+                               dtype == np.float32 else 1e-12, atol=1e-5 if dtype == np.float32 else 1e-12)
+    assert not flat.get()[:2].any() and not flat.get()[2 + m * n:].any()
+
+
+def test_a_few_training_steps(ctx, dtype):
+    rng = np.random.default_rng(5)
+    x, labels = rng.normal(size=(ODD, 6)), rng.integers(0, 3, ODD)
+    net = clnet.InferenceNetwork(ctx, 6, [clnet.FullyConnected(5, "tanh", dropout=0.25),
+                                          clnet.FullyConnected(3, "softmax")], dtype=dtype, seed=1)
+    history = net.fit(x, labels, "cross_entropy", epochs=2, batch_size=5, optimizer=clnet.Adam(0.01), seed=2,
+                      progress=False, validation=(x[:4], labels[:4]))
+    assert len(history) == 2 and np.isfinite(history).all() and len(history.validation_cost) == 2
+    small = clnet.InferenceNetwork(ctx, 6, [clnet.FullyConnected(4, "relu"), clnet.FullyConnected(2, "sigmoid")],
+                                   dtype=dtype)
+    params = [(la.weights.get().astype(np.float64), la.bias.get().astype(np.float64)) for la in small.layers]
+    y = rng.uniform(size=(ODD, 2))
+    clnet.sgd(clnet.TrainingNetwork(small, x), y, epochs=2, learning_rate=0.1)
+    for _ in range(2):
+        params, _ = ref.sgd_epoch(x.astype(dtype), y, params, ["relu", "sigmoid"], "quadratic", 0.1)
+    close = tol(dtype) if dtype == np.float64 else {"rtol": 1e-4, "atol": 1e-5}
+    for layer, (w, b) in zip(small.layers, params):
+        np.testing.assert_allclose(layer.weights.get(), w, **close)
+        np.testing.assert_allclose(layer.bias.get(), b, **close)
+
+
+def test_the_device_is_named(ctx, capsys):
+    with capsys.disabled():  # tests/test_oclgrind.py reads this line
+        print(f"\nportable suite on: {ctx.info.name}")
