@@ -180,21 +180,117 @@ ${store("out", "b0", "n", ["v0", "v1"], "real")}
 
 // Normal with this mean and std: Box-Muller on the uniforms of the same positions, pairs
 // (i, i + 1) for even i, both results used: r = sqrt(-2 ln u[i]), angle 2 pi u[i + 1].
+// ln, the square root and sin/cos are computed here with additions, subtractions and
+// multiplications only (each rounded once: FP_CONTRACT is off), from bit-level first guesses,
+// so every conforming device gives the same bits (DESIGN.md, "normal"); the builtins round
+// differently from one driver to the next.
+<%
+    import math, struct
+
+    f32 = dtype == "float32"
+    int_v = vec("int" if f32 else "long")
+    bits_v = vec("uint" if f32 else "ulong")
+
+    def lit(value):
+        if f32:
+            return "%sf" % float.hex(struct.unpack("f", struct.pack("f", value))[0])
+        return float.hex(value)
+
+    # as many terms as the precision needs: the first left out is below half an ulp
+    ln_terms = [2 / (2 * k + 1) for k in range(5 if f32 else 12)]
+    sin_terms = [(-1) ** k * (math.pi / 2) ** (2 * k + 1) / math.factorial(2 * k + 1) for k in range(5 if f32 else 9)]
+    cos_terms = [(-1) ** (k + 1) * (math.pi / 2) ** (2 * k + 2) / math.factorial(2 * k + 2)
+                 for k in range(4 if f32 else 9)]
+    if f32:
+        ln2_hi = struct.unpack("f", struct.pack("I", 0x3F317200))[0]
+    else:
+        ln2_hi = struct.unpack("d", struct.pack("Q", 0x3FE62E42FEE00000))[0]
+    ln2_lo = math.log(2) - ln2_hi
+
+    def horner(terms, x):
+        text = lit(terms[-1])
+        for c in reversed(terms[:-1]):
+            text = "(%s * %s + %s)" % (text, x, lit(c))
+        return text
+%>
+// ln u for u in (0, 1): u = m 2^e with m in [sqrt(1/2), sqrt(2)) (shifting the bits by the
+// distance from 1 to sqrt(1/2) carries into the exponent exactly when the mantissa is at least
+// sqrt(2)'s); ln m = s * P(s^2), s = (m - 1) / (m + 1), P the series 2 + 2 s^2 / 3 + 2 s^4 / 5 ...;
+// the division by Newton steps on 1 / (2 + f).
+inline ${real_v} exact_log(const ${real_v} u) {
+% if f32:
+    const ${bits_v} b = as_${bits_v}(u) + (0x3F800000u - 0x3F3504F3u);
+    const ${real_v} e = convert_${real_v}(convert_${int_v}(b >> 23) - 127);
+    const ${real_v} m = as_${real_v}((b & 0x7FFFFFu) + 0x3F3504F3u);
+% else:
+    const ${bits_v} b = as_${bits_v}(u) + (0x3FF0000000000000ul - 0x3FE6A09E667F3BCDul);
+    const ${real_v} e = convert_${real_v}(convert_${int_v}(b >> 52) - 1023);
+    const ${real_v} m = as_${real_v}((b & 0xFFFFFFFFFFFFFul) + 0x3FE6A09E667F3BCDul);
+% endif
+    const ${real_v} f = m - ${lit(1.0)};
+    const ${real_v} d = ${lit(2.0)} + f;
+% if f32:
+    ${real_v} y = as_${real_v}(0x7EF311C7u - as_${bits_v}(d));
+% else:
+    ${real_v} y = as_${real_v}(0x7FDE623822FC16E6ul - as_${bits_v}(d));
+% endif
+% for _ in range(3 if f32 else 4):
+    y = y * (${lit(2.0)} - d * y);
+% endfor
+    const ${real_v} s = f * y;
+    const ${real_v} s2 = s * s;
+    const ${real_v} ln_m = s * ${horner(ln_terms, "s2")};
+    return e * ${lit(ln2_hi)} + (e * ${lit(ln2_lo)} + ln_m);
+}
+
+// sqrt(x) for x > 0: correctly rounded in double precision (OpenCL's double sqrt is); in single
+// precision 1 / sqrt(x) by three Newton steps from the bit-level guess (relative error 3.4e-2,
+// then 1.7e-3, 4.5e-6 and 3e-11), times x.
+inline ${real_v} exact_sqrt(const ${real_v} x) {
+% if f32:
+    ${real_v} y = as_${real_v}(0x5F3759DFu - (as_${bits_v}(x) >> 1));
+    const ${real_v} h = ${lit(0.5)} * x;
+    % for _ in range(3):
+    y = y * (${lit(1.5)} - h * y * y);
+    % endfor
+    return x * y;
+% else:
+    return sqrt(x);
+% endif
+}
+
+// sin and cos of 2 pi u for u in (0, 1): 4u = k + f with k = rint(4u) and f in [-1/2, 1/2]
+// (both exact), the Taylor polynomials of sin and cos of (pi / 2) f, then quadrant k: odd k
+// swaps sin and cos, and sin is negated for k = 2, 3, cos for k = 1, 2 (a flip of the sign bit).
+inline ${real_v} exact_sincos(const ${real_v} u, ${real_v} *cos_out) {
+    const ${real_v} q = u * ${lit(4.0)};
+    const ${real_v} n = rint(q);
+    const ${real_v} f = q - n;
+    const ${int_v} k = convert_${int_v}(n);
+    const ${real_v} f2 = f * f;
+    const ${real_v} sn = f * ${horner(sin_terms, "f2")};
+    const ${real_v} cs = ${horner(cos_terms, "f2")} * f2 + ${lit(1.0)};
+    const ${int_v} swap = -(k & 1);  // all bits set where k is odd, as select wants for vectors
+    const ${bits_v} sign_sin = as_${bits_v}((k & 2) << ${30 if f32 else 62});
+    const ${bits_v} sign_cos = as_${bits_v}(((k + 1) & 2) << ${30 if f32 else 62});
+    *cos_out = as_${real_v}(as_${bits_v}(select(cs, sn, swap)) ^ sign_cos);
+    return as_${real_v}(as_${bits_v}(select(sn, cs, swap)) ^ sign_sin);
+}
+
 ${kernel("fill_normal", "real *a, index_t n, uint k0, uint k1, ulong counter, real mean, real std")} {
     __global real *out = a_p + a_off;
     const ulong blocks = ((ulong)n + PER_BLOCK - 1) / PER_BLOCK;
     const ulong b0 = (ulong)get_global_id(0) * LANES;
     if (b0 >= blocks) return;
 ${uniforms()}
-    // sincos: the accuracy of sin and cos, 20% faster on PoCL than calling both
-    const ${real_v} r01 = sqrt((real)-2 * log(u0)), t01 = (real)(2 * M_PI) * u1;
+    const ${real_v} r01 = exact_sqrt((real)-2 * exact_log(u0));
     ${real_v} c01;
-    const ${real_v} s01 = sincos(t01, &c01);
+    const ${real_v} s01 = exact_sincos(u1, &c01);
     const ${real_v} z0 = mean + std * (r01 * c01), z1 = mean + std * (r01 * s01);
 % if dtype == "float32":
-    const ${real_v} r23 = sqrt((real)-2 * log(u2)), t23 = (real)(2 * M_PI) * u3;
+    const ${real_v} r23 = exact_sqrt((real)-2 * exact_log(u2));
     ${real_v} c23;
-    const ${real_v} s23 = sincos(t23, &c23);
+    const ${real_v} s23 = exact_sincos(u3, &c23);
     const ${real_v} z2 = mean + std * (r23 * c23), z3 = mean + std * (r23 * s23);
 ${store("out", "b0", "n", ["z0", "z1", "z2", "z3"], "real")}
 % else:

@@ -1,6 +1,8 @@
 """numpy oracles the tests compare clnet with, written from the definitions (DESIGN.md,
 Random123's paper), not from clnet's code."""
 
+import math
+
 import numpy as np
 
 M0, M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
@@ -51,6 +53,76 @@ def normal(seed, counter, n, dtype):
     r, angle = np.sqrt(-2 * np.log(u[0::2])), 2 * np.pi * u[1::2]
     z = np.empty(len(u))
     z[0::2], z[1::2] = r * np.cos(angle), r * np.sin(angle)
+    return z[:n]
+
+
+def _taylor(dtype):
+    """DESIGN.md's constants: 2 / (2k + 1) for ln, and the Taylor coefficients of sin and cos of
+    (pi / 2) f, each rounded to dtype."""
+    f32 = np.dtype(dtype) == np.float32
+    half_pi = math.pi / 2
+    ln = [dtype(2 / (2 * k + 1)) for k in range(5 if f32 else 12)]
+    sin = [dtype((-1) ** k * half_pi ** (2 * k + 1) / math.factorial(2 * k + 1)) for k in range(5 if f32 else 9)]
+    cos = [dtype((-1) ** (k + 1) * half_pi ** (2 * k + 2) / math.factorial(2 * k + 2)) for k in range(4 if f32 else 9)]
+    return ln, sin, cos
+
+
+def _horner(coefficients, x):
+    p = np.full_like(x, coefficients[-1])
+    for c in reversed(coefficients[:-1]):
+        p = p * x + c
+    return p
+
+
+def normal_exact(seed, counter, n, dtype, mean=0.0, std=1.0):
+    """DESIGN.md's normal numbers, computed as the kernel does, operation by operation in dtype
+    (numpy rounds each one; no fused multiply-add): ln by an exponent split and a series in
+    s = f / (2 + f), the reciprocal and the float32 square root by Newton iterations from a
+    bit-level first guess, sin and cos of 2 pi u by quadrant and a Taylor polynomial."""
+    dtype = np.dtype(dtype).type
+    f32 = dtype == np.float32
+    uint, bits, mantissa = (np.uint32, 23, 0x7FFFFF) if f32 else (np.uint64, 52, 0xFFFFFFFFFFFFF)
+    bias, one = (127, 0x3F800000) if f32 else (1023, 0x3FF0000000000000)
+    u = uniform01(seed, counter, 2 * -(-n // 2), dtype)
+    u0, u1 = u[0::2], u[1::2]
+    ln_terms, sin_terms, cos_terms = _taylor(dtype)
+    # ln u0
+    low = uint(0x3F3504F3 if f32 else 0x3FE6A09E667F3BCD)  # the bits of sqrt(1/2)
+    b = u0.view(uint) + (uint(one) - low)  # m = u / 2^e in [sqrt(1/2), sqrt(2))
+    e = ((b >> uint(bits)).astype(np.int64) - bias).astype(dtype)
+    m = ((b & uint(mantissa)) + low).view(dtype)
+    f = m - dtype(1)
+    d = dtype(2) + f
+    y = (uint(0x7EF311C7 if f32 else 0x7FDE623822FC16E6) - d.view(uint)).view(dtype)
+    for _ in range(3 if f32 else 4):
+        y = y * (dtype(2) - d * y)
+    s = f * y
+    ln_m = s * _horner(ln_terms, s * s)
+    ln2_hi = np.array(0x3F317200 if f32 else 0x3FE62E42FEE00000, uint).view(dtype)
+    ln2_lo = dtype(math.log(2) - float(ln2_hi))
+    x = dtype(-2) * (e * ln2_hi + (e * ln2_lo + ln_m))
+    # r = sqrt(x)
+    if f32:
+        y = (uint(0x5F3759DF) - (x.view(uint) >> uint(1))).view(dtype)
+        h = dtype(0.5) * x
+        for _ in range(3):
+            y = y * (dtype(1.5) - h * y * y)
+        r = x * y
+    else:
+        r = np.sqrt(x)
+    # sin and cos of 2 pi u1
+    q = u1 * dtype(4)
+    quadrant = np.rint(q)
+    f = q - quadrant
+    quadrant = quadrant.astype(np.int64) & 3
+    f2 = f * f
+    sn = f * _horner(sin_terms, f2)
+    cs = _horner(cos_terms, f2) * f2 + dtype(1)
+    sin = np.choose(quadrant, [sn, cs, -sn, -cs])
+    cos = np.choose(quadrant, [cs, -sn, -cs, sn])
+    z = np.empty(len(u), dtype)
+    z[0::2] = dtype(mean) + dtype(std) * (r * cos)
+    z[1::2] = dtype(mean) + dtype(std) * (r * sin)
     return z[:n]
 
 

@@ -36,7 +36,7 @@ def test_random_streams(ctx, dtype):
     np.testing.assert_array_equal(a.get(), ref.uniform01(2**40 + 7, 5, ODD * 3, dtype))
     g.counter = 5
     g.normal(a)
-    np.testing.assert_allclose(a.get(), ref.normal(2**40 + 7, 5, ODD * 3, dtype), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(a.get(), ref.normal_exact(2**40 + 7, 5, ODD * 3, dtype))  # bit for bit
     assert not flat.get()[:3].any() and not flat.get()[3 + ODD * 3:].any()  # nothing outside the view
     words = cla.zeros(ctx.queue, ODD + 4, np.uint32)
     g.counter = 9
@@ -57,6 +57,18 @@ def test_activations(ctx, dtype, name):
     _, gd = view(ctx, g, dtype, offset=5)
     activations.backward(ctx, name, out, gd)
     np.testing.assert_allclose(gd.get(), ref.backward(name, z, expected, g), **tol(dtype))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**40 + 7])
+def test_normal_and_init_are_bit_identical_to_numpy(ctx, dtype, seed):
+    a = cla.empty(ctx.queue, 10001, dtype)
+    clnet.Philox(ctx, seed).normal(a)
+    np.testing.assert_array_equal(a.get(), ref.normal_exact(seed, 0, 10001, dtype))
+    net = clnet.InferenceNetwork(ctx, 100, [clnet.FullyConnected(50, "tanh"), clnet.FullyConnected(3)],
+                                 dtype=dtype, init=None)
+    clnet.init(net, "xavier", seed=seed)
+    std = dtype.type(np.sqrt(2 / 150))
+    np.testing.assert_array_equal(net.layers[0].weights.get().ravel(), ref.normal_exact(seed, 0, 5000, dtype, std=std))
 
 
 def test_bias_costs_and_memory(ctx, dtype):

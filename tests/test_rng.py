@@ -78,16 +78,46 @@ def test_uniform_matches_reference_bit_for_bit(ctx, dtype, seed, counter):
 
 @pytest.mark.parametrize("seed, counter", SEEDS_COUNTERS)
 def test_normal_matches_reference(ctx, dtype, seed, counter):
+    """Bit for bit the numpy computation of DESIGN.md's algorithm, and within a few float32 ulps
+    of Box-Muller in float64 with numpy's log, sqrt, cos and sin."""
     tolerance = 5e-5 if dtype == np.float32 else 1e-12
     for n in LENGTHS:
         whole, a, fill = padded(ctx, n, dtype)
         clnet.Philox(ctx, seed, counter=counter).normal(a)
         got = check_untouched(whole, n, fill)
+        np.testing.assert_array_equal(got, ref.normal_exact(seed, counter, n, dtype))
         np.testing.assert_allclose(got, ref.normal(seed, counter, n, dtype), rtol=0, atol=tolerance)
     whole, a, fill = padded(ctx, 1003, dtype)
     clnet.Philox(ctx, seed, counter=counter).normal(a, mean=3.0, std=0.25)
-    expected = 3.0 + 0.25 * ref.normal(seed, counter, 1003, dtype)
-    np.testing.assert_allclose(check_untouched(whole, 1003, fill), expected, rtol=0, atol=tolerance)
+    got = check_untouched(whole, 1003, fill)
+    np.testing.assert_array_equal(got, ref.normal_exact(seed, counter, 1003, dtype, mean=3.0, std=0.25))
+    np.testing.assert_allclose(got, 3.0 + 0.25 * ref.normal(seed, counter, 1003, dtype), rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**40 + 7])
+def test_normal_is_bit_identical_and_within_a_few_float32_ulps(ctx, dtype, seed):
+    a = cla.empty(ctx.queue, 10001, dtype)
+    clnet.Philox(ctx, seed).normal(a)
+    got = a.get()
+    np.testing.assert_array_equal(got.view(np.uint8), ref.normal_exact(seed, 0, 10001, dtype).view(np.uint8))
+    float32_ulp = np.spacing(np.maximum(np.abs(ref.normal(seed, 0, 10001, dtype)), 1.0).astype(np.float32))
+    assert np.max(np.abs(got - ref.normal(seed, 0, 10001, dtype)) / float32_ulp) < (5 if dtype == np.float32 else 1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**40 + 7])
+def test_init_weights_are_bit_identical_to_the_reference(ctx, dtype, seed):
+    """clnet.init("xavier") of a 100-50-3 network: each layer's weights are the next numbers of
+    the stream, scaled by sqrt(2 / (inputs + outputs)) in the kernel."""
+    net = clnet.InferenceNetwork(ctx, 100, [clnet.FullyConnected(50, "tanh"), clnet.FullyConnected(3, "sigmoid")],
+                                 dtype=dtype, init=None)
+    clnet.init(net, "xavier", seed=seed)
+    counter = 0
+    for layer, (inputs, outputs) in zip(net.layers, [(100, 50), (50, 3)]):
+        n = inputs * outputs
+        std = dtype.type(np.sqrt(2 / (inputs + outputs)))
+        expected = ref.normal_exact(seed, counter, n, dtype, std=std).reshape(outputs, inputs)
+        np.testing.assert_array_equal(layer.weights.get(), expected)
+        counter += -(-n // (4 if dtype == np.float32 else 2))
 
 
 def test_prefix_stability(ctx, dtype):
