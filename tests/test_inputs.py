@@ -69,20 +69,22 @@ def test_array_likes_that_do_not_fit_raise_clearly(ctx, bad, error, message):
             call()
 
 
+def linear_net(ctx):
+    """Two linear layers: a learning rate too large makes their weights grow without bound."""
+    return clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(8, "linear"), clnet.FullyConnected(2, "linear")],
+                                  dtype=np.float64, seed=5)
+
+
 def test_a_diverging_fit_stops_naming_the_epoch_and_keeps_the_last_finite_weights(ctx):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 4)), rng.normal(size=(32, 2))
 
-    def linear_net():
-        return clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(8, "linear"), clnet.FullyConnected(2, "linear")],
-                                      dtype=np.float64, seed=5)
-
-    net = linear_net()
+    net = linear_net(ctx)
     with pytest.raises(clnet.TrainingDivergedError, match=r"in epoch (\d+).*learning rate too large \(now 50\)") as err:
         net.fit(x, y, epochs=60, batch_size=8, optimizer=clnet.SGD(50.0), seed=1, progress=False)
     epoch = err.value.epoch
     assert 1 < epoch <= 60
-    reference = linear_net()
+    reference = linear_net(ctx)
     reference.fit(x, y, epochs=epoch - 1, batch_size=8, optimizer=clnet.SGD(50.0), seed=1, progress=False)
     for got, want in zip(net.parameters(), reference.parameters()):
         np.testing.assert_array_equal(got.get(), want.get())
@@ -92,14 +94,10 @@ def test_a_diverging_sgd_stops_with_the_weights_of_the_last_finite_cost(ctx):
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
 
-    def linear_net():
-        return clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(8, "linear"), clnet.FullyConnected(2, "linear")],
-                                      dtype=np.float64, seed=5)
-
-    net = linear_net()
+    net = linear_net(ctx)
     with pytest.raises(clnet.TrainingDivergedError, match=r"the cost became (nan|inf) in epoch (\d+)") as err:
         clnet.sgd(clnet.TrainingNetwork(net, x), y, epochs=200, learning_rate=30.0)
-    reference = linear_net()
+    reference = linear_net(ctx)
     cost = clnet.sgd(clnet.TrainingNetwork(reference, x), y, epochs=err.value.epoch - 2, learning_rate=30.0)
     for got, want in zip(net.parameters(), reference.parameters()):
         np.testing.assert_array_equal(got.get(), want.get())
