@@ -140,6 +140,28 @@ def test_gemm_larger_than_a_tile_in_every_direction(ctx, dtype, backend):
     np.testing.assert_allclose(c.get(), a.astype(np.float64) @ b, rtol=scale, atol=scale * 70)
 
 
+@pytest.mark.parametrize("rows, width", [(6, None), (4, 16), (3, 16), (5, 8), (4, 4)])
+@pytest.mark.parametrize("trans_a, trans_b", [(False, True), (True, False)])
+def test_every_tile_shape_of_clnets_gemm(ctx, dtype, rows, width, trans_a, trans_b):
+    """The tiles clnet tune may choose, 256- and 512-bit vectors, at sizes that leave partial tiles."""
+    from clnet.ops.tiled_gemm import TileParams
+
+    settings = blas.settings(ctx, dtype)
+    saved = settings.tiles
+    settings.tiles = TileParams(rows, 16, width)
+    try:
+        rng = np.random.default_rng(rows)
+        a = rng.normal(size=(37, 23) if trans_a else (23, 37)).astype(dtype)
+        b = rng.normal(size=(41, 37) if trans_b else (37, 41)).astype(dtype)
+        c = cla.empty(ctx.queue, (23, 41), dtype)
+        blas.gemm(ctx, device(ctx, a), device(ctx, b), c, trans_a=trans_a, trans_b=trans_b, backend="clnet")
+    finally:
+        settings.tiles = saved
+    expected = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b)
+    scale = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(c.get(), expected, rtol=scale, atol=scale * 40)
+
+
 def test_unknown_backend(ctx):
     a = cla.empty(ctx.queue, (2, 2), np.float32)
     with pytest.raises(ValueError, match="unknown GEMM backend 'mkl'; choose one of clblast, clnet"):

@@ -66,9 +66,10 @@ def test_candidates_that_fail_are_skipped(cache):
         entry = clnet.tune(ctx, "float32", progress=False, shapes=SMALL_SHAPES,
                            tile_candidates=[TileParams(0, 8), TileParams(6, 8)], clblast_candidates=[broken_clblast])
     errors = [c for c in entry["candidates"] if "error" in c]
-    assert [(c["backend"], c["params"]) for c in errors] == [("clnet", {"rows": 0, "local": 8}),
+    assert [(c["backend"], c["params"]) for c in errors] == [("clnet", {"rows": 0, "local": 8, "width": None}),
                                                              ("clblast", broken_clblast)]
-    assert entry["backend"] == {"small": "clnet", "large": "clnet"} and entry["clnet"] == {"rows": 6, "local": 8}
+    assert entry["backend"] == {"small": "clnet", "large": "clnet"}
+    assert entry["clnet"] == {"rows": 6, "local": 8, "width": None}
 
 
 def test_no_candidate_at_all_is_an_error(cache):

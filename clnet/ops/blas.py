@@ -53,7 +53,7 @@ def settings(ctx, dtype) -> GemmSettings:
     found = ctx.settings.get(key)
     if found is None:
         backend = "clnet" if ctx.info.type == "CPU" or not HAVE_CLBLAST else "clblast"
-        found = ctx.settings[key] = GemmSettings(backend, backend)
+        found = ctx.settings[key] = GemmSettings(backend, backend, tiled_gemm.default_tiles(ctx.info, dtype))
     return found
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyopencl.array as cla
 
 from .arrays import vector_width
@@ -19,20 +20,31 @@ SCRATCH_A = "tiled_gemm.packed_a"
 
 @dataclass(frozen=True)
 class TileParams:
-    """rows: tile rows (accumulators = 2 * rows vectors); local: work-items per work-group."""
+    """rows: tile rows (accumulators = 2 * rows vectors); local: work-items per work-group;
+    width: elements per vector (None: the elementwise kernels' 256 bits, 8 float32 or 4 float64)."""
 
     rows: int = 6
     local: int = 16
+    width: int | None = None
 
     def as_dict(self) -> dict:
-        return {"rows": self.rows, "local": self.local}
+        return {"rows": self.rows, "local": self.local, "width": self.width}
+
+
+def default_tiles(info, dtype) -> TileParams:
+    """Untuned tiles for a device: 512-bit vectors of 4 rows where the device's native vectors
+    are that wide (AVX-512: 1.3-1.6x the 256-bit tiles on the training shapes, bench/RESULTS.md),
+    else 256-bit vectors of 6 rows."""
+    native = info.native_float_width if np.dtype(dtype) == np.float32 else info.native_double_width
+    wide = 16 if np.dtype(dtype) == np.float32 else 8
+    return TileParams(4, 16, wide) if info.type == "CPU" and native >= wide else TileParams()
 
 
 def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: int, trans_a: bool, trans_b: bool,
          layouts: tuple[tuple[int, int], ...], alpha: float, beta: float, params: TileParams) -> None:
     """The product for already checked arrays; layouts are (leading dimension, offset) of a, b, c."""
     dtype = c.dtype
-    width = vector_width(dtype)
+    width = params.width or vector_width(dtype)
     tile_cols = 2 * width
     (lda, _), (ldb, _), (ldc, _) = layouts  # the offsets go with the arrays
     template = {"dtype": dtype, "rows": params.rows, "width": width, "packed_a": trans_a}

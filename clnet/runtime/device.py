@@ -48,6 +48,8 @@ class DeviceInfo:
     fp64: bool
     unified_memory: bool
     max_alloc_bytes: int = 0  # CL_DEVICE_MAX_MEM_ALLOC_SIZE; 0: unknown (OpenCL's minimum, a quarter of global)
+    native_float_width: int = 8  # CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT: 16 on AVX-512 CPUs
+    native_double_width: int = 4
     cl_device: cl.Device | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -92,6 +94,8 @@ def _describe(platform_index: int, device_index: int, platform: cl.Platform, dev
         fp64=characterize.has_double_support(device),
         unified_memory=bool(device.host_unified_memory),
         max_alloc_bytes=device.max_mem_alloc_size,
+        native_float_width=device.native_vector_width_float,
+        native_double_width=device.native_vector_width_double,
         cl_device=device,
     )
 

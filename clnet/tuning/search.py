@@ -47,6 +47,11 @@ QUICK_SHAPES = {
 }
 TILES = [TileParams(rows, local) for rows in (6, 4, 8) for local in (16, 8, 4, 32)]
 QUICK_TILES = [TileParams(6, 16), TileParams(6, 8), TileParams(4, 16)]
+# 512-bit vectors, measured where the device's native vectors are that wide
+WIDE_TILES = {"float32": [TileParams(rows, local, 16) for rows in (4, 3, 5) for local in (16, 8)],
+              "float64": [TileParams(rows, local, 8) for rows in (4, 3, 5) for local in (16, 8)]}
+QUICK_WIDE_TILES = {"float32": [TileParams(4, 16, 16), TileParams(3, 16, 16)],
+                    "float64": [TileParams(4, 16, 8), TileParams(3, 16, 8)]}
 
 
 def _xgemm(kwg, kwi, mdima, mdimc, mwg, ndimb, ndimc, nwg, sa, sb, strm, strn, vwm, vwn) -> dict:
@@ -187,7 +192,13 @@ def tune(ctx, dtype="float32", quick: bool = False, progress: bool = True, save:
     dtype = ctx.real_dtype(dtype)
     shapes = shapes or (QUICK_SHAPES if quick else SHAPES)
     repeats = 2 if quick else 3
-    tiles = tile_candidates if tile_candidates is not None else (QUICK_TILES if quick else TILES)
+    if tile_candidates is None:
+        tiles = QUICK_TILES if quick else TILES
+        native = ctx.info.native_float_width if dtype == np.float32 else ctx.info.native_double_width
+        if ctx.info.type == "CPU" and native >= (16 if dtype == np.float32 else 8):
+            tiles = tiles + (QUICK_WIDE_TILES if quick else WIDE_TILES)[dtype.name]
+    else:
+        tiles = tile_candidates
     clblast = clblast_candidates if clblast_candidates is not None else (QUICK_CLBLAST if quick else CLBLAST)
     clblast = clblast if blas.HAVE_CLBLAST else []  # without pyclblast only clnet's kernel is measured
     candidates: list[dict] = []
