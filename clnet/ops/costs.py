@@ -31,6 +31,11 @@ def check_cost(name: str, activation: str) -> str:
     return name
 
 
+def _reduce_items(ctx) -> int:
+    """Work-items of the one work-group that sums a cost: 256, or the device's largest power of 2."""
+    return min(REDUCE_ITEMS, 1 << (ctx.info.max_work_group_size.bit_length() - 1))
+
+
 def _check(ctx, a: cla.Array, y: cla.Array, names=("a", "y")) -> np.dtype:
     dtype = ctx.real_dtype(a.dtype)
     check_array(ctx, a, names[0])
@@ -69,7 +74,7 @@ def value_into(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: c
     rows, cols = x.shape
     scale = 1 / (batches or rows) / (2 if name == "quadratic" else 1)
     kernel_name = "quadratic_sum" if name == "quadratic" else f"{activation}_cross_entropy_sum"
-    items = min(REDUCE_ITEMS, 1 << (ctx.info.max_work_group_size.bit_length() - 1))
+    items = _reduce_items(ctx)
     kernel = ctx.kernel("costs.cl", kernel_name, dtype=dtype)
     return kernel(ctx.queue, (items,), (items,), x=x, y=y, out=out, index=index, scale=scale, rows=rows,
                   cols=cols, partial=cl.LocalMemory(items * dtype.itemsize))
@@ -87,7 +92,7 @@ def matches_into(ctx, a: cla.Array, y: cla.Array, out: cla.Array, index: int = 0
     the largest entry agrees (one-hot y), or, for one output, both are on the same side of 0.5."""
     dtype = _check(ctx, a, y)
     rows, cols = a.shape
-    items = min(REDUCE_ITEMS, 1 << (ctx.info.max_work_group_size.bit_length() - 1))
+    items = _reduce_items(ctx)
     kernel = ctx.kernel("costs.cl", "matches", dtype=dtype)
     return kernel(ctx.queue, (items,), (items,), x=a, y=y, out=out, index=index, scale=1.0, rows=rows, cols=cols,
                   partial=cl.LocalMemory(items * dtype.itemsize))

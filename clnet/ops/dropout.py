@@ -12,7 +12,7 @@ import pyopencl as cl
 import pyopencl.array as cla
 
 from .arrays import check_array
-from .rng import COUNTER_LIMIT, _kernel, _sizes
+from .rng import COUNTER_LIMIT, kernel_for, launch_sizes
 
 
 def check_rate(rate) -> float:
@@ -36,10 +36,10 @@ def apply(ctx, src: cla.Array, dst: cla.Array, rate: float, key: int, layer: int
     dtype = ctx.real_dtype(src.dtype)
     check_array(ctx, src, "src")
     check_array(ctx, dst, "dst", dtype=dtype, shape=src.shape)
-    kernel, lanes = _kernel(ctx, "dropout", dtype)
+    kernel, lanes = kernel_for(ctx, "dropout", dtype)
     blocks = -(-src.size // 4)
     key %= COUNTER_LIMIT
-    return kernel(ctx.queue, *_sizes(ctx, -(-blocks // lanes), None), src=src, dst=dst, n=src.size,
+    return kernel(ctx.queue, *launch_sizes(ctx, -(-blocks // lanes), None), src=src, dst=dst, n=src.size,
                   k0=key & 0xFFFFFFFF, k1=key >> 32, layer=layer, step=step & 0xFFFFFFFF,
                   threshold=threshold(rate), scale=dtype.type(1 / (1 - rate)))
 

@@ -36,13 +36,13 @@ def _variant(ctx, dtype) -> dict:
     return {"lanes": lanes, "wide_mulhi": cpu}
 
 
-def _kernel(ctx, name: str, dtype="float32") -> tuple[cl.Kernel, int]:
+def kernel_for(ctx, name: str, dtype="float32") -> tuple[cl.Kernel, int]:
     """The kernel `name` of random.cl for `dtype`, and how many blocks one work-item computes."""
     variant = _variant(ctx, dtype)
     return ctx.kernel("random.cl", name, dtype=dtype, **variant), variant["lanes"]
 
 
-def _sizes(ctx, items: int, local_size: int | None) -> tuple[tuple, tuple]:
+def launch_sizes(ctx, items: int, local_size: int | None) -> tuple[tuple, tuple]:
     """Global and local size for `items` work-items; any local size gives the same numbers."""
     local = WORK_GROUP if local_size is None else local_size
     if isinstance(local, bool) or not isinstance(local, numbers.Integral) or not (
@@ -75,8 +75,8 @@ def philox4x32(ctx, counters, keys) -> cla.Array:
         raise ValueError(f"counters and keys must have the same number of rows, got {n} and {keys.shape[0]}")
     out = cla.empty(ctx.queue, (n, 4), np.uint32)
     if n:
-        kernel, _ = _kernel(ctx, "philox_blocks")
-        kernel(ctx.queue, *_sizes(ctx, n, None), counters=counters, keys=keys, out=out, n=n)
+        kernel, _ = kernel_for(ctx, "philox_blocks")
+        kernel(ctx.queue, *launch_sizes(ctx, n, None), counters=counters, keys=keys, out=out, n=n)
     return out
 
 
@@ -166,8 +166,8 @@ class Philox:
         if n:
             if n > MAX_ELEMENTS:
                 raise ValueError(f"a has {n} elements; a fill takes at most {MAX_ELEMENTS}")
-            kernel, lanes = _kernel(self.ctx, name, dtype)
-            kernel(self.ctx.queue, *_sizes(self.ctx, -(-blocks // lanes), local_size), a=a, n=n, k0=self.key[0],
+            kernel, lanes = kernel_for(self.ctx, name, dtype)
+            kernel(self.ctx.queue, *launch_sizes(self.ctx, -(-blocks // lanes), local_size), a=a, n=n, k0=self.key[0],
                    k1=self.key[1], counter=self._counter, **params)
         self._counter = (self._counter + blocks) % COUNTER_LIMIT
         return a

@@ -3,7 +3,6 @@ article's loop (mini-batches, optimizers and checkpoints: clnet.train.minibatch)
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
@@ -14,14 +13,7 @@ from ..ops import costs
 from ..ops.arrays import to_device_batch
 from . import guards
 from .optimizers import SGD
-
-
-def check_learning_rate(learning_rate) -> float:
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
-        raise TypeError(f"learning_rate must be a real number, got {learning_rate!r}")
-    if not math.isfinite(learning_rate) or learning_rate <= 0:
-        raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate}")
-    return float(learning_rate)
+from .schedules import check_learning_rate
 
 
 def check_whole(name: str, value, low: int) -> int:

@@ -30,6 +30,15 @@ def _positive(name: str, value, whole: bool = False, zero: bool = False):
     return int(value) if whole else float(value)
 
 
+def check_learning_rate(learning_rate) -> float:
+    """A learning rate as a float: TypeError unless a real number, ValueError unless finite and > 0."""
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
+        raise TypeError(f"learning_rate must be a real number, got {learning_rate!r}")
+    if not math.isfinite(learning_rate) or learning_rate <= 0:
+        raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate}")
+    return float(learning_rate)
+
+
 class Schedule:
     """Base: `schedule(step)` is the learning rate of optimizer step `step` (from 0)."""
 
@@ -39,7 +48,7 @@ class Schedule:
 
 class Constant(Schedule):
     def __init__(self, rate: float):
-        self.rate = _positive("learning_rate", rate)
+        self.rate = check_learning_rate(rate)
 
     def __call__(self, step: int) -> float:
         return self.rate
@@ -92,5 +101,5 @@ class Cosine(Schedule):
 
 
 def as_schedule(learning_rate) -> Schedule:
-    """A Schedule as it is, or a number as a Constant (ValueError unless finite and > 0)."""
+    """A Schedule as it is, or a number as a Constant (see check_learning_rate)."""
     return learning_rate if isinstance(learning_rate, Schedule) else Constant(learning_rate)

@@ -8,19 +8,21 @@ import pyopencl.array as cla
 from ..ops.arrays import to_device_batch
 
 
+def class_labels(y) -> np.ndarray | None:
+    """y as a numpy array of integer class labels (samples,), or None when y is not one."""
+    if isinstance(y, cla.Array):
+        return y.get() if y.ndim == 1 and y.dtype.kind in "iu" else None  # once per fit call
+    try:
+        host = np.asarray(y)
+    except (ValueError, TypeError):
+        return None  # to_device_batch says what is wrong with it
+    return host if host.ndim == 1 and host.dtype.kind in "iu" else None
+
+
 def as_targets(ctx, y, rows: int, outputs: int, dtype) -> cla.Array:
     """(rows, outputs) device targets: real targets (array-likes, checked finite), or integer
     class labels (rows,) as one-hot rows (as a column of 0/1 for a single output)."""
-    labels = None
-    if isinstance(y, cla.Array) and y.ndim == 1 and y.dtype.kind in "iu":
-        labels = y.get()  # once per fit call
-    elif not isinstance(y, cla.Array):
-        try:
-            host = np.asarray(y)
-        except (ValueError, TypeError):
-            host = None  # to_device_batch says what is wrong with it
-        if host is not None and host.ndim == 1 and host.dtype.kind in "iu":
-            labels = host
+    labels = class_labels(y)
     if labels is None:
         y = to_device_batch(ctx, y, outputs, dtype, name="y", check_device=True)
     else:

@@ -9,7 +9,7 @@ import pyopencl.array as cla
 from ..nn.network import Network, TrainingNetwork
 from ..ops import costs, memory
 from ..ops.arrays import to_device_batch
-from .targets import as_targets
+from .targets import as_targets, class_labels
 
 BATCH = 1024  # validation rows per forward pass
 
@@ -45,11 +45,11 @@ class Validation:
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise TypeError("validation must be a pair (x_val, y_val)")
         ctx, (x, y) = net.ctx, data
-        labels = not isinstance(y, cla.Array) and np.asarray(y).ndim == 1 and np.asarray(y).dtype.kind in "iu"
-        self.net, self.cost, self.classes = net, cost, labels or (isinstance(y, cla.Array) and y.ndim == 1)
+        labels = class_labels(y)
+        self.net, self.cost, self.classes = net, cost, labels is not None
         self.x = to_device_batch(ctx, x, net.inputs, net.dtype, name="validation x", check_device=True)
         self.rows = self.x.shape[0]
-        self.y = as_targets(ctx, y, self.rows, net.outputs, net.dtype)
+        self.y = as_targets(ctx, y if labels is None else labels, self.rows, net.outputs, net.dtype)
         self.size = min(BATCH, self.rows)
         self.steps = [(start, min(self.size, self.rows - start)) for start in range(0, self.rows, self.size)]
         self.trainers = {rows: TrainingNetwork(net, cla.empty(ctx.queue, (rows, net.inputs), net.dtype))
