@@ -202,3 +202,24 @@ def test_dropout_arguments_are_checked_and_saved(ctx, tmp_path):
     loaded = clnet.load(net.save(tmp_path / "net"), ctx)
     assert [la.dropout for la in loaded.layers] == [0.25, 0.0]
     assert "dropout=0.25" in repr(clnet.FullyConnected(4, "relu", dropout=0.25))
+
+
+def test_bad_fit_extras_say_what_is_allowed(ctx, monkeypatch, tmp_path):
+    import sys
+
+    net = clnet.InferenceNetwork(ctx, 6, [clnet.FullyConnected(3, "softmax")])
+    x, labels = digits_like(samples=12)
+    for kwargs, error, message in [
+        ({"checkpoint": tmp_path / "c.npz", "checkpoint_every": 0}, ValueError, "checkpoint_every must be a whole"),
+        ({"validation": (x, labels), "early_stopping": 0}, ValueError, "early_stopping must be a whole number >= 1"),
+        ({"schedule": "fast"}, TypeError, "learning_rate must be a real number, got 'fast'"),
+        ({"validation": (x[:, :4], labels)}, ValueError, r"validation x must have shape \(batch, 6\)"),
+        ({"validation": (x, labels[:5])}, ValueError, "y has 5 rows but x has 12"),
+    ]:
+        with pytest.raises(error, match=message):
+            net.fit(x, labels, "cross_entropy", progress=False, **kwargs)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"pip install 'clnet\[onnx\]'"):
+        net.to_onnx(tmp_path / "m.onnx")
+    with pytest.raises(ImportError, match=r"pip install 'clnet\[onnx\]'"):
+        clnet.from_onnx(tmp_path / "m.onnx", ctx)
