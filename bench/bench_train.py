@@ -1,74 +1,128 @@
-"""Training speed: ms per SGD epoch, clnet beside the same math in numpy and in PyTorch (CPU).
+"""Training speed: the four reference networks of issue 13, clnet beside PyTorch (CPU) in the
+same run, and the seed network's GFLOP/s as a share of the cores' measured multiply-add peak.
 
-    .venv/bin/python bench/bench_train.py [--device SPEC] [--repeats R] [--only small|large]
+    .venv/bin/python bench/bench_train.py [--device SPEC] [--repeats R] [--only NAME ...]
 
-Networks (float32, quadratic cost, one epoch = forward + backward + update over the batch):
-  small  784 -> 512 tanh -> 10 sigmoid, batch 256
-  large  10000 -> 5000 tanh -> 1000 sigmoid -> 10 sigmoid, batch 1000 (the seed article's
-         network, with a tenth of its batch to fit this machine)
-PyTorch runs when it is installed (`pip install torch==2.13.0`). Ratios: reference / clnet.
+Networks (float32; one epoch = the batches listed; clnet.sgd for one batch, fit otherwise):
+  mlp     784 -> 512 tanh -> 10 sigmoid, quadratic, SGD, one batch of 256
+  seed    10000 -> 5000 tanh -> 1000 sigmoid -> 10 sigmoid, quadratic, SGD, one batch of 1000
+  digits  64 -> 128 relu -> 10 softmax, cross-entropy, Adam, 45 batches of 32 (1440 samples)
+  mnist   784 -> 256 relu -> 128 relu -> 10 softmax, cross-entropy, Adam, 32 batches of 64
+PyTorch runs with torch.set_num_threads(cores) when installed (`pip install torch==2.13.0`).
+The peak is a kernel of independent vector multiply-adds on the same device (`peak_gflops`).
+Ratios: clnet's time / PyTorch's (issue 13's goal: at most 0.8).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
+import pyopencl as cl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import clnet  # noqa: E402
-from clnet.app.bench.references import NETWORKS, RATE, network_data, numpy_epoch, torch_epoch  # noqa: E402
+from clnet.app.bench.references import RATE, TRAINING_NETWORKS, torch_training, training_data  # noqa: E402
 from clnet.ops.arrays import to_device_batch  # noqa: E402
 
+CHAINS = 12  # independent accumulators: enough to keep two FMA units busy through their latency
 
-def measure(ctx, key: str, repeats: int) -> dict:
-    """Seconds per epoch of network `key` for clnet, numpy and (if installed) PyTorch."""
-    inputs, layers, batch = NETWORKS[key]
-    x, y = network_data(key)
-    net = clnet.InferenceNetwork(ctx, inputs, [clnet.FullyConnected(o, a) for o, a in layers], init="xavier", seed=1)
-    training = clnet.TrainingNetwork(net, x)
-    y_dev = to_device_batch(ctx, y, net.outputs, net.dtype, "y")
-    row = {"clnet": common.median_seconds(
-        lambda: (clnet.sgd(training, y_dev, "quadratic", 1, RATE), ctx.finish()), repeats)}
-    params = [(la.weights.get(), la.bias.get()) for la in net.layers]
-    names = [a for _, a in layers]
-    row["numpy"] = common.median_seconds(lambda: numpy_epoch(params, names, x, y), repeats)
-    try:
-        import torch
 
-        row["torch"] = common.median_seconds(torch_epoch(inputs, layers, x, y), repeats)
-        row["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    return row
+def peak_gflops(ctx, repeats: int) -> float:
+    """fp32 GFLOP/s of CHAINS independent multiply-add chains on the device's native vectors,
+    over enough work-items for every compute unit (the best of `repeats` runs)."""
+    vec = f"float{max(ctx.info.native_float_width, 2)}"
+    names = [f"a{i}" for i in range(CHAINS)]
+    source = "\n".join([
+        "__kernel void fma_peak(__global float *out, const int iterations) {",
+        f"    const {vec} m = ({vec})(0.9999999f), c = ({vec})(1e-7f);",
+        f"    {vec} " + ", ".join(f"{n} = ({vec})(get_global_id(0) + {i})" for i, n in enumerate(names)) + ";",
+        "    for (int i = 0; i < iterations; i++) {",
+        *[f"        {n} = {n} * m + c;" for n in names],
+        "    }",
+        "    out[get_global_id(0)] = " + " + ".join(f"{n}.s0" for n in names) + ";",
+        "}"])
+    kernel = cl.Program(ctx.context, source).build().fma_peak
+    items, iterations = 16 * ctx.info.compute_units, 100_000
+    out = cl.Buffer(ctx.context, cl.mem_flags.WRITE_ONLY, 4 * items)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        kernel(ctx.queue, (items,), (1,), out, np.int32(iterations))
+        ctx.finish()
+        best = min(best, time.perf_counter() - start)
+    return items * iterations * CHAINS * int(vec[5:]) * 2 / best / 1e9
+
+
+def flops_per_epoch(key: str) -> int:
+    """Multiply-adds x 2 of the products of one epoch: forward, dW, and dX past the first layer."""
+    inputs, layers, _, _, _, samples = TRAINING_NETWORKS[key]
+    widths = [inputs] + [o for o, _ in layers]
+    per_row = [a * b for a, b in zip(widths, widths[1:])]
+    return 2 * samples * (2 * sum(per_row) + sum(per_row[1:]))
+
+
+def clnet_epoch(ctx, key: str):
+    inputs, layers, cost, optimizer, batch, samples = TRAINING_NETWORKS[key]
+    x, y = training_data(key)
+    net = clnet.InferenceNetwork(ctx, inputs, [clnet.FullyConnected(o, a) for o, a in layers], seed=1)
+    if optimizer == "sgd" and batch == samples:
+        training = clnet.TrainingNetwork(net, x)
+        y_dev = to_device_batch(ctx, y, net.outputs, net.dtype, "y")
+        return lambda: (clnet.sgd(training, y_dev, cost, 1, RATE), ctx.finish())
+    x_dev = to_device_batch(ctx, x, inputs, net.dtype)
+    adam = clnet.Adam(1e-3)
+    return lambda: (net.fit(x_dev, y, cost, 1, batch, optimizer=adam, progress=False, seed=0), ctx.finish())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", choices=sorted(NETWORKS))
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--only", choices=sorted(TRAINING_NETWORKS), nargs="+")
     args = parser.parse_args()
+    try:
+        import torch
+
+        torch.set_num_threads(os.cpu_count())
+    except ImportError:
+        torch = None
     results = {}
     with clnet.Context(args.device) as ctx:
-        for key in NETWORKS:
-            if not args.only or key == args.only:
-                results[key] = measure(ctx, key, args.repeats if key == "small" else max(2, args.repeats // 2))
+        peak = peak_gflops(ctx, args.repeats)
+        for key in args.only or TRAINING_NETWORKS:
+            repeats = args.repeats if key != "seed" else max(3, args.repeats // 2)
+            run = clnet_epoch(ctx, key)
+            reference = torch_training(key, *training_data(key)) if torch else None
+            clnet_s, torch_s = [], []
+            for _ in range(2):  # alternate, so that both see the machine's slow and fast spells
+                clnet_s.append(common.median_seconds(run, repeats))
+                if reference:
+                    torch_s.append(common.median_seconds(reference, repeats))
+            results[key] = {"clnet": min(clnet_s), "torch": min(torch_s) if torch_s else None,
+                            "gflops": flops_per_epoch(key) / min(clnet_s) / 1e9}
         info = common.machine(ctx)
+    info["torch_threads"] = torch.get_num_threads() if torch else None
 
-    print(f"ms per SGD epoch, float32; clnet on {info['device']['name']} ({info['device']['platform']}); "
-          f"numpy and PyTorch on {info['cores']} cores of {info['cpu']}\n")
+    print(f"ms per step, float32; clnet on {info['device']['name']} ({info['device']['platform']}); "
+          f"PyTorch on {info['torch_threads']} threads of {info['cpu']}; "
+          f"measured fp32 multiply-add peak {peak:.0f} GFLOP/s\n")
     rows = []
     for key, row in results.items():
-        inputs, layers, batch = NETWORKS[key]
-        shape = " -> ".join([str(inputs)] + [f"{o} {a}" for o, a in layers]) + f", batch {batch}"
-        torch_ms = row.get("torch")
-        rows.append([shape, row["clnet"] * 1e3, row["numpy"] * 1e3, torch_ms * 1e3 if torch_ms else "-",
-                     row["numpy"] / row["clnet"], row["torch"] / row["clnet"] if torch_ms else "-"])
-    print(common.table(["network", "clnet ms", "numpy ms", "torch ms", "numpy/clnet", "torch/clnet"], rows))
-    path = common.write_json("train", {"seconds_per_epoch": results, "machine": info})
+        inputs, layers, cost, optimizer, batch, samples = TRAINING_NETWORKS[key]
+        steps = -(-samples // batch)
+        shape = " -> ".join([str(inputs)] + [f"{o} {a}" for o, a in layers]) + f", {optimizer}, batch {batch}"
+        torch_ms = row["torch"] * 1e3 / steps if row["torch"] else None
+        rows.append([key, shape, row["clnet"] * 1e3 / steps, torch_ms or "-",
+                     row["clnet"] / row["torch"] if torch_ms else "-", row["gflops"], row["gflops"] / peak])
+    print(common.table(["name", "network", "clnet ms", "torch ms", "clnet/torch", "GFLOP/s", "of peak"], rows))
+    path = common.write_json("train", {"seconds_per_epoch": results, "peak_gflops": peak, "machine": info})
     print(f"\nwrote {path}")
 
 

@@ -25,7 +25,10 @@
 %>
 <%include file="common.cl"/>
 <%namespace name="v" file="vectors.cl"/>
-<% vec = "real%d" % v.attr.vector_width(dtype) %>
+<%
+    width = v.attr.vector_width(dtype)
+    vec = "real%d" % width
+%>
 #define ZERO ((${vec})(0))
 #define ONE ((${vec})(1))
 
@@ -36,6 +39,39 @@ ${kernel("forward_" + name, "const real *z, real *a, index_t n")} {
 
 ${kernel("backward_" + name, "const real *a, real *g, index_t n")} {
 <%v:elementwise n="n" inputs="${['a', 'g']}" outputs="${['g']}">g *= ${slope};</%v:elementwise>
+}
+
+// The backward pass and the bias gradient in one read of g: g[r, c] *= f'(a[r, c]), then
+// db[c] = sum over r of g[r, c]. One work-item per vector of adjacent columns.
+${kernel("backward_bias_" + name, "const real *a, real *g, real *db, index_t rows, index_t cols")} {
+    const index_t c = get_global_id(0) * ${width};
+    if (c >= cols) return;
+    ${vec} sum = 0;
+    if (c + ${width} <= cols) {
+        for (index_t r = 0; r < rows; r++) {
+            const size_t at = (size_t)r * cols + c;
+            const ${vec} a = vload${width}(0, a_p + a_off + at);
+            ${vec} g = vload${width}(0, g_p + g_off + at);
+            g *= ${slope};
+            vstore${width}(g, 0, g_p + g_off + at);
+            sum += g;
+        }
+        vstore${width}(sum, 0, db_p + db_off + c);
+    } else {  // the last columns, fewer than a vector: lanes past cols are zeros and not stored
+        for (index_t r = 0; r < rows; r++) {
+            const size_t at = (size_t)r * cols + c;
+            const ${vec} a = (${vec})(${", ".join("c + %d < cols ? a_p[a_off + at + %d] : 0" % (q, q) for q in range(width))});
+            ${vec} g = (${vec})(${", ".join("c + %d < cols ? g_p[g_off + at + %d] : 0" % (q, q) for q in range(width))});
+            g *= ${slope};
+% for q in range(width):
+            if (c + ${q} < cols) g_p[g_off + at + ${q}] = g.s${q};
+% endfor
+            sum += g;
+        }
+% for q in range(width):
+        if (c + ${q} < cols) db_p[db_off + c + ${q}] = sum.s${q};
+% endfor
+    }
 }
 
 % endfor

@@ -17,11 +17,17 @@ ${kernel("difference", "const real *a, const real *y, real *delta, real scale, i
 }
 
 ## One work-group sums `term` over `count` items (elements or rows) into out[index], scaled.
-## A cost is read once per call or per epoch, so one group is enough.
-<%def name="cost_sum(name, count, term)">
-${kernel(name, "const real *x, const real *y, real *out, index_t index, real scale, index_t rows, "
-              "index_t cols, local real *partial")} {
+## A cost is read once per call or per epoch, so one group is enough. The <name>_delta variant
+## also writes delta = (a - y) * delta_scale (`difference`), saving a launch per training step.
+<%def name="cost_sum(name, count, term, delta=False)">
+${kernel(name + ("_delta" if delta else ""),
+         "const real *x, const real *y, real *out, index_t index, real scale, index_t rows, index_t cols, "
+         "local real *partial" + (", const real *a, real *delta, real delta_scale" if delta else ""))} {
     const index_t lid = get_local_id(0), size = get_local_size(0);
+% if delta:
+    for (index_t i = lid; i < rows * cols; i += size)
+        delta_p[delta_off + i] = (a_p[a_off + i] - y_p[y_off + i]) * delta_scale;
+% endif
     real sum = 0;
     for (index_t i = lid; i < ${count}; i += size) {
         ${term}
@@ -34,12 +40,17 @@ ${kernel(name, "const real *x, const real *y, real *out, index_t index, real sca
     if (lid == 0) out_p[out_off + index] = partial[0] * scale;
 }
 </%def>
+% for delta in (False, True):
 ${cost_sum("quadratic_sum", "rows * cols", """const real d = x_p[x_off + i] - y_p[y_off + i];
-        sum += d * d;""")}
+        sum += d * d;""", delta)}
+% endfor
 ## x holds the logits z: -(y ln sigmoid(z) + (1 - y) ln(1 - sigmoid(z))) = max(z, 0) - y z + ln(1 + exp(-|z|))
+% for delta in (False, True):
 ${cost_sum("sigmoid_cross_entropy_sum", "rows * cols", """const real z = x_p[x_off + i];
-        sum += fmax(z, (real)0) - y_p[y_off + i] * z + log1p(exp(-fabs(z)));""")}
+        sum += fmax(z, (real)0) - y_p[y_off + i] * z + log1p(exp(-fabs(z)));""", delta)}
+% endfor
 ## per row: -sum_j y_j ln softmax(z)_j = sum_j y_j (logsumexp(z) - z_j)
+% for delta in (False, True):
 ${cost_sum("softmax_cross_entropy_sum", "rows", """__global const real *z = x_p + x_off + (size_t)i * cols;
         __global const real *y = y_p + y_off + (size_t)i * cols;
         real top = z[0];
@@ -47,7 +58,8 @@ ${cost_sum("softmax_cross_entropy_sum", "rows", """__global const real *z = x_p 
         real total = 0;
         for (index_t j = 0; j < cols; j++) total += exp(z[j] - top);
         const real lse = top + log(total);
-        for (index_t j = 0; j < cols; j++) sum += y[j] * (lse - z[j]);""")}
+        for (index_t j = 0; j < cols; j++) sum += y[j] * (lse - z[j]);""", delta)}
+% endfor
 
 ## correct predictions per row, for accuracy: the largest output is the target's largest entry
 ## (class labels as one-hot rows), or, for one output, both sides of 0.5 agree.

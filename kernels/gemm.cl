@@ -16,12 +16,23 @@
 ## results are dropped.
 ##
 ## Params: dtype; rows (tile rows); width (vector width: 8 floats or 4 doubles = 256 bits);
-## packed_a (True: A comes packed by pack_a; False: A is read in place, not transposed).
+## a_layout: "packed" (by pack_a), "rows" (A read in place) or "columns" (A.T read in place);
+## packed_b (True: B packed by pack_b; False: op(B) = B read in place, rows of TILE_COLS);
+## epilogue (None, or the activation of a fused forward pass: + bias, z kept when keep_z, f).
+##
+## Read in place, a small B or A.T costs less than packing it (a launch and a pass over it);
+## ops.tiled_gemm decides by size.
 <%include file="common.cl"/>
+<%namespace name="act" file="activations.cl"/>
 <%
     vec = ("float%d" if dtype == "float32" else "double%d") % width
+    hvec = ("float%d" if dtype == "float32" else "double%d") % (8 if dtype == "float32" else 4)
     tile_cols = 2 * width
 %>
+// op(B) rows and the bias are read in place as vectors at any element offset
+typedef real unaligned_vec __attribute__((ext_vector_type(${width}), aligned(${8 if dtype == "float64" else 4})));
+#define ZERO ((${hvec})(0))
+#define ONE ((${hvec})(1))
 #define TILE_ROWS ${rows}
 #define TILE_COLS ${tile_cols}
 
@@ -63,12 +74,47 @@ ${kernel("pack_a", "const real *a, index_t a_i, index_t a_k, index_t m, index_t 
 
 // One tile of C per work-item: dimension 0 walks tile rows, dimension 1 tile columns, so the
 // work-items of a work-group share one panel of B (K x TILE_COLS) while it is in cache.
-${kernel("gemm_tile", "index_t m, index_t n, index_t k_count, const real *a, index_t lda, const real *packed, "
-                      "real *c, index_t ldc, real alpha, real beta")} {
+<%
+    args = ("index_t m, index_t n, index_t k_count, const real *a, index_t lda, const real *b, index_t ldb, "
+            "real *c, index_t ldc, real alpha, real beta")
+    if epilogue:
+        args += ", const real *bias, real *z"
+    half = 8 if dtype == "float32" else 4  # 256 bits: the width PoCL's builtins are known to take
+    halves = ["", ] if width == half else [".lo", ".hi"]
+%>
+<%def name="k_loop(b0, b1)">
+    for (index_t k = 0; k < k_count; k++) {
+        ${b_loads(b0, b1)}
+% for r in range(rows):
+        const real x${r} = ${a_load(r)};
+        acc${r}_0 = x${r} * b0 + acc${r}_0;
+        acc${r}_1 = x${r} * b1 + acc${r}_1;
+% endfor
+        ${"ak += TILE_ROWS;" if a_layout == "packed" else "ka += lda;" if a_layout == "columns" else ""}
+    }
+</%def>
+<%def name="b_loads(b0, b1)">
+        const ${vec} b0 = ${b0}, b1 = ${b1};
+        bk += ${"TILE_COLS" if packed_b else "ldb"};
+</%def>
+<%def name="a_load(r)"><%
+    if a_layout == "packed":
+        return "ak[%d]" % r
+    if a_layout == "columns":
+        return "a%d[ka]" % r
+    return "a%d[k]" % r
+%></%def>
+${kernel("gemm_tile", args)} {
     const index_t i0 = get_global_id(0) * TILE_ROWS, j0 = get_global_id(1) * TILE_COLS;
     if (i0 >= m || j0 >= n) return;
-% if packed_a:
+% if a_layout == "packed":
     __global const real *ak = a_p + a_off + (size_t)i0 * k_count;  // row tile i0 / TILE_ROWS of packed A
+% elif a_layout == "columns":
+    // op(A) = A.T read in place: the tile's rows of op(A) are adjacent in each row k of A
+    % for r in range(rows):
+    __global const real *a${r} = a_p + a_off + min(i0 + ${r}, m - 1);
+    % endfor
+    size_t ka = 0;
 % else:
     % for r in range(rows):
     __global const real *a${r} = a_p + a_off + (size_t)min(i0 + ${r}, m - 1) * lda;
@@ -77,36 +123,95 @@ ${kernel("gemm_tile", "index_t m, index_t n, index_t k_count, const real *a, ind
 % for r in range(rows):
     ${vec} acc${r}_0 = 0, acc${r}_1 = 0;
 % endfor
-    __global const real *bk = packed_p + packed_off + (size_t)j0 * k_count;  // panel j0 / TILE_COLS, vector-aligned
-    for (index_t k = 0; k < k_count; k++, bk += TILE_COLS${", ak += TILE_ROWS" if packed_a else ""}) {
-        // a vector pointer, not vload: PoCL calls vload as a function, spilling every accumulator
-        const ${vec} b0 = ((__global const ${vec} *)bk)[0], b1 = ((__global const ${vec} *)bk)[1];
-% for r in range(rows):
-        const real x${r} = ${"ak[%d]" % r if packed_a else "a%d[k]" % r};
-        acc${r}_0 = x${r} * b0 + acc${r}_0;
-        acc${r}_1 = x${r} * b1 + acc${r}_1;
-% endfor
-    }
-    // C = alpha * acc + beta * C; C is not read when beta is 0, so it may hold NaN then.
     const bool full = j0 + TILE_COLS <= n;
+% if packed_b:
+    __global const real *bk = b_p + b_off + (size_t)j0 * k_count;  // panel j0 / TILE_COLS, vector-aligned
+    // a vector pointer, not vload: PoCL calls vload as a function, spilling every accumulator
+    ${k_loop("((__global const %s *)bk)[0]" % vec, "((__global const %s *)bk)[1]" % vec)}
+% else:
+    // op(B) = B read in place, one row of TILE_COLS per step over k
+    __global const real *bk = b_p + b_off + j0;
+    if (full) {
+        ${k_loop("*(__global const unaligned_vec *)bk", "*(__global const unaligned_vec *)(bk + %d)" % width)}
+    } else {  // the last panel: columns past n are zeros
+        ${k_loop("(%s)(%s)" % (vec, ", ".join("j0 + %d < n ? bk[%d] : 0" % (q, q) for q in range(width))),
+                 "(%s)(%s)" % (vec, ", ".join("j0 + %d < n ? bk[%d] : 0" % (q + width, q + width) for q in range(width))))}
+    }
+% endif
 % for r in range(rows):
     if (i0 + ${r} < m) {
         __global real *c${r} = c_p + c_off + (size_t)(i0 + ${r}) * ldc + j0;
         ${vec} v0 = alpha * acc${r}_0, v1 = alpha * acc${r}_1;
-        if (full) {
-            if (beta != 0) {
-                v0 += beta * vload${width}(0, c${r});
-                v1 += beta * vload${width}(1, c${r});
-            }
-            vstore${width}(v0, 0, c${r});
-            vstore${width}(v1, 1, c${r});
-        } else {
-            const real values[TILE_COLS] = {
-                ${", ".join(["v0.s%x" % q for q in range(width)] + ["v1.s%x" % q for q in range(width)])}
-            };
-            for (index_t q = 0; j0 + q < n; q++)
-                c${r}[q] = beta != 0 ? values[q] + beta * c${r}[q] : values[q];
-        }
+${epilogue_row(r)}
     }
 % endfor
 }
+
+## C = alpha * acc + beta * C, then, in the fused forward pass (`epilogue`: an activation's
+## name), + bias, z kept when keep_z, and the activation: a = f(z) written to C. softmax needs
+## the whole row in the tile (n <= TILE_COLS). C is not read when beta is 0 (it may hold NaN).
+<%def name="epilogue_row(r)">
+% if epilogue:
+        if (full) {
+            v0 += ((__global const unaligned_vec *)(bias_p + bias_off + j0))[0];
+            v1 += ((__global const unaligned_vec *)(bias_p + bias_off + j0 + ${width}))[0];
+        } else {
+            ${vec} b0 = (${vec})(${", ".join("j0 + %d < n ? bias_p[bias_off + j0 + %d] : 0" % (q, q) for q in range(width))});
+            ${vec} b1 = (${vec})(${", ".join("j0 + %d < n ? bias_p[bias_off + j0 + %d] : 0" % (q + width, q + width) for q in range(width))});
+            v0 += b0; v1 += b1;
+        }
+    % if keep_z:
+        ${store_row("z_p + z_off + (size_t)(i0 + %d) * ldc + j0" % r, "v0", "v1")}
+    % endif
+    % if epilogue == "softmax":
+        {
+            real e[TILE_COLS];
+            vstore${width}(v0, 0, e);
+            vstore${width}(v1, 1, e);
+            real top = e[0];
+            for (index_t q = 1; q < n; q++) top = fmax(top, e[q]);
+            real sum = 0;
+            for (index_t q = 0; q < n; q++) { e[q] = exp(e[q] - top); sum += e[q]; }
+            const real scale = 1 / sum;
+            for (index_t q = 0; q < n; q++) c${r}[q] = e[q] * scale;
+        }
+    % else:
+        % for v in ("v0", "v1"):
+            % for h in halves:
+        {
+            const ${hvec} z = ${v}${h};
+            ${hvec} a;
+            a = ${act.attr.ACTIVATIONS[epilogue][0]};
+            ${v}${h} = a;
+        }
+            % endfor
+        % endfor
+        ${store_row("c%d" % r, "v0", "v1")}
+    % endif
+% else:
+        if (beta != 0) {
+            if (full) {
+                v0 += beta * vload${width}(0, c${r});
+                v1 += beta * vload${width}(1, c${r});
+            } else {
+                for (index_t q = 0; q < ${width} && j0 + q < n; q++) ((real *)&v0)[q] += beta * c${r}[q];
+                for (index_t q = ${width}; j0 + q < n; q++) ((real *)&v1)[q - ${width}] += beta * c${r}[q];
+            }
+        }
+        ${store_row("c%d" % r, "v0", "v1")}
+% endif
+</%def>
+<%def name="store_row(to, v0, v1)">
+        {
+            __global real *to_ = ${to};
+            if (full) {
+                vstore${width}(${v0}, 0, to_);
+                vstore${width}(${v1}, 1, to_);
+            } else {
+                const real values[TILE_COLS] = {
+                    ${", ".join(["%s.s%x" % (v0, q) for q in range(width)] + ["%s.s%x" % (v1, q) for q in range(width)])}
+                };
+                for (index_t q = 0; j0 + q < n; q++) to_[q] = values[q];
+            }
+        }
+</%def>

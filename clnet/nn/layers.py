@@ -17,7 +17,7 @@ import numbers
 import numpy as np
 import pyopencl.array as cla
 
-from ..ops import activations, bias, blas, memory
+from ..ops import activations, blas, dense, memory
 from ..ops import dropout as dropout_op
 from ..runtime.errors import ContextClosedError
 
@@ -79,10 +79,7 @@ class FullyConnectedLayer:
         """out = f(x @ W.T + b) for a (batch, inputs) x and a (batch, outputs) out. Queued.
 
         z: where to keep x @ W.T + b (the logits); without it, out holds them on the way."""
-        z = out if z is None else z
-        blas.gemm(self.ctx, x, self.weights, z, trans_b=True)
-        bias.add_bias(self.ctx, z, self.bias)
-        return activations.forward(self.ctx, self.activation, z, out=out)
+        return dense.forward(self.ctx, x, self.weights, self.bias, self.activation, out, z)
 
     def release(self) -> None:
         self._weights = self._bias = None
@@ -132,9 +129,8 @@ class FullyConnectedTraining:
         if self._mask is not None:  # the same mask again: dC/da = dC/d(out) * mask / (1 - rate)
             key, step = self._mask
             dropout_op.apply(ctx, self.delta, self.delta, layer.dropout, key, self.index, step)
-        if not skip_activation_derivative:
-            activations.backward(ctx, layer.activation, self.a, self.delta)
-        bias.bias_gradient(ctx, self.delta, self.grad_bias)
+        dense.backward_bias(ctx, None if skip_activation_derivative else layer.activation, self.a, self.delta,
+                            self.grad_bias)
         blas.gemm(ctx, self.delta, self.x, self.grad_weights, trans_a=True)
         if self.grad_x is not None:
             blas.gemm(ctx, self.delta, layer.weights, self.grad_x)

@@ -77,7 +77,7 @@ def clear_clblast_cache() -> None:
         library.CLBlastClearCache()
 
 
-def _layout(a: cla.Array, name: str) -> tuple[int, int]:
+def layout(a: cla.Array, name: str) -> tuple[int, int]:
     """(leading dimension, offset) in elements of a row-major 2-D array or view."""
     item = a.dtype.itemsize
     rows, cols = a.shape
@@ -89,7 +89,7 @@ def _layout(a: cla.Array, name: str) -> tuple[int, int]:
     return max(ld, cols, 1), a.offset // item
 
 
-def _check(ctx, arrays: dict[str, cla.Array]) -> np.dtype:
+def check_product(ctx, arrays: dict[str, cla.Array]) -> np.dtype:
     first = next(iter(arrays.values()))
     if not isinstance(first, cla.Array):
         raise TypeError(f"a must be a pyopencl.array.Array on the device, got {type(first).__name__}")
@@ -115,7 +115,7 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, trans_a: bool = False
     are fine). op(a) is (m, k), op(b) is (k, n) and c is (m, n). backend: "clblast", "clnet",
     or None for the device's settings (see `settings`).
     """
-    dtype = _check(ctx, {"a": a, "b": b, "c": c})
+    dtype = check_product(ctx, {"a": a, "b": b, "c": c})
     m, k = a.shape[::-1] if trans_a else a.shape
     k_b, n = b.shape[::-1] if trans_b else b.shape
     if k != k_b or c.shape != (m, n):
@@ -127,7 +127,7 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, trans_a: bool = False
         raise ValueError(f"unknown GEMM backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "clblast" and not HAVE_CLBLAST:
         raise RuntimeError(f"GEMM backend 'clblast' asked for, but {NO_CLBLAST}")
-    layouts = (_layout(a, "a"), _layout(b, "b"), _layout(c, "c"))
+    layouts = (layout(a, "a"), layout(b, "b"), layout(c, "c"))
     if m == 0 or n == 0:
         return
     if k == 0:  # the product is empty, so c = beta * c

@@ -20,6 +20,7 @@ from .arrays import check_array, launch_elementwise
 COSTS = ("quadratic", "cross_entropy")
 CROSS_ENTROPY_ACTIVATIONS = ("sigmoid", "softmax")
 REDUCE_ITEMS = 256
+FUSED_DELTA = 1 << 16  # outputs up to this size: the cost's work-group also writes the gradient
 
 
 def check_cost(name: str, activation: str) -> str:
@@ -63,10 +64,12 @@ def skips_activation_derivative(name: str) -> bool:
 
 
 def value_into(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: cla.Array, out: cla.Array,
-               index: int = 0, batches: int | None = None) -> cl.Event:
+               index: int = 0, batches: int | None = None, delta: cla.Array | None = None) -> cl.Event:
     """Queue out[index] = the cost C of output a (logits z) for target y, not waited on.
 
     batches: average over this many rows instead of y's (to sum mini-batches into a mean).
+    delta: also write `output_delta` there, in the same launch, when the output is small enough
+    for the one work-group that sums the cost (FUSED_DELTA elements); else a second launch.
     """
     check_cost(name, activation)
     x = a if name == "quadratic" else z
@@ -75,9 +78,18 @@ def value_into(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: c
     scale = 1 / (batches or rows) / (2 if name == "quadratic" else 1)
     kernel_name = "quadratic_sum" if name == "quadratic" else f"{activation}_cross_entropy_sum"
     items = _reduce_items(ctx)
+    extra = {}
+    if delta is not None:
+        if a.size > FUSED_DELTA:
+            output_delta(ctx, name, a, y, delta)
+        else:
+            check_array(ctx, a, "a", dtype=dtype, shape=x.shape)
+            check_array(ctx, delta, "delta", dtype=dtype, shape=x.shape)
+            kernel_name += "_delta"
+            extra = {"a": a, "delta": delta, "delta_scale": 1 / rows}
     kernel = ctx.kernel("costs.cl", kernel_name, dtype=dtype)
     return kernel(ctx.queue, (items,), (items,), x=x, y=y, out=out, index=index, scale=scale, rows=rows,
-                  cols=cols, partial=cl.LocalMemory(items * dtype.itemsize))
+                  cols=cols, partial=cl.LocalMemory(items * dtype.itemsize), **extra)
 
 
 def value(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: cla.Array) -> float:

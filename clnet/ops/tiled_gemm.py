@@ -19,6 +19,16 @@ SCRATCH_A = "tiled_gemm.packed_a"
 
 
 @dataclass(frozen=True)
+class Epilogue:
+    """A fused forward pass: c = f(op(A) @ op(B) + bias), with the pre-activation kept in z
+    when z is given (the output layer keeps its logits); softmax needs n <= the tile's columns."""
+
+    bias: cla.Array
+    activation: str
+    z: cla.Array | None = None
+
+
+@dataclass(frozen=True)
 class TileParams:
     """rows: tile rows (accumulators = 2 * rows vectors); local: work-items per work-group;
     width: elements per vector (None: the elementwise kernels' 256 bits, 8 float32 or 4 float64)."""
@@ -40,28 +50,40 @@ def default_tiles(info, dtype) -> TileParams:
     return TileParams(4, 16, wide) if info.type == "CPU" and native >= wide else TileParams()
 
 
+# Read in place below these sizes (elements of op(B), of A), pack above: measured on the
+# training shapes (bench/RESULTS.md).
+IN_PLACE_B = 1 << 20
+IN_PLACE_A_T = 1 << 20
+
+
 def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: int, trans_a: bool, trans_b: bool,
-         layouts: tuple[tuple[int, int], ...], alpha: float, beta: float, params: TileParams) -> None:
-    """The product for already checked arrays; layouts are (leading dimension, offset) of a, b, c."""
+         layouts: tuple[tuple[int, int], ...], alpha: float, beta: float, params: TileParams,
+         epilogue: Epilogue | None = None) -> None:
+    """The product for already checked arrays; layouts are (leading dimension, offset) of a, b, c.
+    With an epilogue, c = f(a @ b + bias) (alpha 1, beta 0)."""
     dtype = c.dtype
     width = params.width or vector_width(dtype)
     tile_cols = 2 * width
     (lda, _), (ldb, _), (ldc, _) = layouts  # the offsets go with the arrays
-    template = {"dtype": dtype, "rows": params.rows, "width": width, "packed_a": trans_a}
+    packed_b = trans_b or k * n > IN_PLACE_B
+    a_layout = ("packed" if m * k > IN_PLACE_A_T else "columns") if trans_a else "rows"
+    template = {"dtype": dtype, "rows": params.rows, "width": width, "a_layout": a_layout, "packed_b": packed_b,
+                "epilogue": epilogue and epilogue.activation, "keep_z": bool(epilogue and epilogue.z is not None)}
     panels = -(-n // tile_cols)
-    packed = ctx.scratch(SCRATCH, panels * tile_cols * k * dtype.itemsize)
-    b_k, b_j = (1, ldb) if trans_b else (ldb, 1)
-    pack = ctx.kernel("gemm.cl", "pack_b", **template)
-    pack(ctx.queue, (panels, k), None, b=b, b_k=b_k, b_j=b_j, k_count=k, n=n, packed=packed)
+    if packed_b:
+        packed = ctx.scratch(SCRATCH, panels * tile_cols * k * dtype.itemsize)
+        b_k, b_j = (1, ldb) if trans_b else (ldb, 1)
+        pack = ctx.kernel("gemm.cl", "pack_b", **template)
+        pack(ctx.queue, (panels, k), None, b=b, b_k=b_k, b_j=b_j, k_count=k, n=n, packed=packed)
+        b = packed
     row_tiles = -(-m // params.rows)
-    if trans_a:  # in place, op(A) = A.T would cost a new page per step over k: pack it
+    if a_layout == "packed":  # in place, op(A) = A.T would cost a new page per step over k: pack it
         packed_a = ctx.scratch(SCRATCH_A, row_tiles * params.rows * k * dtype.itemsize)
         pack_a = ctx.kernel("gemm.cl", "pack_a", **template)
         pack_a(ctx.queue, (row_tiles, k), None, a=a, a_i=1, a_k=lda, m=m, k_count=k, packed=packed_a)
-        a_data = packed_a
-    else:
-        a_data = a
+        a = packed_a
     local = min(params.local, ctx.info.max_work_group_size)
     tile = ctx.kernel("gemm.cl", "gemm_tile", **template)
-    tile(ctx.queue, (-(-row_tiles // local) * local, panels), (local, 1), m=m, n=n, k_count=k, a=a_data, lda=lda,
-         packed=packed, c=c, ldc=ldc, alpha=alpha, beta=beta)
+    extra = {} if epilogue is None else {"bias": epilogue.bias, "z": c if epilogue.z is None else epilogue.z}
+    tile(ctx.queue, (-(-row_tiles // local) * local, panels), (local, 1), m=m, n=n, k_count=k, a=a, lda=lda,
+         b=b, ldb=ldb, c=c, ldc=ldc, alpha=alpha, beta=beta, **extra)

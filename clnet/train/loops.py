@@ -56,8 +56,10 @@ def sgd(training: TrainingNetwork, y, cost: str = "quadratic", epochs: int = 1,
             output = training.forward()  # dropout's mask follows training.step
             training.step += 1
             if measure:
-                costs.value_into(ctx, cost, activation, output, training.logits, y, epoch_costs, epoch)
-            costs.output_delta(ctx, cost, output, y, training.output_gradient)
+                costs.value_into(ctx, cost, activation, output, training.logits, y, epoch_costs, epoch,
+                                 delta=training.output_gradient)
+            else:
+                costs.output_delta(ctx, cost, output, y, training.output_gradient)
             training.backward(skip_output_derivative=skip_derivative)
             optimizer.step(net.parameter_buffer, net.gradient_buffer)
 

@@ -129,8 +129,7 @@ def fit(net: Network, x, y, cost: str = "quadratic", epochs: int = 1, batch_size
                     memory.gather_rows(ctx, y, indices, first, y_batch)
                     output = training.forward()
                     costs.value_into(ctx, cost, activation, output, training.logits, y_batch, batch_costs, step,
-                                     plan.total)
-                    costs.output_delta(ctx, cost, output, y_batch, training.output_gradient)
+                                     plan.total, delta=training.output_gradient)
                     training.backward(skip_output_derivative=skip_derivative)
                 else:  # nothing of this batch is on this rank: it adds no gradient
                     memory.fill(ctx, net.gradient_buffer.flat, 0.0)

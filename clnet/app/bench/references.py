@@ -54,6 +54,59 @@ def torch_epoch(inputs: int, layers, x, y) -> Callable[[], None]:
     return epoch
 
 
+# issue 13's reference networks: inputs, layers, cost, optimizer, batch, samples per epoch
+TRAINING_NETWORKS = {
+    "mlp": (784, [(512, "tanh"), (10, "sigmoid")], "quadratic", "sgd", 256, 256),
+    "seed": (10000, [(5000, "tanh"), (1000, "sigmoid"), (10, "sigmoid")], "quadratic", "sgd", 1000, 1000),
+    "digits": (64, [(128, "relu"), (10, "softmax")], "cross_entropy", "adam", 32, 1440),
+    "mnist": (784, [(256, "relu"), (128, "relu"), (10, "softmax")], "cross_entropy", "adam", 64, 2048),
+}
+
+
+def training_data(key: str) -> tuple[np.ndarray, np.ndarray]:
+    """x and targets of a TRAINING_NETWORKS entry: targets 0.33 for the quadratic cost, class
+    labels (integers) for cross-entropy."""
+    inputs, layers, cost, _, _, samples = TRAINING_NETWORKS[key]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(samples, inputs)).astype(np.float32)
+    outputs = layers[-1][0]
+    if cost == "quadratic":
+        return x, np.full((samples, outputs), 0.33, np.float32)
+    return x, rng.integers(0, outputs, samples)
+
+
+def torch_training(key: str, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
+    """One epoch of a TRAINING_NETWORKS entry in PyTorch: the same layers, cost, optimizer and
+    batches (shuffled each epoch for the mini-batch networks; ImportError without torch)."""
+    import torch
+
+    inputs, layers, cost, optimizer, batch, samples = TRAINING_NETWORKS[key]
+    kinds = {"tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid, "relu": torch.nn.ReLU}
+    modules, width = [], inputs
+    for outputs, name in layers:
+        modules.append(torch.nn.Linear(width, outputs))
+        if name != "softmax":  # CrossEntropyLoss takes the logits
+            modules.append(kinds[name]())
+        width = outputs
+    model = torch.nn.Sequential(*modules)
+    step = (torch.optim.SGD(model.parameters(), lr=RATE) if optimizer == "sgd"
+            else torch.optim.Adam(model.parameters(), lr=1e-3))
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    loss = (torch.nn.CrossEntropyLoss() if cost == "cross_entropy"
+            else lambda out, target: ((out - target) ** 2).sum() / (2 * out.shape[0]))
+    order = np.random.default_rng(0)
+
+    def epoch():
+        rows = torch.from_numpy(order.permutation(samples)) if samples > batch else None
+        for first in range(0, samples, batch):
+            pick = slice(first, first + batch) if rows is None else rows[first:first + batch]
+            step.zero_grad()
+            loss(model(tx[pick]), ty[pick]).backward()
+            step.step()
+
+    return epoch
+
+
 def network_data(key: str):
     inputs, layers, batch = NETWORKS[key]
     rng = np.random.default_rng(0)

@@ -1,0 +1,71 @@
+"""A fully-connected layer's passes as fused kernels where clnet's GEMM runs the products.
+
+    forward:  out = f(x @ W.T + b), z = x @ W.T + b kept when asked for (the output layer)
+    backward: delta *= f'(a), then db = delta summed over the batch, in one pass
+
+Fused, the forward pass applies the bias and the activation while the tile of the product is
+still in registers (one launch instead of three, and no pass over z); the backward pass reads
+delta once for both. With CLBlast running the products (GPUs), the unfused kernels run.
+"""
+
+from __future__ import annotations
+
+import pyopencl.array as cla
+
+from . import activations, bias, blas, tiled_gemm
+from .arrays import check_array, launch, vector_width
+
+
+def fuses_forward(ctx, dtype, activation: str, m: int, n: int, k: int) -> bool:
+    """True when `forward` runs as one fused GEMM for this product (clnet's kernel, and for
+    softmax a row that fits in one tile)."""
+    chosen = blas.settings(ctx, dtype)
+    if chosen.backend(m, n, k) != "clnet":
+        return False
+    width = chosen.tiles.width or vector_width(dtype)
+    return activation != "softmax" or n <= 2 * width
+
+
+def forward(ctx, x: cla.Array, weights: cla.Array, b: cla.Array, activation: str, out: cla.Array,
+            z: cla.Array | None = None) -> cla.Array:
+    """out = f(x @ weights.T + b) for x (batch, inputs), weights (outputs, inputs), b (outputs,);
+    z, when given, keeps x @ weights.T + b. Queued; returns out."""
+    m, k = x.shape
+    n = weights.shape[0]
+    if k == 0 or not fuses_forward(ctx, out.dtype, activation, m, n, k):
+        target = out if z is None else z
+        blas.gemm(ctx, x, weights, target, trans_b=True)
+        bias.add_bias(ctx, target, b)
+        return activations.forward(ctx, activation, target, out=out)
+    dtype = blas.check_product(ctx, {"a": x, "b": weights, "c": out})
+    check_array(ctx, b, "b", dtype=dtype, shape=(n,))
+    if z is not None:
+        check_array(ctx, z, "z", dtype=dtype, shape=out.shape)
+    if out.shape != (m, n) or weights.shape[1] != k:
+        raise ValueError(f"a layer maps x (batch, {weights.shape[1]}) to out (batch, {n}); "
+                         f"got x {tuple(x.shape)}, weights {tuple(weights.shape)}, out {tuple(out.shape)}")
+    if m == 0:
+        return out
+    layouts = (blas.layout(x, "x"), blas.layout(weights, "weights"), blas.layout(out, "out"))
+    tiled_gemm.gemm(ctx, x, weights, out, m=m, n=n, k=k, trans_a=False, trans_b=True, layouts=layouts,
+                    alpha=dtype.type(1), beta=dtype.type(0), params=blas.settings(ctx, dtype).tiles,
+                    epilogue=tiled_gemm.Epilogue(b, activation, z))
+    return out
+
+
+def backward_bias(ctx, activation: str | None, a: cla.Array, delta: cla.Array, grad_bias: cla.Array) -> None:
+    """delta *= f'(a) (dC/d(out) -> dC/dz; activation None: delta is dC/dz already), and
+    grad_bias = delta summed over its rows. Queued."""
+    if activation == "softmax":  # a row operation: its own kernel first
+        activations.backward(ctx, activation, a, delta)
+        activation = None
+    if activation is None:
+        bias.bias_gradient(ctx, delta, grad_bias)
+        return
+    dtype = ctx.real_dtype(delta.dtype)
+    check_array(ctx, delta, "delta")
+    check_array(ctx, grad_bias, "grad_bias", dtype=dtype, shape=delta.shape[1:])
+    check_array(ctx, a, "a", dtype=dtype, shape=delta.shape)
+    rows, cols = delta.shape
+    kernel = ctx.kernel("activations.cl", f"backward_bias_{activation}", dtype=dtype)
+    launch(ctx, kernel, -(-cols // vector_width(dtype)), a=a, g=delta, db=grad_bias, rows=rows, cols=cols)
