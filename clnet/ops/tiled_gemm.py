@@ -42,18 +42,19 @@ class TileParams:
 
 
 def default_tiles(info, dtype) -> TileParams:
-    """Untuned tiles for a device: 512-bit vectors of 4 rows where the device's native vectors
-    are that wide (AVX-512: 1.3-1.6x the 256-bit tiles on the training shapes, bench/RESULTS.md),
-    else 256-bit vectors of 6 rows."""
+    """Untuned tiles for a device: 512-bit vectors of 12 rows where the device's native vectors
+    are that wide (AVX-512's 32 registers hold the 24 accumulators; 1.1-1.4x the 4-row tiles on
+    the seed network's products, bench/RESULTS.md), else 256-bit vectors of 6 rows."""
     native = info.native_float_width if np.dtype(dtype) == np.float32 else info.native_double_width
     wide = 16 if np.dtype(dtype) == np.float32 else 8
-    return TileParams(4, 16, wide) if info.type == "CPU" and native >= wide else TileParams()
+    return TileParams(12, 16, wide) if info.type == "CPU" and native >= wide else TileParams()
 
 
-# Read in place below these sizes (elements of op(B), of A), pack above: measured on the
-# training shapes (bench/RESULTS.md).
-IN_PLACE_B = 1 << 20
-IN_PLACE_A_T = 1 << 20
+# op(B) = B and op(A) = A.T are read in place (no packing launch) when their rows are at most
+# this many bytes apart: then consecutive steps over k share 4 KiB pages and the prefetcher
+# follows them. Wider, packing won on every training shape measured (bench/RESULTS.md): e.g.
+# B 256 x 784: 1.84 ms packed, 2.28 in place; B 256 x 512: 0.18 packed, 0.12 in place.
+IN_PLACE_STRIDE = 2048
 
 
 def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: int, trans_a: bool, trans_b: bool,
@@ -65,16 +66,19 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: in
     width = params.width or vector_width(dtype)
     tile_cols = 2 * width
     (lda, _), (ldb, _), (ldc, _) = layouts  # the offsets go with the arrays
-    packed_b = trans_b or k * n > IN_PLACE_B
-    a_layout = ("packed" if m * k > IN_PLACE_A_T else "columns") if trans_a else "rows"
+    packed_b = trans_b or ldb * dtype.itemsize > IN_PLACE_STRIDE
+    a_layout = ("packed" if lda * dtype.itemsize > IN_PLACE_STRIDE else "columns") if trans_a else "rows"
     template = {"dtype": dtype, "rows": params.rows, "width": width, "a_layout": a_layout, "packed_b": packed_b,
                 "epilogue": epilogue and epilogue.activation, "keep_z": bool(epilogue and epilogue.z is not None)}
     panels = -(-n // tile_cols)
     if packed_b:
         packed = ctx.scratch(SCRATCH, panels * tile_cols * k * dtype.itemsize)
-        b_k, b_j = (1, ldb) if trans_b else (ldb, 1)
-        pack = ctx.kernel("gemm.cl", "pack_b", **template)
-        pack(ctx.queue, (panels, k), None, b=b, b_k=b_k, b_j=b_j, k_count=k, n=n, packed=packed)
+        if trans_b:
+            pack = ctx.kernel("gemm.cl", "pack_b_t", **template)
+            pack(ctx.queue, (panels, -(-k // width)), None, b=b, ldb=ldb, k_count=k, n=n, packed=packed)
+        else:
+            pack = ctx.kernel("gemm.cl", "pack_b", **template)
+            pack(ctx.queue, (panels, k), None, b=b, b_k=ldb, b_j=1, k_count=k, n=n, packed=packed)
         b = packed
     row_tiles = -(-m // params.rows)
     if a_layout == "packed":  # in place, op(A) = A.T would cost a new page per step over k: pack it

@@ -48,10 +48,10 @@ QUICK_SHAPES = {
 TILES = [TileParams(rows, local) for rows in (6, 4, 8) for local in (16, 8, 4, 32)]
 QUICK_TILES = [TileParams(6, 16), TileParams(6, 8), TileParams(4, 16)]
 # 512-bit vectors, measured where the device's native vectors are that wide
-WIDE_TILES = {"float32": [TileParams(rows, local, 16) for rows in (4, 3, 5) for local in (16, 8)],
-              "float64": [TileParams(rows, local, 8) for rows in (4, 3, 5) for local in (16, 8)]}
-QUICK_WIDE_TILES = {"float32": [TileParams(4, 16, 16), TileParams(3, 16, 16)],
-                    "float64": [TileParams(4, 16, 8), TileParams(3, 16, 8)]}
+WIDE_TILES = {"float32": [TileParams(rows, local, 16) for rows in (12, 8, 4, 14) for local in (16, 4)],
+              "float64": [TileParams(rows, local, 8) for rows in (12, 8, 4, 14) for local in (16, 4)]}
+QUICK_WIDE_TILES = {"float32": [TileParams(12, 16, 16), TileParams(8, 16, 16), TileParams(4, 16, 16)],
+                    "float64": [TileParams(12, 16, 8), TileParams(8, 16, 8), TileParams(4, 16, 8)]}
 
 
 def _xgemm(kwg, kwi, mdima, mdimc, mwg, ndimb, ndimc, nwg, sa, sb, strm, strn, vwm, vwn) -> dict:
