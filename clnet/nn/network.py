@@ -16,10 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 import pyopencl.array as cla
 
-from ..ops import memory
+from ..ops import blas, memory
 from ..ops.arrays import host_batch, to_device_batch
 from ..runtime import allocation
 from ..runtime.errors import ContextClosedError
+from ..runtime.kernels import LaunchPlan
 from . import initialization
 from .layers import FullyConnected, FullyConnectedLayer, FullyConnectedTraining
 from .parameters import FlatArrays
@@ -166,6 +167,10 @@ class TrainingNetwork:
         allocation.guarded(self.ctx, purpose, advice, lambda: self._allocate(net))
         self.dropout_key, self.step = 0, 0
         self._closed = False
+        # forward and backward passes are recorded once and replayed (Context.record): the
+        # buffers are fixed, and without dropout so is every argument
+        self._plans: dict[tuple, LaunchPlan] = {}
+        self._replays = not any(layer.dropout for layer in net.layers)
         self.ctx.own(self)
 
     def _allocate(self, net: Network) -> None:
@@ -207,8 +212,8 @@ class TrainingNetwork:
         """Queue the forward pass over the batch, with dropout (of `dropout_key` and `step`) unless
         drop is False; returns the output (not waited on)."""
         self._check_open()
-        for trainer in self.layers:
-            trainer.forward(self.dropout_key, self.step, drop)
+        self._run(("forward", drop), lambda: [trainer.forward(self.dropout_key, self.step, drop)
+                                              for trainer in self.layers])
         return self.layers[-1].a
 
     def backward(self, skip_output_derivative: bool = False) -> None:
@@ -217,8 +222,25 @@ class TrainingNetwork:
         skip_output_derivative: the output gradient is already dC/dz of the last layer (as the
         cross-entropy cost of a sigmoid layer gives it)."""
         self._check_open()
-        for i, trainer in reversed(list(enumerate(self.layers))):
-            trainer.backward(skip_output_derivative and i == len(self.layers) - 1)
+        last = len(self.layers) - 1
+        self._run(("backward", skip_output_derivative),
+                  lambda: [trainer.backward(skip_output_derivative and i == last)
+                           for i, trainer in reversed(list(enumerate(self.layers)))])
+
+    def _run(self, key: tuple, queue_pass) -> None:
+        """Queue a pass: replay its recorded plan, else run it (recording it when it can be)."""
+        if not self._replays:
+            queue_pass()
+            return
+        key += (blas.settings_key(self.ctx, self.net.dtype),)
+        plan = self._plans.get(key)
+        if plan is not None:
+            self.ctx.replay(plan)
+            return
+        with self.ctx.record() as plan:
+            queue_pass()
+        if plan.complete:
+            self._plans[key] = plan
 
     def gradients(self) -> list[cla.Array]:
         """The gradients of the last `backward`, in `net.parameters()` order (views of
@@ -229,6 +251,7 @@ class TrainingNetwork:
     def release(self) -> None:
         self._closed = True
         self.x = None
+        self._plans.clear()
         for trainer in self.layers:
             trainer.release()
 

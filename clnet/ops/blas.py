@@ -47,6 +47,12 @@ class GemmSettings:
         return self.small if m * n * k < SMALL_PRODUCT else self.large
 
 
+def settings_key(ctx, dtype) -> tuple:
+    """What the GEMMs of a recorded plan depend on: the backends and tiles now in force."""
+    chosen = settings(ctx, dtype)
+    return chosen.small, chosen.large, chosen.tiles
+
+
 def settings(ctx, dtype) -> GemmSettings:
     """The GEMM settings of this context for dtype: the tuned ones, else the defaults."""
     key = ("gemm", np.dtype(dtype).name)
@@ -131,6 +137,7 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, trans_a: bool = False
     if m == 0 or n == 0:
         return
     if k == 0:  # the product is empty, so c = beta * c
+        ctx.not_recordable()
         c *= dtype.type(beta)
         return
     chosen = settings(ctx, dtype)
@@ -145,6 +152,7 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, trans_a: bool = False
 def _clblast_gemm(ctx, a, b, c, m, n, k, trans_a, trans_b, layouts, alpha, beta) -> None:
     (a_ld, a_off), (b_ld, b_off), (c_ld, c_off) = layouts
     ctx.on_close("clblast", clear_clblast_cache)
+    ctx.not_recordable()  # CLBlast queues its own kernels
     first = _first_call_notice(ctx, c.dtype)
     try:
         pyclblast.gemm(ctx.queue, m, n, k, a, b, c, a_ld=a_ld, b_ld=b_ld, c_ld=c_ld, alpha=alpha, beta=beta,

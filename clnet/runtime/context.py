@@ -8,15 +8,16 @@ raises ContextClosedError when used, instead of touching released memory.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyopencl as cl
 
 from .device import DeviceInfo, choose, devices
 from .errors import ContextClosedError
-from .kernels import Kernel
+from .kernels import Kernel, LaunchPlan
 from .programs import Programs, Templates, require_real_dtype
 
 # Functions run on every new Context, registered by higher layers (clnet.tuning applies a
@@ -92,6 +93,33 @@ class Context:
         """Kernel `name` of template `template` rendered with `params`, built once per context;
         call it with its arguments by name (clnet.runtime.kernels)."""
         return self.programs.kernel(template, name, **params)
+
+    @contextlib.contextmanager
+    def record(self) -> Iterator[LaunchPlan]:
+        """Record the clnet kernels queued inside the `with` (they are also queued as usual)
+        into a LaunchPlan, for `replay`."""
+        programs = self.programs
+        if programs.recording[0] is not None:
+            raise RuntimeError("a LaunchPlan is already being recorded in this context")
+        plan = programs.recording[0] = LaunchPlan()
+        try:
+            yield plan
+        finally:
+            programs.recording[0] = None
+
+    def not_recordable(self) -> None:
+        """Say that work queued now is not a clnet kernel: the plan being recorded, if any,
+        cannot be replayed."""
+        plan = self.programs.recording[0]
+        if plan is not None:
+            plan.complete = False
+
+    def replay(self, plan: LaunchPlan) -> None:
+        """Queue a recorded plan's launches again, in order. Not waited on."""
+        queue, enqueue = self.queue, cl.enqueue_nd_range_kernel
+        for kernel, global_size, local_size in plan.launches:
+            enqueue(queue, kernel, global_size, local_size)
+        self.programs.launches[0] += len(plan.launches)
 
     @property
     def launches(self) -> int:

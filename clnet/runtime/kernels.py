@@ -13,6 +13,10 @@ the source agree by construction. The parameter kinds:
 T is `real` (the program's dtype) or one of SCALAR_TYPES. Kernels are called with keyword
 arguments only, named as declared: a missing, unknown or positional argument, or an array of
 the wrong dtype, raises TypeError instead of running with its arguments swapped.
+
+A LaunchPlan records launches once (Context.record) and queues them again with no Python work
+per launch beyond the enqueue: each recorded launch keeps its own cl.Kernel with its arguments
+set. A training step's forward and backward passes run this way (clnet.nn.network).
 """
 
 from __future__ import annotations
@@ -85,20 +89,47 @@ class Declarations:
         return f"__kernel void {name}({', '.join(p.c_declaration() for p in parsed)})"
 
 
+class LaunchPlan:
+    """Launches recorded by Context.record, queued again in order by Context.replay.
+
+    `complete` is False when something in the recorded code queued work that is not a clnet
+    kernel (a CLBlast GEMM): such a plan would leave that work out, so it must not be replayed.
+    A plan holds its arguments (buffers included), so they stay alive as long as it does."""
+
+    def __init__(self):
+        self.launches: list[tuple[cl.Kernel, tuple, tuple | None]] = []
+        self.complete = True
+        self._arguments: list[list] = []
+
+    def add(self, program: cl.Program, name: str, scalar_dtypes: list, global_size: tuple,
+            local_size: tuple | None, values: list) -> None:
+        own = cl.Kernel(program, name)  # a kernel of its own: its arguments stay set
+        own.set_scalar_arg_dtypes(scalar_dtypes)
+        own.set_args(*values)
+        self.launches.append((own, tuple(global_size), None if local_size is None else tuple(local_size)))
+        self._arguments.append(values)
+
+    def __len__(self) -> int:
+        return len(self.launches)
+
+
 class Kernel:
     """A built kernel, called as `kernel(queue, global_size, local_size, **arguments)`."""
 
     def __init__(self, cl_kernel: cl.Kernel, name: str, parameters: tuple[Parameter, ...],
-                 real: np.dtype | None, counter: list[int]):
-        self.cl_kernel, self.name, self.parameters = cl_kernel, name, parameters
+                 real: np.dtype | None, counter: list[int], recording: list[LaunchPlan | None],
+                 program: cl.Program):
+        self.cl_kernel, self.name, self.parameters, self.program = cl_kernel, name, parameters, program
         self._names = frozenset(p.name for p in parameters)
         self._bound = [(p.name, p.kind == "array", p.dtype(real)) for p in parameters]
         self._counter = counter  # shared by the kernels of one context: launches so far
+        self._recording = recording  # shared by the kernels of one context: the plan being recorded
         scalar_dtypes: list = []
         for p in parameters:
             scalar_dtypes += [None, np.dtype(np.uint32)] if p.kind == "array" else [
                 None if p.kind == "local" else p.dtype(real)]
         cl_kernel.set_scalar_arg_dtypes(scalar_dtypes)
+        self._scalar_dtypes = scalar_dtypes
 
     def signature(self) -> str:
         return f"{self.name}({', '.join(p.c_declaration() for p in self.parameters)})"
@@ -128,4 +159,6 @@ class Kernel:
                 raise TypeError(f"kernel {self.name}: argument {name!r} must be a device array, "
                                 f"got {type(value).__name__}")
         self._counter[0] += 1
+        if self._recording[0] is not None:
+            self._recording[0].add(self.program, self.name, self._scalar_dtypes, global_size, local_size, values)
         return self.cl_kernel(queue, global_size, local_size, *values)

@@ -22,7 +22,7 @@ from mako.lookup import TemplateLookup
 
 from .device import DeviceInfo
 from .errors import DeviceCapabilityError, KernelBuildError, TemplateError
-from .kernels import Declarations, Kernel, Parameter
+from .kernels import Declarations, Kernel, LaunchPlan, Parameter
 from .log import logger
 from .paths import cache_dir
 
@@ -133,6 +133,7 @@ class Programs:
         self._kernels: dict[tuple, Kernel] = {}
         self._by_call: dict[tuple, Kernel] = {}
         self.launches = [0]  # kernel launches so far, counted by the kernels (a list: shared)
+        self.recording: list[LaunchPlan | None] = [None]  # the plan being recorded (shared too)
 
     def __len__(self) -> int:
         return len(self._programs) + len(self._kernels)
@@ -166,7 +167,8 @@ class Programs:
                 raise TemplateError(f"Template {name!r} declares no kernel {kernel_name!r} (declared: "
                                     f"{', '.join(self._signatures[key[:2]]) or 'none'})")
             real = np.dtype(params["dtype"]) if "dtype" in params else None
-            kernel = Kernel(cl.Kernel(program, kernel_name), kernel_name, signature, real, self.launches)
+            kernel = Kernel(cl.Kernel(program, kernel_name), kernel_name, signature, real, self.launches,
+                            self.recording, program)
             self._kernels[key] = kernel
         return kernel
 
