@@ -7,7 +7,7 @@
 ## and does ${2 * rows} multiply-adds written as a * b + c: PoCL contracts those into FMAs,
 ## while the fma() and mad() builtins ran 9x slower there.
 ##
-## B is read `packed` by pack_b: op(B) cut into panels of TILE_COLS columns, each panel stored
+## B is read `packed` by pack_b (kernels/pack.cl): op(B) cut into panels of TILE_COLS columns, each panel stored
 ## k by k, so a work-item streams its panel contiguously (op(B) read in place would cost a new
 ## page per step over k); the last panel is padded with zeros. A is read in place, TILE_ROWS
 ## row streams, when it is not transposed; a transposed A would cost a new page per step over
@@ -22,85 +22,14 @@
 ##
 ## Read in place, a small B or A.T costs less than packing it (a launch and a pass over it);
 ## ops.tiled_gemm decides by size.
-<%include file="common.cl"/>
+<%include file="tiles.cl"/>
 <%namespace name="act" file="activations.cl"/>
 <%
     vec = ("float%d" if dtype == "float32" else "double%d") % width
     hvec = ("float%d" if dtype == "float32" else "double%d") % (8 if dtype == "float32" else 4)
-    tile_cols = 2 * width
 %>
-// op(B) rows and the bias are read in place as vectors at any element offset
-typedef real unaligned_vec __attribute__((ext_vector_type(${width}), aligned(${8 if dtype == "float64" else 4})));
 #define ZERO ((${hvec})(0))
 #define ONE ((${hvec})(1))
-#define TILE_ROWS ${rows}
-#define TILE_COLS ${tile_cols}
-
-// packed[((j / TILE_COLS) * k_count + k) * TILE_COLS + j % TILE_COLS] = op(B)[k, j], 0 past n.
-// op(B)[k, j] is B[b_off + k * b_k + j * b_j]: (b_k, b_j) = (ldb, 1) for B, (1, ldb) for B.T.
-// One work-item per (panel, k): TILE_COLS values, written as two aligned vectors.
-${kernel("pack_b", "const real *b, index_t b_k, index_t b_j, index_t k_count, index_t n, real *packed")} {
-    const index_t panel = get_global_id(0), k = get_global_id(1);
-    const index_t j0 = panel * TILE_COLS;
-    if (j0 >= n || k >= k_count) return;
-    __global const real *from = b_p + b_off + (size_t)k * b_k + (size_t)j0 * b_j;
-    ${vec} v0, v1;
-    if (j0 + TILE_COLS <= n) {
-% for q in range(tile_cols):
-        v${q // width}.s${"%x" % (q % width)} = from[${q} * b_j];
-% endfor
-    } else {
-% for q in range(tile_cols):
-        v${q // width}.s${"%x" % (q % width)} = j0 + ${q} < n ? from[${q} * b_j] : (real)0;
-% endfor
-    }
-    __global ${vec} *to = (__global ${vec} *)(packed_p + packed_off + ((size_t)panel * k_count + k) * TILE_COLS);
-    to[0] = v0;
-    to[1] = v1;
-}
-
-// The same packing for op(B) = B.T (B of shape (n, k) with row stride ldb), as width x width
-// transposes in registers: one work-item per (panel, block of ${width} steps over k) reads
-// ${width}-element row pieces of B and writes whole vectors (a scalar gather per element, as
-// pack_b does, took 3.6 ns per element on 2048 x 2048).
-${kernel("pack_b_t", "const real *b, index_t ldb, index_t k_count, index_t n, real *packed")} {
-    const index_t panel = get_global_id(0), k0 = get_global_id(1) * ${width};
-    const index_t j0 = panel * TILE_COLS;
-    if (j0 >= n || k0 >= k_count) return;
-    const bool whole = k0 + ${width} <= k_count;
-    __global ${vec} *to = (__global ${vec} *)(packed_p + packed_off + ((size_t)panel * k_count + k0) * TILE_COLS);
-% for h in range(2):
-    {
-    % for q in range(width):
-        ${vec} r${q} = 0;
-        {
-            const index_t j = j0 + ${h * width + q};
-            __global const real *from = b_p + b_off + (size_t)j * ldb + k0;
-            if (j < n) {
-                if (whole) r${q} = *(__global const unaligned_vec *)from;
-                else r${q} = (${vec})(${', '.join('k0 + %d < k_count ? from[%d] : 0' % (t, t) for t in range(width))});
-            }
-        }
-    % endfor
-    % for t in range(width):
-        if (${"true" if t == 0 else "whole || k0 + %d < k_count" % t}) to[${t * 2 + h}] = (${vec})(${", ".join("r%d.s%x" % (q, t) for q in range(width))});
-    % endfor
-    }
-% endfor
-}
-
-// packed_a[((i / TILE_ROWS) * k_count + k) * TILE_ROWS + i % TILE_ROWS] = op(A)[i, k], rows past
-// m repeating the last row. op(A)[i, k] is A[a_off + i * a_i + k * a_k].
-${kernel("pack_a", "const real *a, index_t a_i, index_t a_k, index_t m, index_t k_count, real *packed")} {
-    const index_t tile = get_global_id(0), k = get_global_id(1);
-    const index_t i0 = tile * TILE_ROWS;
-    if (i0 >= m || k >= k_count) return;
-    __global const real *from = a_p + a_off + (size_t)k * a_k;
-    __global real *to = packed_p + packed_off + ((size_t)tile * k_count + k) * TILE_ROWS;
-% for r in range(rows):
-    to[${r}] = from[(size_t)min(i0 + ${r}, m - 1) * a_i];
-% endfor
-}
 
 // One tile of C per work-item: dimension 0 walks tile rows, dimension 1 tile columns, so the
 // work-items of a work-group share one panel of B (K x TILE_COLS) while it is in cache.

@@ -9,7 +9,7 @@ import pyopencl.array as cla
 import pytest
 
 import clnet
-from clnet.ops import activations, bias, blas, costs, memory, updates
+from clnet.ops import activations, bias, blas, costs, dense, memory, tiled_gemm, updates
 from clnet.ops import dropout as dropout_op
 
 from . import reference as ref
@@ -94,6 +94,10 @@ def test_bias_costs_and_memory(ctx, dtype):
     _, delta = view(ctx, np.zeros_like(a), dtype, offset=4)
     costs.output_delta(ctx, "quadratic", ad, yd, delta)
     np.testing.assert_allclose(delta.get(), (a - y) / 3, **tol(dtype))
+    _, fused = view(ctx, np.zeros_like(a), dtype, offset=1)
+    costs.value_into(ctx, "cross_entropy", "sigmoid", ad, zl, yd, out, 0, delta=fused)  # one launch for both
+    np.testing.assert_allclose(fused.get(), (a - y) / 3, **tol(dtype))
+    np.testing.assert_allclose(out.get()[0], out.get()[2], **tol(dtype))
     memory.fill(ctx, delta, 0.5)
     memory.copy(ctx, ad, delta)
     np.testing.assert_allclose(delta.get(), a, **tol(dtype))
@@ -144,6 +148,42 @@ def test_gemm(ctx, dtype, backend, trans_a, trans_b):
     np.testing.assert_allclose(c.get(), (a.T if trans_a else a) @ (b.T if trans_b else b), rtol=1e-4 if
                                dtype == np.float32 else 1e-12, atol=1e-5 if dtype == np.float32 else 1e-12)
     assert not flat.get()[:2].any() and not flat.get()[2 + m * n:].any()
+
+
+@pytest.mark.parametrize("stride", [0, 1 << 30])  # every operand packed; small ones read in place
+def test_fused_layer_passes_on_clnet_gemm(ctx, dtype, monkeypatch, stride):
+    monkeypatch.setattr(tiled_gemm, "IN_PLACE_STRIDE", stride)
+    chosen = blas.settings(ctx, dtype)
+    monkeypatch.setattr(chosen, "small", "clnet")
+    monkeypatch.setattr(chosen, "large", "clnet")
+    rng = np.random.default_rng(6)
+    x, w, b = rng.normal(size=(5, 7)), rng.normal(size=(ODD, 7)) / 3, rng.normal(size=ODD)
+    (_, xd), (_, wd), (_, bd) = view(ctx, x, dtype, 1), view(ctx, w, dtype, 2), view(ctx, b, dtype, 3)
+    for name, n in (("tanh", ODD), ("softmax", 3)):
+        flat, out = view(ctx, np.zeros((5, n)), dtype, offset=2)
+        _, z = view(ctx, np.zeros((5, n)), dtype, offset=1)
+        dense.forward(ctx, xd, wd[:n], bd[:n], name, out, z)
+        expected_z = x @ w[:n].T + b[:n]
+        np.testing.assert_allclose(z.get(), expected_z, **tol(dtype))
+        expected = ref.softmax(expected_z) if name == "softmax" else ref.activation(name, expected_z)
+        np.testing.assert_allclose(out.get(), expected, **tol(dtype))
+        assert not flat.get()[:2].any() and not flat.get()[2 + out.size:].any()
+    g = rng.normal(size=(5, ODD))
+    _, gd = view(ctx, g, dtype, offset=4)
+    _, db = view(ctx, np.zeros(ODD), dtype, offset=1)
+    _, a = view(ctx, np.tanh(x @ w.T + b), dtype, offset=2)
+    dense.backward_bias(ctx, "tanh", a, gd, db)
+    expected = g * (1 - np.tanh(x @ w.T + b) ** 2)
+    np.testing.assert_allclose(gd.get(), expected, **tol(dtype))
+    np.testing.assert_allclose(db.get(), expected.sum(axis=0), **tol(dtype))
+    for trans_a, trans_b in ((False, False), (True, False), (False, True)):
+        a = rng.normal(size=(ODD, 5) if trans_a else (5, ODD))
+        bm = rng.normal(size=(9, ODD) if trans_b else (ODD, 9))
+        (_, ad), (_, bmd) = view(ctx, a, dtype, 3), view(ctx, bm, dtype, 1)
+        flat, c = view(ctx, np.zeros((5, 9)), dtype, offset=2)
+        blas.gemm(ctx, ad, bmd, c, trans_a=trans_a, trans_b=trans_b)
+        np.testing.assert_allclose(c.get(), (a.T if trans_a else a) @ (bm.T if trans_b else bm), **tol(dtype))
+        assert not flat.get()[:2].any() and not flat.get()[2 + c.size:].any()
 
 
 def test_a_few_training_steps(ctx, dtype):

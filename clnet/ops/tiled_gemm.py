@@ -68,22 +68,23 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: in
     (lda, _), (ldb, _), (ldc, _) = layouts  # the offsets go with the arrays
     packed_b = trans_b or ldb * dtype.itemsize > IN_PLACE_STRIDE
     a_layout = ("packed" if lda * dtype.itemsize > IN_PLACE_STRIDE else "columns") if trans_a else "rows"
-    template = {"dtype": dtype, "rows": params.rows, "width": width, "a_layout": a_layout, "packed_b": packed_b,
-                "epilogue": epilogue and epilogue.activation, "keep_z": bool(epilogue and epilogue.z is not None)}
+    shape = {"dtype": dtype, "rows": params.rows, "width": width}  # the packing kernels' params
+    template = {**shape, "a_layout": a_layout, "packed_b": packed_b, "epilogue": epilogue and epilogue.activation,
+                "keep_z": bool(epilogue and epilogue.z is not None)}
     panels = -(-n // tile_cols)
     if packed_b:
         packed = ctx.scratch(SCRATCH, panels * tile_cols * k * dtype.itemsize)
         if trans_b:
-            pack = ctx.kernel("gemm.cl", "pack_b_t", **template)
+            pack = ctx.kernel("pack.cl", "pack_b_t", **shape)
             pack(ctx.queue, (panels, -(-k // width)), None, b=b, ldb=ldb, k_count=k, n=n, packed=packed)
         else:
-            pack = ctx.kernel("gemm.cl", "pack_b", **template)
-            pack(ctx.queue, (panels, k), None, b=b, b_k=ldb, b_j=1, k_count=k, n=n, packed=packed)
+            pack = ctx.kernel("pack.cl", "pack_b", **shape)
+            pack(ctx.queue, (panels, k), None, b=b, ldb=ldb, k_count=k, n=n, packed=packed)
         b = packed
     row_tiles = -(-m // params.rows)
     if a_layout == "packed":  # in place, op(A) = A.T would cost a new page per step over k: pack it
         packed_a = ctx.scratch(SCRATCH_A, row_tiles * params.rows * k * dtype.itemsize)
-        pack_a = ctx.kernel("gemm.cl", "pack_a", **template)
+        pack_a = ctx.kernel("pack.cl", "pack_a", **shape)
         pack_a(ctx.queue, (row_tiles, k), None, a=a, a_i=1, a_k=lda, m=m, k_count=k, packed=packed_a)
         a = packed_a
     local = min(params.local, ctx.info.max_work_group_size)

@@ -1,0 +1,169 @@
+"""The fused training kernels and the recorded passes (issue 13), each against numpy written
+out (tests/reference.py) and against the unfused kernels they replace."""
+
+import numpy as np
+import pyopencl.array as cla
+import pytest
+
+import clnet
+from clnet.ops import activations, bias, blas, costs, dense, tiled_gemm
+
+from . import reference as ref
+
+
+def tol(dtype):
+    return {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+
+
+@pytest.fixture
+def clnet_gemm(ctx, dtype):
+    """clnet's own GEMM for this test, whatever the device would choose."""
+    chosen = blas.settings(ctx, dtype)
+    saved = chosen.small, chosen.large
+    chosen.small = chosen.large = "clnet"
+    yield chosen
+    chosen.small, chosen.large = saved
+
+
+@pytest.mark.parametrize("name", activations.ACTIVATIONS)
+@pytest.mark.parametrize("m, n, k", [(1, 1, 1), (33, 10, 64), (26, 100, 70)])
+def test_fused_forward_matches_numpy_and_keeps_the_logits(ctx, dtype, clnet_gemm, name, m, n, k):
+    rng = np.random.default_rng(m * n + k)
+    x, w, b = rng.normal(size=(m, k)), rng.normal(size=(n, k)) / np.sqrt(k), rng.normal(size=n)
+    out, z = cla.empty(ctx.queue, (m, n), dtype), cla.empty(ctx.queue, (m, n), dtype)
+    fused = dense.fuses_forward(ctx, dtype, name, m, n, k)
+    assert fused == (name != "softmax" or n <= 2 * (clnet_gemm.tiles.width or (8 if dtype == np.float32 else 4)))
+    dense.forward(ctx, *(cla.to_device(ctx.queue, v.astype(dtype)) for v in (x, w, b)), name, out, z)
+    expected_z = x.astype(dtype).astype(np.float64) @ w.astype(dtype).T + b.astype(dtype)
+    np.testing.assert_allclose(z.get(), expected_z, **tol(dtype))
+    expected = ref.softmax(expected_z) if name == "softmax" else ref.activation(name, expected_z)
+    np.testing.assert_allclose(out.get(), expected, **tol(dtype))
+    alone = cla.empty(ctx.queue, (m, n), dtype)  # without z, out holds z on the way
+    dense.forward(ctx, *(cla.to_device(ctx.queue, v.astype(dtype)) for v in (x, w, b)), name, alone)
+    np.testing.assert_array_equal(alone.get(), out.get())
+
+
+@pytest.mark.parametrize("name", ["tanh", "relu", "sigmoid"])
+def test_fused_and_unfused_forward_agree_to_rounding(ctx, clnet_gemm, name):
+    dtype = np.dtype(np.float32)
+    rng = np.random.default_rng(3)
+    x, w, b = (cla.to_device(ctx.queue, v.astype(dtype)) for v in
+               (rng.normal(size=(40, 50)), rng.normal(size=(70, 50)) / 7, rng.normal(size=70)))
+    fused, unfused = cla.empty(ctx.queue, (40, 70), dtype), cla.empty(ctx.queue, (40, 70), dtype)
+    dense.forward(ctx, x, w, b, name, fused)
+    blas.gemm(ctx, x, w, unfused, trans_b=True)
+    bias.add_bias(ctx, unfused, b)
+    activations.forward(ctx, name, unfused)
+    np.testing.assert_allclose(fused.get(), unfused.get(), rtol=4e-7, atol=4e-7)
+
+
+def test_forward_checks_its_arguments(ctx, clnet_gemm):
+    x, w = cla.zeros(ctx.queue, (4, 3), np.float32), cla.zeros(ctx.queue, (5, 3), np.float32)
+    with pytest.raises(ValueError, match=r"layer maps x \(batch, 3\) to out \(batch, 5\)"):
+        dense.forward(ctx, x, w, cla.zeros(ctx.queue, 5, np.float32), "tanh", cla.empty(ctx.queue, (4, 6), np.float32))
+    with pytest.raises(ValueError, match="b must have shape"):
+        dense.forward(ctx, x, w, cla.zeros(ctx.queue, 4, np.float32), "tanh", cla.empty(ctx.queue, (4, 5), np.float32))
+    with pytest.raises(TypeError, match="one dtype"):
+        dense.forward(ctx, x, w.astype(np.float64), cla.zeros(ctx.queue, 5, np.float32), "tanh",
+                      cla.empty(ctx.queue, (4, 5), np.float32))
+
+
+@pytest.mark.parametrize("name", [*activations.ELEMENTWISE, "softmax", None])
+@pytest.mark.parametrize("cols", [1, 13, 16, 37])
+def test_backward_with_the_bias_gradient(ctx, dtype, name, cols):
+    rng = np.random.default_rng(cols)
+    z, g = rng.normal(size=(9, cols)), rng.normal(size=(9, cols))
+    a = ref.softmax(z) if name == "softmax" else ref.activation(name or "linear", z)
+    delta, grad_bias = cla.to_device(ctx.queue, g.astype(dtype)), cla.empty(ctx.queue, cols, dtype)
+    dense.backward_bias(ctx, name, cla.to_device(ctx.queue, a.astype(dtype)), delta, grad_bias)
+    expected = g if name is None else ref.backward(name, z, a, g)
+    np.testing.assert_allclose(delta.get(), expected, **tol(dtype))
+    np.testing.assert_allclose(grad_bias.get(), expected.sum(axis=0), **tol(dtype))
+
+
+@pytest.mark.parametrize("stride", [0, 1 << 30])  # pack everything; read in place where allowed
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("m, n, k", [(1, 1, 1), (13, 33, 17), (25, 64, 5), (40, 7, 100)])
+def test_gemm_layouts(ctx, dtype, clnet_gemm, monkeypatch, stride, trans_a, trans_b, m, n, k):
+    monkeypatch.setattr(tiled_gemm, "IN_PLACE_STRIDE", stride)
+    rng = np.random.default_rng(m + n + k)
+    a = rng.normal(size=(k, m) if trans_a else (m, k))
+    b = rng.normal(size=(n, k) if trans_b else (k, n))
+    c = rng.normal(size=(m, n))
+    cd = cla.to_device(ctx.queue, c.astype(dtype))
+    blas.gemm(ctx, cla.to_device(ctx.queue, a.astype(dtype)), cla.to_device(ctx.queue, b.astype(dtype)), cd,
+              trans_a=trans_a, trans_b=trans_b, alpha=0.5, beta=2.0)
+    expected = 0.5 * (a.T if trans_a else a) @ (b.T if trans_b else b) + 2 * c
+    np.testing.assert_allclose(cd.get(), expected, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("cost, activation", [("quadratic", "tanh"), ("cross_entropy", "sigmoid"),
+                                              ("cross_entropy", "softmax")])
+@pytest.mark.parametrize("fused_limit", [costs.FUSED_DELTA, 0])
+def test_the_cost_and_its_gradient_in_one_launch(ctx, dtype, monkeypatch, cost, activation, fused_limit):
+    monkeypatch.setattr(costs, "FUSED_DELTA", fused_limit)
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(11, 5))
+    a = ref.softmax(z) if activation == "softmax" else ref.activation(activation, z)
+    y = np.eye(5)[rng.integers(0, 5, 11)] if activation == "softmax" else rng.uniform(size=(11, 5))
+    ad, zd, yd = (cla.to_device(ctx.queue, v.astype(dtype)) for v in (a, z, y))
+    out, delta = cla.zeros(ctx.queue, 3, dtype), cla.empty(ctx.queue, (11, 5), dtype)
+    before = ctx.launches
+    costs.value_into(ctx, cost, activation, ad, zd, yd, out, 1, batches=22, delta=delta)
+    assert ctx.launches - before == (1 if fused_limit else 2)
+    np.testing.assert_allclose(out.get()[1], ref.cost(cost, a, y, activation) / 2, **tol(dtype))
+    np.testing.assert_allclose(delta.get(), (a - y) / 11, **tol(dtype))
+
+
+def _net(ctx, dtype, seed=1):
+    return clnet.InferenceNetwork(ctx, 6, [clnet.FullyConnected(9, "relu"), clnet.FullyConnected(4, "softmax")],
+                                  dtype=dtype, seed=seed)
+
+
+def test_replayed_passes_give_the_bits_of_live_ones_and_count_their_launches(ctx, dtype, monkeypatch):
+    rng = np.random.default_rng(8)
+    x, labels = rng.normal(size=(30, 6)), rng.integers(0, 4, 30)
+    replayed, live = _net(ctx, dtype), _net(ctx, dtype)
+
+    def train(net):
+        net.fit(x, labels, "cross_entropy", epochs=3, batch_size=8, optimizer=clnet.Adam(0.01), seed=4, progress=False)
+
+    train(replayed)
+    with monkeypatch.context() as patch:
+        patch.setattr(clnet.TrainingNetwork, "_run", lambda self, key, queue_pass: queue_pass())
+        train(live)
+    np.testing.assert_array_equal(replayed.parameter_buffer.flat.get(), live.parameter_buffer.flat.get())
+    training = clnet.TrainingNetwork(replayed, x[:8])
+    training.forward()
+    before = ctx.launches
+    training.forward()
+    plan = next(iter(training._plans.values()))
+    assert ctx.launches - before == len(plan) > 0
+
+
+def test_a_plan_with_work_it_cannot_replay_is_not_kept(ctx, dtype):
+    training = clnet.TrainingNetwork(_net(ctx, dtype), np.zeros((5, 6)))
+    with ctx.record() as plan:
+        training.net.layers[0].forward(training.x, training.layers[0].a)
+        ctx.not_recordable()
+    assert len(plan) > 0 and not plan.complete
+    with pytest.raises(RuntimeError, match="already being recorded"), ctx.record(), ctx.record():
+        pass
+
+
+def test_new_gemm_settings_record_a_new_plan(ctx, dtype, clnet_gemm):
+    net = _net(ctx, dtype)
+    x = np.random.default_rng(9).normal(size=(7, 6))
+    training = clnet.TrainingNetwork(net, x)
+    first = training.forward().get()
+    saved = clnet_gemm.tiles
+    clnet_gemm.tiles = tiled_gemm.TileParams(3, 4)
+    try:
+        second = training.forward().get()
+    finally:
+        clnet_gemm.tiles = saved
+    assert len(training._plans) == 2
+    np.testing.assert_allclose(second, first, **tol(dtype))
+    params = [(la.weights.get(), la.bias.get()) for la in net.layers]
+    np.testing.assert_allclose(first, ref.forward(x.astype(dtype), params, ["relu", "softmax"])[-1][1], **tol(dtype))
