@@ -21,3 +21,23 @@ ${kernel("gather_rows", "const real *src, const uint *indices, index_t first, re
     const index_t r = i / cols, c = i % cols;
     dst_p[dst_off + i] = src_p[src_off + (size_t)indices_p[indices_off + first + r] * cols + c];
 }
+
+// A mini-batch of inputs and targets in one launch: x_batch row r = x row indices[first + r], and
+// the same for y. Dimension 1: the rows; dimension 0: the vectors of a row of x, then of y.
+<% width = v.attr.vector_width(dtype) %>
+<%def name="copy_vector(src, dst, at, cols)">
+            if (${at} + ${width} <= ${cols}) vstore${width}(vload${width}(0, ${src} + ${at}), 0, ${dst} + ${at});
+            else for (index_t c = ${at}; c < ${cols}; c++) ${dst}[c] = ${src}[c];
+</%def>
+${kernel("gather_batch", "const real *x, const real *y, const uint *indices, index_t first, real *x_batch, "
+                         "real *y_batch, index_t x_cols, index_t y_cols")} {
+    const index_t r = get_global_id(1), x_vectors = (x_cols + ${width - 1}) / ${width};
+    const size_t row = indices_p[indices_off + first + r];
+    const index_t at = get_global_id(0) * ${width};
+    if (at < x_vectors * ${width}) {
+${copy_vector("(x_p + x_off + row * x_cols)", "(x_batch_p + x_batch_off + (size_t)r * x_cols)", "at", "x_cols")}
+    } else if (at - x_vectors * ${width} < y_cols) {
+        const index_t at_y = at - x_vectors * ${width};
+${copy_vector("(y_p + y_off + row * y_cols)", "(y_batch_p + y_batch_off + (size_t)r * y_cols)", "at_y", "y_cols")}
+    }
+}

@@ -18,8 +18,8 @@ x, labels = rng.normal(size=(61, 5)), rng.integers(0, 3, 61)
 
 
 class Faulty(clnet.SGD):
-    def step(self, params, grads):
-        super().step(params, grads)
+    def step(self, params, grads, keep=None):
+        super().step(params, grads, keep)
         if world.rank == 1 and self.steps == 5:
             if mode == "raise":
                 raise RuntimeError("a fault planted on rank 1")

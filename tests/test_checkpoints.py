@@ -130,8 +130,8 @@ KILLED_RUN = textwrap.dedent("""\
     import numpy as np, clnet
 
     class KilledMidEpoch(clnet.Adam):
-        def step(self, params, grads):
-            super().step(params, grads)
+        def step(self, params, grads, keep=None):
+            super().step(params, grads, keep)
             if self.steps == 18:  # epoch 4 of 5 steps each, third step
                 params.ctx.finish()
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -172,10 +172,10 @@ class CtrlCAt(clnet.SGD):
         super().__init__(0.1)
         self.at = at
 
-    def step(self, params, grads):
+    def step(self, params, grads, keep=None):
         if self.steps + 1 == self.at:
             os.kill(os.getpid(), signal.SIGINT)
-        super().step(params, grads)
+        super().step(params, grads, keep)
 
 
 def test_ctrl_c_ends_fit_after_the_current_step_and_keeps_the_last_checkpoint(ctx, tmp_path):

@@ -167,3 +167,27 @@ def test_new_gemm_settings_record_a_new_plan(ctx, dtype, clnet_gemm):
     np.testing.assert_allclose(second, first, **tol(dtype))
     params = [(la.weights.get(), la.bias.get()) for la in net.layers]
     np.testing.assert_allclose(first, ref.forward(x.astype(dtype), params, ["relu", "softmax"])[-1][1], **tol(dtype))
+
+
+@pytest.mark.parametrize("make", [lambda: clnet.SGD(0.1, weight_decay=0.01), lambda: clnet.SGD(0.1, momentum=0.9),
+                                  lambda: clnet.Adam(0.01)], ids=["sgd", "momentum", "adam"])
+def test_an_update_keeps_the_weights_it_starts_from_in_the_same_launch(ctx, dtype, make):
+    x, y = np.random.default_rng(10).normal(size=(5, 6)), np.eye(4)[[0, 1, 2, 3, 0]]
+    nets = [_net(ctx, dtype), _net(ctx, dtype)]
+    for net in nets:
+        training = clnet.TrainingNetwork(net, x)
+        costs.output_delta(ctx, "cross_entropy", training.forward(), cla.to_device(ctx.queue, y.astype(dtype)),
+                           training.output_gradient)
+        training.backward(skip_output_derivative=True)
+    before, kept, optimizer = nets[0].parameter_buffer.flat.get(), nets[0].kept_buffer, make()
+    optimizer.state(nets[0].parameter_buffer)  # made (and zeroed) first
+    launches = ctx.launches
+    optimizer.step(nets[0].parameter_buffer, nets[0].gradient_buffer, keep=kept)
+    assert ctx.launches - launches == 1
+    make().step(nets[1].parameter_buffer, nets[1].gradient_buffer)
+    np.testing.assert_array_equal(kept.flat.get(), before)
+    np.testing.assert_array_equal(nets[0].parameter_buffer.flat.get(), nets[1].parameter_buffer.flat.get())
+    assert not np.array_equal(before, nets[1].parameter_buffer.flat.get())
+    with pytest.raises(ValueError, match="keep buffer must have the parameters' shapes"):
+        other = clnet.InferenceNetwork(ctx, 3, [clnet.FullyConnected(2)], dtype=dtype)
+        make().step(nets[0].parameter_buffer, nets[0].gradient_buffer, keep=other.parameter_buffer)

@@ -105,6 +105,13 @@ def test_bias_costs_and_memory(ctx, dtype):
     rows = cla.zeros(ctx.queue, (2, ODD), dtype)
     memory.gather_rows(ctx, ad, indices, 3, rows)
     np.testing.assert_allclose(rows.get(), a[[2, 1]], **tol(dtype))
+    y3 = rng.normal(size=(3, 3))
+    _, y3d = view(ctx, y3, dtype, offset=1)
+    (flat_x, xb), (flat_y, yb) = view(ctx, np.zeros((2, ODD)), dtype, 2), view(ctx, np.zeros((2, 3)), dtype, 1)
+    memory.gather_batch(ctx, ad, y3d, indices, 2, xb, yb)
+    np.testing.assert_allclose(xb.get(), a[[1, 2]], **tol(dtype))
+    np.testing.assert_allclose(yb.get(), y3[[1, 2]], **tol(dtype))
+    assert not flat_x.get()[:2].any() and not flat_x.get()[2 + 2 * ODD:].any() and not flat_y.get()[7:].any()
 
 
 def test_updates_and_dropout(ctx, dtype):

@@ -79,12 +79,17 @@ class Network:
             self._gradient_buffer = self.parameter_buffer.like()
         return self._gradient_buffer
 
-    def keep_parameters(self) -> None:
-        """Copy every parameter into a second buffer (made on first use): what training falls back
-        on when its cost stops being finite. One kernel launch, queued."""
+    @property
+    def kept_buffer(self) -> FlatArrays:
+        """The second parameter buffer (made on first use) that `keep_parameters` fills, or an
+        optimizer step given keep=; what training falls back on when its cost stops being finite."""
         if self._kept is None:
             self._kept = self.parameter_buffer.like()
-        memory.copy(self.ctx, self.parameter_buffer.flat, self._kept.flat)
+        return self._kept
+
+    def keep_parameters(self) -> None:
+        """Copy every parameter into `kept_buffer`. One kernel launch, queued."""
+        memory.copy(self.ctx, self.parameter_buffer.flat, self.kept_buffer.flat)
 
     def restore_parameters(self) -> None:
         """Put back the parameters of the last `keep_parameters`. Queued."""

@@ -9,7 +9,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from .arrays import check_array, launch, launch_elementwise
+from .arrays import check_array, launch, launch_elementwise, vector_width
 
 
 def fill(ctx, a: cla.Array, value: float) -> cl.Event:
@@ -44,3 +44,28 @@ def gather_rows(ctx, src: cla.Array, indices: cla.Array, first: int, dst: cla.Ar
     kernel = ctx.kernel("memory.cl", "gather_rows", dtype=dtype)
     return launch(ctx, kernel, dst.size, src=src, indices=indices, first=first, dst=dst,
                   rows=dst.shape[0], cols=dst.shape[1])
+
+
+def gather_batch(ctx, x: cla.Array, y: cla.Array, indices: cla.Array, first: int, x_batch: cla.Array,
+                 y_batch: cla.Array) -> cl.Event | None:
+    """x_batch[r] = x[indices[first + r]] and y_batch[r] = y[indices[first + r]] for every row r
+    of the batch, in one launch (a training step's mini-batch). Queued."""
+    dtype = ctx.real_dtype(getattr(x, "dtype", None))
+    for name, a in (("x", x), ("y", y), ("x_batch", x_batch), ("y_batch", y_batch)):
+        check_array(ctx, a, name, dtype=dtype)
+        if a.ndim != 2:
+            raise ValueError(f"{name} must be 2-D, got shape {tuple(a.shape)}")
+    check_array(ctx, indices, "indices", dtype=np.uint32)
+    rows = x_batch.shape[0]
+    if x.shape[1] != x_batch.shape[1] or y.shape[1] != y_batch.shape[1] or y_batch.shape[0] != rows:
+        raise ValueError(f"the batch must have x's and y's widths and one row count: x {tuple(x.shape)}, "
+                         f"y {tuple(y.shape)}, x_batch {tuple(x_batch.shape)}, y_batch {tuple(y_batch.shape)}")
+    if first + rows > indices.size:
+        raise ValueError(f"rows {first}..{first + rows} are past the {indices.size} indices")
+    if rows == 0:
+        return None
+    width = vector_width(dtype)
+    vectors = -(-x.shape[1] // width) + -(-y.shape[1] // width)
+    kernel = ctx.kernel("memory.cl", "gather_batch", dtype=dtype)
+    return kernel(ctx.queue, (vectors, rows), None, x=x, y=y, indices=indices, first=first, x_batch=x_batch,
+                  y_batch=y_batch, x_cols=x.shape[1], y_cols=y.shape[1])

@@ -17,29 +17,45 @@ def _checked(ctx, w: cla.Array, g: cla.Array, *state: cla.Array) -> np.dtype:
     return dtype
 
 
-def sgd_step(ctx, w: cla.Array, g: cla.Array, learning_rate: float, weight_decay: float = 0.0) -> cl.Event:
-    """w -= learning_rate * (g + weight_decay * w), elementwise. Queued, not waited on."""
+def _keep(ctx, w: cla.Array, kept: cla.Array | None) -> dict:
+    """The kernel's `kept` argument: every update can also save w as it was before the step."""
+    if kept is None:
+        return {}
+    check_array(ctx, kept, "kept", dtype=w.dtype, shape=w.shape)
+    return {"kept": kept}
+
+
+def sgd_step(ctx, w: cla.Array, g: cla.Array, learning_rate: float, weight_decay: float = 0.0,
+             kept: cla.Array | None = None) -> cl.Event:
+    """w -= learning_rate * (g + weight_decay * w), elementwise. Queued, not waited on.
+
+    kept: also copy w as it was before the step there (every step function takes it)."""
     dtype = _checked(ctx, w, g)
-    kernel = ctx.kernel("updates.cl", "sgd", dtype=dtype)
+    extra = _keep(ctx, w, kept)
+    kernel = ctx.kernel("updates.cl", "sgd", dtype=dtype, keep=bool(extra))
     return launch_elementwise(ctx, kernel, w.size, dtype, w=w, g=g, learning_rate=learning_rate,
-                              weight_decay=weight_decay, n=w.size)
+                              weight_decay=weight_decay, n=w.size, **extra)
 
 
 def momentum_step(ctx, w: cla.Array, g: cla.Array, buffer: cla.Array, learning_rate: float, momentum: float,
-                  weight_decay: float, nesterov: bool) -> cl.Event:
+                  weight_decay: float, nesterov: bool, kept: cla.Array | None = None) -> cl.Event:
     """PyTorch's SGD step with momentum (see kernels/updates.cl); buffer is the velocity."""
     dtype = _checked(ctx, w, g, buffer)
-    kernel = ctx.kernel("updates.cl", "sgd_momentum", dtype=dtype)
+    extra = _keep(ctx, w, kept)
+    kernel = ctx.kernel("updates.cl", "sgd_momentum", dtype=dtype, keep=bool(extra))
     return launch_elementwise(ctx, kernel, w.size, dtype, w=w, g=g, b=buffer, learning_rate=learning_rate,
-                              momentum=momentum, weight_decay=weight_decay, nesterov=int(nesterov), n=w.size)
+                              momentum=momentum, weight_decay=weight_decay, nesterov=int(nesterov), n=w.size,
+                              **extra)
 
 
 def adam_step(ctx, w: cla.Array, g: cla.Array, m: cla.Array, v: cla.Array, *, step: int, learning_rate: float,
-              beta1: float, beta2: float, eps: float, weight_decay: float) -> cl.Event:
+              beta1: float, beta2: float, eps: float, weight_decay: float, kept: cla.Array | None = None) -> cl.Event:
     """PyTorch's Adam step number `step` (from 1): m and v are the moment estimates."""
     dtype = _checked(ctx, w, g, m, v)
-    kernel = ctx.kernel("updates.cl", "adam", dtype=dtype)
+    extra = _keep(ctx, w, kept)
+    kernel = ctx.kernel("updates.cl", "adam", dtype=dtype, keep=bool(extra))
     step_size = learning_rate / (1 - beta1**step)
     sqrt_bias2 = (1 - beta2**step) ** 0.5
     return launch_elementwise(ctx, kernel, w.size, dtype, w=w, g=g, m=m, v=v, step_size=step_size, beta1=beta1,
-                              beta2=beta2, eps=eps, sqrt_bias2=sqrt_bias2, weight_decay=weight_decay, n=w.size)
+                              beta2=beta2, eps=eps, sqrt_bias2=sqrt_bias2, weight_decay=weight_decay, n=w.size,
+                              **extra)

@@ -61,9 +61,9 @@ def sgd(training: TrainingNetwork, y, cost: str = "quadratic", epochs: int = 1,
             else:
                 costs.output_delta(ctx, cost, output, y, training.output_gradient)
             training.backward(skip_output_derivative=skip_derivative)
-            optimizer.step(net.parameter_buffer, net.gradient_buffer)
+            # the first update also keeps the weights it starts from, for a divergence
+            optimizer.step(net.parameter_buffer, net.gradient_buffer, keep=net.kept_buffer if epoch == 0 else None)
 
-    net.keep_parameters()
     first_step = training.step
     run(epochs, measure=True)
     found = epoch_costs.get()  # the one wait of the call

@@ -118,15 +118,13 @@ def fit(net: Network, x, y, cost: str = "quadratic", epochs: int = 1, batch_size
               disable=not progress or not writer) as bar, guards.InterruptAfterStep() as interrupt:
         for epoch in range(first_epoch, epochs):
             started = time.perf_counter()
-            net.keep_parameters()
             if shuffle:
                 indices.set(order.permutation(samples).astype(np.uint32))
             for step, (first, rows, global_rows) in enumerate(plan.steps):
                 if rows:
                     training, y_batch = trainers[rows]
                     training.step = optimizer.steps  # the dropout masks of this update
-                    memory.gather_rows(ctx, x, indices, first, training.x)
-                    memory.gather_rows(ctx, y, indices, first, y_batch)
+                    memory.gather_batch(ctx, x, y, indices, first, training.x, y_batch)
                     output = training.forward()
                     costs.value_into(ctx, cost, activation, output, training.logits, y_batch, batch_costs, step,
                                      plan.total, delta=training.output_gradient)
@@ -135,7 +133,8 @@ def fit(net: Network, x, y, cost: str = "quadratic", epochs: int = 1, batch_size
                     memory.fill(ctx, net.gradient_buffer.flat, 0.0)
                 if world is not None:
                     world.average_gradients(net.gradient_buffer.flat, rows / global_rows)
-                optimizer.step(net.parameter_buffer, net.gradient_buffer)
+                # the epoch's first update also keeps the weights it starts from, for a divergence
+                optimizer.step(net.parameter_buffer, net.gradient_buffer, keep=net.kept_buffer if step == 0 else None)
                 if interrupt.interrupted:
                     ctx.finish()
                     raise KeyboardInterrupt(f"fit stopped by Ctrl-C in epoch {epoch + 1}, after step {step + 1} of "

@@ -72,16 +72,21 @@ class Optimizer:
             self._state = [params.like() for _ in range(self.state_arrays)]
         return self._state
 
-    def step(self, params: FlatArrays, grads: FlatArrays) -> None:
-        """Queue the update of every parameter from its gradient: one kernel launch."""
+    def step(self, params: FlatArrays, grads: FlatArrays, keep: FlatArrays | None = None) -> None:
+        """Queue the update of every parameter from its gradient: one kernel launch.
+
+        keep: also copy the parameters as they were before the step there, in the same launch
+        (a network's `kept_buffer`, which `restore_parameters` puts back)."""
         if not isinstance(params, FlatArrays) or not isinstance(grads, FlatArrays):
             raise TypeError(f"step takes a network's parameter and gradient buffers (clnet.nn.FlatArrays), "
                             f"got {type(params).__name__} and {type(grads).__name__}")
-        if grads.shapes != params.shapes or grads.dtype != params.dtype or grads.ctx is not params.ctx:
-            raise ValueError("the gradient buffer must have the parameters' shapes, dtype and context")
+        for name, other in (("gradient", grads), ("keep", keep)):
+            if other is not None and (other.shapes != params.shapes or other.dtype != params.dtype
+                                      or other.ctx is not params.ctx):
+                raise ValueError(f"the {name} buffer must have the parameters' shapes, dtype and context")
         state = [s.flat for s in self.state(params)]
         self._begin_step()
-        self._update(params.ctx, params.flat, grads.flat, state)
+        self._update(params.ctx, params.flat, grads.flat, state, None if keep is None else keep.flat)
 
     def _begin_step(self) -> None:
         self.steps += 1
@@ -100,7 +105,7 @@ class Optimizer:
             buffer.flat.set(np.ascontiguousarray(array, dtype=params.dtype))
         self.steps = int(steps)
 
-    def _update(self, ctx, w: cla.Array, g: cla.Array, state: list[cla.Array]) -> None:
+    def _update(self, ctx, w: cla.Array, g: cla.Array, state: list[cla.Array], kept: cla.Array | None) -> None:
         raise NotImplementedError
 
 
@@ -126,12 +131,13 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.state_arrays = 1 if self.momentum else 0
 
-    def _update(self, ctx, w, g, state) -> None:
+    def _update(self, ctx, w, g, state, kept) -> None:
         if self.momentum:
             (velocity,) = state
-            updates.momentum_step(ctx, w, g, velocity, self._rate(), self.momentum, self.weight_decay, self.nesterov)
+            updates.momentum_step(ctx, w, g, velocity, self._rate(), self.momentum, self.weight_decay, self.nesterov,
+                                  kept)
         else:
-            updates.sgd_step(ctx, w, g, self._rate(), self.weight_decay)
+            updates.sgd_step(ctx, w, g, self._rate(), self.weight_decay, kept)
 
     def __repr__(self) -> str:
         return (f"SGD(learning_rate={self.schedule!r}, momentum={self.momentum}, nesterov={self.nesterov}, "
@@ -159,10 +165,10 @@ class Adam(Optimizer):
         self.eps = _real("eps", eps, 0, low_open=True)
         self.weight_decay = _real("weight_decay", weight_decay, 0)
 
-    def _update(self, ctx, w, g, state) -> None:
+    def _update(self, ctx, w, g, state, kept) -> None:
         m, v = state
         updates.adam_step(ctx, w, g, m, v, step=self.steps, learning_rate=self._rate(), beta1=self.beta1,
-                          beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay)
+                          beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay, kept=kept)
 
     def __repr__(self) -> str:
         return (f"Adam(learning_rate={self.schedule!r}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "
