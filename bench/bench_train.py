@@ -10,6 +10,7 @@ Networks (float32; one epoch = the batches listed; clnet.sgd for one batch, fit 
   mnist   784 -> 256 relu -> 128 relu -> 10 softmax, cross-entropy, Adam, 32 batches of 64
 PyTorch runs with torch.set_num_threads(cores) when installed (`pip install torch==2.13.0`).
 The peak is a kernel of independent vector multiply-adds on the same device (`peak_gflops`).
+Each library's figure is the median of `rounds` medians, the two libraries alternating.
 Ratios: clnet's time / PyTorch's (issue 13's goal: at most 0.8).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,7 +39,8 @@ CHAINS = 12  # independent accumulators: enough to keep two FMA units busy throu
 def peak_gflops(ctx, repeats: int) -> float:
     """fp32 GFLOP/s of CHAINS independent multiply-add chains on the device's native vectors,
     over enough work-items for every compute unit (the best of `repeats` runs)."""
-    vec = f"float{max(ctx.info.native_float_width, 2)}"
+    width = max(ctx.info.native_float_width, 2)
+    vec = f"float{width}"
     names = [f"a{i}" for i in range(CHAINS)]
     source = "\n".join([
         "__kernel void fma_peak(__global float *out, const int iterations) {",
@@ -57,7 +60,7 @@ def peak_gflops(ctx, repeats: int) -> float:
         kernel(ctx.queue, (items,), (1,), out, np.int32(iterations))
         ctx.finish()
         best = min(best, time.perf_counter() - start)
-    return items * iterations * CHAINS * int(vec[5:]) * 2 / best / 1e9
+    return items * iterations * CHAINS * width * 2 / best / 1e9
 
 
 def flops_per_epoch(key: str) -> int:
@@ -84,7 +87,8 @@ def clnet_epoch(ctx, key: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=7, help="runs per median")
+    parser.add_argument("--rounds", type=int, default=3, help="medians per library, alternating")
     parser.add_argument("--only", choices=sorted(TRAINING_NETWORKS), nargs="+")
     args = parser.parse_args()
     try:
@@ -101,12 +105,13 @@ def main() -> None:
             run = clnet_epoch(ctx, key)
             reference = torch_training(key, *training_data(key)) if torch else None
             clnet_s, torch_s = [], []
-            for _ in range(2):  # alternate, so that both see the machine's slow and fast spells
+            for _ in range(args.rounds):  # alternate, so that both see the machine's slow and fast spells
                 clnet_s.append(common.median_seconds(run, repeats))
                 if reference:
                     torch_s.append(common.median_seconds(reference, repeats))
-            results[key] = {"clnet": min(clnet_s), "torch": min(torch_s) if torch_s else None,
-                            "gflops": flops_per_epoch(key) / min(clnet_s) / 1e9}
+            results[key] = {"clnet": statistics.median(clnet_s), "torch": statistics.median(torch_s) if torch_s
+                            else None, "gflops": flops_per_epoch(key) / statistics.median(clnet_s) / 1e9,
+                            "clnet_rounds": clnet_s, "torch_rounds": torch_s}
         info = common.machine(ctx)
     info["torch_threads"] = torch.get_num_threads() if torch else None
 

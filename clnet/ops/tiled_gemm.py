@@ -88,6 +88,8 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: in
         pack_a(ctx.queue, (row_tiles, k), None, a=a, a_i=1, a_k=lda, m=m, k_count=k, packed=packed_a)
         a = packed_a
     local = min(params.local, ctx.info.max_work_group_size)
+    while local > 1 and row_tiles < 2 * local:  # few rows: smaller groups, so that every core has some
+        local //= 2
     tile = ctx.kernel("gemm.cl", "gemm_tile", **template)
     extra = {} if epilogue is None else {"bias": epilogue.bias, "z": c if epilogue.z is None else epilogue.z}
     tile(ctx.queue, (-(-row_tiles // local) * local, panels), (local, 1), m=m, n=n, k_count=k, a=a, lda=lda,
