@@ -70,7 +70,9 @@ def test_forward_checks_its_arguments(ctx, clnet_gemm):
 
 @pytest.mark.parametrize("name", [*activations.ELEMENTWISE, "softmax", None])
 @pytest.mark.parametrize("cols", [1, 13, 16, 37])
-def test_backward_with_the_bias_gradient(ctx, dtype, name, cols):
+@pytest.mark.parametrize("fused_limit", [dense.FUSED_BACKWARD, 0])
+def test_backward_with_the_bias_gradient(ctx, dtype, monkeypatch, name, cols, fused_limit):
+    monkeypatch.setattr(dense, "FUSED_BACKWARD", fused_limit)
     rng = np.random.default_rng(cols)
     z, g = rng.normal(size=(9, cols)), rng.normal(size=(9, cols))
     a = ref.softmax(z) if name == "softmax" else ref.activation(name or "linear", z)
