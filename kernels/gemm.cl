@@ -18,7 +18,8 @@
 ## Params: dtype; rows (tile rows); width (vector width: 8 floats or 4 doubles = 256 bits);
 ## a_layout: "packed" (by pack_a), "rows" (A read in place) or "columns" (A.T read in place);
 ## packed_b (True: B packed by pack_b; False: op(B) = B read in place, rows of TILE_COLS);
-## epilogue (None, or the activation of a fused forward pass: + bias, z kept when keep_z, f).
+## epilogue (None, or the activation of a fused forward pass: + bias, z kept when keep_z, f);
+## c_transposed (with an epilogue: the tile is of C.T, see epilogue_row).
 ##
 ## Read in place, a small B or A.T costs less than packing it (a launch and a pass over it);
 ## ops.tiled_gemm decides by size.
@@ -109,8 +110,17 @@ ${epilogue_row(r)}
 ## C = alpha * acc + beta * C, then, in the fused forward pass (`epilogue`: an activation's
 ## name), + bias, z kept when keep_z, and the activation: a = f(z) written to C. softmax needs
 ## the whole row in the tile (n <= TILE_COLS). C is not read when beta is 0 (it may hold NaN).
+## c_transposed: the tile is of C.T (the product is W @ x.T, so that the small x is what gets
+## packed): the bias goes by tile row, and each tile row is stored down a column of C.
 <%def name="epilogue_row(r)">
 % if epilogue:
+    % if c_transposed:
+        {  // this tile row is output unit i0 + r for the batch rows j0.. (the columns of the tile)
+            const real b = bias_p[bias_off + i0 + ${r}];
+            v0 += b;
+            v1 += b;
+        }
+    % else:
         if (full) {
             v0 += ((__global const unaligned_vec *)(bias_p + bias_off + j0))[0];
             v1 += ((__global const unaligned_vec *)(bias_p + bias_off + j0 + ${width}))[0];
@@ -119,7 +129,10 @@ ${epilogue_row(r)}
             ${vec} b1 = (${vec})(${", ".join("j0 + %d < n ? bias_p[bias_off + j0 + %d] : 0" % (q + width, q + width) for q in range(width))});
             v0 += b0; v1 += b1;
         }
-    % if keep_z:
+    % endif
+    % if keep_z and c_transposed:
+        ${store_column("z_p + z_off + (size_t)j0 * ldc + i0 + %d" % r)}
+    % elif keep_z:
         ${store_row("z_p + z_off + (size_t)(i0 + %d) * ldc + j0" % r, "v0", "v1")}
     % endif
     % if epilogue == "softmax":
@@ -145,7 +158,11 @@ ${epilogue_row(r)}
         }
             % endfor
         % endfor
+        % if c_transposed:
+        ${store_column("c_p + c_off + (size_t)j0 * ldc + i0 + %d" % r)}
+        % else:
         ${store_row("c%d" % r, "v0", "v1")}
+        % endif
     % endif
 % else:
         if (full) {
@@ -176,5 +193,14 @@ ${epilogue_row(r)}
                 };
                 for (index_t q = 0; j0 + q < n; q++) to_[q] = values[q];
             }
+        }
+</%def>
+<%def name="store_column(to)">
+        {  // a tile row into a column of the (row-major) output: one element per batch row
+            __global real *to_ = ${to};
+            const real values[TILE_COLS] = {
+                ${", ".join(["v0.s%x" % q for q in range(width)] + ["v1.s%x" % q for q in range(width)])}
+            };
+            for (index_t q = 0; q < TILE_COLS && j0 + q < n; q++) to_[(size_t)q * ldc] = values[q];
         }
 </%def>

@@ -27,7 +27,10 @@ def clnet_gemm(ctx, dtype):
 
 @pytest.mark.parametrize("name", activations.ACTIVATIONS)
 @pytest.mark.parametrize("m, n, k", [(1, 1, 1), (33, 10, 64), (26, 100, 70)])
-def test_fused_forward_matches_numpy_and_keeps_the_logits(ctx, dtype, clnet_gemm, name, m, n, k):
+@pytest.mark.parametrize("ratio", [dense.TRANSPOSE_RATIO, 0])  # 0: out.T = W @ x.T whenever allowed
+def test_fused_forward_matches_numpy_and_keeps_the_logits(ctx, dtype, clnet_gemm, monkeypatch, name, m, n, k,
+                                                         ratio):
+    monkeypatch.setattr(dense, "TRANSPOSE_RATIO", ratio)
     rng = np.random.default_rng(m * n + k)
     x, w, b = rng.normal(size=(m, k)), rng.normal(size=(n, k)) / np.sqrt(k), rng.normal(size=n)
     out, z = cla.empty(ctx.queue, (m, n), dtype), cla.empty(ctx.queue, (m, n), dtype)

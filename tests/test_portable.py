@@ -157,9 +157,10 @@ def test_gemm(ctx, dtype, backend, trans_a, trans_b):
     assert not flat.get()[:2].any() and not flat.get()[2 + m * n:].any()
 
 
-@pytest.mark.parametrize("stride", [0, 1 << 30])  # every operand packed; small ones read in place
-def test_fused_layer_passes_on_clnet_gemm(ctx, dtype, monkeypatch, stride):
+@pytest.mark.parametrize("stride, ratio", [(0, 1000), (1 << 30, 0)])  # everything packed; out.T = W @ x.T
+def test_fused_layer_passes_on_clnet_gemm(ctx, dtype, monkeypatch, stride, ratio):
     monkeypatch.setattr(tiled_gemm, "IN_PLACE_STRIDE", stride)
+    monkeypatch.setattr(dense, "TRANSPOSE_RATIO", ratio)
     chosen = blas.settings(ctx, dtype)
     monkeypatch.setattr(chosen, "small", "clnet")
     monkeypatch.setattr(chosen, "large", "clnet")

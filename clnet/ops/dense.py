@@ -20,6 +20,15 @@ BACKWARD_GROUP = 8
 # 18.2 against 14.9 ms; 1000 x 1000: 1.0 against 1.9 ms; bench/bench_fusion.py), its column walk
 # being slower than their contiguous passes once delta is far larger than the caches.
 FUSED_BACKWARD = 1 << 21
+# 64 x 784 -> 256: 257 us transposed, 344 us not; at 256 x 784 -> 512 and below 4x, level
+TRANSPOSE_RATIO = 4
+
+
+def transposes(batch: int, outputs: int, activation: str) -> bool:
+    """Whether the fused forward pass computes out.T = W @ x.T (packing x, not W): for layers of
+    at least TRANSPOSE_RATIO times as many outputs as the batch has rows (not softmax, which
+    needs whole rows of out in a tile)."""
+    return batch * TRANSPOSE_RATIO <= outputs and activation != "softmax"
 
 
 def fuses_forward(ctx, dtype, activation: str, m: int, n: int, k: int) -> bool:
@@ -53,9 +62,14 @@ def forward(ctx, x: cla.Array, weights: cla.Array, b: cla.Array, activation: str
     if m == 0:
         return out
     layouts = (blas.layout(x, "x"), blas.layout(weights, "weights"), blas.layout(out, "out"))
-    tiled_gemm.gemm(ctx, x, weights, out, m=m, n=n, k=k, trans_a=False, trans_b=True, layouts=layouts,
-                    alpha=dtype.type(1), beta=dtype.type(0), params=blas.settings(ctx, dtype).tiles,
-                    epilogue=tiled_gemm.Epilogue(b, activation, z))
+    one, zero, tiles = dtype.type(1), dtype.type(0), blas.settings(ctx, dtype).tiles
+    if transposes(m, n, activation):  # out.T = W @ x.T: pack the smaller x.T instead of W.T
+        tiled_gemm.gemm(ctx, weights, x, out, m=n, n=m, k=k, trans_a=False, trans_b=True, layouts=(
+            layouts[1], layouts[0], layouts[2]), alpha=one, beta=zero, params=tiles,
+            epilogue=tiled_gemm.Epilogue(b, activation, z, transposed=True))
+    else:
+        tiled_gemm.gemm(ctx, x, weights, out, m=m, n=n, k=k, trans_a=False, trans_b=True, layouts=layouts,
+                        alpha=one, beta=zero, params=tiles, epilogue=tiled_gemm.Epilogue(b, activation, z))
     return out
 
 

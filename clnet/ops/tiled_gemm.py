@@ -26,6 +26,7 @@ class Epilogue:
     bias: cla.Array
     activation: str
     z: cla.Array | None = None
+    transposed: bool = False  # the product is out.T = W @ x.T: the bias goes by row, C is stored as C.T
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: in
     a_layout = ("packed" if lda * dtype.itemsize > IN_PLACE_STRIDE else "columns") if trans_a else "rows"
     shape = {"dtype": dtype, "rows": params.rows, "width": width}  # the packing kernels' params
     template = {**shape, "a_layout": a_layout, "packed_b": packed_b, "epilogue": epilogue and epilogue.activation,
-                "keep_z": bool(epilogue and epilogue.z is not None)}
+                "keep_z": bool(epilogue and epilogue.z is not None),
+                "c_transposed": bool(epilogue and epilogue.transposed)}
     panels = -(-n // tile_cols)
     if packed_b:
         packed = ctx.scratch(SCRATCH, panels * tile_cols * k * dtype.itemsize)
