@@ -121,6 +121,9 @@ def test_the_cost_and_its_gradient_in_one_launch(ctx, dtype, monkeypatch, cost, 
     np.testing.assert_allclose(delta.get(), (a - y) / 11, **tol(dtype))
 
 
+original_gemm = blas.gemm
+
+
 def _net(ctx, dtype, seed=1):
     return clnet.InferenceNetwork(ctx, 6, [clnet.FullyConnected(9, "relu"), clnet.FullyConnected(4, "softmax")],
                                   dtype=dtype, seed=seed)
@@ -147,12 +150,27 @@ def test_replayed_passes_give_the_bits_of_live_ones_and_count_their_launches(ctx
     assert ctx.launches - before == len(plan) > 0
 
 
-def test_a_plan_with_work_it_cannot_replay_is_not_kept(ctx, dtype):
+def test_a_pass_with_work_it_cannot_replay_runs_live_and_is_recorded_once(ctx, dtype, monkeypatch):
     training = clnet.TrainingNetwork(_net(ctx, dtype), np.zeros((5, 6)))
     with ctx.record() as plan:
         training.net.layers[0].forward(training.x, training.layers[0].a)
         ctx.not_recordable()
     assert len(plan) > 0 and not plan.complete
+    recordings = []
+    original = type(ctx).record
+
+    def record(self):
+        recordings.append(1)
+        return original(self)
+
+    monkeypatch.setattr(type(ctx), "record", record)
+    monkeypatch.setattr(blas, "gemm", lambda ctx, *args, **kwargs: (ctx.not_recordable(), original_gemm(
+        ctx, *args, **kwargs))[1])
+    for _ in range(3):
+        before = ctx.launches
+        training.backward()
+        assert ctx.launches > before  # queued live each time
+    assert len(recordings) == 1 and list(training._plans.values()) == [None]
     with pytest.raises(RuntimeError, match="already being recorded"), ctx.record(), ctx.record():
         pass
 

@@ -174,7 +174,7 @@ class TrainingNetwork:
         self._closed = False
         # forward and backward passes are recorded once and replayed (Context.record): the
         # buffers are fixed, and without dropout so is every argument
-        self._plans: dict[tuple, LaunchPlan] = {}
+        self._plans: dict[tuple, LaunchPlan | None] = {}  # None: not replayable, run live
         self._replays = not any(layer.dropout for layer in net.layers)
         self.ctx.own(self)
 
@@ -238,14 +238,16 @@ class TrainingNetwork:
             queue_pass()
             return
         key += (blas.settings_key(self.ctx, self.net.dtype),)
-        plan = self._plans.get(key)
-        if plan is not None:
-            self.ctx.replay(plan)
+        if key in self._plans:
+            plan = self._plans[key]
+            if plan is None:  # it could not be recorded (CLBlast): live, without recording again
+                queue_pass()
+            else:
+                self.ctx.replay(plan)
             return
         with self.ctx.record() as plan:
             queue_pass()
-        if plan.complete:
-            self._plans[key] = plan
+        self._plans[key] = plan if plan.complete else None
 
     def gradients(self) -> list[cla.Array]:
         """The gradients of the last `backward`, in `net.parameters()` order (views of
