@@ -25,9 +25,9 @@ def clnet_gemm(ctx, dtype):
     chosen.small, chosen.large = saved
 
 
-@pytest.mark.parametrize("name", activations.ACTIVATIONS)
+@pytest.mark.parametrize("name, ratio", [(name, dense.TRANSPOSE_RATIO) for name in activations.ACTIVATIONS]
+                         + [(name, 0) for name in ("tanh", "relu", "sigmoid")])  # 0: out.T = W @ x.T
 @pytest.mark.parametrize("m, n, k", [(1, 1, 1), (33, 10, 64), (26, 100, 70)])
-@pytest.mark.parametrize("ratio", [dense.TRANSPOSE_RATIO, 0])  # 0: out.T = W @ x.T whenever allowed
 def test_fused_forward_matches_numpy_and_keeps_the_logits(ctx, dtype, clnet_gemm, monkeypatch, name, m, n, k,
                                                          ratio):
     monkeypatch.setattr(dense, "TRANSPOSE_RATIO", ratio)
