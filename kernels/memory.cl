@@ -41,3 +41,17 @@ ${copy_vector("(x_p + x_off + row * x_cols)", "(x_batch_p + x_batch_off + (size_
 ${copy_vector("(y_p + y_off + row * y_cols)", "(y_batch_p + y_batch_off + (size_t)r * y_cols)", "at_y", "y_cols")}
     }
 }
+
+// out[0] = the sum of x * 0 over n elements: 0 when every element is finite, NaN otherwise
+// (inf * 0 and NaN * 0 are NaN). One work-group: it is checked once per call of fit or sgd.
+${kernel("finite_check", "const real *x, real *out, index_t n, local real *partial")} {
+    const index_t lid = get_local_id(0), size = get_local_size(0);
+    real sum = 0;
+    for (index_t i = lid; i < n; i += size) sum += x_p[x_off + i] * 0;
+    partial[lid] = sum;
+    for (index_t stride = size / 2; stride > 0; stride /= 2) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid < stride) partial[lid] += partial[lid + stride];
+    }
+    if (lid == 0) out_p[out_off] = partial[0];
+}

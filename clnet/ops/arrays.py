@@ -109,6 +109,22 @@ def to_device_batch(ctx, data, columns: int, dtype: np.dtype, name: str = "x",
         raise ValueError(f"{name} must have shape (batch, {columns}), got {shape}")
     if shape[0] < 1:
         raise ValueError(f"{name} must have at least one row, got shape {shape}")
-    if check_device and not np.isfinite(cla.sum(data * 0).get()):  # inf * 0 and nan * 0 are nan
+    if check_device and not all_finite(ctx, data):
         raise _first_non_finite(data.get(), name)
     return data
+
+
+def reduction_items(ctx) -> int:
+    """Work-items of the one work-group that sums a whole array (a cost, a finite check): 256,
+    or the device's largest power of 2 below that."""
+    return min(256, 1 << (ctx.info.max_work_group_size.bit_length() - 1))
+
+
+def all_finite(ctx, a: cla.Array) -> bool:
+    """Whether every element of the float array `a` is finite: one launch, then a wait."""
+    dtype = ctx.real_dtype(a.dtype)
+    out = cla.empty(ctx.queue, 1, dtype)
+    items = reduction_items(ctx)
+    kernel = ctx.kernel("memory.cl", "finite_check", dtype=dtype)
+    kernel(ctx.queue, (items,), (items,), x=a, out=out, n=a.size, partial=cl.LocalMemory(items * dtype.itemsize))
+    return bool(np.isfinite(out.get()[0]))

@@ -15,11 +15,10 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from .arrays import check_array, launch_elementwise
+from .arrays import check_array, launch_elementwise, reduction_items
 
 COSTS = ("quadratic", "cross_entropy")
 CROSS_ENTROPY_ACTIVATIONS = ("sigmoid", "softmax")
-REDUCE_ITEMS = 256
 # Outputs up to this size: the cost's one work-group also writes the gradient (256 x 10: 26
 # against 36 us); at 1000 x 10 the parallel `difference` kernel beside it won (44 against 48 us).
 FUSED_DELTA = 1 << 12
@@ -32,11 +31,6 @@ def check_cost(name: str, activation: str) -> str:
     if name == "cross_entropy" and activation not in CROSS_ENTROPY_ACTIVATIONS:
         raise ValueError(f"the cross_entropy cost needs a sigmoid or softmax output layer, got {activation!r}")
     return name
-
-
-def _reduce_items(ctx) -> int:
-    """Work-items of the one work-group that sums a cost: 256, or the device's largest power of 2."""
-    return min(REDUCE_ITEMS, 1 << (ctx.info.max_work_group_size.bit_length() - 1))
 
 
 def _check(ctx, a: cla.Array, y: cla.Array, names=("a", "y")) -> np.dtype:
@@ -79,7 +73,7 @@ def value_into(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: c
     rows, cols = x.shape
     scale = 1 / (batches or rows) / (2 if name == "quadratic" else 1)
     kernel_name = "quadratic_sum" if name == "quadratic" else f"{activation}_cross_entropy_sum"
-    items = _reduce_items(ctx)
+    items = reduction_items(ctx)
     extra = {}
     if delta is not None:
         if a.size > FUSED_DELTA:
@@ -106,7 +100,7 @@ def matches_into(ctx, a: cla.Array, y: cla.Array, out: cla.Array, index: int = 0
     the largest entry agrees (one-hot y), or, for one output, both are on the same side of 0.5."""
     dtype = _check(ctx, a, y)
     rows, cols = a.shape
-    items = _reduce_items(ctx)
+    items = reduction_items(ctx)
     kernel = ctx.kernel("costs.cl", "matches", dtype=dtype)
     return kernel(ctx.queue, (items,), (items,), x=a, y=y, out=out, index=index, scale=1.0, rows=rows, cols=cols,
                   partial=cl.LocalMemory(items * dtype.itemsize))

@@ -69,3 +69,4 @@ def gather_batch(ctx, x: cla.Array, y: cla.Array, indices: cla.Array, first: int
     kernel = ctx.kernel("memory.cl", "gather_batch", dtype=dtype)
     return kernel(ctx.queue, (vectors, rows), None, x=x, y=y, indices=indices, first=first, x_batch=x_batch,
                   y_batch=y_batch, x_cols=x.shape[1], y_cols=y.shape[1])
+

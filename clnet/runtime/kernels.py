@@ -104,8 +104,10 @@ class LaunchPlan:
     def add(self, program: cl.Program, name: str, scalar_dtypes: list, global_size: tuple,
             local_size: tuple | None, values: list) -> None:
         own = cl.Kernel(program, name)  # a kernel of its own: its arguments stay set
-        own.set_scalar_arg_dtypes(scalar_dtypes)
-        own.set_args(*values)
+        # set one by one, scalars typed here: set_scalar_arg_dtypes would generate and cache an
+        # invoker per kernel object, about 1 ms each
+        for index, (value, dtype) in enumerate(zip(values, scalar_dtypes)):
+            own.set_arg(index, value if dtype is None else dtype.type(value))
         self.launches.append((own, tuple(global_size), None if local_size is None else tuple(local_size)))
         self._arguments.append(values)
 

@@ -89,9 +89,11 @@ def fit(net: Network, x, y, cost: str = "quadratic", epochs: int = 1, batch_size
     plan = _plan(net, world, sharded, samples, batch_size, cost, epochs, optimizer, shuffle)
     # every buffer once, here: a training network (and a target buffer) per batch size
     trainers = {rows: (TrainingNetwork(net, cla.empty(ctx.queue, (rows, net.inputs), net.dtype)),
-                       cla.empty(ctx.queue, (rows, net.outputs), net.dtype)) for _, rows, _ in plan.steps if rows}
+                       cla.empty(ctx.queue, (rows, net.outputs), net.dtype))
+                for rows in sorted({rows for _, rows, _ in plan.steps if rows})}
     indices = cla.to_device(ctx.queue, np.arange(samples, dtype=np.uint32))
-    batch_costs = cla.zeros(ctx.queue, len(plan.steps), net.dtype)
+    batch_costs = cla.empty(ctx.queue, len(plan.steps), net.dtype)
+    memory.fill(ctx, batch_costs, 0.0)  # clnet's kernel: pyopencl's zeros cost ms per call in cache lookups
     seed = secrets.randbits(63) if seed is None else seed
     if world is not None:
         seed = world.broadcast(seed)

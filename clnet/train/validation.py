@@ -56,7 +56,8 @@ class Validation:
                          for _, rows in self.steps}
         self.targets = {rows: cla.empty(ctx.queue, (rows, net.outputs), net.dtype) for _, rows in self.steps}
         self.indices = cla.to_device(ctx.queue, np.arange(self.rows, dtype=np.uint32))
-        self.figures = cla.zeros(ctx.queue, 2 * len(self.steps), net.dtype)
+        self.figures = cla.empty(ctx.queue, 2 * len(self.steps), net.dtype)
+        memory.fill(ctx, self.figures, 0.0)
 
     def evaluate(self) -> tuple[float, float | None]:
         """(cost, accuracy or None) of the network now, without dropout."""
