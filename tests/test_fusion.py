@@ -214,3 +214,23 @@ def test_an_update_keeps_the_weights_it_starts_from_in_the_same_launch(ctx, dtyp
     with pytest.raises(ValueError, match="keep buffer must have the parameters' shapes"):
         other = clnet.InferenceNetwork(ctx, 3, [clnet.FullyConnected(2)], dtype=dtype)
         make().step(nets[0].parameter_buffer, nets[0].gradient_buffer, keep=other.parameter_buffer)
+
+
+def test_fit_keeps_its_training_networks_from_call_to_call(ctx, dtype, monkeypatch):
+    rng = np.random.default_rng(11)
+    x, labels = rng.normal(size=(20, 6)), rng.integers(0, 4, 20)
+    kept, fresh = _net(ctx, dtype), _net(ctx, dtype)
+    adam = clnet.Adam(0.01)
+    kept.fit(x, labels, "cross_entropy", epochs=1, batch_size=8, optimizer=adam, seed=5, progress=False)
+    trainers = dict(kept._training)
+    assert sorted(trainers) == [4, 8] and all(t._plans for t in trainers.values())
+    kept.fit(x, labels, "cross_entropy", epochs=1, batch_size=8, optimizer=adam, seed=5, progress=False)
+    assert kept._training == trainers  # the same objects, with their recorded passes
+    with monkeypatch.context() as patch:  # the same two calls, every launch made live
+        patch.setattr(clnet.TrainingNetwork, "_run", lambda self, key, queue_pass: queue_pass())
+        adam = clnet.Adam(0.01)
+        for _ in range(2):
+            fresh.fit(x, labels, "cross_entropy", epochs=1, batch_size=8, optimizer=adam, seed=5, progress=False)
+    np.testing.assert_array_equal(kept.parameter_buffer.flat.get(), fresh.parameter_buffer.flat.get())
+    kept.release()
+    assert not kept._training and all(t._closed for t in trainers.values())

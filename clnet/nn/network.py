@@ -62,6 +62,7 @@ class Network:
         self.outputs = widths[-1]
         self._gradient_buffer: FlatArrays | None = None
         self._kept: FlatArrays | None = None
+        self._training: dict[int, TrainingNetwork] = {}
         self.seed: int | None = None
         if init is not None:
             initialization.init(self, init, seed)
@@ -86,6 +87,16 @@ class Network:
         if self._kept is None:
             self._kept = self.parameter_buffer.like()
         return self._kept
+
+    def training_network(self, batch: int) -> TrainingNetwork:
+        """A TrainingNetwork for batches of `batch` rows whose x the caller fills, made on first
+        use and kept, with its buffers and recorded passes, until the network is released: `fit`
+        and its validation reuse it from call to call."""
+        found = self._training.get(batch)
+        if found is None or found._closed:
+            x = cla.empty(self.ctx.queue, (batch, self.inputs), self.dtype)
+            found = self._training[batch] = TrainingNetwork(self, x)
+        return found
 
     def keep_parameters(self) -> None:
         """Copy every parameter into `kept_buffer`. One kernel launch, queued."""
@@ -129,6 +140,9 @@ class Network:
 
     def release(self) -> None:
         """Drop the device memory of the parameters and gradients (the context does this on close)."""
+        for training in self._training.values():
+            training.release()
+        self._training.clear()
         for layer in self.layers:
             layer.release()
         for buffer in (self.parameter_buffer, self._gradient_buffer, self._kept):

@@ -13,7 +13,7 @@ import pyopencl.array as cla
 from tqdm.auto import tqdm
 
 from ..distributed import World
-from ..nn.network import Network, TrainingNetwork
+from ..nn.network import Network
 from ..ops import costs, memory
 from ..ops.arrays import to_device_batch
 from . import batches, checkpoints, guards, saving
@@ -87,9 +87,9 @@ def fit(net: Network, x, y, cost: str = "quadratic", epochs: int = 1, batch_size
     y = as_targets(ctx, y, samples, net.outputs, net.dtype)
     validator = None if validation is None else Validation(net, validation, cost)
     plan = _plan(net, world, sharded, samples, batch_size, cost, epochs, optimizer, shuffle)
-    # every buffer once, here: a training network (and a target buffer) per batch size
-    trainers = {rows: (TrainingNetwork(net, cla.empty(ctx.queue, (rows, net.inputs), net.dtype)),
-                       cla.empty(ctx.queue, (rows, net.outputs), net.dtype))
+    # every buffer once, here: a training network (kept by the network) and a target buffer per
+    # batch size
+    trainers = {rows: (net.training_network(rows), cla.empty(ctx.queue, (rows, net.outputs), net.dtype))
                 for rows in sorted({rows for _, rows, _ in plan.steps if rows})}
     indices = cla.to_device(ctx.queue, np.arange(samples, dtype=np.uint32))
     batch_costs = cla.empty(ctx.queue, len(plan.steps), net.dtype)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyopencl.array as cla
 
-from ..nn.network import Network, TrainingNetwork
+from ..nn.network import Network
 from ..ops import costs, memory
 from ..ops.arrays import to_device_batch
 from .targets import as_targets, class_labels
@@ -52,7 +52,7 @@ class Validation:
         self.y = as_targets(ctx, y if labels is None else labels, self.rows, net.outputs, net.dtype)
         self.size = min(BATCH, self.rows)
         self.steps = [(start, min(self.size, self.rows - start)) for start in range(0, self.rows, self.size)]
-        self.trainers = {rows: TrainingNetwork(net, cla.empty(ctx.queue, (rows, net.inputs), net.dtype))
+        self.trainers = {rows: net.training_network(rows)
                          for _, rows in self.steps}
         self.targets = {rows: cla.empty(ctx.queue, (rows, net.outputs), net.dtype) for _, rows in self.steps}
         self.indices = cla.to_device(ctx.queue, np.arange(self.rows, dtype=np.uint32))
