@@ -64,8 +64,7 @@ class Validation:
         ctx, activation = self.net.ctx, self.net.layers[-1].activation
         for step, (first, rows) in enumerate(self.steps):
             training, y = self.trainers[rows], self.targets[rows]
-            memory.gather_rows(ctx, self.x, self.indices, first, training.x)
-            memory.gather_rows(ctx, self.y, self.indices, first, y)
+            memory.gather_batch(ctx, self.x, self.y, self.indices, first, training.x, y)
             output = training.forward(drop=False)
             costs.value_into(ctx, self.cost, activation, output, training.logits, y, self.figures, 2 * step,
                              self.rows)

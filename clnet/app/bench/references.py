@@ -9,10 +9,6 @@ import numpy as np
 
 RATE = 0.05
 SEED_NETWORK = (10000, [(5000, "tanh"), (1000, "sigmoid"), (10, "sigmoid")])
-NETWORKS = {
-    "small": (784, [(512, "tanh"), (10, "sigmoid")], 256),
-    "large": (10000, [(5000, "tanh"), (1000, "sigmoid"), (10, "sigmoid")], 1000),
-}
 
 
 def numpy_epoch(params, names, x, y) -> None:
@@ -31,27 +27,6 @@ def numpy_epoch(params, names, x, y) -> None:
             delta = delta @ w
         w -= RATE * grad_w
         b -= RATE * grad_b
-
-
-def torch_epoch(inputs: int, layers, x, y) -> Callable[[], None]:
-    """One epoch of the same network in PyTorch (ImportError without it)."""
-    import torch
-
-    modules, width = [], inputs
-    for outputs, name in layers:
-        modules += [torch.nn.Linear(width, outputs), torch.nn.Tanh() if name == "tanh" else torch.nn.Sigmoid()]
-        width = outputs
-    model = torch.nn.Sequential(*modules)
-    optimizer = torch.optim.SGD(model.parameters(), lr=RATE)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-
-    def epoch():
-        optimizer.zero_grad()
-        loss = ((model(tx) - ty) ** 2).sum() / (2 * tx.shape[0])
-        loss.backward()
-        optimizer.step()
-
-    return epoch
 
 
 # issue 13's reference networks: inputs, layers, cost, optimizer, batch, samples per epoch
@@ -107,10 +82,20 @@ def torch_training(key: str, x: np.ndarray, y: np.ndarray) -> Callable[[], None]
     return epoch
 
 
+# the clnet bench suite's names for two of them (one batch, plain SGD, quadratic cost)
+SUITE_NETWORKS = {"small": "mlp", "large": "seed"}
+NETWORKS = {key: (TRAINING_NETWORKS[name][0], TRAINING_NETWORKS[name][1], TRAINING_NETWORKS[name][4])
+            for key, name in SUITE_NETWORKS.items()}
+
+
 def network_data(key: str):
-    inputs, layers, batch = NETWORKS[key]
-    rng = np.random.default_rng(0)
-    return rng.uniform(size=(batch, inputs)).astype(np.float32), np.full((batch, layers[-1][0]), 0.33, np.float32)
+    """x and y of the suite's network `key` ("small" or "large")."""
+    return training_data(SUITE_NETWORKS[key])
+
+
+def torch_epoch(key: str) -> Callable[[], None]:
+    """One SGD epoch of the suite's network `key` in PyTorch (ImportError without it)."""
+    return torch_training(SUITE_NETWORKS[key], *network_data(key))
 
 
 def numpy_xavier(shapes, rng) -> Callable[[], None]:

@@ -122,9 +122,7 @@ class Suite:
         found["normal random numbers"] = size / median_seconds(out.normal_, repeats) / 1e6
         found["init 55.01 M weights (xavier)"] = 1e3 * median_seconds(torch_xavier(), repeats)
         for key, metric in self._network_metrics():
-            inputs, layers, _ = NETWORKS[key]
-            found[metric] = 1e3 * median_seconds(torch_epoch(inputs, layers, *network_data(key)),
-                                                 _epoch_repeats(key, repeats))
+            found[metric] = 1e3 * median_seconds(torch_epoch(key), _epoch_repeats(key, repeats))
         return found
 
 
