@@ -13,6 +13,11 @@ The peak is a kernel of independent vector multiply-adds on the same device (`pe
 measured before and after the networks; the higher figure counts.
 Each library's figure is the median of `rounds` medians, the two libraries alternating.
 Ratios: clnet's time / PyTorch's (issue 13's goal: at most 0.8).
+
+The matrix products of a step are also timed alone, in both libraries on the same shapes and
+layouts (clnet's blas.gemm as the training network lays them out, torch.mm): "torch GEMM share"
+is the part of PyTorch's step spent in its products. Where it is above 0.8, a step at 0.8x
+PyTorch's time needs clnet's products to run faster than PyTorch's own (oneDNN/MKL).
 """
 
 from __future__ import annotations
@@ -26,12 +31,14 @@ from pathlib import Path
 
 import numpy as np
 import pyopencl as cl
+import pyopencl.array as cla
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import clnet  # noqa: E402
 from clnet.app.bench.references import RATE, TRAINING_NETWORKS, torch_training, training_data  # noqa: E402
+from clnet.ops import blas, dense  # noqa: E402
 from clnet.ops.arrays import to_device_batch  # noqa: E402
 
 CHAINS = 12  # independent accumulators: enough to keep two FMA units busy through their latency
@@ -72,6 +79,74 @@ def flops_per_epoch(key: str) -> int:
     return 2 * samples * (2 * sum(per_row) + sum(per_row[1:]))
 
 
+def step_products(key: str) -> list[tuple[int, int, int, bool, bool]]:
+    """(m, n, k, trans_a, trans_b) of one step's products as clnet's training network lays them
+    out: the forward product (as out.T = W @ x.T where ops.dense chooses that), dW = delta.T @ a,
+    and dX = delta @ W past the first layer."""
+    inputs, layers, _, _, batch, _ = TRAINING_NETWORKS[key]
+    products, width = [], inputs
+    for index, (outputs, activation) in enumerate(layers):
+        if dense.transposes(batch, outputs, activation):
+            products.append((outputs, batch, width, False, True))
+        else:
+            products.append((batch, outputs, width, False, True))
+        products.append((outputs, width, batch, True, False))
+        if index:
+            products.append((batch, width, outputs, False, False))
+        width = outputs
+    return products
+
+
+def products_epoch(key: str, multiply, empty):
+    """One epoch of the step's products alone: multiply(a, b, c, trans_a, trans_b) on arrays made
+    by empty(shape), once per step."""
+    _, _, _, _, batch, samples = TRAINING_NETWORKS[key]
+    operands = [(empty((k, m) if ta else (m, k)), empty((n, k) if tb else (k, n)), empty((m, n)), ta, tb)
+                for m, n, k, ta, tb in step_products(key)]
+
+    def step():
+        for a, b, c, ta, tb in operands:
+            multiply(a, b, c, ta, tb)
+
+    return step, -(-samples // batch)
+
+
+def clnet_products(ctx, key: str):
+    """clnet's products of an epoch, recorded once and replayed as a training network's are."""
+    rng = np.random.default_rng(0)
+
+    def empty(shape):
+        return cla.to_device(ctx.queue, rng.random(shape, dtype=np.float32))
+
+    step, steps = products_epoch(key, lambda a, b, c, ta, tb: blas.gemm(ctx, a, b, c, trans_a=ta, trans_b=tb),
+                                 empty)
+    with ctx.record() as plan:
+        step()
+    replay = (lambda: ctx.replay(plan)) if plan.complete else step  # CLBlast's GEMMs run live
+
+    def epoch():
+        for _ in range(steps):
+            replay()
+        ctx.finish()
+
+    return epoch
+
+
+def torch_products(key: str):
+    import torch
+
+    def multiply(a, b, c, ta, tb):
+        torch.mm(a.T if ta else a, b.T if tb else b, out=c)
+
+    step, steps = products_epoch(key, multiply, lambda shape: torch.rand(shape))
+
+    def epoch():
+        for _ in range(steps):
+            step()
+
+    return epoch
+
+
 def clnet_epoch(ctx, key: str):
     inputs, layers, cost, optimizer, batch, samples = TRAINING_NETWORKS[key]
     x, y = training_data(key)
@@ -105,14 +180,21 @@ def main() -> None:
             repeats = args.repeats if key != "seed" else max(3, args.repeats // 2)
             run = clnet_epoch(ctx, key)
             reference = torch_training(key, *training_data(key)) if torch else None
-            clnet_s, torch_s = [], []
+            clnet_gemm = clnet_products(ctx, key)
+            torch_gemm = torch_products(key) if torch else None
+            clnet_s, torch_s, clnet_gemm_s, torch_gemm_s = [], [], [], []
             for _ in range(args.rounds):  # alternate, so that both see the machine's slow and fast spells
                 clnet_s.append(common.median_seconds(run, repeats))
+                clnet_gemm_s.append(common.median_seconds(clnet_gemm, repeats))
                 if reference:
                     torch_s.append(common.median_seconds(reference, repeats))
-            results[key] = {"clnet": statistics.median(clnet_s), "torch": statistics.median(torch_s) if torch_s
-                            else None, "gflops": flops_per_epoch(key) / statistics.median(clnet_s) / 1e9,
-                            "clnet_rounds": clnet_s, "torch_rounds": torch_s}
+                    torch_gemm_s.append(common.median_seconds(torch_gemm, repeats))
+            median = statistics.median
+            results[key] = {"clnet": median(clnet_s), "torch": median(torch_s) if torch_s else None,
+                            "clnet_gemm": median(clnet_gemm_s), "torch_gemm": median(torch_gemm_s) if torch_s else None,
+                            "gflops": flops_per_epoch(key) / median(clnet_s) / 1e9,
+                            "clnet_rounds": clnet_s, "torch_rounds": torch_s,
+                            "clnet_gemm_rounds": clnet_gemm_s, "torch_gemm_rounds": torch_gemm_s}
         peak = max(peak, peak_gflops(ctx, args.repeats))  # again at the end: the best of both spells
         info = common.machine(ctx)
     info["torch_threads"] = torch.get_num_threads() if torch else None
@@ -127,8 +209,11 @@ def main() -> None:
         shape = " -> ".join([str(inputs)] + [f"{o} {a}" for o, a in layers]) + f", {optimizer}, batch {batch}"
         torch_ms = row["torch"] * 1e3 / steps if row["torch"] else None
         rows.append([key, shape, row["clnet"] * 1e3 / steps, torch_ms or "-",
-                     row["clnet"] / row["torch"] if torch_ms else "-", row["gflops"], row["gflops"] / peak])
-    print(common.table(["name", "network", "clnet ms", "torch ms", "clnet/torch", "GFLOP/s", "of peak"], rows))
+                     row["clnet"] / row["torch"] if torch_ms else "-", row["gflops"], row["gflops"] / peak,
+                     row["torch_gemm"] / row["torch"] if torch_ms else "-",
+                     row["clnet_gemm"] / row["torch_gemm"] if torch_ms else "-"])
+    print(common.table(["name", "network", "clnet ms", "torch ms", "clnet/torch", "GFLOP/s", "of peak",
+                        "torch GEMM share", "GEMMs clnet/torch"], rows))
     path = common.write_json("train", {"seconds_per_epoch": results, "peak_gflops": peak, "machine": info})
     print(f"\nwrote {path}")
 
