@@ -98,13 +98,19 @@ ${kernel("gemm_tile", args)} {
                  "(%s)(%s)" % (vec, ", ".join("j0 + %d < n ? bk[%d] : 0" % (q + width, q + width) for q in range(width))))}
     }
 % endif
+    // the epilogue is written once, in a loop over the tile's rows, not once per row: unrolled
+    // ${rows} times it made every variant of this kernel take seconds more to compile
+    ${vec} tile[${2 * rows}];
 % for r in range(rows):
-    if (i0 + ${r} < m) {
-        __global real *c${r} = c_p + c_off + (size_t)(i0 + ${r}) * ldc + j0;
-        ${vec} v0 = alpha * acc${r}_0, v1 = alpha * acc${r}_1;
-${epilogue_row(r)}
-    }
+    tile[${2 * r}] = acc${r}_0;
+    tile[${2 * r + 1}] = acc${r}_1;
 % endfor
+    const index_t tile_rows = min((index_t)TILE_ROWS, m - i0);
+    for (index_t r = 0; r < tile_rows; r++) {
+        __global real *c_row = c_p + c_off + (size_t)(i0 + r) * ldc + j0;
+        ${vec} v0 = alpha * tile[2 * r], v1 = alpha * tile[2 * r + 1];
+${epilogue_row()}
+    }
 }
 
 ## C = alpha * acc + beta * C, then, in the fused forward pass (`epilogue`: an activation's
@@ -112,11 +118,11 @@ ${epilogue_row(r)}
 ## the whole row in the tile (n <= TILE_COLS). C is not read when beta is 0 (it may hold NaN).
 ## c_transposed: the tile is of C.T (the product is W @ x.T, so that the small x is what gets
 ## packed): the bias goes by tile row, and each tile row is stored down a column of C.
-<%def name="epilogue_row(r)">
+<%def name="epilogue_row()">
 % if epilogue:
     % if c_transposed:
         {  // this tile row is output unit i0 + r for the batch rows j0.. (the columns of the tile)
-            const real b = bias_p[bias_off + i0 + ${r}];
+            const real b = bias_p[bias_off + i0 + r];
             v0 += b;
             v1 += b;
         }
@@ -131,9 +137,9 @@ ${epilogue_row(r)}
         }
     % endif
     % if keep_z and c_transposed:
-        ${store_column("z_p + z_off + (size_t)j0 * ldc + i0 + %d" % r)}
+        ${store_column("z_p + z_off + (size_t)j0 * ldc + i0 + r")}
     % elif keep_z:
-        ${store_row("z_p + z_off + (size_t)(i0 + %d) * ldc + j0" % r, "v0", "v1")}
+        ${store_row("z_p + z_off + (size_t)(i0 + r) * ldc + j0", "v0", "v1")}
     % endif
     % if epilogue == "softmax":
         {
@@ -145,7 +151,7 @@ ${epilogue_row(r)}
             real sum = 0;
             for (index_t q = 0; q < n; q++) { e[q] = exp(e[q] - top); sum += e[q]; }
             const real scale = 1 / sum;
-            for (index_t q = 0; q < n; q++) c${r}[q] = e[q] * scale;
+            for (index_t q = 0; q < n; q++) c_row[q] = e[q] * scale;
         }
     % else:
         % for v in ("v0", "v1"):
@@ -159,25 +165,25 @@ ${epilogue_row(r)}
             % endfor
         % endfor
         % if c_transposed:
-        ${store_column("c_p + c_off + (size_t)j0 * ldc + i0 + %d" % r)}
+        ${store_column("c_p + c_off + (size_t)j0 * ldc + i0 + r")}
         % else:
-        ${store_row("c%d" % r, "v0", "v1")}
+        ${store_row("c_row", "v0", "v1")}
         % endif
     % endif
 % else:
         if (full) {
             if (beta != 0) {
-                v0 += beta * vload${width}(0, c${r});
-                v1 += beta * vload${width}(1, c${r});
+                v0 += beta * vload${width}(0, c_row);
+                v1 += beta * vload${width}(1, c_row);
             }
-            vstore${width}(v0, 0, c${r});
-            vstore${width}(v1, 1, c${r});
+            vstore${width}(v0, 0, c_row);
+            vstore${width}(v1, 1, c_row);
         } else {
             const real values[TILE_COLS] = {
                 ${", ".join(["v0.s%x" % q for q in range(width)] + ["v1.s%x" % q for q in range(width)])}
             };
             for (index_t q = 0; j0 + q < n; q++)
-                c${r}[q] = beta != 0 ? values[q] + beta * c${r}[q] : values[q];
+                c_row[q] = beta != 0 ? values[q] + beta * c_row[q] : values[q];
         }
 % endif
 </%def>

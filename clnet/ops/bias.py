@@ -25,7 +25,8 @@ def add_bias(ctx, z: cla.Array, b: cla.Array) -> cl.Event:
     rows, cols = z.shape
     kernel = ctx.kernel("bias.cl", "add_bias", dtype=dtype)
     vectors = -(-cols // vector_width(dtype))
-    local = min(WORK_GROUP, vectors)
+    # a power of two: few work-group sizes, since PoCL compiles the kernel again for each new one
+    local = min(WORK_GROUP, 1 << (vectors - 1).bit_length())
     return kernel(ctx.queue, (-(-vectors // local) * local, rows), (local, 1), z=z, b=b, rows=rows, cols=cols)
 
 

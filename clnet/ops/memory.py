@@ -11,6 +11,8 @@ import pyopencl.array as cla
 
 from .arrays import check_array, launch, launch_elementwise, vector_width
 
+GATHER_GROUP = 8  # vectors of a batch row per work-group in gather_batch
+
 
 def fill(ctx, a: cla.Array, value: float) -> cl.Event:
     """Set every element of the float array `a` to `value` (queued, not waited on)."""
@@ -67,6 +69,8 @@ def gather_batch(ctx, x: cla.Array, y: cla.Array, indices: cla.Array, first: int
     width = vector_width(dtype)
     vectors = -(-x.shape[1] // width) + -(-y.shape[1] // width)
     kernel = ctx.kernel("memory.cl", "gather_batch", dtype=dtype)
-    return kernel(ctx.queue, (vectors, rows), None, x=x, y=y, indices=indices, first=first, x_batch=x_batch,
-                  y_batch=y_batch, x_cols=x.shape[1], y_cols=y.shape[1])
+    # one work-group size for every shape: PoCL compiles the kernel again for each new one
+    global_size = (-(-vectors // GATHER_GROUP) * GATHER_GROUP, rows)
+    return kernel(ctx.queue, global_size, (GATHER_GROUP, 1), x=x, y=y, indices=indices, first=first,
+                  x_batch=x_batch, y_batch=y_batch, x_cols=x.shape[1], y_cols=y.shape[1])
 

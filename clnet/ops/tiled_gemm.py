@@ -57,6 +57,17 @@ def default_tiles(info, dtype) -> TileParams:
 # B 256 x 784: 1.84 ms packed, 2.28 in place; B 256 x 512: 0.18 packed, 0.12 in place.
 IN_PLACE_STRIDE = 2048
 
+# The packing kernels run in work-groups of this many steps over k of one panel, whatever the
+# shape: PoCL compiles a kernel anew for each work-group size it meets (seconds for pack_b_t),
+# and left to choose, it picked a new size for nearly every shape.
+PACK_GROUP = 16
+
+
+def pack_sizes(panels: int, steps: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Global and local size of a packing launch over panels x steps (the kernels skip the
+    steps past the end)."""
+    return (panels, -(-steps // PACK_GROUP) * PACK_GROUP), (1, PACK_GROUP)
+
 
 def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: int, trans_a: bool, trans_b: bool,
          layouts: tuple[tuple[int, int], ...], alpha: float, beta: float, params: TileParams,
@@ -78,16 +89,16 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: in
         packed = ctx.scratch(SCRATCH, panels * tile_cols * k * dtype.itemsize)
         if trans_b:
             pack = ctx.kernel("pack.cl", "pack_b_t", **shape)
-            pack(ctx.queue, (panels, -(-k // width)), None, b=b, ldb=ldb, k_count=k, n=n, packed=packed)
+            pack(ctx.queue, *pack_sizes(panels, -(-k // width)), b=b, ldb=ldb, k_count=k, n=n, packed=packed)
         else:
             pack = ctx.kernel("pack.cl", "pack_b", **shape)
-            pack(ctx.queue, (panels, k), None, b=b, ldb=ldb, k_count=k, n=n, packed=packed)
+            pack(ctx.queue, *pack_sizes(panels, k), b=b, ldb=ldb, k_count=k, n=n, packed=packed)
         b = packed
     row_tiles = -(-m // params.rows)
     if a_layout == "packed":  # in place, op(A) = A.T would cost a new page per step over k: pack it
         packed_a = ctx.scratch(SCRATCH_A, row_tiles * params.rows * k * dtype.itemsize)
         pack_a = ctx.kernel("pack.cl", "pack_a", **shape)
-        pack_a(ctx.queue, (row_tiles, k), None, a=a, a_i=1, a_k=lda, m=m, k_count=k, packed=packed_a)
+        pack_a(ctx.queue, *pack_sizes(row_tiles, k), a=a, a_i=1, a_k=lda, m=m, k_count=k, packed=packed_a)
         a = packed_a
     local = min(params.local, ctx.info.max_work_group_size)
     while local > 1 and row_tiles < 2 * local:  # few rows: smaller groups, so that every core has some
