@@ -106,6 +106,20 @@ ${kernel("gemm_tile", args)} {
     tile[${2 * r + 1}] = acc${r}_1;
 % endfor
     const index_t tile_rows = min((index_t)TILE_ROWS, m - i0);
+% if epilogue and not c_transposed:
+    // the bias of the tile's columns, read once for all its rows
+    ${vec} bias0, bias1;
+    if (full) {
+        bias0 = ((__global const unaligned_vec *)(bias_p + bias_off + j0))[0];
+        bias1 = ((__global const unaligned_vec *)(bias_p + bias_off + j0 + ${width}))[0];
+    } else {
+        bias0 = (${vec})(${", ".join("j0 + %d < n ? bias_p[bias_off + j0 + %d] : 0" % (q, q) for q in range(width))});
+        bias1 = (${vec})(${", ".join("j0 + %d < n ? bias_p[bias_off + j0 + %d] : 0" % (q + width, q + width) for q in range(width))});
+    }
+% endif
+% if epilogue:
+    const bool second_half = j0 + ${width} < n;  // v1 holds columns of C (else only padding)
+% endif
     for (index_t r = 0; r < tile_rows; r++) {
         __global real *c_row = c_p + c_off + (size_t)(i0 + r) * ldc + j0;
         ${vec} v0 = alpha * tile[2 * r], v1 = alpha * tile[2 * r + 1];
@@ -127,14 +141,8 @@ ${epilogue_row()}
             v1 += b;
         }
     % else:
-        if (full) {
-            v0 += ((__global const unaligned_vec *)(bias_p + bias_off + j0))[0];
-            v1 += ((__global const unaligned_vec *)(bias_p + bias_off + j0 + ${width}))[0];
-        } else {
-            ${vec} b0 = (${vec})(${", ".join("j0 + %d < n ? bias_p[bias_off + j0 + %d] : 0" % (q, q) for q in range(width))});
-            ${vec} b1 = (${vec})(${", ".join("j0 + %d < n ? bias_p[bias_off + j0 + %d] : 0" % (q + width, q + width) for q in range(width))});
-            v0 += b0; v1 += b1;
-        }
+        v0 += bias0;
+        v1 += bias1;
     % endif
     % if keep_z and c_transposed:
         ${store_column("z_p + z_off + (size_t)j0 * ldc + i0 + r")}
@@ -155,14 +163,16 @@ ${epilogue_row()}
         }
     % else:
         % for v in ("v0", "v1"):
+        ${"if (second_half)" if v == "v1" else ""} {
             % for h in halves:
-        {
-            const ${hvec} z = ${v}${h};
-            ${hvec} a;
-            a = ${act.attr.ACTIVATIONS[epilogue][0]};
-            ${v}${h} = a;
-        }
+            {
+                const ${hvec} z = ${v}${h};
+                ${hvec} a;
+                a = ${act.attr.ACTIVATIONS[epilogue][0]};
+                ${v}${h} = a;
+            }
             % endfor
+        }
         % endfor
         % if c_transposed:
         ${store_column("c_p + c_off + (size_t)j0 * ldc + i0 + r")}

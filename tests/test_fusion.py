@@ -27,7 +27,7 @@ def clnet_gemm(ctx, dtype):
 
 @pytest.mark.parametrize("name, ratio", [(name, dense.TRANSPOSE_RATIO) for name in activations.ACTIVATIONS]
                          + [(name, 0) for name in ("tanh", "relu", "sigmoid")])  # 0: out.T = W @ x.T
-@pytest.mark.parametrize("m, n, k", [(1, 1, 1), (33, 10, 64), (26, 100, 70)])
+@pytest.mark.parametrize("m, n, k", [(1, 1, 1), (33, 10, 64), (26, 100, 70), (7, 50, 9)])
 def test_fused_forward_matches_numpy_and_keeps_the_logits(ctx, dtype, clnet_gemm, monkeypatch, name, m, n, k,
                                                          ratio):
     monkeypatch.setattr(dense, "TRANSPOSE_RATIO", ratio)
