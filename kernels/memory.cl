@@ -42,16 +42,25 @@ ${copy_vector("(y_p + y_off + row * y_cols)", "(y_batch_p + y_batch_off + (size_
     }
 }
 
-// out[0] = the sum of x * 0 over n elements: 0 when every element is finite, NaN otherwise
-// (inf * 0 and NaN * 0 are NaN). One work-group: it is checked once per call of fit or sgd.
+// out[g] = the sum of x * 0 over work-group g's share of the n elements: 0 when each is finite,
+// NaN otherwise (inf * 0 and NaN * 0 are NaN). Each work-item sums a contiguous run of vectors
+// (strided scalars, one chain of adds, ran at 5 ns an element), and several groups share the
+// array, so that every core reads its part.
 ${kernel("finite_check", "const real *x, real *out, index_t n, local real *partial")} {
     const index_t lid = get_local_id(0), size = get_local_size(0);
-    real sum = 0;
-    for (index_t i = lid; i < n; i += size) sum += x_p[x_off + i] * 0;
+    __global const real *from = x_p + x_off;
+    const size_t vectors = n / ${width}, items = get_global_size(0), item = get_global_id(0);
+    const size_t per_item = (vectors + items - 1) / items, first = item * per_item;
+    const size_t last = min(first + per_item, vectors);
+    real${width} sums = 0;
+    for (size_t v = first; v < last; v++) sums += vload${width}(v, from) * 0;
+    real sum = ${" + ".join("sums.s%x" % q for q in range(width))};
+    if (item == 0)
+        for (size_t i = vectors * ${width}; i < n; i++) sum += from[i] * 0;
     partial[lid] = sum;
     for (index_t stride = size / 2; stride > 0; stride /= 2) {
         barrier(CLK_LOCAL_MEM_FENCE);
         if (lid < stride) partial[lid] += partial[lid + stride];
     }
-    if (lid == 0) out_p[out_off] = partial[0];
+    if (lid == 0) out_p[out_off + get_group_id(0)] = partial[0];
 }

@@ -5,7 +5,7 @@ import pyopencl.array as cla
 import pytest
 
 import clnet
-from clnet.ops import activations, bias, blas, costs, updates
+from clnet.ops import activations, arrays, bias, blas, costs, updates
 
 from . import reference as ref
 
@@ -242,3 +242,21 @@ def test_sgd_step(ctx, dtype):
     w_dev = device(ctx, w)
     updates.sgd_step(ctx, w_dev, device(ctx, g), 0.25)
     np.testing.assert_allclose(w_dev.get(), w - dtype.type(0.25) * g, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("size", [1, 15, 17, 1000, 300_007])  # a tail past whole vectors; several groups
+@pytest.mark.parametrize("offset", [0, 3])
+def test_all_finite_finds_every_non_finite_value(ctx, dtype, size, offset):
+    host = np.random.default_rng(size).normal(size=size + offset)
+    flat = device(ctx, host, dtype)
+    a = flat[offset:]  # a view at an element offset
+    assert arrays.all_finite(ctx, a)
+    for position in sorted({0, size // 2, size - 1}):
+        for bad in (np.nan, np.inf, -np.inf):
+            changed = host.copy()
+            changed[offset + position] = bad
+            assert not arrays.all_finite(ctx, device(ctx, changed, dtype)[offset:]), (position, bad)
+    if offset:  # a non-finite value just before the view is not the view's
+        changed = host.copy()
+        changed[offset - 1] = np.nan
+        assert arrays.all_finite(ctx, device(ctx, changed, dtype)[offset:])
