@@ -97,10 +97,9 @@ def step_products(key: str) -> list[tuple[int, int, int, bool, bool]]:
     return products
 
 
-def products_epoch(key: str, multiply, empty):
-    """One epoch of the step's products alone: multiply(a, b, c, trans_a, trans_b) on arrays made
-    by empty(shape), once per step."""
-    _, _, _, _, batch, samples = TRAINING_NETWORKS[key]
+def products_step(key: str, multiply, empty):
+    """One step's products alone: multiply(a, b, c, trans_a, trans_b) on arrays made by
+    empty(shape)."""
     operands = [(empty((k, m) if ta else (m, k)), empty((n, k) if tb else (k, n)), empty((m, n)), ta, tb)
                 for m, n, k, ta, tb in step_products(key)]
 
@@ -108,7 +107,19 @@ def products_epoch(key: str, multiply, empty):
         for a, b, c, ta, tb in operands:
             multiply(a, b, c, ta, tb)
 
-    return step, -(-samples // batch)
+    return step
+
+
+def epoch_of(key: str, step):
+    """An epoch of `key`: `step` once per batch."""
+    _, _, _, _, batch, samples = TRAINING_NETWORKS[key]
+    steps = -(-samples // batch)
+
+    def epoch():
+        for _ in range(steps):
+            step()
+
+    return epoch
 
 
 def clnet_products(ctx, key: str):
@@ -118,18 +129,11 @@ def clnet_products(ctx, key: str):
     def empty(shape):
         return cla.to_device(ctx.queue, rng.random(shape, dtype=np.float32))
 
-    step, steps = products_epoch(key, lambda a, b, c, ta, tb: blas.gemm(ctx, a, b, c, trans_a=ta, trans_b=tb),
-                                 empty)
+    step = products_step(key, lambda a, b, c, ta, tb: blas.gemm(ctx, a, b, c, trans_a=ta, trans_b=tb), empty)
     with ctx.record() as plan:
         step()
-    replay = (lambda: ctx.replay(plan)) if plan.complete else step  # CLBlast's GEMMs run live
-
-    def epoch():
-        for _ in range(steps):
-            replay()
-        ctx.finish()
-
-    return epoch
+    epoch = epoch_of(key, (lambda: ctx.replay(plan)) if plan.complete else step)  # CLBlast's GEMMs run live
+    return lambda: (epoch(), ctx.finish())
 
 
 def torch_products(key: str):
@@ -138,13 +142,7 @@ def torch_products(key: str):
     def multiply(a, b, c, ta, tb):
         torch.mm(a.T if ta else a, b.T if tb else b, out=c)
 
-    step, steps = products_epoch(key, multiply, lambda shape: torch.rand(shape))
-
-    def epoch():
-        for _ in range(steps):
-            step()
-
-    return epoch
+    return epoch_of(key, products_step(key, multiply, lambda shape: torch.rand(shape)))
 
 
 def clnet_epoch(ctx, key: str):

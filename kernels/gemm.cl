@@ -7,22 +7,19 @@
 ## and does ${2 * rows} multiply-adds written as a * b + c: PoCL contracts those into FMAs,
 ## while the fma() and mad() builtins ran 9x slower there.
 ##
-## B is read `packed` by pack_b (kernels/pack.cl): op(B) cut into panels of TILE_COLS columns, each panel stored
-## k by k, so a work-item streams its panel contiguously (op(B) read in place would cost a new
-## page per step over k); the last panel is padded with zeros. A is read in place, TILE_ROWS
-## row streams, when it is not transposed; a transposed A would cost a new page per step over
-## k, so pack_a first lays it out the same way as B (1024^3: 150 -> 185 GFLOP/s here, while
-## packing an A that is not transposed lost 10%). Rows past m repeat the last row; their
-## results are dropped.
+## B is read `packed` by pack_b or pack_b_t (kernels/pack.cl): op(B) cut into panels of TILE_COLS
+## columns, each panel stored k by k, so a work-item streams its panel contiguously; the last
+## panel is padded with zeros. A is read in place, TILE_ROWS row streams, when it is not
+## transposed; a transposed A is read in place too when its rows are close, else pack_a first
+## lays it out the same way as B. Rows past m repeat the last row; their results are dropped.
+## ops.tiled_gemm decides what to pack by row stride (IN_PLACE_STRIDE): with rows far apart,
+## each step over k would cost a new page.
 ##
-## Params: dtype; rows (tile rows); width (vector width: 8 floats or 4 doubles = 256 bits);
-## a_layout: "packed" (by pack_a), "rows" (A read in place) or "columns" (A.T read in place);
-## packed_b (True: B packed by pack_b; False: op(B) = B read in place, rows of TILE_COLS);
-## epilogue (None, or the activation of a fused forward pass: + bias, z kept when keep_z, f);
-## c_transposed (with an epilogue: the tile is of C.T, see epilogue_row).
-##
-## Read in place, a small B or A.T costs less than packing it (a launch and a pass over it);
-## ops.tiled_gemm decides by size.
+## Params: dtype; rows (tile rows); width (vector width: 8 floats or 4 doubles = 256 bits, or
+## 16 / 8 on AVX-512); a_layout: "packed" (by pack_a), "rows" (A read in place) or "columns"
+## (A.T read in place); packed_b (True: B packed; False: op(B) = B read in place, rows of
+## TILE_COLS); epilogue (None, or the activation of a fused forward pass: + bias, z kept when
+## keep_z, f); c_transposed (with an epilogue: the tile is of C.T, see epilogue_row).
 <%include file="tiles.cl"/>
 <%namespace name="act" file="activations.cl"/>
 <%

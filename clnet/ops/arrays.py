@@ -118,8 +118,8 @@ FINITE_GROUPS = 4  # work-groups per compute unit in all_finite
 
 
 def reduction_items(ctx) -> int:
-    """Work-items of the one work-group that sums a whole array (a cost, a finite check): 256,
-    or the device's largest power of 2 below that."""
+    """Work-items of a work-group that sums an array (the one group of a cost, each group of a
+    finite check): 256, or the device's largest power of 2 below that."""
     return min(256, 1 << (ctx.info.max_work_group_size.bit_length() - 1))
 
 
