@@ -13,7 +13,20 @@ See README.md and DESIGN.md for the whole API.
 """
 
 from . import distributed
-from .nn import INIT_METHODS, FullyConnected, TrainingNetwork, init
+from .nn import (
+    INIT_METHODS,
+    Activation,
+    BuiltLayer,
+    Dropout,
+    Flatten,
+    FullyConnected,
+    Layer,
+    LayerTraining,
+    Parameter,
+    TrainingNetwork,
+    init,
+    register_layer,
+)
 from .ops import rng
 from .ops.activations import ACTIVATIONS
 from .ops.costs import COSTS
@@ -43,6 +56,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
+    "Activation",
+    "BuiltLayer",
+    "Dropout",
+    "Flatten",
+    "Layer",
+    "LayerTraining",
+    "Parameter",
+    "register_layer",
     "SGD",
     "StepDecay",
     "Adam",

@@ -1,27 +1,52 @@
 ## activations.cl: every activation and its derivative, generated from the one table below.
 ##
-## Each entry: the activation a = f(z), and its derivative written in terms of a alone, so
-## that training can overwrite z with a and still backpropagate (every f here is monotonic, so
-## a determines f'). Python reads the names from this table (clnet.activations.ACTIVATIONS).
+## Each entry: the activation a = f(z); its derivative, written in terms of a (so that training
+## can overwrite z with a and still backpropagate: those f are monotonic, a determines f') or
+## of z (gelu, silu: not monotonic, so the layer keeps z); which of the two it reads; and the
+## default of its parameter `act_alpha` (None: it has none). A parametrized activation's kernels
+## take act_alpha as an argument, so every alpha runs on the same build. Python reads the names,
+## what each derivative reads and the defaults from this table (clnet.ops.activations).
 ## The kernels work on vectors of elements (kernels/vectors.cl), and so do the formulas.
 ##
 ##   forward_<name>(z -> a):        a[i] = f(z[i])           (in place when z is a)
-##   backward_<name>(a, g):         g[i] *= f'(a[i])         (dC/da -> dC/dz)
+##   backward_<name>(a or z, g):    g[i] *= f'(a[i] or z[i]) (dC/da -> dC/dz)
 ##
 ## softmax, at the end, works on rows: a = exp(z - max z) / sum(exp(z - max z)), one work-item
 ## per row, and its backward pass is the Jacobian's product g = a * (g - sum(g * a)).
 <%!
     # z and a are vectors (kernels/vectors.cl): select(x, y, c) is c ? y : x per lane;
-    # ZERO and ONE are vectors of the kernel's type.
+    # ZERO and ONE are vectors of the kernel's type. The constants are written as literals of
+    # the real type: sqrt(1/2), 1/sqrt(2 pi), sqrt(2/pi) and 3 * 0.044715 (PyTorch's values).
+    SIGMOID_Z = "(1 / (1 + exp(-z)))"  # exp(-z) = inf gives 0, not NaN
+    GELU_TANH_U = "((real)0.7978845608028654 * (z + (real)0.044715 * z * z * z))"
+    GELU_TANH_S = "(1 / (1 + exp(-2 * " + GELU_TANH_U + ")))"
+    GELU_TANH_T = "(1 / (1 + exp(2 * " + GELU_TANH_U + ")))"
     ACTIVATIONS = {
-        "linear": ("z", "ONE"),
+        "linear": ("z", "ONE", "a", None),
         # exp(-|z|) <= 1: never overflows, on either side
-        "sigmoid": ("select(exp(-fabs(z)) / (1 + exp(-fabs(z))), 1 / (1 + exp(-fabs(z))), z >= 0)", "a * (1 - a)"),
-        "tanh": ("tanh(z)", "1 - a * a"),
-        "relu": ("select(z, ZERO, z < 0)", "select(ZERO, ONE, a > 0)"),  # NaN stays NaN, as in numpy
-        "leaky_relu": ("select((real)0.01 * z, z, z > 0)", "select(ONE * (real)0.01, ONE, a > 0)"),
-        "elu": ("select(expm1(z), z, z > 0)", "select(a + 1, ONE, a > 0)"),
+        "sigmoid": ("select(exp(-fabs(z)) / (1 + exp(-fabs(z))), 1 / (1 + exp(-fabs(z))), z >= 0)", "a * (1 - a)",
+                    "a", None),
+        "tanh": ("tanh(z)", "1 - a * a", "a", None),
+        "relu": ("select(z, ZERO, z < 0)", "select(ZERO, ONE, a > 0)", "a", None),  # NaN stays NaN, as in numpy
+        # alpha >= 0 (clnet.ops.activations checks it), so a > 0 exactly where z > 0
+        "leaky_relu": ("select(act_alpha * z, z, z > 0)", "select(ONE * act_alpha, ONE, a > 0)", "a", 0.01),
+        "elu": ("select(act_alpha * expm1(z), z, z > 0)", "select(a + act_alpha, ONE, a > 0)", "a", 1.0),
+        # PyTorch's gelu: z * Phi(z), the normal distribution's CDF from erf; f' = Phi(z) + z phi(z)
+        "gelu": ("(real)0.5 * z * (1 + erf(z * (real)0.7071067811865476))",
+                 "(real)0.5 * (1 + erf(z * (real)0.7071067811865476))"
+                 " + z * exp((real)-0.5 * z * z) * (real)0.3989422804014327", "z", None),
+        # gelu(approximate="tanh"): 0.5 z (1 + tanh(u)), u = sqrt(2/pi) (z + 0.044715 z^3), written with
+        # 0.5 (1 + tanh(u)) = S = 1 / (1 + exp(-2u)) and 1 - tanh(u)^2 = 4 S T, T = 1 / (1 + exp(2u)), so
+        # that both tails are exact: PoCL's float32 tanh, 1 ulp short of -1, gave -3e-6 at z = -100
+        "gelu_tanh": ("z * " + GELU_TANH_S, GELU_TANH_S + " + 2 * z * " + GELU_TANH_S + " * " + GELU_TANH_T
+                      + " * (real)0.7978845608028654 * (1 + (real)0.134145 * z * z)", "z", None),
+        # silu (swish): z * sigmoid(z); f' = s (1 + z (1 - s)), s = sigmoid(z)
+        "silu": ("z * " + SIGMOID_Z, SIGMOID_Z + " * (1 + z * (1 - " + SIGMOID_Z + "))", "z", None),
     }
+
+    def signature_extra(name):
+        """The activation's parameter as a kernel argument, when it has one."""
+        return ", real act_alpha" if name in ACTIVATIONS and ACTIVATIONS[name][3] is not None else ""
 %>
 <%include file="common.cl"/>
 <%namespace name="v" file="vectors.cl"/>
@@ -32,25 +57,25 @@
 #define ZERO ((${vec})(0))
 #define ONE ((${vec})(1))
 
-% for name, (value, slope) in ACTIVATIONS.items():
-${kernel("forward_" + name, "const real *z, real *a, index_t n")} {
+% for name, (value, slope, reads, _) in ACTIVATIONS.items():
+${kernel("forward_" + name, "const real *z, real *a, index_t n" + signature_extra(name))} {
 <%v:elementwise n="n" inputs="${['z']}" outputs="${['a']}">a = ${value};</%v:elementwise>
 }
 
-${kernel("backward_" + name, "const real *a, real *g, index_t n")} {
-<%v:elementwise n="n" inputs="${['a', 'g']}" outputs="${['g']}">g *= ${slope};</%v:elementwise>
+${kernel("backward_" + name, "const real *%s, real *g, index_t n%s" % (reads, signature_extra(name)))} {
+<%v:elementwise n="n" inputs="${[reads, 'g']}" outputs="${['g']}">g *= ${slope};</%v:elementwise>
 }
 
-// The backward pass and the bias gradient in one read of g: g[r, c] *= f'(a[r, c]), then
+// The backward pass and the bias gradient in one read of g: g[r, c] *= f'(a or z [r, c]), then
 // db[c] = sum over r of g[r, c]. One work-item per vector of adjacent columns.
-${kernel("backward_bias_" + name, "const real *a, real *g, real *db, index_t rows, index_t cols")} {
+${kernel("backward_bias_" + name, "const real *%s, real *g, real *db, index_t rows, index_t cols%s" % (reads, signature_extra(name)))} {
     const index_t c = get_global_id(0) * ${width};
     if (c >= cols) return;
     ${vec} sum = 0;
     if (c + ${width} <= cols) {
         for (index_t r = 0; r < rows; r++) {
             const size_t at = (size_t)r * cols + c;
-            const ${vec} a = vload${width}(0, a_p + a_off + at);
+            const ${vec} ${reads} = vload${width}(0, ${reads}_p + ${reads}_off + at);
             ${vec} g = vload${width}(0, g_p + g_off + at);
             g *= ${slope};
             vstore${width}(g, 0, g_p + g_off + at);
@@ -60,7 +85,7 @@ ${kernel("backward_bias_" + name, "const real *a, real *g, real *db, index_t row
     } else {  // the last columns, fewer than a vector: lanes past cols are zeros and not stored
         for (index_t r = 0; r < rows; r++) {
             const size_t at = (size_t)r * cols + c;
-            const ${vec} a = (${vec})(${", ".join("c + %d < cols ? a_p[a_off + at + %d] : 0" % (q, q) for q in range(width))});
+            const ${vec} ${reads} = (${vec})(${", ".join("c + %d < cols ? %s_p[%s_off + at + %d] : 0" % (q, reads, reads, q) for q in range(width))});
             ${vec} g = (${vec})(${", ".join("c + %d < cols ? g_p[g_off + at + %d] : 0" % (q, q) for q in range(width))});
             g *= ${slope};
 % for q in range(width):

@@ -19,7 +19,7 @@
 ## 16 / 8 on AVX-512); a_layout: "packed" (by pack_a), "rows" (A read in place) or "columns"
 ## (A.T read in place); packed_b (True: B packed; False: op(B) = B read in place, rows of
 ## TILE_COLS); epilogue (None, or the activation of a fused forward pass: + bias, z kept when
-## keep_z, f); c_transposed (with an epilogue: the tile is of C.T, see epilogue_row).
+## keep_z, f; a parametrized activation takes its act_alpha argument); c_transposed (with an epilogue: the tile is of C.T, see epilogue_row).
 <%include file="tiles.cl"/>
 <%namespace name="act" file="activations.cl"/>
 <%
@@ -35,7 +35,7 @@
     args = ("index_t m, index_t n, index_t k_count, const real *a, index_t lda, const real *b, index_t ldb, "
             "real *c, index_t ldc, real alpha, real beta")
     if epilogue:
-        args += ", const real *bias, real *z"
+        args += ", const real *bias, real *z" + act.attr.signature_extra(epilogue)
     half = 8 if dtype == "float32" else 4  # 256 bits: the width PoCL's builtins are known to take
     halves = ["", ] if width == half else [".lo", ".hi"]
 %>

@@ -4,6 +4,7 @@ Random123's paper), not from clnet's code."""
 import math
 
 import numpy as np
+from scipy.special import erf
 
 M0, M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
 W0, W1 = np.uint64(0x9E3779B9), np.uint64(0xBB67AE85)
@@ -143,6 +144,12 @@ def activation(name, z):
         return np.where(z > 0, z, 0.01 * z)
     if name == "elu":
         return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
+    if name == "gelu":  # z * Phi(z)
+        return 0.5 * z * (1 + erf(z / math.sqrt(2)))
+    if name == "gelu_tanh":
+        return 0.5 * z * (1 + np.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z**3)))
+    if name == "silu":  # z * sigmoid(z)
+        return z * activation("sigmoid", z)
     raise ValueError(name)
 
 
@@ -161,6 +168,15 @@ def activation_derivative(name, z):
         return np.where(z > 0, 1.0, 0.01)
     if name == "elu":
         return np.where(z > 0, 1.0, np.exp(np.minimum(z, 0)))
+    if name == "gelu":  # Phi(z) + z phi(z)
+        return 0.5 * (1 + erf(z / math.sqrt(2))) + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    if name == "gelu_tanh":
+        k = math.sqrt(2 / math.pi)
+        t = np.tanh(k * (z + 0.044715 * z**3))
+        return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * k * (1 + 3 * 0.044715 * z * z)
+    if name == "silu":
+        s = activation("sigmoid", z)
+        return s * (1 + z * (1 - s))
     raise ValueError(name)
 
 

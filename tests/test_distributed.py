@@ -68,8 +68,9 @@ def test_sharded_data_trains_as_the_same_batches_in_one_process(ctx, tmp_path):
 
 
 @pytest.mark.parametrize("mode, message", [
-    ("mismatch", "the ranks disagree on the training: rank 0 has {'layers': [5, (6, 'tanh'), (3, 'softmax')]}, "
-                 "rank 1 has {'layers': [5, (7, 'tanh'), (3, 'softmax')]}"),
+    ("mismatch", """the ranks disagree on the training: rank 0 has {'layers': [5, "FullyConnected(6, 'tanh')", """
+                 """"FullyConnected(3, 'softmax')"]}, rank 1 has {'layers': [5, "FullyConnected(7, 'tanh')", """
+                 """"FullyConnected(3, 'softmax')"]}"""),
     ("raise", "rank 1 of 2 failed with RuntimeError: a fault planted on rank 1"),
     ("kill", "Killed (signal 9)"),
 ])

@@ -57,12 +57,19 @@ def test_each_step_uses_the_scheduled_rate_without_another_launch(ctx):
     np.testing.assert_allclose(params.views[0].get(), w, rtol=1e-12)
 
 
-def test_fit_takes_a_schedule_for_its_optimizer(ctx):
-    net = clnet.InferenceNetwork(ctx, 2, [clnet.FullyConnected(2)], dtype=np.float64)
+def test_fit_takes_a_schedule_for_its_optimizer_and_leaves_the_optimizer_as_it_was(ctx):
+    net = clnet.InferenceNetwork(ctx, 2, [clnet.FullyConnected(2)], dtype=np.float64, init=None)
     optimizer = clnet.SGD(0.1)
+    schedule = clnet.Exponential(0.3, 0.5)
     net.fit(np.ones((4, 2)), np.ones((4, 2)), epochs=1, batch_size=2, optimizer=optimizer, progress=False,
-            schedule=clnet.Exponential(0.1, 0.5))
-    assert optimizer.steps == 2 and optimizer.learning_rate == 0.1 * 0.5 ** 2
+            schedule=schedule)
+    assert optimizer.steps == 2 and optimizer.learning_rate == 0.1  # the caller's optimizer keeps its own rate
+    w, b = np.zeros((2, 2)), np.zeros(2)  # linear layer, quadratic cost: delta = (a - y) / batch
+    for t in range(2):
+        delta = (np.ones((2, 2)) @ w.T + b - 1) / 2
+        w, b = w - schedule(t) * delta.T @ np.ones((2, 2)), b - schedule(t) * delta.sum(axis=0)
+    np.testing.assert_allclose(net.layers[0].weights.get(), w, rtol=1e-14)
+    np.testing.assert_allclose(net.layers[0].bias.get(), b, rtol=1e-14)
 
 
 # -- validation and early stopping ---------------------------------------------------------------

@@ -209,12 +209,12 @@ def test_corrupt_or_foreign_files_raise(ctx, tmp_path):
     with pytest.raises(ValueError, match="not a clnet network file"):
         clnet.load(foreign, ctx)
     arrays = dict(np.load(good))
-    arrays["weights_1"] = np.zeros((2, 6))
+    arrays["layer_1.weights"] = np.zeros((2, 6))
     wrong_shape = tmp_path / "wrong_shape.npz"
     np.savez(wrong_shape, **arrays)
-    with pytest.raises(ValueError, match=r"weights_1 must be a float array of shape \(3, 6\)"):
+    with pytest.raises(ValueError, match=r"layer_1.weights must be a float array of shape \(3, 6\)"):
         clnet.load(wrong_shape, ctx)
-    del arrays["bias_0"]
+    del arrays["layer_0.bias"]
     missing = tmp_path / "missing.npz"
     np.savez(missing, **arrays)
     with pytest.raises(ValueError, match="expected arrays"):

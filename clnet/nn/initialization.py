@@ -1,18 +1,20 @@
 """Weight initialization on the device, from one Philox stream for the whole network.
 
-    method           weights                                   biases
+    method           weights (fan_in, fan_out: the layer's)    biases
     auto             he for the relu family (relu, leaky_relu, elu), xavier for the others
     uniform          U(0, 1)          (the article's first try) U(0, 1)
     gaussian         N(0, 1)          (its second)              N(0, 1)
-    xavier, glorot   N(0, 2 / (inputs + outputs))               0
-    xavier_uniform   U(-a, a), a = sqrt(6 / (inputs + outputs)) 0
-    he               N(0, 2 / inputs)                           0
-    lecun            N(0, 1 / inputs)                           0
+    xavier, glorot   N(0, 2 / (fan_in + fan_out))               0
+    xavier_uniform   U(-a, a), a = sqrt(6 / (fan_in + fan_out)) 0
+    he               N(0, 2 / fan_in)                           0
+    lecun            N(0, 1 / fan_in)                           0
 
-The scaled methods set biases to zero: a bias adds no variance to keep in check, and zero is
-what the papers (and PyTorch's and Keras' versions of them) start from. The same seed gives the
-same network on every device: layer by layer, the weights and then the bias take the next
-numbers of the stream. Every network starts with `auto` from seed 0 unless told otherwise.
+Each layer says what its parameters are (clnet.nn.protocol.Parameter): weights with their fan-in
+and fan-out, biases, or arrays that start at zeros or ones (which no method changes). The scaled
+methods set biases to zero: a bias adds no variance to keep in check, and zero is what the papers
+(and PyTorch's and Keras' versions of them) start from. The same seed gives the same network on
+every device: layer by layer, each weight and bias in order takes the next numbers of the stream.
+Every network starts with `auto` from seed 0 unless told otherwise.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from __future__ import annotations
 import math
 import secrets
 
+import pyopencl.array as cla
+
 from ..ops import memory
 from ..ops.rng import Philox
-from .layers import FullyConnectedLayer
+from .protocol import Parameter
 
 INIT_METHODS = ("auto", "uniform", "gaussian", "xavier", "glorot", "xavier_uniform", "he", "lecun")
 RELU_FAMILY = ("relu", "leaky_relu", "elu")
@@ -33,43 +37,49 @@ def method_for(activation: str) -> str:
     return "he" if activation in RELU_FAMILY else "xavier"
 
 
-def _draw(g: Philox, method: str, layer: FullyConnectedLayer) -> None:
-    inputs, outputs = layer.inputs, layer.outputs
-    if method == "auto":
-        method = method_for(layer.activation)
-    if method == "uniform":
-        g.uniform(layer.weights)
-        g.uniform(layer.bias)
-        return
-    if method == "gaussian":
-        g.normal(layer.weights)
-        g.normal(layer.bias)
-        return
-    if method in ("xavier", "glorot"):
-        g.normal(layer.weights, std=math.sqrt(2 / (inputs + outputs)))
+def _auto_activation(specs: list, i: int) -> str:
+    """The activation that follows layer i's weights: its own, or, when it applies none, that of
+    the parameterless layer right after it (FullyConnected(64) then Activation("relu"))."""
+    own = specs[i].activation
+    if own == "linear" and i + 1 < len(specs) and specs[i + 1].activation != "linear":
+        return specs[i + 1].activation
+    return own
+
+
+def _draw(g: Philox, method: str, parameter: Parameter, array: cla.Array) -> None:
+    ctx = g.ctx
+    if parameter.init in ("zeros", "ones"):
+        memory.fill(ctx, array, 0.0 if parameter.init == "zeros" else 1.0)
+    elif method in ("uniform", "gaussian"):  # weights and biases alike
+        (g.uniform if method == "uniform" else g.normal)(array)
+    elif parameter.init == "bias":
+        memory.fill(ctx, array, 0.0)
+    elif method in ("xavier", "glorot"):
+        g.normal(array, std=math.sqrt(2 / (parameter.fan_in + parameter.fan_out)))
     elif method == "xavier_uniform":
-        limit = math.sqrt(6 / (inputs + outputs))
-        g.uniform(layer.weights, -limit, limit)
+        limit = math.sqrt(6 / (parameter.fan_in + parameter.fan_out))
+        g.uniform(array, -limit, limit)
     elif method == "he":
-        g.normal(layer.weights, std=math.sqrt(2 / inputs))
+        g.normal(array, std=math.sqrt(2 / parameter.fan_in))
     else:  # lecun
-        g.normal(layer.weights, std=math.sqrt(1 / inputs))
-    memory.fill(layer.ctx, layer.bias, 0.0)
+        g.normal(array, std=math.sqrt(1 / parameter.fan_in))
 
 
 def init(net, method: str = "auto", seed: int | None = None):
     """Fill every layer's weights and biases of the network `net` by `method` (see the table
-    above); returns net.
+    above), and reset its zeros and ones arrays (running statistics); returns net.
 
     seed: 0..2**64-1 for a reproducible network; None draws a fresh one (kept in net.seed).
     """
-    layers = getattr(net, "layers", None)
-    if not isinstance(layers, list) or not all(isinstance(layer, FullyConnectedLayer) for layer in layers):
+    placements, layers = getattr(net, "placements", None), getattr(net, "layers", None)
+    if placements is None or not isinstance(layers, list):
         raise TypeError(f"init takes a clnet.InferenceNetwork, got {type(net).__name__}")
     if method not in INIT_METHODS:
         raise ValueError(f"unknown init method {method!r}; choose one of {', '.join(INIT_METHODS)}")
     g = Philox(net.ctx, secrets.randbits(64) if seed is None else seed)
-    for layer in layers:
-        _draw(g, method, layer)
+    for i, (layer, placed) in enumerate(zip(layers, placements)):
+        chosen = method_for(_auto_activation(net.specs, i)) if method == "auto" else method
+        for parameter in placed.parameters:
+            _draw(g, chosen, parameter, layer.arrays[parameter.name])
     net.seed = g.seed
     return net

@@ -1,65 +1,95 @@
-"""Networks of fully-connected layers: inference, and training on one batch.
+"""Networks: a sequence of layers (any clnet.Layer) on one device, for inference, and set up to
+train on one batch size.
 
     net = Network(ctx, 2, [FullyConnected(4, "tanh"), FullyConnected(1, "sigmoid")])
-    net(x)                                  # (batch, outputs) device array
+    net(x)                                  # (batch, *output_shape) device array
     training = TrainingNetwork(net, x)      # shares net's weights; buffers for x's batch
 
-A network keeps all its parameters in one device buffer (`parameter_buffer`) and, once it
-trains, all their gradients in another (`gradient_buffer`); the layers' arrays are views.
+A network keeps all its trainable parameters in one device buffer (`parameter_buffer`), their
+gradients in another (`gradient_buffer`, once it trains) and non-trainable state (running
+statistics) in a third (`state_buffer`, None when no layer has any); the layers' arrays are views.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyopencl.array as cla
 
 from ..ops import blas, memory
-from ..ops.arrays import host_batch, to_device_batch
+from ..ops.arrays import check_sample_shape, host_batch, to_device_batch
 from ..runtime import allocation
 from ..runtime.errors import ContextClosedError
 from ..runtime.kernels import LaunchPlan
-from . import initialization
-from .layers import FullyConnected, FullyConnectedLayer, FullyConnectedTraining
+from . import initialization, registry
 from .parameters import FlatArrays
+from .protocol import BuiltLayer, Layer, LayerTraining, Link, Parameter, Step
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a layer sits in a network: its input and output shapes and its parameters."""
+
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    parameters: list[Parameter]
+
+
+def place(input_shape: tuple[int, ...], specs: Sequence[Layer]) -> list[Placement]:
+    """The shapes and parameters of each layer of a network on samples of `input_shape`;
+    ValueError naming the layer that cannot take its input. No device is needed."""
+    placements, shape = [], tuple(input_shape)
+    for i, spec in enumerate(specs):
+        try:
+            out = tuple(int(n) for n in spec.output_shape(shape))
+        except ValueError as exc:
+            raise ValueError(f"layer {i} ({spec!r}): {exc}") from exc
+        placements.append(Placement(shape, out, list(spec.parameters(shape))))
+        shape = out
+    return placements
+
+
+def check_layers(layers) -> list[Layer]:
+    layers = list(layers) if isinstance(layers, Sequence) else layers
+    if not isinstance(layers, list) or not layers or not all(isinstance(layer, Layer) for layer in layers):
+        raise TypeError(f"layers must be a non-empty list of clnet.FullyConnected, Activation, Flatten, Dropout "
+                        f"or other clnet.Layer objects, got {layers!r}")
+    if layers[-1].dropout:
+        raise ValueError("dropout on the output layer is not supported: give it to a hidden layer")
+    return layers
 
 
 class Network:
-    """A stack of fully-connected layers on one device, for float32 or float64.
+    """A sequence of layers on one device, for float32 or float64.
 
-    `inputs` is the width of the input; each layer's inputs are the previous one's outputs.
-    The weights start initialized by `init` (clnet.INIT_METHODS; "auto": He for the relu
-    family, Xavier for the others) from `seed`, so the same script gives the same network;
-    init=None leaves every weight and bias at zero, to be set by the caller.
+    `inputs` is the shape of one sample: an int for (batch, features) data, a tuple for other
+    ranks, such as (channels, height, width). The weights start initialized by `init`
+    (clnet.INIT_METHODS; "auto": He for the relu family, Xavier for the others) from `seed`, so
+    the same script gives the same network; init=None leaves every weight and bias at zero.
     """
 
-    def __init__(self, ctx, inputs: int, layers: Sequence[FullyConnected], dtype=np.float32,
+    def __init__(self, ctx, inputs: int | tuple[int, ...], layers: Sequence[Layer], dtype=np.float32,
                  init: str | None = "auto", seed: int = 0):
-        if isinstance(inputs, bool) or not isinstance(inputs, (int, np.integer)) or inputs < 1:
-            raise ValueError(f"a network needs a positive whole number of inputs, got {inputs!r}")
-        layers = list(layers)
-        if not layers or not all(isinstance(layer, FullyConnected) for layer in layers):
-            raise TypeError(f"layers must be a non-empty list of clnet.FullyConnected, got {layers!r}")
-        if layers[-1].dropout:
-            raise ValueError("dropout on the output layer is not supported: give it to a hidden layer")
+        try:
+            self.input_shape = check_sample_shape(inputs)
+        except ValueError:
+            raise ValueError(f"a network needs a positive whole number of inputs, or a tuple of them (the shape of "
+                             f"one sample), got {inputs!r}") from None
+        self.specs = check_layers(layers)
         if init is not None and init not in initialization.INIT_METHODS:
             raise ValueError(f"unknown init method {init!r}; choose one of "
                              f"{', '.join(initialization.INIT_METHODS)}, or None")
         self.ctx = ctx
         self.dtype = ctx.real_dtype(dtype)
-        self.inputs = int(inputs)
-        widths = [self.inputs] + [layer.outputs for layer in layers]
-        shapes = [shape for spec, width in zip(layers, widths) for shape in spec.parameter_shapes(width)]
-        count = sum(math.prod(shape) for shape in shapes)
-        self.parameter_buffer = FlatArrays(ctx, shapes, self.dtype,
-                                           f"a network of {count:,} {self.dtype.name} parameters",
-                                           "use fewer or smaller layers")
-        views = iter(self.parameter_buffer.views)
-        self.layers: list[FullyConnectedLayer] = [
-            spec.build(ctx, width, self.dtype, next(views), next(views)) for spec, width in zip(layers, widths)]
-        self.outputs = widths[-1]
+        self.placements = place(self.input_shape, self.specs)
+        self.output_shape = self.placements[-1].output_shape
+        self.parameter_buffer, self.state_buffer = self._allocate()
+        arrays = self._arrays_by_layer()
+        self.layers: list[BuiltLayer] = [spec.build(ctx, placed.input_shape, self.dtype, found) for spec, placed, found
+                                         in zip(self.specs, self.placements, arrays)]
         self._gradient_buffer: FlatArrays | None = None
         self._kept: FlatArrays | None = None
         self._training: dict[int, TrainingNetwork] = {}
@@ -68,9 +98,74 @@ class Network:
             initialization.init(self, init, seed)
         ctx.own(self)
 
+    def _allocate(self) -> tuple[FlatArrays, FlatArrays | None]:
+        trainable = [p.shape for placed in self.placements for p in placed.parameters if p.trainable]
+        state = [p.shape for placed in self.placements for p in placed.parameters if not p.trainable]
+        count = sum(math.prod(shape) for shape in trainable)
+        parameters = FlatArrays(self.ctx, trainable, self.dtype, f"a network of {count:,} {self.dtype.name} "
+                                "parameters", "use fewer or smaller layers")
+        return parameters, (FlatArrays(self.ctx, state, self.dtype, "the network's state") if state else None)
+
+    def _arrays_by_layer(self) -> list[dict[str, cla.Array]]:
+        trainable = iter(self.parameter_buffer.views)
+        state = iter(self.state_buffer.views if self.state_buffer is not None else ())
+        return [{p.name: next(trainable if p.trainable else state) for p in placed.parameters}
+                for placed in self.placements]
+
+    @property
+    def inputs(self) -> int | tuple[int, ...]:
+        """The width of a (batch, features) input, else the shape of one sample."""
+        return self.input_shape[0] if len(self.input_shape) == 1 else self.input_shape
+
+    @property
+    def outputs(self) -> int | tuple[int, ...]:
+        """The width of a (batch, outputs) output, else the shape of one sample's output."""
+        return self.output_shape[0] if len(self.output_shape) == 1 else self.output_shape
+
+    @property
+    def output_activation(self) -> str:
+        """The activation the last layer applies ("linear" when it applies none)."""
+        return self.specs[-1].activation
+
     def parameters(self) -> list[cla.Array]:
-        """Every layer's weights and bias, in order: [W0, b0, W1, b1, ...] (views of one buffer)."""
+        """Every trainable parameter, in order: [W0, b0, W1, b1, ...] (views of one buffer)."""
         return self.parameter_buffer.views
+
+    def named_arrays(self) -> dict[str, cla.Array]:
+        """Every parameter and state array by name, "layer_<i>.<name>" (PyTorch's state_dict
+        shape: device arrays that are views of the network's buffers)."""
+        return {f"layer_{i}.{name}": array for i, layer in enumerate(self.layers)
+                for name, array in layer.arrays.items()}
+
+    def host_arrays(self) -> dict[str, np.ndarray]:
+        """Every parameter and state array by name (as `named_arrays`), copied to the host in one
+        transfer per buffer."""
+        found = dict(zip(self._names(trainable=True), self.parameter_buffer.get()))
+        if self.state_buffer is not None:
+            found.update(zip(self._names(trainable=False), self.state_buffer.get()))
+        return found
+
+    def set_arrays(self, arrays) -> None:
+        """Set every parameter and state array from a mapping name -> array-like with the names of
+        `named_arrays` (a loaded file, another network's `host_arrays`). Queued."""
+        named = self.named_arrays()
+        missing, unknown = sorted(set(named) - set(arrays)), sorted(set(arrays) - set(named))
+        if missing or unknown:
+            raise ValueError(f"set_arrays needs exactly this network's arrays: missing {missing}, unknown {unknown}")
+        for name, target in named.items():
+            value = np.ascontiguousarray(arrays[name], dtype=self.dtype)
+            if value.shape != tuple(target.shape):
+                raise ValueError(f"{name} must have shape {tuple(target.shape)}, got {value.shape}")
+            target.set(value)
+
+    def _names(self, trainable: bool) -> list[str]:
+        return [f"layer_{i}.{p.name}" for i, placed in enumerate(self.placements) for p in placed.parameters
+                if p.trainable == trainable]
+
+    def description(self) -> dict:
+        """What rebuilds this network: sample shape, dtype, and every layer's type and config."""
+        return {"input_shape": list(self.input_shape), "dtype": self.dtype.name,
+                "layers": [registry.describe(spec) for spec in self.specs]}
 
     @property
     def gradient_buffer(self) -> FlatArrays:
@@ -94,7 +189,7 @@ class Network:
         and its validation reuse it from call to call."""
         found = self._training.get(batch)
         if found is None or found._closed:
-            x = cla.empty(self.ctx.queue, (batch, self.inputs), self.dtype)
+            x = cla.empty(self.ctx.queue, (batch, *self.input_shape), self.dtype)
             found = self._training[batch] = TrainingNetwork(self, x)
         return found
 
@@ -109,11 +204,10 @@ class Network:
         memory.copy(self.ctx, self._kept.flat, self.parameter_buffer.flat)
 
     def __call__(self, x) -> cla.Array:
-        """The network's output for a batch x (batch, inputs), host or device: a device array."""
-        x = to_device_batch(self.ctx, x, self.inputs, self.dtype)
+        """The network's output for a batch x (batch, *input_shape), host or device: a device array."""
+        x = to_device_batch(self.ctx, x, self.input_shape, self.dtype)
         for layer in self.layers:
-            out = cla.empty(self.ctx.queue, (x.shape[0], layer.outputs), self.dtype)
-            x = layer.forward(x, out)
+            x = layer.forward(x)
         return x
 
     def predict(self, x, batch_size: int = 4096) -> np.ndarray:
@@ -121,10 +215,12 @@ class Network:
         output > 0.5 for a single output. Runs in batches of batch_size rows."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        if len(self.output_shape) != 1:
+            raise ValueError(f"predict gives classes of (batch, outputs) outputs; this network's are {self.outputs}")
         if not isinstance(x, cla.Array):
-            x = host_batch(x, self.inputs, self.dtype)  # converted once, not per batch
+            x = host_batch(x, self.input_shape, self.dtype)  # converted once, not per batch
         outputs = [self(x[i:i + batch_size]).get() for i in range(0, x.shape[0], batch_size)]
-        scores = np.concatenate(outputs) if outputs else np.zeros((0, self.outputs))
+        scores = np.concatenate(outputs) if outputs else np.zeros((0, *self.output_shape))
         return (scores[:, 0] > 0.5).astype(np.int64) if self.outputs == 1 else scores.argmax(axis=1)
 
     def accuracy(self, x, labels) -> float:
@@ -145,23 +241,21 @@ class Network:
         self._training.clear()
         for layer in self.layers:
             layer.release()
-        for buffer in (self.parameter_buffer, self._gradient_buffer, self._kept):
+        for buffer in (self.parameter_buffer, self.state_buffer, self._gradient_buffer, self._kept):
             if buffer is not None:
                 buffer.release()
 
     def __repr__(self) -> str:
-        shape = " -> ".join([str(self.inputs)] + [f"{la.outputs} {la.activation}" for la in self.layers])
+        shape = " -> ".join([" x ".join(map(str, self.input_shape))] + [spec.brief() for spec in self.specs])
         return f"InferenceNetwork({shape}, {self.dtype.name}, on {self.ctx.info.name!r})"
 
 
 def training_buffers(net: Network, batch: int) -> dict[str, int]:
     """The device buffers (description: bytes) a TrainingNetwork for `batch` rows allocates."""
-    item, found = net.dtype.itemsize, {}
-    for i, layer in enumerate(net.layers):
-        kinds = ("outputs", "deltas", "logits") if i == len(net.layers) - 1 else ("outputs", "deltas")
-        kinds += ("outputs after dropout",) if layer.dropout else ()
-        for kind in kinds:
-            found[f"layer {i}'s {kind} ({batch} x {layer.outputs})"] = batch * layer.outputs * item
+    item, found, last = net.dtype.itemsize, {}, len(net.specs) - 1
+    for i, (spec, placed) in enumerate(zip(net.specs, net.placements)):
+        for kind, size in spec.training_bytes(batch, placed.input_shape, item, i == last).items():
+            found[f"layer {i}'s {kind}"] = size
     if net._gradient_buffer is None:
         found["the gradient buffer"] = net.parameter_buffer.flat.size * item
     return found
@@ -179,31 +273,36 @@ class TrainingNetwork:
         if not isinstance(net, Network):
             raise TypeError(f"TrainingNetwork needs an InferenceNetwork, got {type(net).__name__}")
         self.net, self.ctx = net, net.ctx
-        self.x = to_device_batch(self.ctx, x, net.inputs, net.dtype)
+        self.x = to_device_batch(self.ctx, x, net.input_shape, net.dtype)
         self.batch = self.x.shape[0]
         purpose, advice = f"training on batches of {self.batch}", "use a smaller batch_size or smaller layers"
         allocation.check(self.ctx, training_buffers(net, self.batch), purpose, advice)
+        self.layers: list[LayerTraining] = []
         allocation.guarded(self.ctx, purpose, advice, lambda: self._allocate(net))
         self.dropout_key, self.step = 0, 0
         self._closed = False
-        # forward and backward passes are recorded once and replayed (Context.record): the
-        # buffers are fixed, and without dropout so is every argument
+        # the forward and backward passes are recorded once and replayed (Context.record), each
+        # run of layers whose launches and arguments are the same every step as one plan
         self._plans: dict[tuple, LaunchPlan | None] = {}  # None: not replayable, run live
-        self._replays = not any(layer.dropout for layer in net.layers)
         self.ctx.own(self)
 
     def _allocate(self, net: Network) -> None:
         gradients = iter(net.gradient_buffer.views)
-        self.layers: list[FullyConnectedTraining] = []
-        layer_input = self.x
-        for index, layer in enumerate(net.layers):
-            trainer = FullyConnectedTraining(layer, self.batch, layer_input, None, next(gradients), next(gradients),
-                                             keep_z=layer is net.layers[-1], index=index)
+        x, previous, needs_gradient = self.x, None, False
+        for index, (layer, placed) in enumerate(zip(net.layers, net.placements)):
+            link = Link(self.batch, x, previous.delta if needs_gradient else None,
+                        {p.name: next(gradients) for p in placed.parameters if p.trainable}, layer.arrays, index,
+                        index == len(net.layers) - 1)
+            trainer = layer.training(link)
+            if trainer.out is None or tuple(trainer.out.shape) != (self.batch, *placed.output_shape):
+                raise TypeError(f"layer {index} ({layer.spec!r}): its training half must set `out` to a "
+                                f"{(self.batch, *placed.output_shape)} array")
             self.layers.append(trainer)
-            layer_input = trainer.out
-        # each layer after the first writes dC/dx into the previous layer's delta
-        for previous, trainer in zip(self.layers, self.layers[1:]):
-            trainer.grad_x = previous.delta
+            needs_gradient = needs_gradient or any(p.trainable for p in placed.parameters)
+            if needs_gradient and trainer.delta is None:
+                raise TypeError(f"layer {index} ({layer.spec!r}): its training half must set `delta`, which the "
+                                "next layer writes dC/d(out) into")
+            x, previous = trainer.out, trainer
 
     def _check_open(self) -> None:
         if self._closed:
@@ -211,15 +310,15 @@ class TrainingNetwork:
 
     @property
     def output(self) -> cla.Array:
-        """The output of the last forward pass, (batch, outputs)."""
+        """The output of the last forward pass, (batch, *output_shape)."""
         self._check_open()
-        return self.layers[-1].a
+        return self.layers[-1].out
 
     @property
     def logits(self) -> cla.Array:
-        """The output layer's x @ W.T + b of the last forward pass, before its activation."""
+        """The output layer's output before its activation, of the last forward pass."""
         self._check_open()
-        return self.layers[-1].z
+        return self.layers[-1].logits
 
     @property
     def output_gradient(self) -> cla.Array:
@@ -231,26 +330,44 @@ class TrainingNetwork:
         """Queue the forward pass over the batch, with dropout (of `dropout_key` and `step`) unless
         drop is False; returns the output (not waited on)."""
         self._check_open()
-        self._run(("forward", drop), lambda: [trainer.forward(self.dropout_key, self.step, drop)
-                                              for trainer in self.layers])
-        return self.layers[-1].a
+        step = Step(train=drop, key=self.dropout_key, number=self.step)
+        self._pass(("forward", drop), [(i, trainer, lambda t=trainer: t.forward(step))
+                                       for i, trainer in enumerate(self.layers)])
+        return self.layers[-1].out
 
     def backward(self, skip_output_derivative: bool = False) -> None:
-        """Queue backpropagation from `output_gradient`: every layer's weight and bias gradient.
+        """Queue backpropagation from `output_gradient`: every layer's parameter gradients.
 
-        skip_output_derivative: the output gradient is already dC/dz of the last layer (as the
-        cross-entropy cost of a sigmoid layer gives it)."""
+        skip_output_derivative: the output gradient is already dC/dz of the last layer's
+        activation (as the cross-entropy costs give it)."""
         self._check_open()
         last = len(self.layers) - 1
-        self._run(("backward", skip_output_derivative),
-                  lambda: [trainer.backward(skip_output_derivative and i == last)
-                           for i, trainer in reversed(list(enumerate(self.layers)))])
+        calls = [(i, self.layers[i], self.layers[i].backward) for i in range(last, -1, -1)]
+        if skip_output_derivative:
+            calls[0] = (last, self.layers[last], lambda: self.layers[last].backward(skip_activation_derivative=True))
+        self._pass(("backward", skip_output_derivative), calls)
+
+    def _pass(self, key: tuple, calls: list) -> None:
+        """Queue a pass, (layer index, training half, call) in order: each run of consecutive
+        layers that allow it is recorded once and replayed as one plan; the others run live."""
+        segment: list = []
+
+        def flush() -> None:
+            if segment:
+                queued = list(segment)
+                self._run(key + (queued[0][0],), lambda: [call() for _, call in queued])
+                segment.clear()
+
+        for index, trainer, call in calls:
+            if trainer.replayable:
+                segment.append((index, call))
+            else:
+                flush()
+                call()
+        flush()
 
     def _run(self, key: tuple, queue_pass) -> None:
-        """Queue a pass: replay its recorded plan, else run it (recording it when it can be)."""
-        if not self._replays:
-            queue_pass()
-            return
+        """Queue part of a pass: replay its recorded plan, else run it (recording it)."""
         key += (blas.settings_key(self.ctx, self.net.dtype),)
         if key in self._plans:
             plan = self._plans[key]
@@ -267,7 +384,7 @@ class TrainingNetwork:
         """The gradients of the last `backward`, in `net.parameters()` order (views of
         `net.gradient_buffer`)."""
         self._check_open()
-        return [g for trainer in self.layers for g in (trainer.grad_weights, trainer.grad_bias)]
+        return self.net.gradient_buffer.views
 
     def release(self) -> None:
         self._closed = True

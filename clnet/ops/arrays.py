@@ -61,23 +61,44 @@ def launch_elementwise(ctx, kernel: Kernel, elements: int, dtype, /, **arguments
     return launch(ctx, kernel, -(-elements // vector_width(dtype)), **arguments)
 
 
+def check_sample_shape(shape) -> tuple[int, ...]:
+    """The shape of one sample as a tuple of positive ints: an int n is (n,)."""
+    dims = (shape,) if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool) else shape
+    try:
+        dims = tuple(dims)
+    except TypeError:
+        dims = None
+    if not dims or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in dims):
+        raise ValueError(f"the shape of a sample must be a positive whole number or a tuple of them, got {shape!r}")
+    return tuple(int(n) for n in dims)
+
+
+def batch_shape(shape: tuple[int, ...]) -> str:
+    """'(batch, 6)' or '(batch, 1, 8, 8)': how errors name an expected shape."""
+    return f"(batch, {', '.join(map(str, shape))})"
+
+
 def _first_non_finite(host: np.ndarray, name: str) -> ValueError:
-    row, column = np.argwhere(~np.isfinite(host))[0]
-    return ValueError(f"{name} holds a non-finite value ({host[row, column]}) at row {row}, column {column}; "
+    position = np.argwhere(~np.isfinite(host))[0]
+    row, rest = position[0], tuple(int(i) for i in position[1:])
+    where = f"row {row}, column {rest[0]}" if len(rest) == 1 else f"row {row}, position {rest}"
+    return ValueError(f"{name} holds a non-finite value ({host[tuple(position)]}) at {where}; "
                       "clnet needs finite numbers: remove or impute such values first")
 
 
-def host_batch(data, columns: int, dtype: np.dtype, name: str = "x") -> np.ndarray:
-    """A (batch, columns) contiguous numpy array of `dtype` from anything numpy reads as real
-    numbers (lists, tuples, integer, boolean or other float arrays), checked to be finite."""
+def host_batch(data, shape, dtype: np.dtype, name: str = "x") -> np.ndarray:
+    """A (batch, *shape) contiguous numpy array of `dtype` from anything numpy reads as real
+    numbers (lists, tuples, integer, boolean or other float arrays), checked to be finite.
+    shape: one sample's shape (an int for rows of that many columns)."""
+    shape = check_sample_shape(shape)
     try:
         host = np.asarray(data)
     except (ValueError, TypeError) as exc:  # ragged lists, objects numpy cannot read
-        raise ValueError(f"{name} must be a (batch, {columns}) array of real numbers: {exc}") from exc
+        raise ValueError(f"{name} must be a {batch_shape(shape)} array of real numbers: {exc}") from exc
     if host.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {host.dtype}")
-    if host.ndim != 2 or host.shape[1] != columns:
-        raise ValueError(f"{name} must have shape (batch, {columns}), got {host.shape}")
+    if host.shape[1:] != shape:
+        raise ValueError(f"{name} must have shape {batch_shape(shape)}, got {host.shape}")
     if host.shape[0] < 1:
         raise ValueError(f"{name} must have at least one row, got shape {host.shape}")
     with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, reported below
@@ -87,28 +108,28 @@ def host_batch(data, columns: int, dtype: np.dtype, name: str = "x") -> np.ndarr
     return host
 
 
-def to_device_batch(ctx, data, columns: int, dtype: np.dtype, name: str = "x",
+def to_device_batch(ctx, data, shape, dtype: np.dtype, name: str = "x",
                     check_device: bool = False) -> cla.Array:
-    """A (batch, columns) device array of `dtype` from array-like host data or a device array.
+    """A (batch, *shape) device array of `dtype` from array-like host data or a device array.
 
     Host data goes through `host_batch` (converted once, checked finite) and is uploaded after
     its size is checked against the device. Device data must already have the dtype (no silent
     conversion on the device) and is used as it is, not copied; check_device checks that it is
     finite too (one reduction, and a download only to name the bad element).
     """
+    shape = check_sample_shape(shape)
     if not isinstance(data, cla.Array):
-        host = host_batch(data, columns, dtype, name)
+        host = host_batch(data, shape, dtype, name)
         allocation.check(ctx, {name: host.nbytes}, f"the copy of {name} on the device", "pass fewer rows at once")
         return allocation.guarded(ctx, f"the copy of {name} on the device", "pass fewer rows at once",
                                   lambda: cla.to_device(ctx.queue, host))
     if data.dtype != dtype:
         raise TypeError(f"{name} on the device must have dtype {dtype.name} like the network, got {data.dtype.name}")
     check_array(ctx, data, name)
-    shape = tuple(data.shape)
-    if len(shape) != 2 or shape[1] != columns:
-        raise ValueError(f"{name} must have shape (batch, {columns}), got {shape}")
-    if shape[0] < 1:
-        raise ValueError(f"{name} must have at least one row, got shape {shape}")
+    if tuple(data.shape[1:]) != shape or data.ndim != len(shape) + 1:
+        raise ValueError(f"{name} must have shape {batch_shape(shape)}, got {tuple(data.shape)}")
+    if data.shape[0] < 1:
+        raise ValueError(f"{name} must have at least one row, got shape {tuple(data.shape)}")
     if check_device and not all_finite(ctx, data):
         raise _first_non_finite(data.get(), name)
     return data

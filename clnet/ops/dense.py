@@ -42,16 +42,17 @@ def fuses_forward(ctx, dtype, activation: str, m: int, n: int, k: int) -> bool:
 
 
 def forward(ctx, x: cla.Array, weights: cla.Array, b: cla.Array, activation: str, out: cla.Array,
-            z: cla.Array | None = None) -> cla.Array:
+            z: cla.Array | None = None, alpha: float | None = None) -> cla.Array:
     """out = f(x @ weights.T + b) for x (batch, inputs), weights (outputs, inputs), b (outputs,);
-    z, when given, keeps x @ weights.T + b. Queued; returns out."""
+    z, when given, keeps x @ weights.T + b; alpha: the activation's parameter (leaky_relu, elu).
+    Queued; returns out."""
     m, k = x.shape
     n = weights.shape[0]
     if k == 0 or not fuses_forward(ctx, out.dtype, activation, m, n, k):
         target = out if z is None else z
         blas.gemm(ctx, x, weights, target, trans_b=True)
         bias.add_bias(ctx, target, b)
-        return activations.forward(ctx, activation, target, out=out)
+        return activations.forward(ctx, activation, target, out=out, alpha=alpha)
     dtype = blas.check_product(ctx, {"a": x, "b": weights, "c": out})
     check_array(ctx, b, "b", dtype=dtype, shape=(n,))
     if z is not None:
@@ -66,19 +67,24 @@ def forward(ctx, x: cla.Array, weights: cla.Array, b: cla.Array, activation: str
     if transposes(m, n, activation):  # out.T = W @ x.T: pack the smaller x.T instead of W.T
         tiled_gemm.gemm(ctx, weights, x, out, m=n, n=m, k=k, trans_a=False, trans_b=True, layouts=(
             layouts[1], layouts[0], layouts[2]), alpha=one, beta=zero, params=tiles,
-            epilogue=tiled_gemm.Epilogue(b, activation, z, transposed=True))
+            epilogue=tiled_gemm.Epilogue(b, activation, z, transposed=True, alpha=alpha))
     else:
         tiled_gemm.gemm(ctx, x, weights, out, m=m, n=n, k=k, trans_a=False, trans_b=True, layouts=layouts,
-                        alpha=one, beta=zero, params=tiles, epilogue=tiled_gemm.Epilogue(b, activation, z))
+                        alpha=one, beta=zero, params=tiles, epilogue=tiled_gemm.Epilogue(b, activation, z, alpha=alpha))
     return out
 
 
-def backward_bias(ctx, activation: str | None, a: cla.Array, delta: cla.Array, grad_bias: cla.Array) -> None:
-    """delta *= f'(a) (dC/d(out) -> dC/dz; activation None: delta is dC/dz already), and
-    grad_bias = delta summed over its rows, in one pass up to FUSED_BACKWARD elements. Queued."""
+def backward_bias(ctx, activation: str | None, saved: cla.Array, delta: cla.Array, grad_bias: cla.Array,
+                  alpha: float | None = None) -> None:
+    """delta *= f'(z) (dC/d(out) -> dC/dz; activation None: delta is dC/dz already), and
+    grad_bias = delta summed over its rows, in one pass up to FUSED_BACKWARD elements. Queued.
+
+    saved: what the derivative reads (activations.reads): the output a, or the logits z."""
+    if activation == "linear":
+        activation = None  # f' = 1: nothing to multiply
     # softmax works on rows: its own kernel first; so do large layers, where two passes win
     if activation == "softmax" or (activation is not None and delta.size > FUSED_BACKWARD):
-        activations.backward(ctx, activation, a, delta)
+        activations.backward(ctx, activation, saved, delta, alpha)
         activation = None
     if activation is None:
         bias.bias_gradient(ctx, delta, grad_bias)
@@ -86,11 +92,13 @@ def backward_bias(ctx, activation: str | None, a: cla.Array, delta: cla.Array, g
     dtype = ctx.real_dtype(delta.dtype)
     check_array(ctx, delta, "delta")
     check_array(ctx, grad_bias, "grad_bias", dtype=dtype, shape=delta.shape[1:])
-    check_array(ctx, a, "a", dtype=dtype, shape=delta.shape)
+    source = activations.reads(activation)
+    check_array(ctx, saved, source, dtype=dtype, shape=delta.shape)
     rows, cols = delta.shape
     kernel = ctx.kernel("activations.cl", f"backward_bias_{activation}", dtype=dtype)
     # one work-item per vector of columns, walking the rows: small groups, so that a layer of a
     # few hundred units still spreads over every core
     items = -(-cols // vector_width(dtype))
     local = min(BACKWARD_GROUP, ctx.info.max_work_group_size)
-    kernel(ctx.queue, (-(-items // local) * local,), (local,), a=a, g=delta, db=grad_bias, rows=rows, cols=cols)
+    kernel(ctx.queue, (-(-items // local) * local,), (local,), g=delta, db=grad_bias, rows=rows, cols=cols,
+           **{source: saved}, **activations.alpha_argument(activation, alpha))

@@ -5,6 +5,8 @@ clnet's own rather than pyopencl's: `Array.fill` ran at 0.7 GB/s on large arrays
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
@@ -51,12 +53,15 @@ def gather_rows(ctx, src: cla.Array, indices: cla.Array, first: int, dst: cla.Ar
 def gather_batch(ctx, x: cla.Array, y: cla.Array, indices: cla.Array, first: int, x_batch: cla.Array,
                  y_batch: cla.Array) -> cl.Event | None:
     """x_batch[r] = x[indices[first + r]] and y_batch[r] = y[indices[first + r]] for every row r
-    of the batch, in one launch (a training step's mini-batch). Queued."""
+    of the batch, in one launch (a training step's mini-batch). Queued. Rows may be samples of
+    any shape: (rows, *shape) arrays are gathered as (rows, prod(shape))."""
     dtype = ctx.real_dtype(getattr(x, "dtype", None))
     for name, a in (("x", x), ("y", y), ("x_batch", x_batch), ("y_batch", y_batch)):
         check_array(ctx, a, name, dtype=dtype)
-        if a.ndim != 2:
-            raise ValueError(f"{name} must be 2-D, got shape {tuple(a.shape)}")
+        if a.ndim < 2:
+            raise ValueError(f"{name} must be (rows, ...) with at least 2 dimensions, got shape {tuple(a.shape)}")
+    x, y, x_batch, y_batch = (a if a.ndim == 2 else a.reshape(a.shape[0], math.prod(a.shape[1:]))
+                              for a in (x, y, x_batch, y_batch))
     check_array(ctx, indices, "indices", dtype=np.uint32)
     rows = x_batch.shape[0]
     if x.shape[1] != x_batch.shape[1] or y.shape[1] != y_batch.shape[1] or y_batch.shape[0] != rows:

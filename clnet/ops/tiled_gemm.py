@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyopencl.array as cla
 
+from . import activations
 from .arrays import vector_width
 
 SCRATCH = "tiled_gemm.packed_b"
@@ -27,6 +28,7 @@ class Epilogue:
     activation: str
     z: cla.Array | None = None
     transposed: bool = False  # the product is out.T = W @ x.T: the bias goes by row, C is stored as C.T
+    alpha: float | None = None  # the activation's parameter (leaky_relu, elu)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: in
     while local > 1 and row_tiles < 2 * local:  # few rows: smaller groups, so that every core has some
         local //= 2
     tile = ctx.kernel("gemm.cl", "gemm_tile", **template)
-    extra = {} if epilogue is None else {"bias": epilogue.bias, "z": c if epilogue.z is None else epilogue.z}
+    extra = {} if epilogue is None else {"bias": epilogue.bias, "z": c if epilogue.z is None else epilogue.z,
+                                         **activations.alpha_argument(epilogue.activation, epilogue.alpha)}
     tile(ctx.queue, (-(-row_tiles // local) * local, panels), (local, 1), m=m, n=n, k_count=k, a=a, lda=lda,
          b=b, ldb=ldb, c=c, ldc=ldc, alpha=alpha, beta=beta, **extra)

@@ -1,6 +1,7 @@
-"""Checkpoints of `fit`: the network file (clnet.train.saving) plus what a resumed run needs to
-go on exactly where it stopped: the epoch, the history, the optimizer's kind, step count and
-state buffers, and the position of the shuffling random stream. `clnet.load` reads a checkpoint
+"""Checkpoints of `fit`: the network file (clnet.train.saving: every layer's config, parameters and
+state) plus what a resumed run needs to go on exactly where it stopped: the epoch, the history,
+the optimizer's kind, step count and state buffers, and the position of the shuffling random
+stream. `clnet.load` reads a checkpoint
 as the network alone. Written atomically, like every save."""
 
 from __future__ import annotations
@@ -40,14 +41,14 @@ def restore(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random
     """Load the checkpoint at `path` into net, optimizer and the shuffling stream; returns
     (epochs done, history, extra, best parameters or None). ValueError when it belongs to
     another network or run."""
-    inputs, layers, dtype, parameters = saving.read(path)
+    input_shape, layers, dtype, parameters = saving.read(path)
     _, arrays = saving.read_entries(path)
     if ENTRY not in arrays:
         raise ValueError(f"{path} is a network file, not a checkpoint of fit: it cannot be resumed")
-    mine = ([net.inputs] + [(la.outputs, la.activation) for la in net.layers], net.dtype.name)
-    theirs = ([inputs] + [(la.outputs, la.activation) for la in layers], dtype)
-    if mine != theirs:
-        raise ValueError(f"the checkpoint {path} holds another network ({theirs}) than this one ({mine})")
+    if (input_shape, layers, dtype) != (net.input_shape, net.specs, net.dtype.name):
+        theirs = (input_shape, layers, dtype)
+        raise ValueError(f"the checkpoint {path} holds another network ({theirs}) than this one "
+                         f"({(net.input_shape, net.specs, net.dtype.name)})")
     try:
         record = json.loads(str(arrays[ENTRY]))
         epoch, history, kind = int(record["epoch"]), [float(c) for c in record["history"]], record["optimizer"]["kind"]
@@ -65,7 +66,6 @@ def restore(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random
                          f"batch_size and cost (now {run})")
     states = [arrays[f"optimizer_state_{i}"] for i in range(sum(n.startswith("optimizer_state_") for n in arrays))]
     optimizer.restore_state(net.parameter_buffer, steps, states)  # checks the buffers first
-    for array, saved in zip(net.parameters(), parameters):
-        array.set(np.ascontiguousarray(saved, dtype=net.dtype))
+    net.set_arrays(parameters)
     shuffling.bit_generator.state = shuffle_state
     return epoch, history, extra, arrays.get("checkpoint_best")

@@ -37,7 +37,7 @@ def sgd(training: TrainingNetwork, y, cost: str = "quadratic", epochs: int = 1,
     if not isinstance(training, TrainingNetwork):
         raise TypeError(f"sgd trains a clnet.TrainingNetwork, got {type(training).__name__}")
     net, ctx = training.net, training.ctx
-    activation = net.layers[-1].activation
+    activation = net.output_activation
     costs.check_cost(cost, activation)
     epochs = check_whole("epochs", epochs, 0)
     learning_rate = check_learning_rate(learning_rate)

@@ -47,6 +47,7 @@ class Optimizer:
         self._state: list[FlatArrays] = []
         self.steps = 0
         self.schedule: Schedule = as_schedule(0.01)
+        self._override: float | None = None  # the rate of the step being taken, when given to step()
 
     @property
     def learning_rate(self) -> float:
@@ -58,6 +59,8 @@ class Optimizer:
         self.schedule = as_schedule(value)
 
     def _rate(self) -> float:
+        if self._override is not None:
+            return self._override
         return self.schedule(self.steps - 1)  # in _update: steps counts the step being taken
 
     def reset(self) -> None:
@@ -72,11 +75,13 @@ class Optimizer:
             self._state = [params.like() for _ in range(self.state_arrays)]
         return self._state
 
-    def step(self, params: FlatArrays, grads: FlatArrays, keep: FlatArrays | None = None) -> None:
+    def step(self, params: FlatArrays, grads: FlatArrays, keep: FlatArrays | None = None,
+             learning_rate: float | None = None) -> None:
         """Queue the update of every parameter from its gradient: one kernel launch.
 
         keep: also copy the parameters as they were before the step there, in the same launch
-        (a network's `kept_buffer`, which `restore_parameters` puts back)."""
+        (a network's `kept_buffer`, which `restore_parameters` puts back). learning_rate: this
+        step's rate instead of the optimizer's own schedule (fit's schedule= gives it)."""
         if not isinstance(params, FlatArrays) or not isinstance(grads, FlatArrays):
             raise TypeError(f"step takes a network's parameter and gradient buffers (clnet.nn.FlatArrays), "
                             f"got {type(params).__name__} and {type(grads).__name__}")
@@ -86,7 +91,11 @@ class Optimizer:
                 raise ValueError(f"the {name} buffer must have the parameters' shapes, dtype and context")
         state = [s.flat for s in self.state(params)]
         self._begin_step()
-        self._update(params.ctx, params.flat, grads.flat, state, None if keep is None else keep.flat)
+        self._override = learning_rate
+        try:
+            self._update(params.ctx, params.flat, grads.flat, state, None if keep is None else keep.flat)
+        finally:
+            self._override = None
 
     def _begin_step(self) -> None:
         self.steps += 1

@@ -1,11 +1,13 @@
 """Saving a network to one .npz file and loading it back, on any device.
 
-The file holds a JSON description (format, dtype, inputs, layers) and one array per weight and
-bias; a checkpoint (clnet.train.checkpoint) adds entries of its own, which `read` ignores. A
-save is atomic: the file is written beside its destination, flushed to the disk and then
-renamed over it, so a crash or a full disk leaves the previous file whole. `read` checks all
-of it before anything is made, so a truncated, foreign or inconsistent file raises ValueError
-and never gives a half-loaded network.
+The file holds a JSON description (format, dtype, the shape of a sample, and each layer's
+registered type and config, clnet.nn.registry) and one array per parameter and state array,
+named as Network.named_arrays ("layer_<i>.<name>"); a checkpoint (clnet.train.checkpoints)
+adds entries of its own, which `read` ignores. Files of the first format (fully-connected
+layers, "weights_<i>" and "bias_<i>") still load. A save is atomic: the file is written
+beside its destination, flushed to the disk and then renamed over it, so a crash or a full disk
+leaves the previous file whole. `read` checks all of it before anything is made, so a
+truncated, foreign or inconsistent file raises ValueError and never gives a half-loaded network.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..nn.layers import FullyConnected
-from ..nn.network import Network
+from ..nn import registry
+from ..nn.network import Network, place
+from ..nn.protocol import Layer
 
-FORMAT = 1
+FORMAT = 2  # 1: fully-connected layers only (read still)
 DESCRIPTION = "clnet_network"
 SUFFIX = ".npz"
 EXTRA_PREFIXES = ("checkpoint", "optimizer_state_")  # entries a checkpoint adds to a network file
@@ -74,18 +77,9 @@ def write_file_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
 
 
 def network_arrays(net: Network) -> dict[str, np.ndarray]:
-    """The entries of a network file: the description and every weight and bias."""
-    description = {
-        "format": FORMAT,
-        "dtype": net.dtype.name,
-        "inputs": net.inputs,
-        "layers": [{"outputs": layer.outputs, "activation": layer.activation, "dropout": layer.dropout}
-                   for layer in net.layers],
-    }
-    arrays = {DESCRIPTION: np.array(json.dumps(description))}
-    host = net.parameter_buffer.get()  # one transfer
-    for i in range(len(net.layers)):
-        arrays[f"weights_{i}"], arrays[f"bias_{i}"] = host[2 * i], host[2 * i + 1]
+    """The entries of a network file: the description and every parameter and state array."""
+    arrays = {DESCRIPTION: np.array(json.dumps({"format": FORMAT, **net.description()}))}
+    arrays.update(net.host_arrays())  # one transfer per buffer
     return arrays
 
 
@@ -113,36 +107,47 @@ def read_entries(path) -> tuple[dict, dict]:
     return description, arrays
 
 
-def _check(path, description: dict, arrays: dict) -> list[tuple[int, str, float]]:
-    if not isinstance(description, dict) or description.get("format") != FORMAT:
+def _format_1(description: dict, arrays: dict) -> tuple[dict, dict]:
+    """A file of clnet's first format (fully-connected layers only, arrays weights_<i> and
+    bias_<i>) in the terms of the current one."""
+    layers = [{"type": "FullyConnected", "config": {"outputs": la["outputs"], "activation": la["activation"],
+                                                    "dropout": la.get("dropout", 0.0)}}
+              for la in description["layers"]]
+    renamed = {}
+    for name, array in arrays.items():
+        kind, _, index = name.rpartition("_")
+        renamed[f"layer_{index}.{kind}" if kind in ("weights", "bias") and index.isdigit() else name] = array
+    return {"format": FORMAT, "dtype": description["dtype"], "input_shape": [description["inputs"]],
+            "layers": layers}, renamed
+
+
+def _check(path, description: dict, arrays: dict) -> tuple[tuple[int, ...], list[Layer], dict]:
+    if not isinstance(description, dict) or description.get("format") not in (1, FORMAT):
         raise ValueError(f"{path}: unknown network file format {description.get('format')!r} (expected {FORMAT})")
     try:
-        inputs = int(description["inputs"])
-        layers = [(int(la["outputs"]), str(la["activation"]), float(la.get("dropout", 0.0)))
-                  for la in description["layers"]]
+        if description["format"] == 1:
+            description, arrays = _format_1(description, arrays)
+        input_shape = tuple(int(n) for n in description["input_shape"])
+        specs = [registry.from_description(la) for la in description["layers"]]
         np.dtype(description["dtype"])
+        placements = place(input_shape, specs)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: incomplete network description ({type(exc).__name__}: {exc})") from exc
-    widths = [inputs] + [outputs for outputs, _, _ in layers]
-    expected = {}
-    for i, (outputs, inputs_i) in enumerate(zip(widths[1:], widths)):
-        expected[f"weights_{i}"], expected[f"bias_{i}"] = (outputs, inputs_i), (outputs,)
+    expected = {f"layer_{i}.{p.name}": p.shape for i, placed in enumerate(placements) for p in placed.parameters}
     if set(arrays) != set(expected):
         raise ValueError(f"{path}: expected arrays {sorted(expected)}, found {sorted(arrays)}")
     for name, shape in expected.items():
         if arrays[name].shape != shape or arrays[name].dtype.kind != "f":
             raise ValueError(f"{path}: {name} must be a float array of shape {shape}, "
                              f"got {arrays[name].dtype} {arrays[name].shape}")
-    return layers
+    return input_shape, specs, arrays
 
 
-def read(path) -> tuple[int, list[FullyConnected], str, list[np.ndarray]]:
-    """(inputs, layers, dtype name, [W0, b0, W1, b1, ...]) of the network file at `path`,
-    all checked: ValueError for a truncated, foreign or inconsistent file."""
+def read(path) -> tuple[tuple[int, ...], list[Layer], str, dict[str, np.ndarray]]:
+    """(sample shape, layers, dtype name, arrays by name as Network.named_arrays) of the network
+    file at `path`, all checked: ValueError for a truncated, foreign or inconsistent file."""
     path = Path(path)
     description, arrays = read_entries(path)
     arrays = {name: a for name, a in arrays.items() if not name.startswith(EXTRA_PREFIXES)}
-    layers = _check(path, description, arrays)
-    parameters = [arrays[f"{kind}_{i}"] for i in range(len(layers)) for kind in ("weights", "bias")]
-    return (int(description["inputs"]), [FullyConnected(o, a, dropout=d) for o, a, d in layers], description["dtype"],
-            parameters)
+    input_shape, specs, arrays = _check(path, description, arrays)
+    return input_shape, specs, description["dtype"], arrays

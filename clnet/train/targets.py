@@ -19,13 +19,15 @@ def class_labels(y) -> np.ndarray | None:
     return host if host.ndim == 1 and host.dtype.kind in "iu" else None
 
 
-def as_targets(ctx, y, rows: int, outputs: int, dtype) -> cla.Array:
+def as_targets(ctx, y, rows: int, outputs: int | tuple[int, ...], dtype) -> cla.Array:
     """(rows, outputs) device targets: real targets (array-likes, checked finite), or integer
     class labels (rows,) as one-hot rows (as a column of 0/1 for a single output)."""
     labels = class_labels(y)
     if labels is None:
         y = to_device_batch(ctx, y, outputs, dtype, name="y", check_device=True)
     else:
+        if not isinstance(outputs, int):
+            raise ValueError(f"integer class labels need a network with (batch, classes) outputs, not {outputs}")
         classes = max(outputs, 2)
         bad = labels[(labels < 0) | (labels >= classes)]
         if bad.size:

@@ -1,7 +1,10 @@
 """What `fit` reports besides the training cost: a validation set's cost and accuracy after every
-epoch, computed on the device (one wait per epoch), and the History that carries them."""
+epoch, computed on the device (one wait per epoch), the History that carries them, and early
+stopping, which keeps the best epoch's weights."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pyopencl.array as cla
@@ -47,21 +50,21 @@ class Validation:
         ctx, (x, y) = net.ctx, data
         labels = class_labels(y)
         self.net, self.cost, self.classes = net, cost, labels is not None
-        self.x = to_device_batch(ctx, x, net.inputs, net.dtype, name="validation x", check_device=True)
+        self.x = to_device_batch(ctx, x, net.input_shape, net.dtype, name="validation x", check_device=True)
         self.rows = self.x.shape[0]
         self.y = as_targets(ctx, y if labels is None else labels, self.rows, net.outputs, net.dtype)
         self.size = min(BATCH, self.rows)
         self.steps = [(start, min(self.size, self.rows - start)) for start in range(0, self.rows, self.size)]
         self.trainers = {rows: net.training_network(rows)
                          for _, rows in self.steps}
-        self.targets = {rows: cla.empty(ctx.queue, (rows, net.outputs), net.dtype) for _, rows in self.steps}
+        self.targets = {rows: cla.empty(ctx.queue, (rows, *net.output_shape), net.dtype) for _, rows in self.steps}
         self.indices = cla.to_device(ctx.queue, np.arange(self.rows, dtype=np.uint32))
         self.figures = cla.empty(ctx.queue, 2 * len(self.steps), net.dtype)
         memory.fill(ctx, self.figures, 0.0)
 
     def evaluate(self) -> tuple[float, float | None]:
         """(cost, accuracy or None) of the network now, without dropout."""
-        ctx, activation = self.net.ctx, self.net.layers[-1].activation
+        ctx, activation = self.net.ctx, self.net.output_activation
         for step, (first, rows) in enumerate(self.steps):
             training, y = self.trainers[rows], self.targets[rows]
             memory.gather_batch(ctx, self.x, self.y, self.indices, first, training.x, y)
@@ -72,3 +75,46 @@ class Validation:
                 costs.matches_into(ctx, output, y, self.figures, 2 * step + 1)
         figures = self.figures.get().reshape(-1, 2).sum(axis=0)  # the one wait
         return float(figures[0]), float(figures[1]) / self.rows if self.classes else None
+
+
+class EarlyStopping:
+    """The best validation cost so far and the epochs waited since; with a patience, a copy of
+    the best epoch's parameters (made on the device), which `restore_best` puts back."""
+
+    def __init__(self, net: Network, patience: int | None):
+        self.net, self.patience = net, patience
+        self.best_cost, self.waited = math.inf, 0
+        self.best = None if patience is None else net.parameter_buffer.like()
+
+    def after_epoch(self, validator: Validation, history: History, epoch: int) -> str:
+        """Evaluate the validation set after `epoch` (from 0), record it, keep the best weights;
+        returns the progress bar's note."""
+        cost, accuracy = validator.evaluate()
+        history.validation_cost.append(cost)
+        if accuracy is not None:
+            history.validation_accuracy = (history.validation_accuracy or []) + [accuracy]
+        if cost < self.best_cost:
+            self.best_cost, self.waited, history.best_epoch = cost, 0, epoch + 1
+            if self.best is not None:
+                memory.copy(self.net.ctx, self.net.parameter_buffer.flat, self.best.flat)
+        else:
+            self.waited += 1
+        return f", validation {cost:.5g}" + (f" ({accuracy:.1%})" if accuracy is not None else "")
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.waited >= self.patience
+
+    def restore_best(self, history: History) -> None:
+        """Leave the network with the weights of the best epoch (with a patience). Queued."""
+        if self.best is not None and history.best_epoch is not None:
+            memory.copy(self.net.ctx, self.best.flat, self.net.parameter_buffer.flat)
+
+    def state(self) -> tuple[dict, np.ndarray | None]:
+        """What a checkpoint keeps: the counters, and the best parameters (or None)."""
+        return {"best_cost": self.best_cost, "waited": self.waited}, None if self.best is None else self.best.flat.get()
+
+    def restore(self, state: dict, best: np.ndarray | None) -> None:
+        self.best_cost, self.waited = state.get("best_cost", math.inf), state.get("waited", 0)
+        if self.best is not None and best is not None:
+            self.best.flat.set(np.ascontiguousarray(best, dtype=self.net.dtype))

@@ -1,0 +1,63 @@
+"""fit's view of the processes it trains with: this one alone, or the ranks of a
+clnet.distributed.World (data-parallel training: every rank computes the gradients of its part
+of each global batch, they are summed with weights that make them the global batch's gradient,
+and every rank applies the same update)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyopencl.array as cla
+
+from ..distributed import World
+from ..nn.network import Network
+from . import batches
+
+
+class DataParallel:
+    """The ranks of `world` (None: one process); `sharded`: each rank passes its own data."""
+
+    def __init__(self, world: World | None, sharded: bool):
+        self.world, self.sharded = world, sharded
+        self.writer = world is None or world.rank == 0  # who writes checkpoints and shows progress
+
+    def plan(self, net: Network, samples: int, batch_size: int, description: dict) -> batches.Plan:
+        """The steps of an epoch for this process; in a World, after checking that every rank
+        trains the same network the same way (a clear error on every rank instead of a hang or
+        garbage). description: the run's settings that every rank must share."""
+        world = self.world
+        if world is None:
+            return batches.one_process(samples, min(batch_size, samples))
+        layers = [net.inputs] + [repr(spec) for spec in net.specs]
+        world.check_same("the training", {"layers": layers, "dtype": net.dtype.name, **description,
+                                          "sharded": self.sharded, "samples": None if self.sharded else samples})
+        if self.sharded:
+            shard_sizes = world.comm.allgather(samples)
+            return batches.sharded(shard_sizes, min(batch_size, sum(shard_sizes)), world.rank)
+        return batches.split(samples, min(batch_size, samples), world.rank, world.size)
+
+    def start(self, net: Network, seed: int) -> int:
+        """Rank 0's seed and starting weights (and state) on every rank; returns the seed."""
+        if self.world is None:
+            return seed
+        seed = self.world.broadcast(seed)
+        for buffer in (net.parameter_buffer, net.state_buffer):
+            if buffer is not None:
+                self.world.broadcast_array(buffer.flat)
+        return seed
+
+    def shuffling(self, seed: int) -> np.random.Generator:
+        """The generator of each epoch's order: the same on every rank, or each shard's own."""
+        return np.random.default_rng(seed if self.world is None or not self.sharded else [seed, self.world.rank])
+
+    def check_same_epoch(self, epoch: int) -> None:
+        if self.world is not None:
+            self.world.check_same("the epoch to resume from", {"epoch": epoch})
+
+    def sum_gradients(self, gradients: cla.Array, rows: int, global_rows: int) -> None:
+        """The gradient of the step's global batch, from this rank's part of it, on every rank."""
+        if self.world is not None:
+            self.world.average_gradients(gradients, rows / global_rows)
+
+    def total(self, cost: float) -> float:
+        """A sum over the ranks."""
+        return cost if self.world is None else self.world.sum(cost)
