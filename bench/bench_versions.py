@@ -1,100 +1,94 @@
-"""Two versions of clnet, the same training epochs, alternating: is a change any slower?
+"""Two versions of clnet, the same training epochs, paired: is a change any slower?
 
     git worktree add /tmp/clnet-base <commit>         # the older code, beside this checkout
-    .venv/bin/python bench/bench_versions.py --base /tmp/clnet-base [--rounds 3] [--only mlp digits]
+    .venv/bin/python bench/bench_versions.py --base /tmp/clnet-base [--repeats 21] [--only mlp digits]
 
 The clnet half of bench_train (the four reference networks of clnet.app.bench.references, an
-epoch through the public API: `clnet.sgd` for one batch, `fit` otherwise) runs in a fresh
-process with each source tree first on PYTHONPATH, the two trees alternating `rounds` times, so
-that both see the machine's slow and fast spells. Each process reports the median of `repeats`
-epochs per network after one warm-up epoch; the table gives the median over rounds, ms per
-step, and new/base (below 1: the new code is faster).
+epoch through the public API: `clnet.sgd` for one batch, `fit` otherwise) with both versions in
+one process: the older package is copied beside its kernels as `clnet_base` and imported next to
+this checkout's `clnet`, each with a context of its own on the same device. Epochs alternate
+base, new, new, base, ... and each pair's ratio new/base is taken from epochs measured seconds
+apart, so the machine's slow and fast spells (up to 2x here, over minutes) fall on both. The
+table gives each version's median ms per step and the median of the paired ratios (below 1: the
+new code is faster), with its interquartile range.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import importlib
+import shutil
 import statistics
-import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NEW = HERE.parent
+sys.path.insert(0, str(HERE))
+import common  # noqa: E402
+
+import clnet  # noqa: E402
+from clnet.app.bench.references import RATE, TRAINING_NETWORKS, training_data  # noqa: E402
 
 
-def worker(only: list[str], repeats: int, device: str | None) -> None:
-    """Time the networks with whichever clnet is first on the path; print {name: seconds}."""
-    import time
-
-    import clnet
-    from clnet.app.bench.references import RATE, TRAINING_NETWORKS, training_data
-
-    found = {}
-    with clnet.Context(device) as ctx:
-        for key in only:
-            inputs, layers, cost, optimizer, batch, samples = TRAINING_NETWORKS[key]
-            x, y = training_data(key)
-            net = clnet.InferenceNetwork(ctx, inputs, [clnet.FullyConnected(o, a) for o, a in layers], seed=1)
-            if optimizer == "sgd" and batch == samples:
-                training = clnet.TrainingNetwork(net, x)
-
-                def epoch(training=training, y=y, cost=cost):
-                    clnet.sgd(training, y, cost, 1, RATE)
-            else:
-                adam = clnet.Adam(1e-3)
-
-                def epoch(net=net, x=x, y=y, cost=cost, batch=batch, adam=adam):
-                    net.fit(x, y, cost, 1, batch, optimizer=adam, progress=False, seed=0)
-            times = []
-            for _ in range(repeats + 1):
-                started = time.perf_counter()
-                epoch()
-                ctx.finish()
-                times.append(time.perf_counter() - started)
-            found[key] = statistics.median(times[1:]) / -(-samples // batch)
-    print(json.dumps(found))
+def import_base(tree: Path, folder: Path):
+    """The package of the checkout `tree` as `clnet_base` (its kernels/ beside it)."""
+    shutil.copytree(tree / "clnet", folder / "clnet_base")
+    shutil.copytree(tree / "kernels", folder / "kernels")
+    sys.path.insert(0, str(folder))
+    return importlib.import_module("clnet_base")
 
 
-def run_tree(tree: Path, only: list[str], repeats: int, device: str | None) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--repeats", str(repeats), "--only", *only]
-    if device:
-        command += ["--device", device]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True, cwd="/")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def epoch_of(library, ctx, key: str):
+    """A function that runs one epoch of `key` with `library` (clnet or clnet_base) and waits."""
+    inputs, layers, cost, optimizer, batch, samples = TRAINING_NETWORKS[key]
+    x, y = training_data(key)
+    net = library.InferenceNetwork(ctx, inputs, [library.FullyConnected(o, a) for o, a in layers], seed=1)
+    if optimizer == "sgd" and batch == samples:
+        training = library.TrainingNetwork(net, x)
+        return lambda: (library.sgd(training, y, cost, 1, RATE), ctx.finish())
+    adam = library.Adam(1e-3)
+    return lambda: (net.fit(x, y, cost, 1, batch, optimizer=adam, progress=False, seed=0), ctx.finish())
+
+
+def seconds(run) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", type=Path, help="a checkout of the older code")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", nargs="+", default=["mlp", "seed", "digits", "mnist"])
+    parser.add_argument("--base", type=Path, required=True, help="a checkout of the older code")
+    parser.add_argument("--repeats", type=int, default=21, help="pairs of epochs per network")
+    parser.add_argument("--only", nargs="+", default=list(TRAINING_NETWORKS), choices=sorted(TRAINING_NETWORKS))
     parser.add_argument("--device", default=None)
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        worker(args.only, args.repeats, args.device)
-        return
-    sys.path.insert(0, str(HERE))
-    import common
-
-    rounds = {"base": [], "new": []}
-    for _ in range(args.rounds):
-        for name, tree in (("base", args.base), ("new", NEW)):
-            rounds[name].append(run_tree(tree, args.only, args.repeats, args.device))
-    rows = []
-    for key in args.only:
-        base = statistics.median(r[key] for r in rounds["base"])
-        new = statistics.median(r[key] for r in rounds["new"])
-        ratios = [n[key] / b[key] for b, n in zip(rounds["base"], rounds["new"])]
-        rows.append([key, base * 1e3, new * 1e3, new / base, " ".join(f"{r:.2f}" for r in ratios)])
-    print(f"ms per step, base {args.base} against new {NEW}, {args.rounds} rounds alternating\n")
-    print(common.table(["network", "base ms", "new ms", "new/base", "each round"], rows))
-    path = common.write_json("versions", {"base": str(args.base), "rounds": rounds, "machine": common.machine()})
+    rows, record = [], {}
+    with tempfile.TemporaryDirectory() as folder:
+        base = import_base(args.base, Path(folder))
+        with base.Context(args.device) as base_ctx, clnet.Context(args.device) as ctx:
+            for key in args.only:
+                runs = {"base": epoch_of(base, base_ctx, key), "new": epoch_of(clnet, ctx, key)}
+                for run in runs.values():
+                    run()  # builds and records
+                found = {"base": [], "new": []}
+                for i in range(args.repeats):
+                    for name in ("base", "new") if i % 2 == 0 else ("new", "base"):
+                        found[name].append(seconds(runs[name]))
+                ratios = sorted(n / b for n, b in zip(found["new"], found["base"]))
+                steps = -(-TRAINING_NETWORKS[key][5] // TRAINING_NETWORKS[key][4])
+                quartiles = statistics.quantiles(ratios, n=4)
+                rows.append([key, statistics.median(found["base"]) * 1e3 / steps,
+                             statistics.median(found["new"]) * 1e3 / steps, statistics.median(ratios),
+                             f"{quartiles[0]:.2f}-{quartiles[2]:.2f}"])
+                record[key] = found
+            info = common.machine(ctx)
+    print(f"ms per step, float32, on {info['device']['name']}; base {args.base} against new {HERE.parent}, "
+          f"{args.repeats} pairs of epochs\n")
+    print(common.table(["network", "base ms", "new ms", "new/base (median of pairs)", "quartiles"], rows))
+    path = common.write_json("versions", {"base": str(args.base), "seconds": record, "machine": info})
     print(f"\nwrote {path}")
 
 

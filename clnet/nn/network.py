@@ -303,6 +303,20 @@ class TrainingNetwork:
                 raise TypeError(f"layer {index} ({layer.spec!r}): its training half must set `delta`, which the "
                                 "next layer writes dC/d(out) into")
             x, previous = trainer.out, trainer
+        self._segments = self._split(self.layers)
+
+    @staticmethod
+    def _split(layers: list[LayerTraining]) -> list[tuple[int, tuple[LayerTraining, ...], bool]]:
+        """The passes' parts, in forward order: (first layer, its training halves, replayable),
+        each run of consecutive replayable layers one part (recorded as one plan), every other
+        layer a part of its own (run live)."""
+        parts: list = []
+        for index, trainer in enumerate(layers):
+            if trainer.replayable and parts and parts[-1][2]:
+                parts[-1] = (parts[-1][0], parts[-1][1] + (trainer,), True)
+            else:
+                parts.append((index, (trainer,), trainer.replayable))
+        return parts
 
     def _check_open(self) -> None:
         if self._closed:
@@ -330,9 +344,12 @@ class TrainingNetwork:
         """Queue the forward pass over the batch, with dropout (of `dropout_key` and `step`) unless
         drop is False; returns the output (not waited on)."""
         self._check_open()
-        step = Step(train=drop, key=self.dropout_key, number=self.step)
-        self._pass(("forward", drop), [(i, trainer, lambda t=trainer: t.forward(step))
-                                       for i, trainer in enumerate(self.layers)])
+        step = Step(drop, self.dropout_key, self.step)
+        for first, trainers, replayable in self._segments:
+            if replayable:
+                self._run(("forward", drop, first), lambda trainers=trainers: [t.forward(step) for t in trainers])
+            else:
+                trainers[0].forward(step)
         return self.layers[-1].out
 
     def backward(self, skip_output_derivative: bool = False) -> None:
@@ -341,30 +358,18 @@ class TrainingNetwork:
         skip_output_derivative: the output gradient is already dC/dz of the last layer's
         activation (as the cross-entropy costs give it)."""
         self._check_open()
-        last = len(self.layers) - 1
-        calls = [(i, self.layers[i], self.layers[i].backward) for i in range(last, -1, -1)]
-        if skip_output_derivative:
-            calls[0] = (last, self.layers[last], lambda: self.layers[last].backward(skip_activation_derivative=True))
-        self._pass(("backward", skip_output_derivative), calls)
-
-    def _pass(self, key: tuple, calls: list) -> None:
-        """Queue a pass, (layer index, training half, call) in order: each run of consecutive
-        layers that allow it is recorded once and replayed as one plan; the others run live."""
-        segment: list = []
-
-        def flush() -> None:
-            if segment:
-                queued = list(segment)
-                self._run(key + (queued[0][0],), lambda: [call() for _, call in queued])
-                segment.clear()
-
-        for index, trainer, call in calls:
-            if trainer.replayable:
-                segment.append((index, call))
+        last = self.layers[-1]
+        for first, trainers, replayable in reversed(self._segments):
+            def queue_pass(trainers=trainers) -> None:
+                for trainer in reversed(trainers):
+                    if trainer is last and skip_output_derivative:
+                        trainer.backward(skip_activation_derivative=True)
+                    else:
+                        trainer.backward()
+            if replayable:
+                self._run(("backward", skip_output_derivative, first), queue_pass)
             else:
-                flush()
-                call()
-        flush()
+                queue_pass()
 
     def _run(self, key: tuple, queue_pass) -> None:
         """Queue part of a pass: replay its recorded plan, else run it (recording it)."""

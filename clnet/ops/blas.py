@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -53,9 +54,14 @@ def settings_key(ctx, dtype) -> tuple:
     return chosen.small, chosen.large, chosen.tiles
 
 
+@functools.cache  # called once per pass of every training step; np.dtype(...).name takes microseconds
+def _settings_key(dtype) -> tuple[str, str]:
+    return "gemm", np.dtype(dtype).name
+
+
 def settings(ctx, dtype) -> GemmSettings:
     """The GEMM settings of this context for dtype: the tuned ones, else the defaults."""
-    key = ("gemm", np.dtype(dtype).name)
+    key = _settings_key(dtype)
     found = ctx.settings.get(key)
     if found is None:
         backend = "clnet" if ctx.info.type == "CPU" or not HAVE_CLBLAST else "clblast"

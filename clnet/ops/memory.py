@@ -60,8 +60,8 @@ def gather_batch(ctx, x: cla.Array, y: cla.Array, indices: cla.Array, first: int
         check_array(ctx, a, name, dtype=dtype)
         if a.ndim < 2:
             raise ValueError(f"{name} must be (rows, ...) with at least 2 dimensions, got shape {tuple(a.shape)}")
-    x, y, x_batch, y_batch = (a if a.ndim == 2 else a.reshape(a.shape[0], math.prod(a.shape[1:]))
-                              for a in (x, y, x_batch, y_batch))
+    if x.ndim != 2 or y.ndim != 2:  # samples of other shapes, as rows
+        x, y, x_batch, y_batch = (a.reshape(a.shape[0], math.prod(a.shape[1:])) for a in (x, y, x_batch, y_batch))
     check_array(ctx, indices, "indices", dtype=np.uint32)
     rows = x_batch.shape[0]
     if x.shape[1] != x_batch.shape[1] or y.shape[1] != y_batch.shape[1] or y_batch.shape[0] != rows:
