@@ -165,17 +165,7 @@ def test_dropout_gradients_match_finite_differences_with_the_same_mask(ctx):
     costs.output_delta(ctx, "quadratic", training.output, y_dev, training.output_gradient)
     training.backward()
     analytic = [g.get() for g in training.gradients()]
-    h = 1e-6
-    for p, g in zip(net.parameters(), analytic):
-        host = p.get()
-        numeric = np.zeros_like(host)
-        for index in np.ndindex(host.shape):
-            for sign in (1, -1):
-                shifted = host.copy()
-                shifted[index] += sign * h
-                p.set(shifted)
-                numeric[index] += sign * cost() / (2 * h)
-            p.set(host)
+    for g, numeric in zip(analytic, ref.central_differences(net.parameters(), cost)):
         np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-9)
     dropped = training.layers[0].out.get() == 0
     assert dropped.any() and not dropped.all()  # the mask did drop something, not everything
