@@ -3,15 +3,17 @@ layers (fully-connected, activation, flatten, dropout), the registry that saving
 whose parameters are views of one device buffer, weight initialization, backpropagation."""
 
 from .activation import Activation, ActivationLayer
+from .conv2d import Conv2d
 from .dropout import Dropout
 from .flatten import Flatten
 from .fully_connected import FullyConnected, FullyConnectedLayer
 from .initialization import INIT_METHODS, init
 from .network import Network, TrainingNetwork
 from .parameters import FlatArrays
+from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .protocol import BuiltLayer, Layer, LayerTraining, Link, Parameter, Step, in_place_delta
 from .registry import register_layer
 
-__all__ = ["INIT_METHODS", "Activation", "ActivationLayer", "BuiltLayer", "Dropout", "FlatArrays", "Flatten",
-           "FullyConnected", "FullyConnectedLayer", "Layer", "LayerTraining", "Link", "Network", "Parameter", "Step",
+__all__ = ["INIT_METHODS", "Activation", "ActivationLayer", "AvgPool2d", "BuiltLayer", "Conv2d", "Dropout", "FlatArrays", "Flatten",
+           "FullyConnected", "FullyConnectedLayer", "GlobalAvgPool2d", "Layer", "LayerTraining", "Link", "MaxPool2d", "Network", "Parameter", "Step",
            "TrainingNetwork", "in_place_delta", "init", "register_layer"]

@@ -1,0 +1,102 @@
+"""Pooling over (samples, channels, height, width) images (kernels/pool.cl): max and average
+over windows, PyTorch's MaxPool2d and AvgPool2d (ceil_mode off), and the global average.
+Every call is queued, not waited on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyopencl as cl
+import pyopencl.array as cla
+
+from .arrays import check_array
+
+LOCAL = 8  # work-items per group: one image row each
+
+
+@dataclass(frozen=True)
+class Window:
+    """Windows of kh x kw pixels every (sh, sw), the images padded by (ph, pw) on each side."""
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+
+    def output(self, height: int, width: int) -> tuple[int, int]:
+        return (height + 2 * self.ph - self.kh) // self.sh + 1, (width + 2 * self.pw - self.kw) // self.sw + 1
+
+    def arguments(self, x_shape: tuple[int, ...]) -> dict:
+        samples, channels, height, width = x_shape
+        out_h, out_w = self.output(height, width)
+        return {"planes": samples * channels, "height": height, "width": width, "kh": self.kh, "kw": self.kw,
+                "sh": self.sh, "sw": self.sw, "ph": self.ph, "pw": self.pw, "out_h": out_h, "out_w": out_w}
+
+
+def _check(ctx, x: cla.Array, out: cla.Array, window: Window, names=("x", "out")) -> np.dtype:
+    dtype = ctx.real_dtype(x.dtype)
+    check_array(ctx, x, names[0])
+    if x.ndim != 4:
+        raise ValueError(f"{names[0]} must be (samples, channels, height, width), got {tuple(x.shape)}")
+    check_array(ctx, out, names[1], dtype=dtype, shape=(*x.shape[:2], *window.output(*x.shape[2:])))
+    return dtype
+
+
+def _launch(items: int) -> tuple[tuple, tuple]:
+    return (-(-items // LOCAL) * LOCAL,), (LOCAL,)
+
+
+def max_forward(ctx, x: cla.Array, out: cla.Array, where: cla.Array, window: Window) -> cl.Event:
+    """out = the max of each window of x; where = its position in its image (for backward)."""
+    dtype = _check(ctx, x, out, window)
+    check_array(ctx, where, "where", dtype=np.uint32, shape=out.shape)
+    args = window.arguments(x.shape)
+    kernel = ctx.kernel("pool.cl", "max_forward", dtype=dtype)
+    return kernel(ctx.queue, *_launch(args["planes"] * args["out_h"]), x=x, out=out, where=where, **args)
+
+
+def max_backward(ctx, dy: cla.Array, where: cla.Array, dx: cla.Array, window: Window) -> cl.Event:
+    """dx = the gradient of max_forward's input from dy (the windows' maxima get it)."""
+    dtype = _check(ctx, dx, dy, window, ("dx", "dy"))
+    check_array(ctx, where, "where", dtype=np.uint32, shape=dy.shape)
+    args = window.arguments(dx.shape)
+    kernel = ctx.kernel("pool.cl", "max_backward", dtype=dtype)
+    return kernel(ctx.queue, *_launch(args["planes"] * args["height"]), dy=dy, where=where, dx=dx, **args)
+
+
+def avg_forward(ctx, x: cla.Array, out: cla.Array, window: Window, count_include_pad: bool = True) -> cl.Event:
+    dtype = _check(ctx, x, out, window)
+    args = window.arguments(x.shape)
+    kernel = ctx.kernel("pool.cl", "avg_forward", dtype=dtype)
+    return kernel(ctx.queue, *_launch(args["planes"] * args["out_h"]), x=x, out=out,
+                  count_pad=int(count_include_pad), **args)
+
+
+def avg_backward(ctx, dy: cla.Array, dx: cla.Array, window: Window, count_include_pad: bool = True) -> cl.Event:
+    dtype = _check(ctx, dx, dy, window, ("dx", "dy"))
+    args = window.arguments(dx.shape)
+    kernel = ctx.kernel("pool.cl", "avg_backward", dtype=dtype)
+    return kernel(ctx.queue, *_launch(args["planes"] * args["height"]), dy=dy, dx=dx,
+                  count_pad=int(count_include_pad), **args)
+
+
+def global_avg_forward(ctx, x: cla.Array, out: cla.Array) -> cl.Event:
+    """out (samples, channels, 1, 1) = the mean of each channel's plane of x."""
+    dtype = ctx.real_dtype(x.dtype)
+    check_array(ctx, x, "x")
+    check_array(ctx, out, "out", dtype=dtype, shape=(*x.shape[:2], 1, 1))
+    planes, pixels = x.shape[0] * x.shape[1], x.shape[2] * x.shape[3]
+    kernel = ctx.kernel("pool.cl", "global_avg_forward", dtype=dtype)
+    return kernel(ctx.queue, *_launch(planes), x=x, out=out, planes=planes, pixels=pixels)
+
+
+def global_avg_backward(ctx, dy: cla.Array, dx: cla.Array) -> cl.Event:
+    dtype = ctx.real_dtype(dx.dtype)
+    check_array(ctx, dx, "dx")
+    check_array(ctx, dy, "dy", dtype=dtype, shape=(*dx.shape[:2], 1, 1))
+    planes, pixels = dx.shape[0] * dx.shape[1], dx.shape[2] * dx.shape[3]
+    kernel = ctx.kernel("pool.cl", "global_avg_backward", dtype=dtype)
+    return kernel(ctx.queue, *_launch(planes), dy=dy, dx=dx, planes=planes, pixels=pixels)

@@ -1,0 +1,137 @@
+## conv.cl: 2-D convolution as im2col + GEMM (clnet/ops/conv.py), in PyTorch's NCHW layout.
+##
+## For a chunk of `samples` images x (samples, channels, height, width), the column matrix
+##   cols[(c * kh + ky) * kw + kx, (n * out_h + oy) * out_w + ox]
+##     = x[n, c, oy * sh - ph + ky * dh, ox * sw - pw + kx * dw]     (0 outside the image)
+## has a row per weight of a filter and a column per output pixel, so that the product
+## weights (out, in * kh * kw) @ cols is the convolution, (out, samples * out_h * out_w); the
+## groups are blocks of rows of both. ph, pw: the padding before (top, left); the padding after
+## is only the bounds check, so asymmetric padding ("same" with an even kernel) costs nothing.
+##
+##   im2col:        x -> cols
+##   col2im:        cols -> dx, each pixel the sum of the columns that read it (a gather: no atomics)
+##   conv_output:   product (out, samples, pixels) -> out (samples, out, pixels), + bias, f (keeping
+##                  z when keep_z): the layer's epilogue, with the layout change
+##   conv_delta:    delta (samples, out, pixels) * f'(a or z) -> dz (out, samples, pixels)
+##
+## Params: dtype; conv_output and conv_delta also activation (None: none), keep_z, has_bias.
+<%include file="common.cl"/>
+<%namespace name="v" file="vectors.cl"/>
+<%namespace name="act" file="activations.cl"/>
+<%
+    geometry = ("index_t channels, index_t height, index_t width, index_t kh, index_t kw, index_t sh, "
+                "index_t sw, index_t ph, index_t pw, index_t dh, index_t dw, index_t out_h, index_t out_w, "
+                "index_t samples")
+    width_v = v.attr.vector_width(dtype)
+    vec = "real%d" % width_v
+    activation = context.get("activation")  # the im2col, col2im and row_sums build needs only dtype
+    keep_z, has_bias = context.get("keep_z", False), context.get("has_bias", False)
+%>
+#define ZERO ((${vec})(0))
+#define ONE ((${vec})(1))
+
+// One work-item per (row of cols, image, output row): out_w adjacent columns.
+${kernel("im2col", "const real *x, real *cols, " + geometry)} {
+    const index_t n_oy = get_global_id(0), row = get_global_id(1);
+    if (n_oy >= samples * out_h || row >= channels * kh * kw) return;
+    const index_t n = n_oy / out_h, oy = n_oy % out_h;
+    const index_t c = row / (kh * kw), ky = (row / kw) % kh, kx = row % kw;
+    const int iy = (int)(oy * sh + ky * dh) - (int)ph;
+    __global real *to = cols_p + cols_off + (size_t)row * samples * out_h * out_w + (size_t)n_oy * out_w;
+    if (iy < 0 || iy >= (int)height) {
+        for (index_t ox = 0; ox < out_w; ox++) to[ox] = 0;
+        return;
+    }
+    __global const real *from = x_p + x_off + (((size_t)n * channels + c) * height + iy) * width;
+    const int first = (int)(kx * dw) - (int)pw;
+    for (index_t ox = 0; ox < out_w; ox++) {
+        const int ix = first + (int)(ox * sw);
+        to[ox] = ix >= 0 && ix < (int)width ? from[ix] : 0;
+    }
+}
+
+// One work-item per (image, channel, input row): the row's dx, each pixel summing the columns
+// of the output pixels whose window holds it.
+${kernel("col2im", "const real *cols, real *dx, " + geometry)} {
+    const index_t item = get_global_id(0);
+    if (item >= samples * channels * height) return;
+    const index_t iy = item % height, c = (item / height) % channels, n = item / (height * channels);
+    const size_t columns = (size_t)samples * out_h * out_w;
+    __global real *to = dx_p + dx_off + (size_t)item * width;
+    for (index_t ix = 0; ix < width; ix++) {
+        real sum = 0;
+        for (index_t ky = 0; ky < kh; ky++) {
+            const int ty = (int)(iy + ph) - (int)(ky * dh);
+            if (ty < 0 || ty % (int)sh != 0 || ty / (int)sh >= (int)out_h) continue;
+            const index_t oy = ty / sh;
+            for (index_t kx = 0; kx < kw; kx++) {
+                const int tx = (int)(ix + pw) - (int)(kx * dw);
+                if (tx < 0 || tx % (int)sw != 0 || tx / (int)sw >= (int)out_w) continue;
+                const index_t ox = tx / sw;
+                sum += cols_p[cols_off + ((size_t)(c * kh + ky) * kw + kx) * columns
+                              + ((size_t)n * out_h + oy) * out_w + ox];
+            }
+        }
+        to[ix] = sum;
+    }
+}
+
+% if activation is not None:
+<%
+    value = "z" if activation == "linear" else act.attr.ACTIVATIONS[activation][0]
+    slope_source = act.attr.ACTIVATIONS[activation][2]
+    extra = act.attr.signature_extra(activation)
+    where = {"product": "(size_t)co * samples * pixels + (size_t)n * pixels",
+             "out": "((size_t)n * channels + co) * pixels"}
+%>
+// Dimension 1: (image, channel) rows of the output; dimension 0: vectors of a row's pixels.
+${kernel("conv_output", "const real *product, const real *bias, real *z, real *out, index_t channels, "
+                        "index_t pixels, index_t samples" + extra)} {
+    const index_t row = get_global_id(1), n = row / channels, co = row % channels;
+% if has_bias:
+    const real b = bias_p[bias_off + co];
+% else:
+    const real b = 0;
+% endif
+<%v:elementwise n="pixels" inputs="${['product']}" outputs="${['out', 'z'] if keep_z else ['out']}" base="${{'product': where['product'], 'out': where['out'], 'z': where['out']}}">
+    ${vec} z_ = product + b;
+% if keep_z:
+    z = z_;
+% endif
+    {
+        const ${vec} z = z_;
+        ${vec} a;
+        a = ${value};
+        out = a;
+    }
+</%v:elementwise>
+}
+
+// dz (out, samples, pixels) = delta (samples, out, pixels) * f'(saved), saved the output a or the
+// logits z (what the activation's derivative reads); the bias gradient is dz's row sums.
+${kernel("conv_delta", "const real *delta, const real *%s, real *dz, index_t channels, index_t pixels, "
+                       "index_t samples%s" % (slope_source, extra))} {
+    const index_t row = get_global_id(1), n = row / channels, co = row % channels;
+<%v:elementwise n="pixels" inputs="${['delta', slope_source]}" outputs="${['dz']}" base="${{'delta': where['out'], slope_source: where['out'], 'dz': where['product']}}">
+% if activation == "linear":
+    dz = delta;
+% else:
+    dz = delta * (${act.attr.ACTIVATIONS[activation][1]});
+% endif
+</%v:elementwise>
+}
+% endif
+
+// out[r] (+)= the sum of row r of a (rows, cols) x: one work-group per row, a tree in local memory.
+${kernel("row_sums", "const real *x, real *out, index_t cols, index_t accumulate, local real *partial")} {
+    const index_t r = get_group_id(0), lid = get_local_id(0), size = get_local_size(0);
+    __global const real *from = x_p + x_off + (size_t)r * cols;
+    real sum = 0;
+    for (index_t i = lid; i < cols; i += size) sum += from[i];
+    partial[lid] = sum;
+    for (index_t stride = size / 2; stride > 0; stride /= 2) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid < stride) partial[lid] += partial[lid + stride];
+    }
+    if (lid == 0) out_p[out_off + r] = accumulate ? out_p[out_off + r] + partial[0] : partial[0];
+}

@@ -1,0 +1,150 @@
+"""Convolution, pooling and normalization layers (issue 21) against PyTorch: each layer's
+forward pass, input gradient and parameter gradients on random shapes (odd sizes, stride 2,
+padding, dilation, groups, batch 1, channel counts that are no vector width's multiple), float64
+to 1e-10 and float32 to the usual tolerance."""
+
+import numpy as np
+import pyopencl.array as cla
+import pytest
+
+import clnet
+from clnet.nn import Link, Step
+
+torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
+
+TORCH_NAMES = {"weights": "weight", "bias": "bias", "scale": "weight", "shift": "bias",
+               "running_mean": "running_mean", "running_var": "running_var"}
+
+
+def tolerance(dtype):
+    return {"rtol": 1e-10, "atol": 1e-11} if dtype == np.float64 else {"rtol": 2e-4, "atol": 2e-5}
+
+
+def to_torch(module, layer, dtype):
+    """Copy the clnet layer's arrays into the PyTorch module."""
+    module.to(torch.float64 if dtype == np.float64 else torch.float32)
+    with torch.no_grad():
+        for name, array in layer.arrays.items():
+            getattr(module, TORCH_NAMES[name]).copy_(torch.tensor(array.get()))
+
+
+def train_half(ctx, net, x, with_input_gradient=True):
+    """The training half of the network's one layer, with a buffer for dC/dx."""
+    layer = net.layers[0]
+    gradients = dict(zip([p.name for p in net.placements[0].parameters if p.trainable], net.gradient_buffer.views))
+    grad_x = cla.empty(ctx.queue, x.shape, net.dtype) if with_input_gradient else None
+    return layer.training(Link(x.shape[0], x, grad_x, gradients, layer.arrays, 0, True))
+
+
+def compare(ctx, spec, module, shape, batch, dtype, seed=0, activation=lambda t: t, train=True, steps=1):
+    """The layer against module (then activation) on random inputs: forward, dC/dx and dC/dparams
+    for a random dC/d(out); `steps` training forward passes (running statistics)."""
+    net = clnet.InferenceNetwork(ctx, shape, [spec], dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed)
+    for name, array in net.layers[0].arrays.items():  # away from the initial values, so that each matters
+        if name != "running_var":
+            array.set(rng.normal(size=array.shape).astype(dtype))
+    to_torch(module, net.layers[0], dtype)
+    module.train(train)
+    x = rng.normal(size=(batch, *shape)).astype(dtype)
+    x_dev = cla.to_device(ctx.queue, x)
+    trainer = train_half(ctx, net, x_dev)
+    for _ in range(steps):
+        xt = torch.tensor(x, requires_grad=True)
+        expected = activation(module(xt))
+        trainer.forward(Step(train=train))
+    g = rng.normal(size=expected.shape).astype(dtype)
+    expected.backward(torch.tensor(g))
+    trainer.delta.set(g)
+    trainer.backward()
+    tol = tolerance(dtype)
+    np.testing.assert_allclose(trainer.out.get(), expected.detach().numpy(), **tol)
+    np.testing.assert_allclose(trainer.grad_x.get(), xt.grad.numpy(), **tol)
+    for name, gradient in zip([p.name for p in net.placements[0].parameters if p.trainable],
+                              net.gradient_buffer.views):
+        np.testing.assert_allclose(gradient.get(), getattr(module, TORCH_NAMES[name]).grad.numpy(), **tol,
+                                   err_msg=name)
+    for name, array in net.layers[0].arrays.items():  # the running statistics
+        if name.startswith("running"):
+            np.testing.assert_allclose(array.get(), getattr(module, name).numpy(), **tol, err_msg=name)
+    module.eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x).get(), activation(module(torch.tensor(x))).numpy(), **tol)
+    return net
+
+
+ACTIVATIONS = {"linear": lambda t: t, "relu": torch.relu, "tanh": torch.tanh,
+               "gelu": torch.nn.functional.gelu, ("leaky_relu", 0.2): lambda t: torch.nn.functional.leaky_relu(t, 0.2)}
+
+
+@pytest.mark.parametrize("shape, batch, out, kernel, options", [
+    ((3, 7, 6), 3, 4, 3, {}),
+    ((3, 9, 8), 2, 5, (3, 2), {"stride": 2, "padding": 1, "activation": "relu"}),
+    ((4, 9, 9), 1, 6, 3, {"padding": "same", "dilation": 2, "groups": 2, "activation": "gelu"}),
+    ((5, 6, 7), 2, 5, 2, {"padding": "same", "groups": 5, "bias": False, "activation": "tanh"}),  # depthwise
+    ((1, 11, 10), 3, 9, 5, {"stride": (2, 3), "padding": (2, 1), "activation": ("leaky_relu", 0.2)}),
+    ((6, 5, 5), 4, 3, 1, {"stride": 2}),
+])
+def test_conv2d_equals_pytorch(ctx, dtype, shape, batch, out, kernel, options):
+    torch_options = {k: v for k, v in options.items() if k != "activation"}
+    module = torch.nn.Conv2d(shape[0], out, kernel, **torch_options)
+    compare(ctx, clnet.Conv2d(out, kernel, **options), module, shape, batch, dtype,
+            activation=ACTIVATIONS[options.get("activation", "linear")])
+
+
+def test_conv2d_in_chunks_equals_one_chunk(ctx, monkeypatch):
+    """A workspace of two images: the passes run image by image, with the same numbers."""
+    from clnet.ops import conv
+
+    spec, shape = clnet.Conv2d(4, 3, padding=1, activation="tanh"), (3, 8, 8)
+    monkeypatch.setattr(conv, "WORKSPACE_BYTES", 2 * (27 + 4) * 64 * 8)
+    net = compare(ctx, spec, torch.nn.Conv2d(3, 4, 3, padding=1), shape, 5, np.float64,
+                  activation=torch.tanh)
+    training = clnet.TrainingNetwork(net, np.zeros((5, *shape)))
+    assert training.layers[0].chunk == 2
+
+
+@pytest.mark.parametrize("spec, module, shape, batch", [
+    (clnet.MaxPool2d(2), torch.nn.MaxPool2d(2), (3, 8, 7), 2),
+    (clnet.MaxPool2d(3, stride=2, padding=1), torch.nn.MaxPool2d(3, stride=2, padding=1), (5, 9, 10), 3),
+    (clnet.MaxPool2d((2, 3), stride=(1, 2)), torch.nn.MaxPool2d((2, 3), stride=(1, 2)), (2, 6, 9), 1),
+    (clnet.AvgPool2d(2), torch.nn.AvgPool2d(2), (3, 8, 7), 2),
+    (clnet.AvgPool2d(3, stride=2, padding=1), torch.nn.AvgPool2d(3, stride=2, padding=1), (5, 9, 10), 3),
+    (clnet.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
+     torch.nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False), (4, 7, 8), 2),
+    (clnet.GlobalAvgPool2d(), torch.nn.AdaptiveAvgPool2d(1), (6, 5, 7), 3),
+])
+def test_pooling_equals_pytorch(ctx, dtype, spec, module, shape, batch):
+    compare(ctx, spec, module, shape, batch, dtype)
+
+
+def test_max_pool_sends_the_gradient_to_the_first_of_tied_maxima(ctx):
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, :2, :2] = 1.0  # four tied maxima in the first window
+    net = clnet.InferenceNetwork(ctx, (1, 4, 4), [clnet.MaxPool2d(2)], dtype=np.float64)
+    trainer = train_half(ctx, net, cla.to_device(ctx.queue, x))
+    trainer.forward(Step())
+    trainer.delta.set(np.ones((1, 1, 2, 2)))
+    trainer.backward()
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(xt, 2).sum().backward()
+    np.testing.assert_array_equal(trainer.grad_x.get(), xt.grad.numpy())
+
+
+def test_bad_convolution_and_pooling_arguments_say_what_is_allowed(ctx):
+    for bad, message in [
+        (lambda: clnet.Conv2d(0, 3), "out_channels must be a whole number >= 1"),
+        (lambda: clnet.Conv2d(4, (3, 0)), "kernel_size must be a whole number >= 1 or a pair"),
+        (lambda: clnet.Conv2d(4, 3, stride=2, padding="same"), "padding='same' needs stride 1"),
+        (lambda: clnet.Conv2d(6, 3, groups=4), r"out_channels \(6\) must be a multiple of groups \(4\)"),
+        (lambda: clnet.Conv2d(4, 3, activation="softmax"), "softmax is for"),
+        (lambda: clnet.MaxPool2d(2, padding=2), "at most half the kernel size"),
+        (lambda: clnet.InferenceNetwork(ctx, (3, 8, 8), [clnet.Conv2d(4, 3, groups=2)]),
+         r"3 channels are not a multiple of groups \(2\)"),
+        (lambda: clnet.InferenceNetwork(ctx, (3, 4, 4), [clnet.Conv2d(4, 5)]), "does not fit a 4x4 image"),
+        (lambda: clnet.InferenceNetwork(ctx, 12, [clnet.Conv2d(4, 3)]),
+         r"Conv2d takes \(batch, channels, height, width\) inputs"),
+        (lambda: clnet.InferenceNetwork(ctx, (3, 8), [clnet.MaxPool2d(2)]), "MaxPool2d takes"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            bad()
