@@ -75,7 +75,8 @@ def chunk_size(geometry: Geometry, batch: int, itemsize: int, budget: int | None
 
 def workspace_bytes(geometry: Geometry, chunk: int, itemsize: int) -> tuple[int, int]:
     """(column matrix, product) bytes for a chunk of images."""
-    return geometry.rows * chunk * geometry.pixels * itemsize, geometry.out_channels * chunk * geometry.pixels * itemsize
+    columns = chunk * geometry.pixels * itemsize
+    return geometry.rows * columns, geometry.out_channels * columns
 
 
 def _images(ctx, x: cla.Array, geometry: Geometry, name: str) -> None:
