@@ -45,6 +45,7 @@ def compare(ctx, spec, module, shape, batch, dtype, seed=0, activation=lambda t:
         if name != "running_var":
             array.set(rng.normal(size=array.shape).astype(dtype))
     to_torch(module, net.layers[0], dtype)
+    module.zero_grad(set_to_none=True)  # the module may have served another case
     module.train(train)
     x = rng.normal(size=(batch, *shape)).astype(dtype)
     x_dev = cla.to_device(ctx.queue, x)
@@ -148,3 +149,31 @@ def test_bad_convolution_and_pooling_arguments_say_what_is_allowed(ctx):
     ]:
         with pytest.raises(ValueError, match=message):
             bad()
+
+
+@pytest.mark.parametrize("spec, module, shape, batch", [
+    (clnet.BatchNorm(), torch.nn.BatchNorm1d(5), (5,), 7),
+    (clnet.BatchNorm(eps=1e-3, momentum=0.3), torch.nn.BatchNorm1d(3, eps=1e-3, momentum=0.3), (3, 6), 2),
+    (clnet.BatchNorm(), torch.nn.BatchNorm2d(6), (6, 5, 7), 3),
+    (clnet.BatchNorm(affine=False), torch.nn.BatchNorm2d(4, affine=False), (4, 3, 3), 1),
+])
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm_equals_pytorch_in_both_modes_with_its_running_statistics(ctx, dtype, spec, module, shape, batch,
+                                                                            train):
+    compare(ctx, spec, module, shape, batch, dtype, train=train, steps=3)
+
+
+@pytest.mark.parametrize("spec, module, shape, batch", [
+    (clnet.LayerNorm(7), torch.nn.LayerNorm(7), (7,), 5),
+    (clnet.LayerNorm((4, 5)), torch.nn.LayerNorm((4, 5)), (3, 4, 5), 2),
+    (clnet.LayerNorm(6, eps=1e-3, elementwise_affine=False), torch.nn.LayerNorm(6, eps=1e-3,
+                                                                                elementwise_affine=False), (2, 6), 3),
+])
+def test_layer_norm_equals_pytorch(ctx, dtype, spec, module, shape, batch):
+    compare(ctx, spec, module, shape, batch, dtype)
+
+
+def test_batch_norm_refuses_to_train_on_one_value_per_channel(ctx):
+    net = clnet.InferenceNetwork(ctx, 4, [clnet.BatchNorm(), clnet.FullyConnected(2)])
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        clnet.TrainingNetwork(net, np.zeros((1, 4)))

@@ -9,12 +9,13 @@ from .flatten import Flatten
 from .fully_connected import FullyConnected, FullyConnectedLayer
 from .initialization import INIT_METHODS, init
 from .network import Network, TrainingNetwork
+from .normalization import BatchNorm, LayerNorm
 from .parameters import FlatArrays
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .protocol import BuiltLayer, Layer, LayerTraining, Link, Parameter, Step, in_place_delta
 from .registry import register_layer
 
-__all__ = ["INIT_METHODS", "Activation", "ActivationLayer", "AvgPool2d", "BuiltLayer", "Conv2d", "Dropout",
+__all__ = ["INIT_METHODS", "Activation", "ActivationLayer", "AvgPool2d", "BatchNorm", "BuiltLayer", "Conv2d", "Dropout",
            "FlatArrays", "Flatten", "FullyConnected", "FullyConnectedLayer", "GlobalAvgPool2d", "Layer",
-           "LayerTraining", "Link", "MaxPool2d", "Network", "Parameter", "Step", "TrainingNetwork", "in_place_delta",
+           "LayerNorm", "LayerTraining", "Link", "MaxPool2d", "Network", "Parameter", "Step", "TrainingNetwork", "in_place_delta",
            "init", "register_layer"]

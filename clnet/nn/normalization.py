@@ -1,0 +1,225 @@
+"""Normalization layers, PyTorch's (clnet.ops.norm):
+
+    BatchNorm(eps, momentum, affine)   per channel of (channels,) features or (channels, ...) images:
+                                       the batch's statistics while training (running mean and
+                                       unbiased variance updated with `momentum`), the running
+                                       statistics at inference
+    LayerNorm(normalized_shape, eps, elementwise_affine)
+                                       per sample, over the last dimensions
+
+The scale (ones) and shift (zeros) are trainable parameters; the running statistics are state
+(the network's state buffer: saved and checkpointed, never touched by the optimizer).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import pyopencl.array as cla
+
+from ..ops import norm
+from .protocol import BuiltLayer, Layer, LayerTraining, Link, Parameter, Step
+from .registry import register_layer
+
+
+def _real(name: str, value, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+class BatchNorm(Layer):
+    """Batch normalization over the batch (and the pixels) of each channel: samples (channels,)
+    as PyTorch's BatchNorm1d, or (channels, ...) as its BatchNorm1d/2d/3d. momentum: the weight
+    of each batch in the running statistics (PyTorch's 0.1)."""
+
+    def __init__(self, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):
+        self.eps = _real("eps", eps, 0, math.inf)
+        if self.eps == 0:
+            raise ValueError("eps must be > 0")
+        self.momentum = _real("momentum", momentum, 0, 1)
+        self.affine = bool(affine)
+
+    @staticmethod
+    def segments(input_shape: tuple[int, ...], batch: int) -> norm.Segments:
+        return batch, input_shape[0], math.prod(input_shape[1:])
+
+    def parameters(self, input_shape):
+        channels = input_shape[0]
+        found = [Parameter("scale", (channels,), "ones"), Parameter("shift", (channels,), "zeros")] if self.affine \
+            else []
+        return found + [Parameter("running_mean", (channels,), "zeros", trainable=False),
+                        Parameter("running_var", (channels,), "ones", trainable=False)]
+
+    def build(self, ctx, input_shape, dtype, arrays) -> NormLayer:
+        return NormLayer(self, ctx, input_shape, dtype, arrays)
+
+    def brief(self) -> str:
+        return "batch norm"
+
+
+class LayerNorm(Layer):
+    """Layer normalization over the last dimensions of each sample, normalized_shape (an int or
+    a tuple: those dimensions), with a scale and shift of that shape (elementwise_affine)."""
+
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, elementwise_affine: bool = True):
+        shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
+        if not shape or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1
+                                for n in shape):
+            raise ValueError(f"normalized_shape must be a positive whole number or a tuple of them, got "
+                             f"{normalized_shape!r}")
+        self.normalized_shape = tuple(int(n) for n in shape)
+        self.eps = _real("eps", eps, 0, math.inf)
+        self.elementwise_affine = bool(elementwise_affine)
+
+    def output_shape(self, input_shape):
+        n = len(self.normalized_shape)
+        if tuple(input_shape[-n:]) != self.normalized_shape or len(input_shape) < n:
+            raise ValueError(f"LayerNorm{self.normalized_shape} normalizes the last dimensions of samples, but they "
+                             f"are of shape {input_shape}")
+        return tuple(input_shape)
+
+    def segments(self, input_shape: tuple[int, ...], batch: int) -> norm.Segments:
+        features = math.prod(self.normalized_shape)
+        return 1, batch * math.prod(input_shape) // features, features
+
+    def parameters(self, input_shape):
+        if not self.elementwise_affine:
+            return []
+        return [Parameter("scale", self.normalized_shape, "ones"), Parameter("shift", self.normalized_shape, "zeros")]
+
+    def config(self) -> dict:
+        return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,
+                "elementwise_affine": self.elementwise_affine}
+
+    def build(self, ctx, input_shape, dtype, arrays) -> NormLayer:
+        return NormLayer(self, ctx, input_shape, dtype, arrays)
+
+    def brief(self) -> str:
+        return "layer norm"
+
+
+class NormLayer(BuiltLayer):
+    """The inference half of both: BatchNorm normalizes with the running statistics."""
+
+    @property
+    def batch_norm(self) -> bool:
+        return isinstance(self.spec, BatchNorm)
+
+    def layout(self, batch: int) -> tuple[int, int, str, str | None]:
+        """(cols, segments, stats_at, affine_at) of the elementwise passes."""
+        outer, segments, inner = self.spec.segments(self.input_shape, batch)
+        affine = "scale" in self.arrays
+        if not self.batch_norm:
+            return inner, segments, "row", "col" if affine else None
+        if inner == 1:  # (batch, channels) features: a row per sample, a column per channel
+            return segments, segments, "col", "col" if affine else None
+        return inner, segments, "row", "row" if affine else None
+
+    def forward(self, x: cla.Array, out: cla.Array | None = None, stats: tuple | None = None) -> cla.Array:
+        """out = x normalized: with `stats` (mean, var) if given (the training half's batch
+        statistics), else with the running statistics (BatchNorm) or x's own (LayerNorm)."""
+        out = self.empty(x.shape[0]) if out is None else out
+        batch = x.shape[0]
+        if stats is None:
+            if self.batch_norm:
+                stats = self.arrays["running_mean"], self.arrays["running_var"]
+            else:
+                count = self.spec.segments(self.input_shape, batch)[1]
+                stats = cla.empty(self.ctx.queue, count, self.dtype), cla.empty(self.ctx.queue, count, self.dtype)
+                norm.moments(self.ctx, x, *stats, self.spec.segments(self.input_shape, batch))
+        cols, segments, stats_at, affine_at = self.layout(batch)
+        norm.normalize(self.ctx, x, *stats, self.arrays.get("scale"), self.arrays.get("shift"), self.spec.eps, out,
+                       cols, segments, stats_at, affine_at)
+        return out
+
+    def training(self, link: Link) -> NormTraining:
+        return NormTraining(self, link)
+
+    def to_onnx(self, graph, x: str, arrays: dict[str, np.ndarray]) -> str:
+        if not self.batch_norm:
+            raise ValueError("LayerNorm has no ONNX export here (opset 13 has no LayerNormalization)")
+        channels = self.input_shape[0]
+        scale, shift = arrays.get("scale", np.ones(channels)), arrays.get("shift", np.zeros(channels))
+        inputs = [x] + [graph.constant(a, hint) for a, hint in ((scale, "gamma"), (shift, "beta"),
+                                                                 (arrays["running_mean"], "mean"),
+                                                                 (arrays["running_var"], "var"))]
+        return graph.node("BatchNormalization", inputs, epsilon=self.spec.eps, momentum=1 - self.spec.momentum)
+
+
+class NormTraining(LayerTraining):
+    """The training half: the batch's statistics (mean, var), kept for the backward pass."""
+
+    replayable = True
+
+    def __init__(self, layer: NormLayer, link: Link):
+        super().__init__(layer, link)
+        queue, dtype = layer.ctx.queue, layer.dtype
+        self.segments = layer.spec.segments(layer.input_shape, self.batch)
+        outer, count, inner = self.segments
+        if layer.batch_norm and outer * inner < 2:
+            raise ValueError(f"BatchNorm needs more than one value per channel to train, got batches of {self.batch} "
+                             f"samples of shape {layer.input_shape}: choose a batch_size that leaves no batch of one")
+        self.out, self.delta = layer.empty(self.batch), layer.empty(self.batch)
+        self.mean, self.var = cla.empty(queue, count, dtype), cla.empty(queue, count, dtype)
+        self.s1, self.s2 = cla.empty(queue, count, dtype), cla.empty(queue, count, dtype)
+        self.zeros = norm.zeros(layer.ctx, count, dtype) if layer.batch_norm else None
+        self._train = True
+
+    def forward(self, step: Step) -> None:
+        layer, ctx = self.layer, self.ctx
+        self._train = step.train or not layer.batch_norm
+        if not self._train:  # inference behaviour: the running statistics
+            layer.forward(self.x, self.out)
+            return
+        norm.moments(ctx, self.x, self.mean, self.var, self.segments)
+        if layer.batch_norm:
+            outer, _, inner = self.segments
+            norm.running_update(ctx, self.mean, self.var, self.arrays["running_mean"], self.arrays["running_var"],
+                                layer.spec.momentum, outer * inner)
+        layer.forward(self.x, self.out, (self.mean, self.var))
+
+    def backward(self) -> None:
+        if self.layer.batch_norm:
+            self._batch_norm_backward()
+        else:
+            self._layer_norm_backward()
+
+    def _batch_norm_backward(self) -> None:
+        layer, ctx, eps = self.layer, self.ctx, self.layer.spec.eps
+        mean, var = (self.mean, self.var) if self._train else (self.arrays["running_mean"], self.arrays["running_var"])
+        s1, s2 = self.gradients.get("shift", self.s1), self.gradients.get("scale", self.s2)  # dbeta, dgamma
+        norm.sums(ctx, self.delta, self.x, mean, var, None, eps, s1, s2, self.segments)
+        if self.grad_x is not None:
+            cols, segments, stats_at, affine_at = layer.layout(self.batch)
+            outer, _, inner = self.segments
+            # with running statistics, mean and var are constants: dx = scale * invstd * dy
+            sums = (s1, s2) if self._train else (self.zeros, self.zeros)
+            norm.normalize_backward(ctx, self.delta, self.x, mean, var, self.arrays.get("scale"), *sums, eps,
+                                    outer * inner, self.grad_x, cols, segments, stats_at, affine_at)
+
+    def _layer_norm_backward(self) -> None:
+        layer, ctx, eps = self.layer, self.ctx, self.layer.spec.eps
+        _, rows, features = self.segments
+        scale = self.arrays.get("scale")
+        if scale is not None:  # dgamma and dbeta: sums over the rows, each with its statistics
+            norm.sums(ctx, self.delta, self.x, self.mean, self.var, None, eps,
+                      self.gradients["shift"].reshape(features), self.gradients["scale"].reshape(features),
+                      (rows, features, 1), stats_by="outer")
+        if self.grad_x is not None:
+            norm.sums(ctx, self.delta, self.x, self.mean, self.var, scale, eps, self.s1, self.s2, self.segments,
+                      weighted=scale is not None)
+            cols, segments, stats_at, affine_at = layer.layout(self.batch)
+            norm.normalize_backward(ctx, self.delta, self.x, self.mean, self.var, scale, self.s1, self.s2, eps,
+                                    features, self.grad_x, cols, segments, stats_at, affine_at,
+                                    weighted=scale is not None)
+
+    def release(self) -> None:
+        super().release()
+        self.mean = self.var = self.s1 = self.s2 = self.zeros = None
+
+
+for _layer in (BatchNorm, LayerNorm):
+    register_layer(_layer)
