@@ -15,7 +15,7 @@ from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .protocol import BuiltLayer, Layer, LayerTraining, Link, Parameter, Step, in_place_delta
 from .registry import register_layer
 
-__all__ = ["INIT_METHODS", "Activation", "ActivationLayer", "AvgPool2d", "BatchNorm", "BuiltLayer", "Conv2d", "Dropout",
-           "FlatArrays", "Flatten", "FullyConnected", "FullyConnectedLayer", "GlobalAvgPool2d", "Layer",
-           "LayerNorm", "LayerTraining", "Link", "MaxPool2d", "Network", "Parameter", "Step", "TrainingNetwork", "in_place_delta",
-           "init", "register_layer"]
+__all__ = ["INIT_METHODS", "Activation", "ActivationLayer", "AvgPool2d", "BatchNorm", "BuiltLayer", "Conv2d",
+           "Dropout", "FlatArrays", "Flatten", "FullyConnected", "FullyConnectedLayer", "GlobalAvgPool2d", "Layer",
+           "LayerNorm", "LayerTraining", "Link", "MaxPool2d", "Network", "Parameter", "Step", "TrainingNetwork",
+           "in_place_delta", "init", "register_layer"]
