@@ -18,6 +18,7 @@ import numpy as np
 import pyopencl.array as cla
 
 from ..ops import activations, conv
+from ..runtime import allocation
 from .protocol import BuiltLayer, Layer, LayerTraining, Link, Parameter, Step
 from .registry import register_layer
 
@@ -111,7 +112,7 @@ class Conv2d(Layer):
         chunk = conv.chunk_size(g, batch, itemsize)
         cols, product = conv.workspace_bytes(g, chunk, itemsize)
         found = {f"outputs ({batch} x {self.out_channels} x {g.out_h} x {g.out_w})": size, "deltas": size,
-                 f"workspace ({chunk} images)": cols + product}
+                 f"column matrix ({chunk} images)": cols, f"product ({chunk} images)": product}
         if self.keeps_z(is_output):
             found["logits"] = size
         return found
@@ -174,10 +175,11 @@ class Conv2dLayer(BuiltLayer):
         g, item = self.geometry, self.dtype.itemsize
         chunk = conv.chunk_size(g, batch, item)
         cols_bytes, product_bytes = conv.workspace_bytes(g, chunk, item)
-        cols = cla.Array(self.ctx.queue, cols_bytes // item, self.dtype, data=self.ctx.scratch("conv.cols", cols_bytes))
-        product = cla.Array(self.ctx.queue, product_bytes // item, self.dtype,
-                            data=self.ctx.scratch("conv.product", product_bytes))
-        return cols, product
+        purpose, advice = f"a convolution's workspace ({chunk} images)", "use a smaller conv.WORKSPACE_BYTES"
+        cols, product = allocation.guarded(self.ctx, purpose, advice, lambda: (
+            self.ctx.scratch("conv.cols", cols_bytes), self.ctx.scratch("conv.product", product_bytes)))
+        return (cla.Array(self.ctx.queue, cols_bytes // item, self.dtype, data=cols),
+                cla.Array(self.ctx.queue, product_bytes // item, self.dtype, data=product))
 
     def training(self, link: Link) -> Conv2dTraining:
         return Conv2dTraining(self, link)

@@ -179,6 +179,7 @@ class Run:
             rate = options.learning_rate() if options.schedule is not None else options.optimizer.learning_rate
             guards.check_cost(epoch_cost, epoch + 1, rate)
         self.history.append(epoch_cost)
+        self.parallel.average_state(self.net)
         note = f"cost {epoch_cost:.5g}"
         if self.validator is not None:
             note += self.stopping.after_epoch(self.validator, self.history, epoch)

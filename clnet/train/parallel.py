@@ -58,6 +58,15 @@ class DataParallel:
         if self.world is not None:
             self.world.average_gradients(gradients, rows / global_rows)
 
+    def average_state(self, net: Network) -> None:
+        """The mean over the ranks of the network's state (batch norms' running statistics, which
+        each rank updates from its own part of the batches), so that every rank holds one network."""
+        if self.world is None or self.world.size == 1 or net.state_buffer is None:
+            return
+        host = net.state_buffer.flat.get()
+        self.world.sum_in_place(host)
+        net.state_buffer.flat.set(host / self.world.size)
+
     def total(self, cost: float) -> float:
         """A sum over the ranks."""
         return cost if self.world is None else self.world.sum(cost)
