@@ -84,3 +84,96 @@ def test_matmul_and_add_import_and_unsupported_operators_are_named(ctx, tmp_path
                   helper.make_node("Gelu", ["z"], ["y"], domain="")], "gelu.onnx")
     with pytest.raises(ValueError, match="unsupported ONNX operator 'Gelu'.*clnet imports Gemm, MatMul, Add"):
         clnet.from_onnx(path, ctx)
+
+
+# -- convolutional networks (issue 21) -------------------------------------------------------------
+
+def cnn_layers():
+    return [clnet.Conv2d(6, 3, padding=1, activation="relu"), clnet.BatchNorm(), clnet.MaxPool2d(2),
+            clnet.Conv2d(6, 2, padding="same", groups=3), clnet.Activation(("leaky_relu", 0.2)),
+            clnet.AvgPool2d(3, stride=2, padding=1, count_include_pad=False), clnet.Conv2d(8, 1, stride=1),
+            clnet.GlobalAvgPool2d(), clnet.Flatten(), clnet.FullyConnected(5, "tanh"), clnet.BatchNorm(),
+            clnet.FullyConnected(3, "softmax")]
+
+
+def test_a_cnn_export_runs_in_onnxruntime_and_imports_back(ctx, tmp_path):
+    x = np.random.default_rng(0).normal(size=(4, 2, 9, 8)).astype(np.float32)
+    net = clnet.InferenceNetwork(ctx, (2, 9, 8), cnn_layers(), seed=3)
+    net.fit(x, np.arange(4) % 3, "cross_entropy", epochs=2, batch_size=4, progress=False)  # running statistics
+    path = net.to_onnx(tmp_path / "cnn.onnx")
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops == ["Conv", "Relu", "BatchNormalization", "MaxPool", "Conv", "Identity", "LeakyRelu", "AveragePool",
+                   "Conv", "Identity", "GlobalAveragePool", "Flatten", "Gemm", "Tanh", "BatchNormalization", "Gemm",
+                   "Softmax"]
+    session = ort.InferenceSession(str(path))
+    for rows in (1, 4):
+        np.testing.assert_allclose(session.run(None, {"x": x[:rows]})[0], net(x[:rows]).get(), rtol=1e-5, atol=1e-6)
+    back = clnet.from_onnx(path, ctx)
+    assert back.specs == net.specs
+    np.testing.assert_allclose(back(x).get(), net(x).get(), rtol=1e-6, atol=1e-7)
+
+
+def torch_cnn(torch):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(4, 6, 3, stride=2, padding=1), torch.nn.BatchNorm2d(6), torch.nn.ReLU(),
+        torch.nn.AvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(24, 10), torch.nn.BatchNorm1d(10),
+        torch.nn.ReLU(), torch.nn.Linear(10, 3), torch.nn.Softmax(dim=1))
+    with torch.no_grad():  # trained-looking statistics
+        for module in model:
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.3, 0.3)
+    return model.eval()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+@pytest.mark.parametrize("exporter", ["torchscript", "torchscript, batch norm kept", "dynamo"])
+def test_a_pytorch_cnn_with_batch_norm_imports_with_pytorchs_predictions(ctx, tmp_path, exporter):
+    torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript", reason="torch's dynamo exporter needs onnxscript (the test extra)")
+    model, x = torch_cnn(torch), torch.randn(5, 1, 16, 16)
+    path = tmp_path / "torch_cnn.onnx"
+    if exporter == "dynamo":
+        torch.onnx.export(model, (x,), str(path), dynamo=True, input_names=["x"], output_names=["y"],
+                          dynamic_shapes=({0: torch.export.Dim("batch")},))
+    else:
+        training = torch.onnx.TrainingMode.PRESERVE if "kept" in exporter else torch.onnx.TrainingMode.EVAL
+        torch.onnx.export(model, x, str(path), dynamo=False, training=training, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    net = clnet.from_onnx(path, ctx)
+    if "kept" in exporter:
+        assert sum(isinstance(spec, clnet.BatchNorm) for spec in net.specs) == 3
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(net(x.numpy()).get(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cnn_attributes_clnet_does_not_have_are_named(ctx, tmp_path):
+    torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
+    x = torch.randn(2, 1, 8, 8)
+    for module, message in [(torch.nn.MaxPool2d(3, stride=2, ceil_mode=True), "MaxPool node .*ceil_mode=1"),
+                            (torch.nn.Conv2d(1, 2, 3, padding=(1, 0), padding_mode="zeros"), None)]:
+        path = tmp_path / "m.onnx"
+        model = torch.nn.Sequential(module, torch.nn.Flatten(), torch.nn.LazyLinear(2))
+        model(x)
+        torch.onnx.export(model.eval(), x, str(path), dynamo=False)
+        if message is None:  # a supported one, for contrast
+            clnet.from_onnx(path, ctx)
+            continue
+        with pytest.raises(ValueError, match=message):
+            clnet.from_onnx(path, ctx)
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.ones((2, 1, 3, 3), np.float32)
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[0, 0, 1, 1], name="asym")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, 7, 7])],
+                              [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "asym.onnx"))
+    with pytest.raises(ValueError, match=r"Conv node 'asym': asymmetric pads \[0, 0, 1, 1\]"):
+        clnet.from_onnx(tmp_path / "asym.onnx", ctx)

@@ -218,3 +218,28 @@ def test_a_few_training_steps(ctx, dtype):
 def test_the_device_is_named(ctx, capsys):
     with capsys.disabled():  # tests/test_oclgrind.py reads this line
         print(f"\nportable suite on: {ctx.info.name}")
+
+
+CNN_LAYERS = {  # issue 21's kernels at small, odd sizes: (layer, PyTorch module, sample shape, batch)
+    "conv": (lambda: clnet.Conv2d(3, 3, stride=2, padding=1, activation="tanh"), "Conv2d(2, 3, 3, stride=2, padding=1)",
+             (2, 5, 6), 2),
+    "depthwise": (lambda: clnet.Conv2d(4, 2, padding="same", groups=2), "Conv2d(2, 4, 2, padding='same', groups=2)",
+                  (2, 5, 3), 1),
+    "max pool": (lambda: clnet.MaxPool2d(3, stride=2, padding=1), "MaxPool2d(3, stride=2, padding=1)", (2, 5, 6), 2),
+    "avg pool": (lambda: clnet.AvgPool2d(2), "AvgPool2d(2)", (3, 5, 4), 2),
+    "global avg": (lambda: clnet.GlobalAvgPool2d(), "AdaptiveAvgPool2d(1)", (3, 3, 5), 2),
+    "batch norm": (lambda: clnet.BatchNorm(), "BatchNorm2d(3)", (3, 2, 5), 2),
+    "batch norm 1d": (lambda: clnet.BatchNorm(), "BatchNorm1d(ODD)", (ODD,), 3),
+    "layer norm": (lambda: clnet.LayerNorm(ODD), "LayerNorm(ODD)", (2, ODD), 2),
+}
+
+
+@pytest.mark.parametrize("name", CNN_LAYERS)
+def test_cnn_layers(ctx, dtype, name):
+    torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
+    from .layer_check import compare
+
+    make, module, shape, batch = CNN_LAYERS[name]
+    activation = torch.tanh if name == "conv" else (lambda t: t)
+    compare(ctx, make(), eval(f"torch.nn.{module}", {"torch": torch, "ODD": ODD}), shape, batch, dtype,
+            activation=activation, steps=2)

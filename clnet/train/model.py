@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..nn.network import Network
-from . import minibatch, onnx_io, saving
+from . import minibatch, onnx_export, onnx_import, saving
 
 
 class InferenceNetwork(Network):
@@ -25,18 +25,18 @@ class InferenceNetwork(Network):
         return saving.save(self, path)
 
     def to_onnx(self, path: str | Path) -> Path:
-        """Write the network as an ONNX model (a Gemm and activation nodes per fully-connected
-        layer, dynamic batch size), for onnxruntime, TensorRT, OpenVINO...; returns the path
-        written. See clnet.train.onnx_io."""
-        return onnx_io.export(self, path)
+        """Write the network as an ONNX model (Gemm, Conv, pooling, BatchNormalization, Flatten
+        and activation nodes, dynamic batch size), for onnxruntime, TensorRT, OpenVINO...;
+        returns the path written. See clnet.train.onnx_export."""
+        return onnx_export.export(self, path)
 
 
 def from_onnx(path: str | Path, ctx, dtype=None) -> InferenceNetwork:
     """The network of the ONNX model at `path` (as torch.onnx.export writes one for a multilayer
-    perceptron: Gemm or MatMul + Add, the activations clnet has, Flatten) on the device of `ctx`;
-    dtype: the model's (None) or another. An unsupported operator raises ValueError naming it and
-    listing what is supported."""
-    input_shape, layers, saved_dtype, arrays = onnx_io.read(path)
+    perceptron or a CNN: see clnet.train.onnx_import) on the device of `ctx`; dtype: the model's
+    (None) or another. An unsupported operator or attribute raises ValueError naming it and the
+    node."""
+    input_shape, layers, saved_dtype, arrays = onnx_import.read(path)
     net = InferenceNetwork(ctx, input_shape, layers, dtype=saved_dtype if dtype is None else dtype, init=None)
     net.set_arrays(arrays)
     return net

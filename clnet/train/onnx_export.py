@@ -1,0 +1,115 @@
+"""ONNX export (the `onnx` package: clnet[onnx]); import is clnet.train.onnx_import.
+
+Export asks each layer for its nodes (a layer's `to_onnx(graph, x, arrays)`, given the builder
+below): a fully-connected layer is a Gemm (transB=1) and its activation's nodes, a convolution a
+Conv and its activation's, pooling MaxPool, AveragePool or GlobalAveragePool, batch norm
+BatchNormalization (inference), Flatten is Flatten, dropout is left out (inference); float32
+or float64, with a dynamic batch dimension. Activations: Sigmoid, Tanh, Relu, LeakyRelu and Elu
+with their alpha, Softmax axis=1, Identity for linear; gelu, gelu_tanh and silu as the few
+opset-13 nodes that compute them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..nn.network import Network
+from ..ops import activations
+from . import saving
+
+OPSET = 13
+EXPORTED = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "leaky_relu": "LeakyRelu", "elu": "Elu",
+            "softmax": "Softmax", "linear": "Identity"}  # and gelu, gelu_tanh, silu: see Graph.activation
+
+
+def onnx_package():
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ImportError("ONNX export and import need the onnx package: pip install 'clnet[onnx]'") from exc
+    return onnx
+
+
+class Graph:
+    """The builder a layer's `to_onnx` writes its nodes with: `node` adds a node and returns its
+    output's name, `constant` adds an initializer, `activation` the nodes of an activation."""
+
+    def __init__(self, dtype: np.dtype):
+        from onnx import helper, numpy_helper
+
+        self.helper, self.numpy_helper, self.dtype = helper, numpy_helper, dtype
+        self.nodes, self.initializers = [], []
+
+    def _name(self, hint: str) -> str:
+        return f"{hint}{len(self.nodes) + len(self.initializers)}"
+
+    def node(self, op: str, inputs: list[str], **attributes) -> str:
+        out = self._name(op.lower())
+        self.nodes.append(self.helper.make_node(op, inputs, [out], name=f"{op}_{len(self.nodes)}", **attributes))
+        return out
+
+    def constant(self, array, hint: str = "c") -> str:
+        name = self._name(hint)
+        self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(array, dtype=self.dtype), name))
+        return name
+
+    def activation(self, name: str, alpha: float | None, x: str) -> str:
+        if name in ("leaky_relu", "elu"):
+            return self.node(EXPORTED[name], [x], alpha=float(activations.parse((name, alpha))[1]))
+        if name == "softmax":
+            return self.node("Softmax", [x], axis=1)
+        if name in EXPORTED:
+            return self.node(EXPORTED[name], [x])
+        if name == "silu":  # x * sigmoid(x)
+            return self.node("Mul", [x, self.node("Sigmoid", [x])])
+        if name == "gelu":  # x * 0.5 * (1 + erf(x / sqrt(2)))
+            erf = self.node("Erf", [self.node("Div", [x, self.constant(math.sqrt(2))])])
+            return self.node("Mul", [x, self.node("Mul", [self.node("Add", [erf, self.constant(1.0)]),
+                                                          self.constant(0.5)])])
+        if name == "gelu_tanh":  # x * 0.5 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))
+            cube = self.node("Mul", [x, self.node("Mul", [x, x])])
+            inner = self.node("Add", [x, self.node("Mul", [cube, self.constant(0.044715)])])
+            tanh = self.node("Tanh", [self.node("Mul", [inner, self.constant(math.sqrt(2 / math.pi))])])
+            return self.node("Mul", [x, self.node("Mul", [self.node("Add", [tanh, self.constant(1.0)]),
+                                                          self.constant(0.5)])])
+        raise ValueError(f"no ONNX export for the activation {name!r}")
+
+    def output(self, name: str) -> None:
+        """Name the graph's output "y" (the last node's output, renamed)."""
+        if not self.nodes or name == "x":
+            self.node("Identity", [name])
+            name = self.nodes[-1].output[0]
+        for node in self.nodes:
+            for i, value in enumerate(node.input):
+                if value == name:
+                    node.input[i] = "y"
+        self.nodes[-1].output[0] = "y"
+
+
+def export(net: Network, path: str | os.PathLike) -> Path:
+    """Write `net` as an ONNX model to `path` (atomically; `.onnx` added to a name without a
+    suffix); returns the path written. ValueError for a layer without an ONNX form."""
+    onnx = onnx_package()
+    from onnx import TensorProto, helper
+
+    path = Path(path)
+    path = path.with_name(path.name + ".onnx") if not path.suffix and not path.is_dir() else path
+    path = saving.file_path(path)
+    graph, current = Graph(net.dtype), "x"
+    host = net.host_arrays()
+    for i, layer in enumerate(net.layers):
+        if not hasattr(layer, "to_onnx"):
+            raise ValueError(f"layer {i} ({layer.spec!r}) has no ONNX export (its inference half has no to_onnx)")
+        current = layer.to_onnx(graph, current, {name: host[f"layer_{i}.{name}"] for name in layer.arrays})
+    graph.output(current)
+    element = TensorProto.FLOAT if net.dtype == np.float32 else TensorProto.DOUBLE
+    model_graph = helper.make_graph(
+        graph.nodes, "clnet", [helper.make_tensor_value_info("x", element, ["batch", *net.input_shape])],
+        [helper.make_tensor_value_info("y", element, ["batch", *net.output_shape])], graph.initializers)
+    model = helper.make_model(model_graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="clnet")
+    onnx.checker.check_model(model)
+    return saving.write_file_atomic(path, lambda f: f.write(model.SerializeToString()))
