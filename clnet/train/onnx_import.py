@@ -96,8 +96,8 @@ class Reader:
                              f"{', '.join(self.supported)}")
         data = [name for name in node.input if name and name not in self.values]
         if data != [self.current]:
-            raise ValueError(f"{self.path}: node {node.name!r} ({op}) does not continue the chain from {self.current!r}: "
-                             "clnet imports a sequence of layers")
+            raise ValueError(f"{self.path}: node {node.name!r} ({op}) does not continue the chain from "
+                             f"{self.current!r}: clnet imports a sequence of layers")
         if op in ("Gemm", "MatMul"):
             self.add_pending(_linear(self, op, node, attributes))
         elif op == "Add":
@@ -226,14 +226,12 @@ def _conv(reader: Reader, node, attributes: dict) -> tuple:
 
 
 def _pool(reader: Reader, node, attributes: dict):
-    for name, allowed in (("ceil_mode", 0), ("dilations", None), ("auto_pad", None)):
-        value = attributes.get(name)
-        if name == "ceil_mode" and value not in (None, 0):
-            raise reader.fail(node, "ceil_mode=1; clnet's pooling rounds the output size down")
-        if name == "dilations" and value is not None and any(d != 1 for d in value):
-            raise reader.fail(node, f"dilations {list(value)}; clnet's pooling has none")
-        if name == "auto_pad" and value not in (None, b"NOTSET", "NOTSET"):
-            raise reader.fail(node, f"auto_pad {value!r}; clnet imports explicit pads")
+    if attributes.get("ceil_mode", 0):
+        raise reader.fail(node, "ceil_mode=1; clnet's pooling rounds the output size down")
+    if any(d != 1 for d in attributes.get("dilations", ())):
+        raise reader.fail(node, f"dilations {list(attributes['dilations'])}; clnet's pooling has none")
+    if attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise reader.fail(node, f"auto_pad {attributes['auto_pad']!r}; clnet imports explicit pads")
     top, left, bottom, right = attributes.get("pads", (0, 0, 0, 0))
     if (top, left) != (bottom, right):
         raise reader.fail(node, f"asymmetric pads {[top, left, bottom, right]}")
