@@ -8,7 +8,7 @@
 ## groups are blocks of rows of both. ph, pw: the padding before (top, left); the padding after
 ## is only the bounds check, so asymmetric padding ("same" with an even kernel) costs nothing.
 ##
-##   im2col:        x -> cols
+##   im2col:        x -> cols, plainly or as the GEMM's packed B (tile_cols)
 ##   col2im:        cols -> dx, each pixel the sum of the columns that read it (a gather: no atomics)
 ##   conv_output:   product (out, samples, pixels) -> out (samples, out, pixels), + bias, f (keeping
 ##                  z when keep_z): the layer's epilogue, with the layout change
@@ -26,54 +26,89 @@
     vec = "real%d" % width_v
     activation = context.get("activation")  # the im2col, col2im and row_sums build needs only dtype
     keep_z, has_bias = context.get("keep_z", False), context.get("has_bias", False)
+    tile_cols = context.get("tile_cols", 0)  # im2col's packed layout (0: plain)
 %>
 #define ZERO ((${vec})(0))
 #define ONE ((${vec})(1))
 
-// One work-item per (row of cols, image, output row): out_w adjacent columns.
-${kernel("im2col", "const real *x, real *cols, " + geometry)} {
-    const index_t n_oy = get_global_id(0), row = get_global_id(1);
-    if (n_oy >= samples * out_h || row >= channels * kh * kw) return;
-    const index_t n = n_oy / out_h, oy = n_oy % out_h;
-    const index_t c = row / (kh * kw), ky = (row / kw) % kh, kx = row % kw;
-    const int iy = (int)(oy * sh + ky * dh) - (int)ph;
-    __global real *to = cols_p + cols_off + (size_t)row * samples * out_h * out_w + (size_t)n_oy * out_w;
-    if (iy < 0 || iy >= (int)height) {
-        for (index_t ox = 0; ox < out_w; ox++) to[ox] = 0;
-        return;
-    }
-    __global const real *from = x_p + x_off + (((size_t)n * channels + c) * height + iy) * width;
-    const int first = (int)(kx * dw) - (int)pw;
+// One work-item per (row of cols, image, output row): out_w adjacent columns, each a load from
+// the image row (no division in the loop). With tile_cols (a template param), cols is written as
+// clnet's GEMM reads a packed B: each group's rows cut into panels of tile_cols columns, each
+// panel stored row by row, zeros past the last column; so the product needs no packing pass.
+${kernel("im2col", "const real *x, real *cols, index_t rows_per_group, " + geometry)} {
+    const index_t line = get_global_id(0), k = get_global_id(1);
+    const size_t columns = (size_t)samples * out_h * out_w;
+    if (k >= channels * kh * kw || line >= samples * out_h) return;
+    const index_t n = line / out_h, oy = line % out_h;
+    const index_t c = k / (kh * kw), ky = (k / kw) % kh, kx = k % kw;
+    const int iy = (int)(oy * sh + ky * dh) - (int)ph, x0 = (int)(kx * dw) - (int)pw;
+    const bool row_inside = iy >= 0 && iy < (int)height;
+    __global const real *from = x_p + x_off + (((size_t)n * channels + c) * height + (row_inside ? iy : 0)) * width;
+    const size_t j0 = (size_t)line * out_w;
+% if tile_cols:
+    const size_t padded = (columns + ${tile_cols - 1}) / ${tile_cols} * ${tile_cols};
+    const index_t g = k / rows_per_group, kg = k % rows_per_group;
+    __global real *to = cols_p + cols_off + (size_t)g * (padded / ${tile_cols}) * rows_per_group * ${tile_cols};
+    #define AT(j) ((((j) / ${tile_cols}) * rows_per_group + kg) * ${tile_cols} + (j) % ${tile_cols})
+% else:
+    __global real *to = cols_p + cols_off + (size_t)k * columns;
+    #define AT(j) (j)
+% endif
     for (index_t ox = 0; ox < out_w; ox++) {
-        const int ix = first + (int)(ox * sw);
-        to[ox] = ix >= 0 && ix < (int)width ? from[ix] : 0;
+        const int ix = (int)(ox * sw) + x0;
+        to[AT(j0 + ox)] = row_inside && ix >= 0 && ix < (int)width ? from[ix] : 0;
     }
+% if tile_cols:
+    if (line == samples * out_h - 1)  // the last panel's columns past the end
+        for (size_t j = columns; j < padded; j++) to[AT(j)] = 0;
+% endif
+    #undef AT
 }
 
-// One work-item per (image, channel, input row): the row's dx, each pixel summing the columns
-// of the output pixels whose window holds it.
+// One work-item per (image, channel, input row): the row's dx, each pixel the sum of the columns
+// of the output pixels whose window holds it. The row is summed in place, one (ky, kx) at a time,
+// walking the output pixels (no division in the loop): each pass reads a run of a row of cols.
 ${kernel("col2im", "const real *cols, real *dx, " + geometry)} {
     const index_t item = get_global_id(0);
     if (item >= samples * channels * height) return;
     const index_t iy = item % height, c = (item / height) % channels, n = item / (height * channels);
     const size_t columns = (size_t)samples * out_h * out_w;
     __global real *to = dx_p + dx_off + (size_t)item * width;
-    for (index_t ix = 0; ix < width; ix++) {
-        real sum = 0;
-        for (index_t ky = 0; ky < kh; ky++) {
-            const int ty = (int)(iy + ph) - (int)(ky * dh);
-            if (ty < 0 || ty % (int)sh != 0 || ty / (int)sh >= (int)out_h) continue;
-            const index_t oy = ty / sh;
-            for (index_t kx = 0; kx < kw; kx++) {
-                const int tx = (int)(ix + pw) - (int)(kx * dw);
-                if (tx < 0 || tx % (int)sw != 0 || tx / (int)sw >= (int)out_w) continue;
-                const index_t ox = tx / sw;
-                sum += cols_p[cols_off + ((size_t)(c * kh + ky) * kw + kx) * columns
-                              + ((size_t)n * out_h + oy) * out_w + ox];
+    for (index_t ix = 0; ix < width; ix++) to[ix] = 0;
+    for (index_t ky = 0; ky < kh; ky++) {
+        const int ty = (int)(iy + ph) - (int)(ky * dh);
+        if (ty < 0 || ty % (int)sh != 0 || ty / (int)sh >= (int)out_h) continue;
+        const size_t line = ((size_t)n * out_h + ty / sh) * out_w;
+        for (index_t kx = 0; kx < kw; kx++) {
+            __global const real *from = cols_p + cols_off + ((size_t)(c * kh + ky) * kw + kx) * columns + line;
+            const int x0 = (int)(kx * dw) - (int)pw;  // ix = ox * sw + x0
+            for (index_t ox = 0; ox < out_w; ox++) {
+                const int ix = (int)(ox * sw) + x0;
+                if (ix >= 0 && ix < (int)width) to[ix] += from[ox];
             }
         }
-        to[ix] = sum;
     }
+}
+
+// The filters of the convolution that computes dx for a stride-1 one: flipped[g * in_g + c, co, ky, kx]
+// = w[g * out_g + co, c, kh - 1 - ky, kw - 1 - kx] (in_g, out_g: channels per group).
+${kernel("flip_weights", "const real *w, real *flipped, index_t out_channels, index_t in_g, index_t groups, "
+                         "index_t kh, index_t kw")} {
+    const index_t i = get_global_id(0), field = kh * kw, out_g = out_channels / groups;
+    if (i >= out_channels * in_g * field) return;
+    const index_t kx = i % kw, ky = (i / kw) % kh, co = (i / field) % out_g, rest = i / (field * out_g);
+    const index_t c = rest % in_g, g = rest / in_g;
+    flipped_p[flipped_off + i] = w_p[w_off + (((size_t)(g * out_g + co) * in_g + c) * kh + kh - 1 - ky) * kw
+                                     + kw - 1 - kx];
+}
+
+// dst (rows, cols) = src.T, src (cols, rows), or += with accumulate: a weight gradient computed
+// transposed.
+${kernel("transpose_into", "const real *src, real *dst, index_t rows, index_t cols, index_t accumulate")} {
+    const index_t i = get_global_id(0);
+    if (i >= rows * cols) return;
+    const real v = src_p[src_off + (size_t)(i % cols) * rows + i / cols];
+    dst_p[dst_off + i] = accumulate ? dst_p[dst_off + i] + v : v;
 }
 
 % if activation is not None:

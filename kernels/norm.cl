@@ -5,12 +5,13 @@
 ## (N, C) features (N, C, 1); layer normalization's rows are (1, rows, D), and its parameters'
 ## gradients sum over (rows, D, 1).
 ##
-##   moments:        mean[s], var[s] (biased) over the segment: one work-group per segment, the
-##                   mean first, then the squared deviations (exact where one pass would cancel)
+##   row_moments, combine_moments: mean[s], var[s] (biased) over the segment: each row of inner
+##                   elements its mean and squared deviations (two passes over a row in cache:
+##                   exact where one pass would cancel), the rows then combined per segment
 ##   running_update: running = (1 - momentum) running + momentum batch (var unbiased), PyTorch's
-##   sums:           s1[s] = sum dy w, s2[s] = sum dy w xhat over the segment, xhat = (x - mean) *
-##                   invstd with the statistics of the segment or of the outer index, w = 1 or
-##                   scale[i] (weighted): the backward pass's reductions
+##   row_sums2, combine_sums: s1[s] = sum dy w, s2[s] = sum dy w xhat over the segment, xhat =
+##                   (x - mean) * invstd with the statistics of the segment or of the outer index,
+##                   w = 1 or scale[i] (weighted): the backward pass's reductions, rows then segments
 ## The elementwise kernels see the array as rows of `cols` contiguous elements, with statistics
 ## and affine parameters per row (`row % segments`) or per column (params stats_at, affine_at):
 ##   norm_forward:   y = (x - mean) * invstd * scale + shift
@@ -24,55 +25,61 @@
     width_v = v.attr.vector_width(dtype)
     vec = "real%d" % width_v
 %>
-<%def name="reduce(names)">
+## One work-item per row (o, s) of `inner` elements, in vectors (kernels/vectors.cl's width), then the
+## rest one by one. body(load, type, acc): the loop's statement, with load(name, within_row) the
+## element at i of array `name` (within_row: of the row, else of the array itself), type the
+## element type and acc(name) the accumulator of `name`.
+<%def name="row_loop(body, names)">
     % for name in names:
-    ${name}_partial[lid] = ${name};
+    ${vec} ${name}_v = 0;
     % endfor
-    for (index_t stride = size / 2; stride > 0; stride /= 2) {
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (lid < stride) {
-    % for name in names:
-            ${name}_partial[lid] += ${name}_partial[lid + stride];
-    % endfor
-        }
+    index_t i = 0;
+    for (; i + ${width_v} <= inner; i += ${width_v}) {
+        ${body(lambda a, row=True: "vload%d(0, %s_p + %s_off + %si)" % (width_v, a, a, "base + " if row else ""), vec, lambda n: n + "_v")}
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
-</%def>
-## Every element of segment s, as `at`, and its outer index o and inner index i: rows of inner
-## elements when they are at least a work-group wide, else one flat walk (a division each).
-<%def name="each_element(body)">
-    if (inner >= size) {
-        for (index_t o = 0; o < outer; o++)
-            for (index_t i = lid; i < inner; i += size) {
-                const size_t at = ((size_t)o * segments + s) * inner + i;
-                ${body}
-            }
-    } else {
-        for (index_t k = lid; k < outer * inner; k += size) {
-            const index_t o = k / inner, i = k % inner;
-            const size_t at = ((size_t)o * segments + s) * inner + i;
-            ${body}
-        }
+    % for name in names:
+    real ${name} = ${" + ".join("%s_v.s%x" % (name, q) for q in range(width_v))};
+    % endfor
+    for (; i < inner; i++) {
+        ${body(lambda a, row=True: "%s_p[%s_off + %si]" % (a, a, "base + " if row else ""), "real", lambda n: n)}
     }
 </%def>
 
-${kernel("moments", "const real *x, real *mean, real *var, index_t outer, index_t segments, index_t inner, "
-                    "local real *sum_partial")} {
-    const index_t s = get_group_id(0), lid = get_local_id(0), size = get_local_size(0);
-    __global const real *from = x_p + x_off;
-    const real count = (real)outer * inner;
-    real sum = 0;
-${each_element("sum += from[at];")}
-${reduce(["sum"])}
-    const real mu = sum_partial[0] / count;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    sum = 0;
-${each_element("const real d = from[at] - mu; sum += d * d;")}
-${reduce(["sum"])}
-    if (lid == 0) {
-        mean_p[mean_off + s] = mu;
-        var_p[var_off + s] = sum_partial[0] / count;
+// Per row: its mean and the sum of its squared deviations, two passes over the row (in cache).
+<%def name="sum_body(load, type, acc)">${acc("sum")} += ${load("x")};</%def>
+<%def name="m2_body(load, type, acc)">{ const ${type} d = ${load("x")} - mu; ${acc("m2")} += d * d; }</%def>
+${kernel("row_moments", "const real *x, real *row_mean, real *row_m2, index_t rows, index_t inner")} {
+    const size_t row = get_global_id(0);
+    if (row >= rows) return;
+    const size_t base = row * inner;
+    real mu;
+    {
+${row_loop(sum_body, ["sum"])}
+    mu = sum / inner;
     }
+${row_loop(m2_body, ["m2"])}
+    row_mean_p[row_mean_off + row] = mu;
+    row_m2_p[row_m2_off + row] = m2;
+}
+
+// Per segment s: mean and (biased) variance from its outer rows' means and squared deviations,
+// combined exactly (Chan et al.: M2 = sum m2 + inner * sum (row mean - mean)^2).
+${kernel("combine_moments", "const real *row_mean, const real *row_m2, real *mean, real *var, index_t outer, "
+                            "index_t segments, index_t inner")} {
+    const index_t s = get_global_id(0);
+    if (s >= segments) return;
+    real sum = 0;
+    for (index_t o = 0; o < outer; o++) sum += row_mean_p[row_mean_off + (size_t)o * segments + s];
+    const real mu = sum / outer;
+    real m2 = 0, spread = 0;
+    for (index_t o = 0; o < outer; o++) {
+        const size_t at = (size_t)o * segments + s;
+        const real d = row_mean_p[row_mean_off + at] - mu;
+        m2 += row_m2_p[row_m2_off + at];
+        spread += d * d;
+    }
+    mean_p[mean_off + s] = mu;
+    var_p[var_off + s] = (m2 + inner * spread) / ((real)outer * inner);
 }
 
 ${kernel("running_update", "const real *mean, const real *var, real *running_mean, real *running_var, "
@@ -85,24 +92,39 @@ ${kernel("running_update", "const real *mean, const real *var, real *running_mea
                                          + (1 - momentum) * running_var_p[running_var_off + s];
 }
 
-${kernel("sums", "const real *dy, const real *x, const real *mean, const real *var, const real *scale, real eps, "
-                 "real *s1, real *s2, index_t outer, index_t segments, index_t inner, local real *a_partial, "
-                 "local real *b_partial")} {
-    const index_t s = get_group_id(0), lid = get_local_id(0), size = get_local_size(0);
+// Per row (o, s): a = sum of dy * w and b = sum of dy * w * xhat, xhat = (x - mean) * invstd with
+// the statistics of the segment s, or of the outer index o (stats_by); w = scale[i] or 1 (weighted).
+<%def name="sums_body(load, type, acc)">
+        {
+            const ${type} g = ${load("dy")}${(" * " + load("scale", False)) if weighted else ""};
+            const ${type} xhat = (${load("x")} - mu) * invstd;
+            ${acc("a")} += g;
+            ${acc("b")} += g * xhat;
+        }
+</%def>
+${kernel("row_sums2", "const real *dy, const real *x, const real *mean, const real *var, const real *scale, "
+                      "real eps, real *row_a, real *row_b, index_t rows, index_t segments, index_t inner")} {
+    const size_t row = get_global_id(0);
+    if (row >= rows) return;
+    const size_t base = row * inner;
+    const index_t t = ${"row % segments" if stats_by == "segment" else "row / segments"};
+    const real mu = mean_p[mean_off + t], invstd = 1 / sqrt(var_p[var_off + t] + eps);
+${row_loop(sums_body, ["a", "b"])}
+    row_a_p[row_a_off + row] = a;
+    row_b_p[row_b_off + row] = b;
+}
+
+// Per segment s: s1 = the sum of its rows' a, s2 of their b.
+${kernel("combine_sums", "const real *row_a, const real *row_b, real *s1, real *s2, index_t outer, index_t segments")} {
+    const index_t s = get_global_id(0);
+    if (s >= segments) return;
     real a = 0, b = 0;
-<%
-    t = "s" if stats_by == "segment" else "o"
-    body = ("const real invstd = 1 / sqrt(var_p[var_off + %s] + eps); "
-            "const real xhat = (x_p[x_off + at] - mean_p[mean_off + %s]) * invstd; "
-            "const real g = dy_p[dy_off + at]%s; a += g; b += g * xhat;"
-            % (t, t, " * scale_p[scale_off + i]" if weighted else ""))
-%>
-${each_element(body)}
-${reduce(["a", "b"])}
-    if (lid == 0) {
-        s1_p[s1_off + s] = a_partial[0];
-        s2_p[s2_off + s] = b_partial[0];
+    for (index_t o = 0; o < outer; o++) {
+        a += row_a_p[row_a_off + (size_t)o * segments + s];
+        b += row_b_p[row_b_off + (size_t)o * segments + s];
     }
+    s1_p[s1_off + s] = a;
+    s2_p[s2_off + s] = b;
 }
 
 <%

@@ -38,7 +38,7 @@ def test_conv2d_in_chunks_equals_one_chunk(ctx, monkeypatch):
     from clnet.ops import conv
 
     spec, shape = clnet.Conv2d(4, 3, padding=1, activation="tanh"), (3, 8, 8)
-    monkeypatch.setattr(conv, "WORKSPACE_BYTES", 2 * (27 + 4) * 64 * 8)
+    monkeypatch.setattr(conv, "WORKSPACE_BYTES", 2 * sum(conv.workspace_bytes(spec.geometry(shape), 1, 8)))
     net = compare(ctx, spec, torch.nn.Conv2d(3, 4, 3, padding=1), shape, 5, np.float64,
                   activation=torch.tanh)
     training = clnet.TrainingNetwork(net, np.zeros((5, *shape)))

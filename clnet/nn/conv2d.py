@@ -154,22 +154,18 @@ class Conv2dLayer(BuiltLayer):
         out = self.empty(x.shape[0]) if out is None else out
         g, batch = self.geometry, x.shape[0]
         cols, product = workspace or self._scratch(batch)
-        chunk = cols.size // (g.rows * g.pixels)
+        chunk = self.chunk(batch, cols, product)
         for first in range(0, batch, chunk):
             last = min(batch, first + chunk)
-            c, p = self.chunk_views(cols, product, last - first)
-            conv.im2col(self.ctx, x[first:last], c, g)
-            conv.products(self.ctx, self.weights, c, p, g)
-            conv.output(self.ctx, p, self.bias, out[first:last], self.activation, self.alpha,
-                        None if z is None else z[first:last])
+            conv.forward(self.ctx, x[first:last], self.weights, self.bias, out[first:last], self.activation,
+                         self.alpha, None if z is None else z[first:last], cols, product, g)
         return out
 
-    def chunk_views(self, cols: cla.Array, product: cla.Array, images: int) -> tuple[cla.Array, cla.Array]:
-        """The column matrix and the product of `images` images, as 2-D views of the flat workspace."""
-        g = self.geometry
-        columns = images * g.pixels
-        return (cols[:g.rows * columns].reshape(g.rows, columns),
-                product[:g.out_channels * columns].reshape(g.out_channels, columns))
+    def chunk(self, batch: int, cols: cla.Array, product: cla.Array) -> int:
+        """Images per chunk for a workspace of these buffers."""
+        item = self.dtype.itemsize
+        cols_bytes, product_bytes = conv.workspace_bytes(self.geometry, 1, item)  # per image, at least
+        return max(1, min(batch, cols.size * item // cols_bytes, product.size * item // product_bytes))
 
     def _scratch(self, batch: int) -> tuple[cla.Array, cla.Array]:
         g, item = self.geometry, self.dtype.itemsize
@@ -196,7 +192,8 @@ class Conv2dLayer(BuiltLayer):
 
 class Conv2dTraining(LayerTraining):
     """The training half for a fixed batch: out = f(z) (z kept at the output and for derivatives
-    that read it), delta = dC/d(out), and a workspace of one chunk's column matrix and product."""
+    that read it), delta = dC/d(out), and a workspace of one chunk's column matrix and product
+    (and the flipped filters of the input gradient's convolution)."""
 
     replayable = True
 
@@ -207,8 +204,10 @@ class Conv2dTraining(LayerTraining):
         self.z = layer.empty(self.batch) if layer.spec.keeps_z(self.is_output) else None
         self.delta = layer.empty(self.batch)
         self.chunk = conv.chunk_size(g, self.batch, dtype.itemsize)
-        self.cols = cla.empty(queue, g.rows * self.chunk * g.pixels, dtype)
-        self.product = cla.empty(queue, g.out_channels * self.chunk * g.pixels, dtype)  # and dz, backward
+        cols_bytes, product_bytes = conv.workspace_bytes(g, self.chunk, dtype.itemsize)
+        self.cols = cla.empty(queue, cols_bytes // dtype.itemsize, dtype)
+        self.product = cla.empty(queue, product_bytes // dtype.itemsize, dtype)  # and dz, backward
+        self.flipped = cla.empty(queue, layer.weights.size, dtype) if g.transposed() is not None else None
 
     @property
     def logits(self) -> cla.Array:
@@ -219,24 +218,28 @@ class Conv2dTraining(LayerTraining):
 
     def backward(self, skip_activation_derivative: bool = False) -> None:
         layer, g, ctx = self.layer, self.layer.geometry, self.ctx
-        activation = None if skip_activation_derivative else layer.activation
+        activation = None if skip_activation_derivative or layer.activation == "linear" else layer.activation
         saved = self.z if activation is not None and activations.reads(activation) == "z" else self.out
         for first in range(0, self.batch, self.chunk):
             last = min(self.batch, first + self.chunk)
-            cols, dz = layer.chunk_views(self.cols, self.product, last - first)
-            if self.chunk < self.batch:  # the forward pass's column matrix was of the last chunk
-                conv.im2col(ctx, self.x[first:last], cols, g)
-            conv.delta(ctx, self.delta[first:last], saved[first:last], dz, activation, layer.alpha)
+            columns = (last - first) * g.pixels
+            delta = self.delta[first:last]
+            if activation is not None:  # delta becomes dC/dz, in place
+                activations.backward(ctx, activation, saved[first:last], delta, layer.alpha)
+            dz = self.product[:g.out_channels * columns].reshape(g.out_channels, columns)
+            conv.delta(ctx, delta, delta, dz, None)  # (samples, out, pixels) -> (out, samples * pixels)
             if "bias" in self.gradients:
                 conv.row_sums(ctx, dz, self.gradients["bias"], accumulate=first > 0)
+            cols = self.cols[:g.rows * columns].reshape(g.rows, columns)
+            conv.im2col(ctx, self.x[first:last], cols, g)
             conv.weight_gradients(ctx, dz, cols, self.gradients["weights"], g, accumulate=first > 0)
             if self.grad_x is not None:
-                conv.column_gradients(ctx, layer.weights, dz, cols, g)  # cols is not needed again
-                conv.col2im(ctx, cols, self.grad_x[first:last], g)
+                conv.input_gradients(ctx, layer.weights, delta, dz, self.flipped, self.cols, self.product,
+                                     self.grad_x[first:last], g)
 
     def release(self) -> None:
         super().release()
-        self.z = self.cols = self.product = None
+        self.z = self.cols = self.product = self.flipped = None
 
 
 register_layer(Conv2d)

@@ -3,8 +3,12 @@ use CLBlast where it is installed), and an epilogue kernel that adds the bias, a
 activation and lays the result out as NCHW (kernels/conv.cl).
 
 The column matrix of a chunk of images is (in / groups * kh * kw rows per group, chunk * out_h
-* out_w columns): callers bound it by choosing the chunk (`chunk_size`). Every call is queued,
-not waited on.
+* out_w columns): callers bound it by choosing the chunk (`chunk_size`). For clnet's GEMM the
+forward pass writes it as the GEMM's packed B; the weight gradient is computed as
+cols @ dz.T, and the input gradient of a stride-1 convolution as the convolution of dz with the
+flipped filters (both the orientations clnet's GEMM runs fastest, bench/RESULTS.md), else as the
+column matrix's gradient summed back into the images (col2im). Every call is queued, not waited
+on.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from .arrays import check_array, reduction_items, vector_width
 
 WORKSPACE_BYTES = 64 << 20  # a convolution's column matrix and product, per chunk of images
 ROW_GROUP = 8  # vectors of an output row per work-group in conv_output and conv_delta
+MAX_TILE_COLUMNS = 64  # the widest tile clnet's GEMM uses (what a packed column matrix is padded to)
 
 
 @dataclass(frozen=True)
@@ -59,24 +64,57 @@ class Geometry:
                 "out_h": self.out_h, "out_w": self.out_w, "samples": samples}
 
 
+    def transposed(self) -> Geometry | None:
+        """The stride-1 convolution of dz that gives dx (filters flipped, channels swapped), where
+        there is one: stride and dilation 1, and padding at most kernel - 1 on each side."""
+        total_h, total_w = self._total_padding()
+        if (self.sh, self.sw, self.dh, self.dw) != (1, 1, 1, 1) or max(self.ph, total_h - self.ph) > self.kh - 1 \
+                or max(self.pw, total_w - self.pw) > self.kw - 1:
+            return None
+        return Geometry(self.out_channels, self.out_h, self.out_w, self.channels, self.kh, self.kw, 1, 1,
+                        self.kh - 1 - self.ph, self.kw - 1 - self.pw, 1, 1, self.groups, self.height, self.width)
+
+    def _total_padding(self) -> tuple[int, int]:
+        """Both sides' padding, from the output size (what the padding after the image is)."""
+        return ((self.out_h - 1) * self.sh + self.dh * (self.kh - 1) + 1 - self.height,
+                (self.out_w - 1) * self.sw + self.dw * (self.kw - 1) + 1 - self.width)
+
+
 def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """PyTorch's: floor((size + padding - dilation * (kernel - 1) - 1) / stride) + 1, padding
     being the total of both sides."""
     return (size + padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def _padded(columns: int) -> int:
+    return -(-columns // MAX_TILE_COLUMNS) * MAX_TILE_COLUMNS
+
+
+def padded_size(geometry: Geometry) -> tuple[int, int]:
+    """(height, width) of an image zero-padded for conv_direct: both sides' padding, and a tile's
+    columns of slack after each row."""
+    total_h, total_w = geometry._total_padding()
+    return geometry.height + total_h, geometry.width + total_w + MAX_TILE_COLUMNS
+
+
+def workspace_bytes(geometry: Geometry, chunk: int, itemsize: int) -> tuple[int, int]:
+    """(column matrix, product) bytes for a chunk of images: enough for the forward pass, the
+    weight gradient and the input gradient's column matrix (or padded images) and product."""
+    cols = geometry.rows * _padded(chunk * geometry.pixels)
+    product = geometry.out_channels * chunk * geometry.pixels
+    for g in (geometry, geometry.transposed()):
+        if g is not None:
+            cols = max(cols, g.rows * _padded(chunk * g.pixels), chunk * g.channels * math.prod(padded_size(g)))
+            product = max(product, g.out_channels * chunk * g.pixels)
+    return cols * itemsize, product * itemsize
+
+
 def chunk_size(geometry: Geometry, batch: int, itemsize: int, budget: int | None = None) -> int:
     """Images per chunk: as many as keep the column matrix and the product within `budget`
     (default WORKSPACE_BYTES)."""
     budget = WORKSPACE_BYTES if budget is None else budget
-    per_image = (geometry.rows + geometry.out_channels) * geometry.pixels * itemsize
+    per_image = sum(workspace_bytes(geometry, 1, itemsize))
     return max(1, min(batch, budget // max(per_image, 1)))
-
-
-def workspace_bytes(geometry: Geometry, chunk: int, itemsize: int) -> tuple[int, int]:
-    """(column matrix, product) bytes for a chunk of images."""
-    columns = chunk * geometry.pixels * itemsize
-    return geometry.rows * columns, geometry.out_channels * columns
 
 
 def _images(ctx, x: cla.Array, geometry: Geometry, name: str) -> None:
@@ -86,17 +124,21 @@ def _images(ctx, x: cla.Array, geometry: Geometry, name: str) -> None:
                          f"got {tuple(x.shape)}")
 
 
-def im2col(ctx, x: cla.Array, cols: cla.Array, geometry: Geometry) -> cl.Event:
-    """cols (rows, samples * pixels) = the column matrix of the images x. Queued."""
+def im2col(ctx, x: cla.Array, cols: cla.Array, geometry: Geometry, tile_cols: int = 0) -> cl.Event:
+    """cols = the column matrix of the images x: (rows, samples * pixels) row-major, or with
+    tile_cols, each group's rows as the GEMM's packed B (cols then a flat array). Queued."""
     dtype = ctx.real_dtype(x.dtype)
     _images(ctx, x, geometry, "x")
     samples = x.shape[0]
-    check_array(ctx, cols, "cols", dtype=dtype, shape=(geometry.rows, samples * geometry.pixels))
-    kernel = ctx.kernel("conv.cl", "im2col", dtype=dtype)
-    local = 8
+    columns = samples * geometry.pixels
+    padded = -(-columns // tile_cols) * tile_cols if tile_cols else columns
+    check_array(ctx, cols, "cols", dtype=dtype)
+    if cols.size < geometry.rows * padded:
+        raise ValueError(f"cols holds {cols.size} elements, the column matrix needs {geometry.rows * padded}")
+    kernel = ctx.kernel("conv.cl", "im2col", dtype=dtype, tile_cols=tile_cols)
     lines = samples * geometry.out_h
-    return kernel(ctx.queue, (-(-lines // local) * local, geometry.rows), (local, 1), x=x, cols=cols,
-                  **geometry.arguments(samples))
+    return kernel(ctx.queue, (-(-lines // 8) * 8, geometry.rows), (8, 1), x=x, cols=cols,
+                  rows_per_group=geometry.rows // geometry.groups, **geometry.arguments(samples))
 
 
 def col2im(ctx, cols: cla.Array, dx: cla.Array, geometry: Geometry) -> cl.Event:
@@ -112,35 +154,119 @@ def col2im(ctx, cols: cla.Array, dx: cla.Array, geometry: Geometry) -> cl.Event:
                   **geometry.arguments(samples))
 
 
-def products(ctx, weights: cla.Array, cols: cla.Array, product: cla.Array, geometry: Geometry) -> None:
-    """product (out_channels, columns) = weights @ cols, one GEMM per group. Queued."""
+def _groups(geometry: Geometry, weights: cla.Array):
+    """Each group's filters as a 2-D view (out / groups, rows / groups), and the group's sizes."""
     g = geometry.groups
-    w = weights.reshape(geometry.out_channels, geometry.rows // g)
     per_out, per_row = geometry.out_channels // g, geometry.rows // g
-    for i in range(g):
-        blas.gemm(ctx, w[i * per_out:(i + 1) * per_out], cols[i * per_row:(i + 1) * per_row],
-                  product[i * per_out:(i + 1) * per_out])
+    w = weights.reshape(geometry.out_channels, per_row)
+    return [w[i * per_out:(i + 1) * per_out] for i in range(g)], per_out, per_row
+
+
+def direct(ctx, dtype, geometry: Geometry) -> bool:
+    """Whether conv_direct computes this convolution: stride 1 where clnet's GEMM would run the
+    product (its register tile on CPUs; GPUs with CLBlast keep im2col and CLBlast)."""
+    columns, per_out, per_row = geometry.pixels, geometry.out_channels // geometry.groups, \
+        geometry.rows // geometry.groups
+    return (geometry.sh, geometry.sw) == (1, 1) and blas.settings(ctx, dtype).backend(
+        per_out, columns * 64, per_row) == "clnet"
+
+
+def forward(ctx, x: cla.Array, weights: cla.Array, bias: cla.Array | None, out: cla.Array, activation: str,
+            alpha: float | None, z: cla.Array | None, cols: cla.Array, product: cla.Array, geometry: Geometry) -> None:
+    """out = f(conv(x, weights) + bias) for a chunk of images, keeping the pre-activation in z
+    when given; cols and product: the flat workspace (workspace_bytes). Queued."""
+    dtype = ctx.real_dtype(x.dtype)
+    _images(ctx, x, geometry, "x")
+    if direct(ctx, dtype, geometry):
+        _direct(ctx, x, weights, bias, out, activation, alpha, z, cols, geometry)
+        return
+    columns = x.shape[0] * geometry.pixels
+    filters, per_out, per_row = _groups(geometry, weights)
+    plain = cols[:geometry.rows * columns].reshape(geometry.rows, columns)
+    p = product[:geometry.out_channels * columns].reshape(geometry.out_channels, columns)
+    im2col(ctx, x, plain, geometry)
+    for i, w in enumerate(filters):
+        blas.gemm(ctx, w, plain[i * per_row:(i + 1) * per_row], p[i * per_out:(i + 1) * per_out])
+    output(ctx, p, bias, out, activation, alpha, z)
+
+
+def _direct(ctx, x, weights, bias, out, activation, alpha, z, padded, geometry: Geometry) -> None:
+    dtype = ctx.real_dtype(x.dtype)
+    samples = x.shape[0]
+    padded_h, padded_w = padded_size(geometry)
+    planes = samples * geometry.channels
+    images = padded[:planes * padded_h * padded_w]
+    pad = ctx.kernel("conv_direct.cl", "pad_images", **_tiles(ctx, dtype))
+    pad(ctx.queue, (-(-planes * padded_h // 8) * 8,), (8,), x=x, padded=images, planes=planes,
+        height=geometry.height, width=geometry.width, top=geometry.ph, left=geometry.pw, padded_h=padded_h,
+        padded_w=padded_w)
+    tiles = _tiles(ctx, dtype)
+    kernel = ctx.kernel("conv_direct.cl", "conv_direct", **tiles, activation=activation, keep_z=z is not None,
+                        has_bias=bias is not None)
+    out_g = geometry.out_channels // geometry.groups
+    channel_tiles = geometry.groups * -(-out_g // tiles["rows"])
+    places = samples * geometry.out_h * -(-geometry.out_w // (2 * tiles["width"]))
+    check_array(ctx, out, "out", dtype=dtype, shape=(samples, geometry.out_channels, geometry.out_h, geometry.out_w))
+    kernel(ctx.queue, (channel_tiles, -(-places // 8) * 8), (1, 8), x=images, w=weights,
+           bias=out if bias is None else bias, z=out if z is None else z, out=out,
+           in_g=geometry.channels // geometry.groups, out_g=out_g, groups=geometry.groups, padded_h=padded_h,
+           padded_w=padded_w, kh=geometry.kh, kw=geometry.kw, dh=geometry.dh, dw=geometry.dw, out_h=geometry.out_h,
+           out_w=geometry.out_w, samples=samples, **activations.alpha_argument(activation, alpha))
+
+
+def _tiles(ctx, dtype) -> dict:
+    """conv_direct's tile: the GEMM's rows and vector width on this device."""
+    tiles = blas.settings(ctx, dtype).tiles
+    return {"dtype": dtype, "rows": tiles.rows, "width": tiles.width or vector_width(dtype)}
 
 
 def weight_gradients(ctx, dz: cla.Array, cols: cla.Array, grad_weights: cla.Array, geometry: Geometry,
                      accumulate: bool) -> None:
-    """grad_weights (+)= dz @ cols.T, one GEMM per group. Queued."""
-    g = geometry.groups
-    dw = grad_weights.reshape(geometry.out_channels, geometry.rows // g)
-    per_out, per_row = geometry.out_channels // g, geometry.rows // g
-    for i in range(g):
-        blas.gemm(ctx, dz[i * per_out:(i + 1) * per_out], cols[i * per_row:(i + 1) * per_row],
-                  dw[i * per_out:(i + 1) * per_out], trans_b=True, beta=1.0 if accumulate else 0.0)
+    """grad_weights (+)= dz @ cols.T per group, cols the plain column matrix, computed as
+    cols @ dz.T (the orientation clnet's GEMM runs fastest here: rows of cols read in place) and
+    transposed into place. Queued."""
+    dtype = ctx.real_dtype(dz.dtype)
+    filters, per_out, per_row = _groups(geometry, grad_weights)
+    transposed = cla.Array(ctx.queue, (per_row, per_out), dtype,
+                           data=ctx.scratch("conv.weight_gradient", per_row * per_out * dtype.itemsize))
+    kernel = ctx.kernel("conv.cl", "transpose_into", dtype=dtype)
+    for i, dw in enumerate(filters):
+        blas.gemm(ctx, cols[i * per_row:(i + 1) * per_row], dz[i * per_out:(i + 1) * per_out], transposed,
+                  trans_b=True)
+        items = per_out * per_row
+        kernel(ctx.queue, (-(-items // 64) * 64,), (64,), src=transposed, dst=dw, rows=per_out, cols=per_row,
+               accumulate=int(accumulate))
 
 
-def column_gradients(ctx, weights: cla.Array, dz: cla.Array, dcols: cla.Array, geometry: Geometry) -> None:
-    """dcols = weights.T @ dz, one GEMM per group (the gradient of the column matrix). Queued."""
-    g = geometry.groups
-    w = weights.reshape(geometry.out_channels, geometry.rows // g)
-    per_out, per_row = geometry.out_channels // g, geometry.rows // g
-    for i in range(g):
-        blas.gemm(ctx, w[i * per_out:(i + 1) * per_out], dz[i * per_out:(i + 1) * per_out],
-                  dcols[i * per_row:(i + 1) * per_row], trans_a=True)
+def flip_weights(ctx, weights: cla.Array, flipped: cla.Array, geometry: Geometry) -> cl.Event:
+    """The filters of `geometry.transposed()`: flipped in space, in and out channels swapped."""
+    dtype = ctx.real_dtype(weights.dtype)
+    check_array(ctx, flipped, "flipped", dtype=dtype)
+    kernel = ctx.kernel("conv.cl", "flip_weights", dtype=dtype)
+    items = weights.size
+    return kernel(ctx.queue, (-(-items // 64) * 64,), (64,), w=weights, flipped=flipped,
+                  out_channels=geometry.out_channels, in_g=geometry.channels // geometry.groups,
+                  groups=geometry.groups, kh=geometry.kh, kw=geometry.kw)
+
+
+def input_gradients(ctx, weights: cla.Array, delta: cla.Array, dz: cla.Array, flipped: cla.Array, cols: cla.Array,
+                    product: cla.Array, dx: cla.Array, geometry: Geometry) -> None:
+    """dx = dC/dx from delta = dC/dz (samples, out, out_h, out_w), also laid out as dz (out,
+    columns): for a stride-1 convolution as the convolution of delta with the flipped filters
+    (`flipped`: weights' size), else as the column matrix's gradient weights.T @ dz summed back
+    into the images (col2im). cols and product: the workspace. Queued."""
+    back = geometry.transposed()
+    if back is None:
+        columns = dx.shape[0] * geometry.pixels
+        dcols = cols[:geometry.rows * columns].reshape(geometry.rows, columns)
+        filters, per_out, per_row = _groups(geometry, weights)
+        for i, w in enumerate(filters):
+            blas.gemm(ctx, w, dz[i * per_out:(i + 1) * per_out], dcols[i * per_row:(i + 1) * per_row], trans_a=True)
+        col2im(ctx, dcols, dx, geometry)
+        return
+    flip_weights(ctx, weights, flipped, geometry)
+    forward(ctx, delta, flipped.reshape(back.out_channels, back.channels // back.groups, back.kh, back.kw), None,
+            dx, "linear", None, None, cols, product, back)
 
 
 def _rows_launch(channels: int, samples: int, pixels: int, dtype) -> tuple[tuple, tuple]:

@@ -9,18 +9,24 @@ import pyopencl as cl
 import pyopencl.array as cla
 
 from . import memory
-from .arrays import check_array, reduction_items, vector_width
+from .arrays import check_array, vector_width
 
 Segments = tuple[int, int, int]  # (outer, segments, inner)
 ROW_GROUP = 8  # vectors of a row per work-group in the elementwise passes
 
 
-def _group(ctx) -> int:
-    return min(reduction_items(ctx), 64)
+def _rows(ctx, name: str, count: int, dtype) -> cla.Array:
+    """A scratch vector of `count` per-row partial results."""
+    return cla.Array(ctx.queue, count, dtype, data=ctx.scratch(f"norm.{name}", max(count, 1) * dtype.itemsize))
 
 
-def moments(ctx, x: cla.Array, mean: cla.Array, var: cla.Array, segments: Segments) -> cl.Event:
-    """mean[s] and var[s] (biased) of every segment of x: one work-group each."""
+def _launch(items: int) -> tuple[tuple, tuple]:
+    return (-(-items // 8) * 8,), (8,)
+
+
+def moments(ctx, x: cla.Array, mean: cla.Array, var: cla.Array, segments: Segments) -> None:
+    """mean[s] and var[s] (biased) of every segment of x: each row's mean and squared deviations
+    (a work-item each), then combined per segment."""
     dtype = ctx.real_dtype(x.dtype)
     outer, count, inner = segments
     check_array(ctx, x, "x")
@@ -28,10 +34,13 @@ def moments(ctx, x: cla.Array, mean: cla.Array, var: cla.Array, segments: Segmen
         raise ValueError(f"x has {x.size} elements, not {outer} x {count} x {inner}")
     for name, a in (("mean", mean), ("var", var)):
         check_array(ctx, a, name, dtype=dtype, shape=(count,))
-    items = _group(ctx)
-    kernel = ctx.kernel("norm.cl", "moments", dtype=dtype)
-    return kernel(ctx.queue, (count * items,), (items,), x=x, mean=mean, var=var, outer=outer, segments=count,
-                  inner=inner, sum_partial=cl.LocalMemory(items * dtype.itemsize))
+    rows = outer * count
+    row_mean, row_m2 = _rows(ctx, "a", rows, dtype), _rows(ctx, "b", rows, dtype)
+    ctx.kernel("norm.cl", "row_moments", dtype=dtype)(ctx.queue, *_launch(rows), x=x, row_mean=row_mean,
+                                                      row_m2=row_m2, rows=rows, inner=inner)
+    ctx.kernel("norm.cl", "combine_moments", dtype=dtype)(ctx.queue, *_launch(count), row_mean=row_mean,
+                                                          row_m2=row_m2, mean=mean, var=var, outer=outer,
+                                                          segments=count, inner=inner)
 
 
 def running_update(ctx, mean: cla.Array, var: cla.Array, running_mean: cla.Array, running_var: cla.Array,
@@ -50,7 +59,7 @@ def running_update(ctx, mean: cla.Array, var: cla.Array, running_mean: cla.Array
 
 def sums(ctx, dy: cla.Array, x: cla.Array, mean: cla.Array, var: cla.Array, scale: cla.Array | None, eps: float,
          s1: cla.Array, s2: cla.Array, segments: Segments, stats_by: str = "segment",
-         weighted: bool = False) -> cl.Event:
+         weighted: bool = False) -> None:
     """s1[s] = sum of dy * w and s2[s] = sum of dy * w * xhat over every segment s, w = scale[i]
     when weighted, else 1; xhat from the statistics of the segment, or of the outer index."""
     dtype = ctx.real_dtype(dy.dtype)
@@ -59,15 +68,16 @@ def sums(ctx, dy: cla.Array, x: cla.Array, mean: cla.Array, var: cla.Array, scal
     check_array(ctx, x, "x", dtype=dtype, shape=dy.shape)
     for name, a in (("s1", s1), ("s2", s2)):
         check_array(ctx, a, name, dtype=dtype, shape=(count,))
-    items = _group(ctx)
-    kernel = ctx.kernel("norm.cl", "sums", dtype=dtype, stats_by=stats_by, weighted=weighted)
-    local = cl.LocalMemory(items * dtype.itemsize)
-    return kernel(ctx.queue, (count * items,), (items,), dy=dy, x=x, mean=mean, var=var,
-                  scale=dy if scale is None else scale, eps=eps, s1=s1, s2=s2, outer=outer, segments=count,
-                  inner=inner, a_partial=local, b_partial=cl.LocalMemory(items * dtype.itemsize))
+    rows = outer * count
+    row_a, row_b = _rows(ctx, "a", rows, dtype), _rows(ctx, "b", rows, dtype)
+    kernel = ctx.kernel("norm.cl", "row_sums2", dtype=dtype, stats_by=stats_by, weighted=weighted)
+    kernel(ctx.queue, *_launch(rows), dy=dy, x=x, mean=mean, var=var, scale=dy if scale is None else scale, eps=eps,
+           row_a=row_a, row_b=row_b, rows=rows, segments=count, inner=inner)
+    ctx.kernel("norm.cl", "combine_sums", dtype=dtype)(ctx.queue, *_launch(count), row_a=row_a, row_b=row_b, s1=s1,
+                                                       s2=s2, outer=outer, segments=count)
 
 
-def _rows(x: cla.Array, cols: int, dtype) -> tuple[tuple, tuple]:
+def _row_launch(x: cla.Array, cols: int, dtype) -> tuple[tuple, tuple]:
     rows = x.size // cols
     vectors = -(-cols // vector_width(dtype))
     return (-(-vectors // ROW_GROUP) * ROW_GROUP, rows), (ROW_GROUP, 1)
@@ -81,7 +91,7 @@ def normalize(ctx, x: cla.Array, mean: cla.Array, var: cla.Array, scale: cla.Arr
     check_array(ctx, x, "x")
     check_array(ctx, y, "y", dtype=dtype, shape=x.shape)
     kernel = ctx.kernel("norm.cl", "norm_forward", dtype=dtype, stats_at=stats_at, affine_at=affine_at)
-    return kernel(ctx.queue, *_rows(x, cols, dtype), x=x, mean=mean, var=var, scale=x if scale is None else scale,
+    return kernel(ctx.queue, *_row_launch(x, cols, dtype), x=x, mean=mean, var=var, scale=x if scale is None else scale,
                   shift=x if shift is None else shift, eps=eps, y=y, segments=segments, cols=cols)
 
 
@@ -96,7 +106,7 @@ def normalize_backward(ctx, dy: cla.Array, x: cla.Array, mean: cla.Array, var: c
     check_array(ctx, dx, "dx", dtype=dtype, shape=dy.shape)
     kernel = ctx.kernel("norm.cl", "norm_backward", dtype=dtype, stats_at=stats_at, affine_at=affine_at,
                         weighted=weighted)
-    return kernel(ctx.queue, *_rows(dy, cols, dtype), dy=dy, x=x, mean=mean, var=var,
+    return kernel(ctx.queue, *_row_launch(dy, cols, dtype), dy=dy, x=x, mean=mean, var=var,
                   scale=dy if scale is None else scale, s1=s1, s2=s2, eps=eps, count=float(count), dx=dx,
                   segments=segments, cols=cols)
 

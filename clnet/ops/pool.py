@@ -10,6 +10,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
+from . import memory
 from .arrays import check_array
 
 LOCAL = 8  # work-items per group: one image row each
@@ -29,11 +30,20 @@ class Window:
     def output(self, height: int, width: int) -> tuple[int, int]:
         return (height + 2 * self.ph - self.kh) // self.sh + 1, (width + 2 * self.pw - self.kw) // self.sw + 1
 
+    @property
+    def apart(self) -> bool:
+        """Whether the windows never overlap (each pixel in at most one)."""
+        return self.sh >= self.kh and self.sw >= self.kw
+
+    def params(self, dtype) -> dict:
+        """The template params: the window is compiled in."""
+        return {"dtype": dtype, "kh": self.kh, "kw": self.kw, "sh": self.sh, "sw": self.sw, "ph": self.ph,
+                "pw": self.pw}
+
     def arguments(self, x_shape: tuple[int, ...]) -> dict:
         samples, channels, height, width = x_shape
         out_h, out_w = self.output(height, width)
-        return {"planes": samples * channels, "height": height, "width": width, "kh": self.kh, "kw": self.kw,
-                "sh": self.sh, "sw": self.sw, "ph": self.ph, "pw": self.pw, "out_h": out_h, "out_w": out_w}
+        return {"planes": samples * channels, "height": height, "width": width, "out_h": out_h, "out_w": out_w}
 
 
 def _check(ctx, x: cla.Array, out: cla.Array, window: Window, names=("x", "out")) -> np.dtype:
@@ -54,8 +64,17 @@ def max_forward(ctx, x: cla.Array, out: cla.Array, where: cla.Array, window: Win
     dtype = _check(ctx, x, out, window)
     check_array(ctx, where, "where", dtype=np.uint32, shape=out.shape)
     args = window.arguments(x.shape)
-    kernel = ctx.kernel("pool.cl", "max_forward", dtype=dtype)
+    kernel = ctx.kernel("pool.cl", "max_forward", **window.params(dtype))
     return kernel(ctx.queue, *_launch(args["planes"] * args["out_h"]), x=x, out=out, where=where, **args)
+
+
+def _backward_launch(ctx, dx: cla.Array, window: Window, args: dict) -> tuple[tuple, tuple]:
+    """Windows apart: dx zeroed (pixels outside every window), one work-item per output row
+    scattering; else one per input row gathering."""
+    if window.apart:
+        memory.fill(ctx, dx, 0.0)
+        return _launch(args["planes"] * args["out_h"])
+    return _launch(args["planes"] * args["height"])
 
 
 def max_backward(ctx, dy: cla.Array, where: cla.Array, dx: cla.Array, window: Window) -> cl.Event:
@@ -63,14 +82,14 @@ def max_backward(ctx, dy: cla.Array, where: cla.Array, dx: cla.Array, window: Wi
     dtype = _check(ctx, dx, dy, window, ("dx", "dy"))
     check_array(ctx, where, "where", dtype=np.uint32, shape=dy.shape)
     args = window.arguments(dx.shape)
-    kernel = ctx.kernel("pool.cl", "max_backward", dtype=dtype)
-    return kernel(ctx.queue, *_launch(args["planes"] * args["height"]), dy=dy, where=where, dx=dx, **args)
+    kernel = ctx.kernel("pool.cl", "max_backward", **window.params(dtype))
+    return kernel(ctx.queue, *_backward_launch(ctx, dx, window, args), dy=dy, where=where, dx=dx, **args)
 
 
 def avg_forward(ctx, x: cla.Array, out: cla.Array, window: Window, count_include_pad: bool = True) -> cl.Event:
     dtype = _check(ctx, x, out, window)
     args = window.arguments(x.shape)
-    kernel = ctx.kernel("pool.cl", "avg_forward", dtype=dtype)
+    kernel = ctx.kernel("pool.cl", "avg_forward", **window.params(dtype))
     return kernel(ctx.queue, *_launch(args["planes"] * args["out_h"]), x=x, out=out,
                   count_pad=int(count_include_pad), **args)
 
@@ -78,8 +97,8 @@ def avg_forward(ctx, x: cla.Array, out: cla.Array, window: Window, count_include
 def avg_backward(ctx, dy: cla.Array, dx: cla.Array, window: Window, count_include_pad: bool = True) -> cl.Event:
     dtype = _check(ctx, dx, dy, window, ("dx", "dy"))
     args = window.arguments(dx.shape)
-    kernel = ctx.kernel("pool.cl", "avg_backward", dtype=dtype)
-    return kernel(ctx.queue, *_launch(args["planes"] * args["height"]), dy=dy, dx=dx,
+    kernel = ctx.kernel("pool.cl", "avg_backward", **window.params(dtype))
+    return kernel(ctx.queue, *_backward_launch(ctx, dx, window, args), dy=dy, dx=dx,
                   count_pad=int(count_include_pad), **args)
 
 

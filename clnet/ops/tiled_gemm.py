@@ -71,23 +71,29 @@ def pack_sizes(panels: int, steps: int) -> tuple[tuple[int, int], tuple[int, int
     return (panels, -(-steps // PACK_GROUP) * PACK_GROUP), (1, PACK_GROUP)
 
 
+def tile_columns(params: TileParams, dtype) -> int:
+    """The columns of a tile, and of a panel of packed B (pack_b's layout)."""
+    return 2 * (params.width or vector_width(dtype))
+
+
 def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: int, trans_a: bool, trans_b: bool,
          layouts: tuple[tuple[int, int], ...], alpha: float, beta: float, params: TileParams,
-         epilogue: Epilogue | None = None) -> None:
+         epilogue: Epilogue | None = None, b_packed: bool = False) -> None:
     """The product for already checked arrays; layouts are (leading dimension, offset) of a, b, c.
-    With an epilogue, c = f(a @ b + bias) (alpha 1, beta 0)."""
+    With an epilogue, c = f(a @ b + bias) (alpha 1, beta 0). b_packed: b is op(B) already laid
+    out as pack_b lays it out (panels of tile_columns, k by k, zeros past n; its layout unused)."""
     dtype = c.dtype
     width = params.width or vector_width(dtype)
     tile_cols = 2 * width
     (lda, _), (ldb, _), (ldc, _) = layouts  # the offsets go with the arrays
-    packed_b = trans_b or ldb * dtype.itemsize > IN_PLACE_STRIDE
+    packed_b = b_packed or trans_b or ldb * dtype.itemsize > IN_PLACE_STRIDE
     a_layout = ("packed" if lda * dtype.itemsize > IN_PLACE_STRIDE else "columns") if trans_a else "rows"
     shape = {"dtype": dtype, "rows": params.rows, "width": width}  # the packing kernels' params
     template = {**shape, "a_layout": a_layout, "packed_b": packed_b, "epilogue": epilogue and epilogue.activation,
                 "keep_z": bool(epilogue and epilogue.z is not None),
                 "c_transposed": bool(epilogue and epilogue.transposed)}
     panels = -(-n // tile_cols)
-    if packed_b:
+    if packed_b and not b_packed:
         packed = ctx.scratch(SCRATCH, panels * tile_cols * k * dtype.itemsize)
         if trans_b:
             pack = ctx.kernel("pack.cl", "pack_b_t", **shape)

@@ -1,0 +1,131 @@
+## conv_direct.cl: a stride-1 2-D convolution computed in place from zero-padded images, for CPU
+## devices (clnet/ops/conv.py): no column matrix, the GEMM's register tile instead.
+##
+## Each work-item computes ${rows} output channels x ${2 * width} adjacent pixels of one output row
+## in ${2 * rows} vector accumulators, as gemm.cl's tile does: every step over (channel, ky, kx)
+## loads two vectors of the padded input row (pixels ox0 + kx ... : adjacent, since the stride is
+## 1) and ${rows} scalars of the filters, and does ${2 * rows} multiply-adds. The epilogue adds the
+## bias, keeps z when asked, applies the activation and stores NCHW rows directly; columns past
+## out_w are computed from the padding and not stored.
+##
+##   pad_images: (samples, channels, height, width) -> zero-padded (samples, channels, height +
+##               top + bottom, width + left + right + ${2 * width} of slack for the last tile)
+##   conv_direct: the convolution of the padded images with w (out, in / groups, kh, kw)
+##
+## Params: dtype; rows; width (tiles.cl); activation (None: linear); keep_z; has_bias.
+<%include file="tiles.cl"/>
+<%namespace name="act" file="activations.cl"/>
+<%
+    activation = context.get("activation") or "linear"
+    keep_z, has_bias = context.get("keep_z", False), context.get("has_bias", False)
+    vec = ("float%d" if dtype == "float32" else "double%d") % width
+    hvec = ("float%d" if dtype == "float32" else "double%d") % (8 if dtype == "float32" else 4)
+    half = 8 if dtype == "float32" else 4  # 256 bits: the width PoCL's builtins are known to take
+    halves = [""] if width == half else [".lo", ".hi"]
+%>
+#define ZERO ((${hvec})(0))
+#define ONE ((${hvec})(1))
+
+// One work-item per padded row: dimension 0 the rows (sample, channel, padded y), a loop along it.
+${kernel("pad_images", "const real *x, real *padded, index_t planes, index_t height, index_t width, index_t top, "
+                       "index_t left, index_t padded_h, index_t padded_w")} {
+    const index_t line = get_global_id(0);
+    if (line >= planes * padded_h) return;
+    const index_t plane = line / padded_h, py = line % padded_h;
+    __global real *to = padded_p + padded_off + (size_t)line * padded_w;
+    const int y = (int)py - (int)top;
+    if (y < 0 || y >= (int)height) {
+        for (index_t px = 0; px < padded_w; px++) to[px] = 0;
+        return;
+    }
+    __global const real *from = x_p + x_off + ((size_t)plane * height + y) * width;
+    for (index_t px = 0; px < left; px++) to[px] = 0;
+    for (index_t ix = 0; ix < width; ix++) to[left + ix] = from[ix];
+    for (index_t px = left + width; px < padded_w; px++) to[px] = 0;
+}
+
+<%
+    args = ("const real *x, const real *w, const real *bias, real *z, real *out, index_t in_g, index_t out_g, "
+            "index_t groups, index_t padded_h, index_t padded_w, index_t kh, index_t kw, index_t dh, index_t dw, "
+            "index_t out_h, index_t out_w, index_t samples" + act.attr.signature_extra(activation))
+%>
+// Dimension 0: tiles of output channels (a group's), dimension 1: (sample, output row, tile of columns).
+${kernel("conv_direct", args)} {
+    const index_t channel_tiles = (out_g + TILE_ROWS - 1) / TILE_ROWS;
+    const index_t column_tiles = (out_w + TILE_COLS - 1) / TILE_COLS;
+    const index_t tile = get_global_id(0), place = get_global_id(1);
+    if (tile >= groups * channel_tiles || place >= samples * out_h * column_tiles) return;
+    const index_t g = tile / channel_tiles, co0 = g * out_g + (tile % channel_tiles) * TILE_ROWS;
+    const index_t rows_here = min((index_t)TILE_ROWS, g * out_g + out_g - co0);
+    const index_t ox0 = (place % column_tiles) * TILE_COLS, oy = (place / column_tiles) % out_h;
+    const index_t n = place / (column_tiles * out_h);
+    const index_t k_count = in_g * kh * kw;
+% for r in range(rows):
+    __global const real *w${r} = w_p + w_off + (size_t)(co0 + min((index_t)${r}, rows_here - 1)) * k_count;
+    ${vec} acc${r}_0 = 0, acc${r}_1 = 0;
+% endfor
+    __global const real *image = x_p + x_off + (((size_t)n * groups + g) * in_g * padded_h + oy) * padded_w + ox0;
+    index_t k = 0;
+    for (index_t c = 0; c < in_g; c++) {
+        for (index_t ky = 0; ky < kh; ky++) {
+            __global const real *row = image + ((size_t)c * padded_h + ky * dh) * padded_w;
+            for (index_t kx = 0; kx < kw; kx++, k++) {
+                __global const real *at = row + kx * dw;
+                const ${vec} b0 = *(__global const unaligned_vec *)at;
+                const ${vec} b1 = *(__global const unaligned_vec *)(at + ${width});
+% for r in range(rows):
+                const real a${r} = w${r}[k];
+                acc${r}_0 = a${r} * b0 + acc${r}_0;
+                acc${r}_1 = a${r} * b1 + acc${r}_1;
+% endfor
+            }
+        }
+    }
+    // the epilogue, once per row of the tile (a loop: unrolled, it made builds seconds longer)
+    ${vec} tile_[${2 * rows}];
+% for r in range(rows):
+    tile_[${2 * r}] = acc${r}_0;
+    tile_[${2 * r + 1}] = acc${r}_1;
+% endfor
+    const bool full = ox0 + TILE_COLS <= out_w;
+    for (index_t r = 0; r < rows_here; r++) {
+        const index_t co = co0 + r;
+% if has_bias:
+        const real b = bias_p[bias_off + co];
+% else:
+        const real b = 0;
+% endif
+        ${vec} v0 = tile_[2 * r] + b, v1 = tile_[2 * r + 1] + b;
+        const size_t at = (((size_t)n * groups * out_g + co) * out_h + oy) * out_w + ox0;
+% if keep_z:
+        ${store("z_p + z_off + at", "v0", "v1")}
+% endif
+% if activation != "linear":
+    % for v in ("v0", "v1"):
+        % for h in halves:
+        {
+            const ${hvec} z = ${v}${h};
+            ${hvec} a;
+            a = ${act.attr.ACTIVATIONS[activation][0]};
+            ${v}${h} = a;
+        }
+        % endfor
+    % endfor
+% endif
+        ${store("out_p + out_off + at", "v0", "v1")}
+    }
+}
+<%def name="store(to, v0, v1)">
+        {
+            __global real *to_ = ${to};
+            if (full) {
+                *(__global unaligned_vec *)to_ = ${v0};
+                *(__global unaligned_vec *)(to_ + ${width}) = ${v1};
+            } else {
+                const real values[TILE_COLS] = {
+                    ${", ".join(["%s.s%x" % (v0, q) for q in range(width)] + ["%s.s%x" % (v1, q) for q in range(width)])}
+                };
+                for (index_t q = 0; ox0 + q < out_w; q++) to_[q] = values[q];
+            }
+        }
+</%def>
