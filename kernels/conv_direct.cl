@@ -10,13 +10,16 @@
 ##
 ##   pad_images: (samples, channels, height, width) -> zero-padded (samples, channels, height +
 ##               top + bottom, width + left + right + ${2 * width} of slack for the last tile)
-##   conv_direct: the convolution of the padded images with w (out, in / groups, kh, kw)
+##   pack_filters: the filters (out, in / groups, kh, kw) in the order conv_direct reads them
+##   conv_direct: the convolution of the padded images with the packed filters
 ##
-## Params: dtype; rows; width (tiles.cl); activation (None: linear); keep_z; has_bias.
+## Params: dtype; rows; width (tiles.cl); activation (None: linear); keep_z; has_bias; fixed_kw (the
+## filter's width compiled in, for the common small ones; 0: a loop).
 <%include file="tiles.cl"/>
 <%namespace name="act" file="activations.cl"/>
 <%
     activation = context.get("activation") or "linear"
+    fixed_kw = context.get("fixed_kw", 0)  # the filter's width, compiled in (0: a loop)
     keep_z, has_bias = context.get("keep_z", False), context.get("has_bias", False)
     vec = ("float%d" if dtype == "float32" else "double%d") % width
     hvec = ("float%d" if dtype == "float32" else "double%d") % (8 if dtype == "float32" else 4)
@@ -44,6 +47,17 @@ ${kernel("pad_images", "const real *x, real *padded, index_t planes, index_t hei
     for (index_t px = left + width; px < padded_w; px++) to[px] = 0;
 }
 
+// The filters in the order conv_direct reads them: per tile of TILE_ROWS output channels of a group,
+// step by step over (channel, ky, kx), the tile's rows side by side (zeros past the group's end):
+// packed[(tile * k_count + k) * TILE_ROWS + r] = w[co0 + r, k].
+${kernel("pack_filters", "const real *w, real *packed, index_t out_g, index_t groups, index_t k_count")} {
+    const index_t i = get_global_id(0), channel_tiles = (out_g + TILE_ROWS - 1) / TILE_ROWS;
+    if (i >= groups * channel_tiles * k_count * TILE_ROWS) return;
+    const index_t r = i % TILE_ROWS, k = (i / TILE_ROWS) % k_count, tile = i / (TILE_ROWS * k_count);
+    const index_t g = tile / channel_tiles, row = (tile % channel_tiles) * TILE_ROWS + r;
+    packed_p[packed_off + i] = row < out_g ? w_p[w_off + (size_t)(g * out_g + row) * k_count + k] : 0;
+}
+
 <%
     args = ("const real *x, const real *w, const real *bias, real *z, real *out, index_t in_g, index_t out_g, "
             "index_t groups, index_t padded_h, index_t padded_w, index_t kh, index_t kw, index_t dh, index_t dw, "
@@ -60,25 +74,24 @@ ${kernel("conv_direct", args)} {
     const index_t ox0 = (place % column_tiles) * TILE_COLS, oy = (place / column_tiles) % out_h;
     const index_t n = place / (column_tiles * out_h);
     const index_t k_count = in_g * kh * kw;
+    __global const real *wk = w_p + w_off + (size_t)tile * k_count * TILE_ROWS;  // pack_filters' layout
 % for r in range(rows):
-    __global const real *w${r} = w_p + w_off + (size_t)(co0 + min((index_t)${r}, rows_here - 1)) * k_count;
     ${vec} acc${r}_0 = 0, acc${r}_1 = 0;
 % endfor
     __global const real *image = x_p + x_off + (((size_t)n * groups + g) * in_g * padded_h + oy) * padded_w + ox0;
-    index_t k = 0;
     for (index_t c = 0; c < in_g; c++) {
         for (index_t ky = 0; ky < kh; ky++) {
             __global const real *row = image + ((size_t)c * padded_h + ky * dh) * padded_w;
-            for (index_t kx = 0; kx < kw; kx++, k++) {
-                __global const real *at = row + kx * dw;
-                const ${vec} b0 = *(__global const unaligned_vec *)at;
-                const ${vec} b1 = *(__global const unaligned_vec *)(at + ${width});
-% for r in range(rows):
-                const real a${r} = w${r}[k];
-                acc${r}_0 = a${r} * b0 + acc${r}_0;
-                acc${r}_1 = a${r} * b1 + acc${r}_1;
-% endfor
+% if fixed_kw:
+            // the filter's width compiled in: the steps along a row unrolled
+    % for kx in range(fixed_kw):
+            ${step("row + %d * dw" % kx, "")}
+    % endfor
+% else:
+            for (index_t kx = 0; kx < kw; kx++) {
+                ${step("row + kx * dw", "k")}
             }
+% endif
         }
     }
     // the epilogue, once per row of the tile (a loop: unrolled, it made builds seconds longer)
@@ -115,6 +128,19 @@ ${kernel("conv_direct", args)} {
         ${store("out_p + out_off + at", "v0", "v1")}
     }
 }
+<%def name="step(at, k)">
+                {
+                    __global const real *at_ = ${at};
+                    const ${vec} b0 = *(__global const unaligned_vec *)at_;
+                    const ${vec} b1 = *(__global const unaligned_vec *)(at_ + ${width});
+% for r in range(rows):
+                    const real a${r} = wk[${r}];
+                    acc${r}_0 = a${r} * b0 + acc${r}_0;
+                    acc${r}_1 = a${r} * b1 + acc${r}_1;
+% endfor
+                    wk += TILE_ROWS;
+                }
+</%def>
 <%def name="store(to, v0, v1)">
         {
             __global real *to_ = ${to};

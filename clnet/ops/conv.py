@@ -25,6 +25,7 @@ from .arrays import check_array, reduction_items, vector_width
 
 WORKSPACE_BYTES = 64 << 20  # a convolution's column matrix and product, per chunk of images
 ROW_GROUP = 8  # vectors of an output row per work-group in conv_output and conv_delta
+FIXED_KW = 7  # filters up to this wide get conv_direct's row loop unrolled (a build per width)
 MAX_TILE_COLUMNS = 64  # the widest tile clnet's GEMM uses (what a packed column matrix is padded to)
 
 
@@ -94,7 +95,7 @@ def padded_size(geometry: Geometry) -> tuple[int, int]:
     """(height, width) of an image zero-padded for conv_direct: both sides' padding, and a tile's
     columns of slack after each row."""
     total_h, total_w = geometry._total_padding()
-    return geometry.height + total_h, geometry.width + total_w + MAX_TILE_COLUMNS
+    return geometry.height + total_h, -(-(geometry.width + total_w + MAX_TILE_COLUMNS) // 16) * 16
 
 
 def workspace_bytes(geometry: Geometry, chunk: int, itemsize: int) -> tuple[int, int]:
@@ -201,13 +202,18 @@ def _direct(ctx, x, weights, bias, out, activation, alpha, z, padded, geometry: 
         height=geometry.height, width=geometry.width, top=geometry.ph, left=geometry.pw, padded_h=padded_h,
         padded_w=padded_w)
     tiles = _tiles(ctx, dtype)
-    kernel = ctx.kernel("conv_direct.cl", "conv_direct", **tiles, activation=activation, keep_z=z is not None,
-                        has_bias=bias is not None)
-    out_g = geometry.out_channels // geometry.groups
+    out_g, k_count = geometry.out_channels // geometry.groups, geometry.rows // geometry.groups
     channel_tiles = geometry.groups * -(-out_g // tiles["rows"])
+    filters = cla.Array(ctx.queue, channel_tiles * tiles["rows"] * k_count, dtype, data=ctx.scratch(
+        "conv.filters", channel_tiles * tiles["rows"] * k_count * dtype.itemsize))
+    pack = ctx.kernel("conv_direct.cl", "pack_filters", **tiles)
+    pack(ctx.queue, (-(-filters.size // 64) * 64,), (64,), w=weights, packed=filters, out_g=out_g,
+         groups=geometry.groups, k_count=k_count)
+    kernel = ctx.kernel("conv_direct.cl", "conv_direct", **tiles, activation=activation, keep_z=z is not None,
+                        has_bias=bias is not None, fixed_kw=geometry.kw if geometry.kw <= FIXED_KW else 0)
     places = samples * geometry.out_h * -(-geometry.out_w // (2 * tiles["width"]))
     check_array(ctx, out, "out", dtype=dtype, shape=(samples, geometry.out_channels, geometry.out_h, geometry.out_w))
-    kernel(ctx.queue, (channel_tiles, -(-places // 8) * 8), (1, 8), x=images, w=weights,
+    kernel(ctx.queue, (channel_tiles, -(-places // 8) * 8), (1, 8), x=images, w=filters,
            bias=out if bias is None else bias, z=out if z is None else z, out=out,
            in_g=geometry.channels // geometry.groups, out_g=out_g, groups=geometry.groups, padded_h=padded_h,
            padded_w=padded_w, kh=geometry.kh, kw=geometry.kw, dh=geometry.dh, dw=geometry.dw, out_h=geometry.out_h,
