@@ -117,30 +117,48 @@ RANKS_RUN = textwrap.dedent("""\
 
     world = clnet.distributed.World()
     x, labels = images(45, seed=7)
+    norm = sys.argv[4] == "norm"
     with world.context(sys.argv[2]) as ctx:
-        net = small_cnn(ctx, seed=1 + world.rank, norm=False)
+        net = small_cnn(ctx, seed=1 + world.rank, norm=norm)
         history = net.fit(x, labels, "cross_entropy", epochs=3, batch_size=16, optimizer=clnet.Adam(0.01), seed=3,
                           progress=False, world=world)
-        if world.rank == 0:
-            np.savez(sys.argv[1], history=np.array(history), **net.host_arrays())
+        if world.rank == 0 or norm:
+            np.savez(sys.argv[1] + f".{world.rank}.npz", history=np.array(history), **net.host_arrays())
     """)
+
+
+def run_ranks(tmp_path, norm: bool) -> Path:
+    out = tmp_path / "ranks"
+    env = {**os.environ, "POCL_MAX_PTHREAD_COUNT": "1"}
+    result = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-c", RANKS_RUN, str(out), TEST_DEVICE,
+                             str(ROOT), "norm" if norm else "plain"], capture_output=True, text=True, timeout=180,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    return out
 
 
 @pytest.mark.skipif(not MPIEXEC.exists(), reason="mpiexec is not in the venv: pip install 'clnet[mpi]'")
 def test_a_cnn_trains_on_two_ranks_as_one_process(ctx, tmp_path):
-    out = tmp_path / "ranks.npz"
-    env = {**os.environ, "POCL_MAX_PTHREAD_COUNT": "1"}
-    result = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-c", RANKS_RUN, str(out), TEST_DEVICE,
-                             str(ROOT)], capture_output=True, text=True, timeout=180, env=env)
-    assert result.returncode == 0, result.stderr
+    out = run_ranks(tmp_path, norm=False)
     x, labels = images(45, seed=7)
     net = small_cnn(ctx, norm=False)
     history = net.fit(x, labels, "cross_entropy", epochs=3, batch_size=16, optimizer=clnet.Adam(0.01), seed=3,
                       progress=False)
-    saved = np.load(out)
+    saved = np.load(f"{out}.0.npz")
     np.testing.assert_allclose(saved["history"], history, rtol=1e-10)
     for name, value in net.host_arrays().items():
         np.testing.assert_allclose(saved[name], value, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(not MPIEXEC.exists(), reason="mpiexec is not in the venv: pip install 'clnet[mpi]'")
+def test_ranks_with_batch_norm_end_with_one_network(tmp_path):
+    """Each rank normalizes its own part of the batch; the running statistics are averaged after
+    every epoch, so both ranks hold the same network, statistics included."""
+    out = run_ranks(tmp_path, norm=True)
+    first, second = np.load(f"{out}.0.npz"), np.load(f"{out}.1.npz")
+    assert "layer_1.running_var" in first.files
+    for name in first.files:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
 
 
 def test_a_convolution_too_big_for_the_device_names_the_layer_and_the_batch(ctx):

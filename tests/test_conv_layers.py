@@ -72,6 +72,15 @@ def test_max_pool_sends_the_gradient_to_the_first_of_tied_maxima(ctx):
     np.testing.assert_array_equal(trainer.grad_x.get(), xt.grad.numpy())
 
 
+def test_max_pool_propagates_nan_as_pytorch_does(ctx):
+    x = np.arange(32, dtype=np.float64).reshape(1, 2, 4, 4)
+    x[0, 0, 1, 0] = x[0, 1, 3, 3] = np.nan
+    net = clnet.InferenceNetwork(ctx, (2, 4, 4), [clnet.MaxPool2d(2)], dtype=np.float64)
+    expected = torch.nn.functional.max_pool2d(torch.tensor(x), 2).numpy()
+    # host data with NaN is refused at the door; a device array is taken as it is
+    np.testing.assert_array_equal(net(cla.to_device(ctx.queue, x)).get(), expected)  # NaN where a window holds one
+
+
 def test_bad_convolution_and_pooling_arguments_say_what_is_allowed(ctx):
     for bad, message in [
         (lambda: clnet.Conv2d(0, 3), "out_channels must be a whole number >= 1"),
