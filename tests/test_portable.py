@@ -234,10 +234,16 @@ CNN_LAYERS = {  # issue 21's kernels at small, odd sizes: (layer, PyTorch module
 }
 
 
+@pytest.mark.parametrize("gemm", ["the device's", "clnet"])  # clnet's: conv_direct on every device
 @pytest.mark.parametrize("name", CNN_LAYERS)
-def test_cnn_layers(ctx, dtype, name):
+def test_cnn_layers(ctx, dtype, monkeypatch, name, gemm):
     torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
     from .layer_check import compare
+
+    if gemm == "clnet":
+        chosen = blas.settings(ctx, dtype)
+        monkeypatch.setattr(chosen, "small", "clnet")
+        monkeypatch.setattr(chosen, "large", "clnet")
 
     make, module, shape, batch = CNN_LAYERS[name]
     activation = torch.tanh if name == "conv" else (lambda t: t)

@@ -217,25 +217,17 @@ class Conv2dTraining(LayerTraining):
         self.layer.forward(self.x, self.out, self.z, (self.cols, self.product))
 
     def backward(self, skip_activation_derivative: bool = False) -> None:
-        layer, g, ctx = self.layer, self.layer.geometry, self.ctx
+        layer, ctx = self.layer, self.ctx
         activation = None if skip_activation_derivative or layer.activation == "linear" else layer.activation
         saved = self.z if activation is not None and activations.reads(activation) == "z" else self.out
         for first in range(0, self.batch, self.chunk):
             last = min(self.batch, first + self.chunk)
-            columns = (last - first) * g.pixels
             delta = self.delta[first:last]
             if activation is not None:  # delta becomes dC/dz, in place
                 activations.backward(ctx, activation, saved[first:last], delta, layer.alpha)
-            dz = self.product[:g.out_channels * columns].reshape(g.out_channels, columns)
-            conv.delta(ctx, delta, delta, dz, None)  # (samples, out, pixels) -> (out, samples * pixels)
-            if "bias" in self.gradients:
-                conv.row_sums(ctx, dz, self.gradients["bias"], accumulate=first > 0)
-            cols = self.cols[:g.rows * columns].reshape(g.rows, columns)
-            conv.im2col(ctx, self.x[first:last], cols, g)
-            conv.weight_gradients(ctx, dz, cols, self.gradients["weights"], g, accumulate=first > 0)
-            if self.grad_x is not None:
-                conv.input_gradients(ctx, layer.weights, delta, dz, self.flipped, self.cols, self.product,
-                                     self.grad_x[first:last], g)
+            conv.backward(ctx, self.x[first:last], delta, layer.weights, self.gradients["weights"],
+                          self.gradients.get("bias"), None if self.grad_x is None else self.grad_x[first:last],
+                          self.flipped, self.cols, self.product, layer.geometry, accumulate=first > 0)
 
     def release(self) -> None:
         super().release()

@@ -191,16 +191,24 @@ def forward(ctx, x: cla.Array, weights: cla.Array, bias: cla.Array | None, out: 
     output(ctx, p, bias, out, activation, alpha, z)
 
 
-def _direct(ctx, x, weights, bias, out, activation, alpha, z, padded, geometry: Geometry) -> None:
+def _pad(ctx, x: cla.Array, padded: cla.Array, geometry: Geometry) -> cla.Array:
+    """The images x zero-padded (padded_size) into the front of the flat `padded`; returns that part."""
     dtype = ctx.real_dtype(x.dtype)
-    samples = x.shape[0]
     padded_h, padded_w = padded_size(geometry)
-    planes = samples * geometry.channels
+    planes = x.shape[0] * geometry.channels
     images = padded[:planes * padded_h * padded_w]
     pad = ctx.kernel("conv_direct.cl", "pad_images", **_tiles(ctx, dtype))
     pad(ctx.queue, (-(-planes * padded_h // 8) * 8,), (8,), x=x, padded=images, planes=planes,
         height=geometry.height, width=geometry.width, top=geometry.ph, left=geometry.pw, padded_h=padded_h,
         padded_w=padded_w)
+    return images
+
+
+def _direct(ctx, x, weights, bias, out, activation, alpha, z, padded, geometry: Geometry) -> None:
+    dtype = ctx.real_dtype(x.dtype)
+    samples = x.shape[0]
+    padded_h, padded_w = padded_size(geometry)
+    images = _pad(ctx, x, padded, geometry)
     tiles = _tiles(ctx, dtype)
     out_g, k_count = geometry.out_channels // geometry.groups, geometry.rows // geometry.groups
     channel_tiles = geometry.groups * -(-out_g // tiles["rows"])
@@ -255,6 +263,28 @@ def flip_weights(ctx, weights: cla.Array, flipped: cla.Array, geometry: Geometry
                   groups=geometry.groups, kh=geometry.kh, kw=geometry.kw)
 
 
+def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weights: cla.Array,
+             grad_bias: cla.Array | None, grad_x: cla.Array | None, flipped: cla.Array | None, cols: cla.Array,
+             product: cla.Array, geometry: Geometry, accumulate: bool) -> None:
+    """From delta = dC/dz (samples, out, out_h, out_w) of a chunk of images x: the filters' and the
+    bias's gradients (added to with accumulate) and dC/dx into grad_x (unless None). cols,
+    product: the flat workspace; flipped: the filters' size (input_gradients). Queued.
+
+    The filters' gradient is im2col and a GEMM: a direct kernel (each work-item summing a few
+    filter weights over every sample and pixel) streamed the whole delta per work-item and ran at
+    half that speed (27 against 19 ms on the CIFAR network's 32 -> 32 layer, bench/RESULTS.md)."""
+    columns = x.shape[0] * geometry.pixels
+    dz = product[:geometry.out_channels * columns].reshape(geometry.out_channels, columns)
+    delta_columns(ctx, delta, delta, dz, None)  # (samples, out, pixels) -> (out, samples * pixels)
+    if grad_bias is not None:
+        row_sums(ctx, dz, grad_bias, accumulate)
+    plain = cols[:geometry.rows * columns].reshape(geometry.rows, columns)
+    im2col(ctx, x, plain, geometry)
+    weight_gradients(ctx, dz, plain, grad_weights, geometry, accumulate)
+    if grad_x is not None:
+        input_gradients(ctx, weights, delta, dz, flipped, cols, product, grad_x, geometry)
+
+
 def input_gradients(ctx, weights: cla.Array, delta: cla.Array, dz: cla.Array, flipped: cla.Array, cols: cla.Array,
                     product: cla.Array, dx: cla.Array, geometry: Geometry) -> None:
     """dx = dC/dx from delta = dC/dz (samples, out, out_h, out_w), also laid out as dz (out,
@@ -300,7 +330,7 @@ def output(ctx, product: cla.Array, bias: cla.Array | None, out: cla.Array, acti
                   pixels=pixels, samples=samples, **activations.alpha_argument(activation, alpha))
 
 
-def delta(ctx, delta_: cla.Array, saved: cla.Array, dz: cla.Array, activation: str | None,
+def delta_columns(ctx, delta_: cla.Array, saved: cla.Array, dz: cla.Array, activation: str | None,
           alpha: float | None = None) -> cl.Event:
     """dz (channels, samples * pixels) = delta (samples, channels, pixels) * f'(saved), saved
     what the derivative reads (activations.reads); activation None: delta is dC/dz already."""
