@@ -165,6 +165,35 @@ def one_convolution(ctx, key: str, shape: tuple[int, ...], layer: clnet.Conv2d, 
             "clnet_backward": seconds(backward, repeats), "torch_backward": seconds(torch_backward, repeats)}
 
 
+def fused_activation(ctx, repeats: int) -> dict:
+    """The CIFAR network's 32 -> 32 convolution with relu fused into its epilogue, against the same
+    convolution followed by an Activation("relu") layer (a 10-output layer after both): a
+    training network's forward and backward passes, the two alternating (seconds, and the median
+    of the pairs' ratios fused / separate)."""
+    shape = (32, 32, 32)
+    x = np.random.default_rng(2).normal(size=(BATCH, *shape)).astype(np.float32)
+    steps = {}
+    for name, first in (("fused", [clnet.Conv2d(32, 3, padding=1, activation="relu")]),
+                        ("separate", [clnet.Conv2d(32, 3, padding=1), clnet.Activation("relu")])):
+        net = clnet.InferenceNetwork(ctx, shape, first + [clnet.Flatten(), clnet.FullyConnected(10)], seed=0)
+        training = clnet.TrainingNetwork(net, x)
+        training.output_gradient.set(np.ones(training.output_gradient.shape, np.float32))
+
+        def step(training=training):
+            training.forward()
+            training.backward()
+            ctx.finish()
+
+        step()
+        steps[name] = step
+    found = {name: [] for name in steps}
+    for _ in range(3 * repeats):
+        for name, step in steps.items():
+            found[name].append(seconds(step, 1))
+    return {**{name: statistics.median(times) for name, times in found.items()},
+            "ratio": statistics.median(f / s for f, s in zip(found["fused"], found["separate"]))}
+
+
 def tinygrad_step(key: str, steps: int) -> dict | None:
     """tinygrad's step in a process of its own (see the module's docstring), or None."""
     if importlib.util.find_spec("tinygrad") is None:
@@ -263,6 +292,7 @@ def main() -> None:
             results[key] = {name: statistics.median(times) for name, times in found.items()}
             results[key]["rounds"] = found
             alone += conv_alone(ctx, key, args.repeats)
+        fusion = fused_activation(ctx, args.repeats)
         info = common.machine(ctx)
     for key in args.only:
         results[key]["tinygrad"] = None if args.no_tinygrad else tinygrad_step(key, 10)
@@ -282,7 +312,10 @@ def main() -> None:
                        [[r["layer"], r["clnet_forward"] * 1e3, r["torch_forward"] * 1e3,
                          r["clnet_forward"] / r["torch_forward"], r["clnet_backward"] * 1e3,
                          r["torch_backward"] * 1e3, r["clnet_backward"] / r["torch_backward"]] for r in alone]))
-    path = common.write_json("conv", {"steps": results, "convolutions": alone, "machine": info})
+    print(f"\nrelu fused into the 32 -> 32 convolution: {fusion['fused'] * 1e3:.1f} ms a forward and backward pass, "
+          f"as a layer of its own: {fusion['separate'] * 1e3:.1f} ms (pairs: {fusion['ratio']:.3f})")
+    path = common.write_json("conv", {"steps": results, "convolutions": alone, "fused_activation": fusion,
+                                      "machine": info})
     print(f"\nwrote {path}")
 
 
