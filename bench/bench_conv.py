@@ -104,12 +104,14 @@ def torch_epoch(key: str):
 
 
 def seconds(run, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    """The median of `repeats` timed runs, after common.median_seconds' warm-up."""
+    return common.median_seconds(run, repeats)
+
+
+def once(run) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
 
 
 def conv_layers(key: str) -> list[tuple[tuple[int, ...], clnet.Conv2d]]:
@@ -189,7 +191,7 @@ def fused_activation(ctx, repeats: int) -> dict:
     found = {name: [] for name in steps}
     for _ in range(3 * repeats):
         for name, step in steps.items():
-            found[name].append(seconds(step, 1))
+            found[name].append(once(step))
     return {**{name: statistics.median(times) for name, times in found.items()},
             "ratio": statistics.median(f / s for f, s in zip(found["fused"], found["separate"]))}
 
@@ -295,7 +297,7 @@ def main() -> None:
         fusion = fused_activation(ctx, args.repeats)
         info = common.machine(ctx)
     for key in args.only:
-        results[key]["tinygrad"] = None if args.no_tinygrad else tinygrad_step(key, 10)
+        results[key]["tinygrad"] = {"error": "skipped"} if args.no_tinygrad else tinygrad_step(key, 10)
     print(f"ms per training step, float32, batch {BATCH}; clnet on {info['device']['name']}, PyTorch on "
           f"{os.cpu_count()} threads of {info['cpu']}, tinygrad on DEV=CL (the same PoCL device)\n")
     rows = []
