@@ -9,6 +9,7 @@ raises ContextClosedError when used, instead of touching released memory.
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 
@@ -50,7 +51,7 @@ class Context:
         self._owned: weakref.WeakSet = weakref.WeakSet()
         self._on_close: dict[str, Callable[[], None]] = {}
         self._real_dtypes: dict = {}
-        self._scratch: dict[str, cl.Buffer] = {}
+        self._scratch: dict[tuple[int, str], cl.Buffer] = {}
         # per-context choices of the ops (the GEMM backend and its parameters, by dtype)
         self.settings: dict = {}
         for hook in _open_hooks:
@@ -98,19 +99,19 @@ class Context:
     def record(self) -> Iterator[LaunchPlan]:
         """Record the clnet kernels queued inside the `with` (they are also queued as usual)
         into a LaunchPlan, for `replay`."""
-        programs = self.programs
-        if programs.recording[0] is not None:
-            raise RuntimeError("a LaunchPlan is already being recorded in this context")
-        plan = programs.recording[0] = LaunchPlan()
+        recording = self.programs.recording  # this thread's
+        if recording.plan is not None:
+            raise RuntimeError("a LaunchPlan is already being recorded in this context by this thread")
+        plan = recording.plan = LaunchPlan()
         try:
             yield plan
         finally:
-            programs.recording[0] = None
+            recording.plan = None
 
     def not_recordable(self) -> None:
         """Say that work queued now is not a clnet kernel: the plan being recorded, if any,
         cannot be replayed."""
-        plan = self.programs.recording[0]
+        plan = self.programs.recording.plan
         if plan is not None:
             plan.complete = False
 
@@ -138,12 +139,14 @@ class Context:
         return checked
 
     def scratch(self, name: str, nbytes: int) -> cl.Buffer:
-        """A device buffer of at least `nbytes` kept for reuse under `name` (the queue is in
-        order, so one op's scratch is free again for the next op)."""
-        buffer = self._scratch.get(name)
+        """A device buffer of at least `nbytes` kept for reuse under `name` by the calling thread
+        (the queue is in order, so one op's scratch is free again for the next op of the thread;
+        another thread's launches, queued in between, use scratch buffers of their own)."""
+        key = (threading.get_ident(), name)
+        buffer = self._scratch.get(key)
         if buffer is None or buffer.size < nbytes:
             buffer = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(int(nbytes), 1))
-            self._scratch[name] = buffer
+            self._scratch[key] = buffer
         return buffer
 
     def finish(self) -> None:

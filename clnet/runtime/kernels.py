@@ -21,6 +21,7 @@ set. A training step's forward and backward passes run this way (clnet.nn.networ
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,13 +120,15 @@ class Kernel:
     """A built kernel, called as `kernel(queue, global_size, local_size, **arguments)`."""
 
     def __init__(self, cl_kernel: cl.Kernel, name: str, parameters: tuple[Parameter, ...],
-                 real: np.dtype | None, counter: list[int], recording: list[LaunchPlan | None],
-                 program: cl.Program):
+                 real: np.dtype | None, counter: list[int], recording, program: cl.Program):
         self.cl_kernel, self.name, self.parameters, self.program = cl_kernel, name, parameters, program
         self._names = frozenset(p.name for p in parameters)
         self._bound = [(p.name, p.kind == "array", p.dtype(real)) for p in parameters]
         self._counter = counter  # shared by the kernels of one context: launches so far
-        self._recording = recording  # shared by the kernels of one context: the plan being recorded
+        self._recording = recording  # shared by the kernels of one context: each thread's plan being recorded
+        # a kernel object's arguments are set, then it is queued: two threads must not interleave
+        # (OpenCL's clSetKernelArg is the one call that is not thread-safe on a shared object)
+        self._lock = threading.Lock()
         scalar_dtypes: list = []
         for p in parameters:
             scalar_dtypes += [None, np.dtype(np.uint32)] if p.kind == "array" else [
@@ -160,7 +163,9 @@ class Kernel:
             else:
                 raise TypeError(f"kernel {self.name}: argument {name!r} must be a device array, "
                                 f"got {type(value).__name__}")
-        self._counter[0] += 1
-        if self._recording[0] is not None:
-            self._recording[0].add(self.program, self.name, self._scalar_dtypes, global_size, local_size, values)
-        return self.cl_kernel(queue, global_size, local_size, *values)
+        plan = self._recording.plan
+        if plan is not None:
+            plan.add(self.program, self.name, self._scalar_dtypes, global_size, local_size, values)
+        with self._lock:
+            self._counter[0] += 1
+            return self.cl_kernel(queue, global_size, local_size, *values)

@@ -73,6 +73,13 @@ def _canonical(params: dict) -> tuple:
     return tuple(items)
 
 
+class Recording(threading.local):
+    """The LaunchPlan a thread is recording into (`plan`, None when it records nothing): each thread
+    of a context records only its own launches."""
+
+    plan: LaunchPlan | None = None
+
+
 class Templates:
     """Renders the `.cl` Mako templates of some folders (clnet's own `kernels/` by default)."""
 
@@ -133,7 +140,7 @@ class Programs:
         self._kernels: dict[tuple, Kernel] = {}
         self._by_call: dict[tuple, Kernel] = {}
         self.launches = [0]  # kernel launches so far, counted by the kernels (a list: shared)
-        self.recording: list[LaunchPlan | None] = [None]  # the plan being recorded (shared too)
+        self.recording = Recording()  # each thread's plan being recorded (shared by the kernels)
 
     def __len__(self) -> int:
         return len(self._programs) + len(self._kernels)
