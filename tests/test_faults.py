@@ -58,3 +58,37 @@ def test_threads_sharing_a_context_train_as_they_would_alone(ctx, runs):
         for name, arrays in alone.items():
             for key, value in arrays.items():
                 np.testing.assert_array_equal(together[name][key], value, err_msg=f"{name}: {key}")
+
+
+# -- divergence -------------------------------------------------------------------------------------
+
+def linear_net(ctx):
+    return clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(8), clnet.FullyConnected(2)], dtype=np.float64,
+                                  seed=5)
+
+
+def train_linear(net, loop: str, x, y, epochs: int, rate: float):
+    if loop == "fit":  # one batch an epoch, as sgd
+        return net.fit(x, y, epochs=epochs, batch_size=len(x), optimizer=clnet.SGD(rate), shuffle=False,
+                       progress=False)
+    return clnet.sgd(clnet.TrainingNetwork(net, x), y, epochs=epochs, learning_rate=rate)
+
+
+@pytest.mark.parametrize("loop", ["fit", "sgd"])
+@pytest.mark.parametrize("rate", [1e30, 30.0])
+def test_divergence_leaves_finite_weights_from_the_start_of_the_epoch_before(ctx, loop, rate):
+    """The same rule for fit and sgd: the weights of the start of the last epoch whose cost was
+    finite, which are finite, also when the weights themselves overflow (a rate of 1e30)."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
+    net = linear_net(ctx)
+    with pytest.raises(clnet.TrainingDivergedError, match=r"in epoch (\d+).*keeps its weights from the start of") as err:
+        train_linear(net, loop, x, y, 500, rate)
+    epoch = err.value.epoch
+    weights = net.host_arrays()
+    assert all(np.isfinite(w).all() for w in weights.values())
+    reference = linear_net(ctx)
+    if epoch > 2:
+        train_linear(reference, loop, x, y, epoch - 2, rate)
+    for name, value in reference.host_arrays().items():
+        np.testing.assert_array_equal(weights[name], value, err_msg=name)

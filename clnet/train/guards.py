@@ -34,11 +34,16 @@ class InterruptAfterStep:
 
 
 def check_cost(cost: float, epoch: int, learning_rate: float | None) -> float:
-    """`cost` if finite; TrainingDivergedError naming the epoch (counted from 1) and the causes."""
+    """`cost` if finite; TrainingDivergedError naming the epoch (counted from 1) and the causes.
+
+    The rule for every loop that raises it: the network is left with the weights it had at the
+    start of the epoch before (the last epoch whose cost was finite, so the last weights known to
+    give a finite cost; the start of the first epoch when that one failed)."""
     if math.isfinite(cost):
         return cost
     rate = f" (now {learning_rate:g})" if learning_rate is not None else ""
+    kept = f"the start of epoch {epoch - 1}, the last whose cost was finite" if epoch > 1 else "the start of epoch 1"
     raise TrainingDivergedError(
-        f"the cost became {cost} in epoch {epoch}; training stopped and the network keeps its weights from before "
-        f"that epoch. Likely causes: a learning rate too large{rate}, or inputs or targets of a scale the "
-        "network saturates on (standardize them)", epoch)
+        f"the cost became {cost} in epoch {epoch}; training stopped and the network keeps its weights from {kept}. "
+        f"Likely causes: a learning rate too large{rate}, or inputs or targets of a scale the network saturates on "
+        "(standardize them)", epoch)

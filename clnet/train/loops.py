@@ -10,7 +10,7 @@ import pyopencl.array as cla
 
 from ..nn.network import TrainingNetwork
 from ..ops import costs
-from ..ops.arrays import to_device_batch
+from ..ops.arrays import all_finite, to_device_batch
 from . import guards
 from .optimizers import SGD
 from .schedules import check_learning_rate
@@ -68,10 +68,12 @@ def sgd(training: TrainingNetwork, y, cost: str = "quadratic", epochs: int = 1,
     run(epochs, measure=True)
     found = epoch_costs.get()  # the one wait of the call
     bad = np.flatnonzero(~np.isfinite(found))
-    if bad.size:  # replay, deterministically, up to the weights of the last finite cost
-        net.restore_parameters()
-        training.step = first_step
-        run(max(int(bad[0]) - 1, 0), measure=False)
-        ctx.finish()
+    if bad.size:  # replay, deterministically, up to the start of the epoch before (guards.check_cost)
+        for done in range(max(int(bad[0]) - 1, 0), -1, -1):  # finite weights, the latest there are
+            net.restore_parameters()
+            training.step = first_step
+            run(done, measure=False)
+            if all_finite(ctx, net.parameter_buffer.flat):
+                break
         guards.check_cost(float(found[bad[0]]), int(bad[0]) + 1, learning_rate)
     return float(found[-1])

@@ -19,8 +19,9 @@ from tqdm.auto import tqdm
 
 from ..distributed import World
 from ..nn.network import Network
+from ..nn.parameters import FlatArrays
 from ..ops import costs, memory
-from ..ops.arrays import to_device_batch
+from ..ops.arrays import all_finite, to_device_batch
 from . import checkpoints, guards
 from .optimizers import Optimizer
 from .options import FitOptions
@@ -61,7 +62,8 @@ def fit(net: Network, x, y, cost: str = "quadratic", epochs: int = 1, batch_size
     that never stopped) and starts afresh when it does not. Ctrl-C ends the run after the
     current step, with the network consistent and the last checkpoint kept, and raises
     KeyboardInterrupt. A cost that is not finite raises TrainingDivergedError naming the epoch;
-    the network keeps the weights it had at the end of the last finite epoch.
+    the network keeps the weights it had at the start of the epoch before (the last whose cost
+    was finite), which are finite.
 
     world: train data-parallel with the ranks of a clnet.distributed.World. batch_size is the
     global batch; every rank computes the gradients of its part of each batch, they are
@@ -103,6 +105,7 @@ class Run:
         self.order = self.parallel.shuffling(self.seed)
         self.history, self.first_epoch = History(), 0
         self.stopping = EarlyStopping(net, options.early_stopping)
+        self._other_kept: FlatArrays | None = None  # the second buffer of `kept`
         self.run_description = options.run_description(self.plan.total)
         if options.resume and options.checkpoint.exists():
             self._resume()
@@ -159,7 +162,7 @@ class Run:
             self.parallel.sum_gradients(net.gradient_buffer.flat, rows, global_rows)
             # the epoch's first update also keeps the weights it starts from, for a divergence
             rate = options.learning_rate()  # passed only with a schedule: subclasses may override step(p, g, keep)
-            optimizer.step(net.parameter_buffer, net.gradient_buffer, keep=net.kept_buffer if step == 0 else None,
+            optimizer.step(net.parameter_buffer, net.gradient_buffer, keep=self.kept(epoch) if step == 0 else None,
                            **({} if rate is None else {"learning_rate": rate}))
             if interrupt.interrupted:
                 ctx.finish()
@@ -168,14 +171,32 @@ class Run:
                                         f"{len(self.plan.steps)}; the network holds the weights of that step"
                                         + (f"; the last checkpoint is {path}" if path else ""))
 
+    def kept(self, epoch: int) -> FlatArrays:
+        """Where the first update of `epoch` keeps the weights it starts from: two buffers in turn,
+        so that the start of the epoch before is still there when an epoch's cost is not finite."""
+        if epoch % 2 == 0:
+            return self.net.kept_buffer
+        if self._other_kept is None:
+            self._other_kept = self.net.parameter_buffer.like()
+        return self._other_kept
+
+    def _fall_back(self, epoch: int) -> None:
+        """Put back the weights of the start of the epoch before `epoch` (of this epoch's start when
+        this run has none before it, or when those are not finite). Waits for the device."""
+        net = self.net
+        candidates = ([self.kept(epoch - 1)] if epoch > self.first_epoch else []) + [self.kept(epoch)]
+        for kept in candidates:
+            memory.copy(net.ctx, kept.flat, net.parameter_buffer.flat)
+            if all_finite(net.ctx, net.parameter_buffer.flat):
+                return
+
     def _end_epoch(self, epoch: int) -> str:
         """The epoch's cost (the one wait), divergence, validation and the checkpoint; returns
         the progress bar's note."""
         options = self.options
         epoch_cost = self.parallel.total(float(self.batch_costs.get().sum()))
         if not math.isfinite(epoch_cost):
-            self.net.restore_parameters()
-            self.net.ctx.finish()
+            self._fall_back(epoch)
             rate = options.learning_rate() if options.schedule is not None else options.optimizer.learning_rate
             guards.check_cost(epoch_cost, epoch + 1, rate)
         self.history.append(epoch_cost)
