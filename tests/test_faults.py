@@ -82,7 +82,8 @@ def test_divergence_leaves_finite_weights_from_the_start_of_the_epoch_before(ctx
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
     net = linear_net(ctx)
-    with pytest.raises(clnet.TrainingDivergedError, match=r"in epoch (\d+).*keeps its weights from the start of") as err:
+    message = r"in epoch (\d+).*keeps its weights from the start of"
+    with pytest.raises(clnet.TrainingDivergedError, match=message) as err:
         train_linear(net, loop, x, y, 500, rate)
     epoch = err.value.epoch
     weights = net.host_arrays()
