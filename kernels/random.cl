@@ -299,22 +299,26 @@ ${store("out", "b0", "n", ["z0", "z1"], "real")}
 }
 
 // Inverted dropout, dst = src * keep / (1 - rate) elementwise (in place when src is dst): element
-// e is dropped when (w >> 8) < threshold, w = word e % 4 of the block with counter
-// (e / 4 low, e / 4 high, layer, step) under key (k0, k1), threshold = round(rate * 2^24). The
-// mask is a pure function of (key, layer, step, e): the forward and backward passes of a step
-// compute the same one without storing it, on any device.
-${kernel("dropout", "const real *src, real *dst, index_t n, uint k0, uint k1, uint layer, uint step, "
-                    "uint threshold, real scale")} {
-    const ulong blocks = ((ulong)n + 3) / 4;
-    const ulong b0 = (ulong)get_global_id(0) * LANES;
-    if (b0 >= blocks) return;
+// e of the arrays is element g = first + e of the mask (first: where they start in the whole
+// batch, on MPI ranks), dropped when (w >> 8) < threshold, w = word g % 4 of the block with
+// counter (g / 4 low, g / 4 high, layer, step) under key (k0, k1), threshold = round(rate * 2^24).
+// The mask is a pure function of (key, layer, step, g): the forward and backward passes of a step
+// compute the same one without storing it, on any device and any split of the batch.
+${kernel("dropout", "const real *src, real *dst, index_t n, ulong first, uint k0, uint k1, uint layer, "
+                    "uint step, uint threshold, real scale")} {
+    const ulong start = first / 4, blocks = (first + n + 3) / 4 - start;
+    const ulong b0 = start + (ulong)get_global_id(0) * LANES;
+    if (b0 - start >= blocks) return;
     ${uint_v} w0, w1, w2, w3;
     block_words(b0, k0, k1, layer, step, &w0, &w1, &w2, &w3);
 % for l in range(lanes):
     % for j, w in enumerate(["w0", "w1", "w2", "w3"]):
     {
-        const ulong e = 4 * (b0 + ${l}) + ${j};
-        if (e < n) dst_p[dst_off + e] = (${lane(w, l)} >> 8) < threshold ? (real)0 : src_p[src_off + e] * scale;
+        const ulong g = 4 * (b0 + ${l}) + ${j};
+        if (g >= first && g < first + n) {
+            const size_t e = g - first;
+            dst_p[dst_off + e] = (${lane(w, l)} >> 8) < threshold ? (real)0 : src_p[src_off + e] * scale;
+        }
     }
     % endfor
 % endfor

@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py under mpiexec: one data-parallel training, whose history and
 weights rank 0 writes to argv[1]. argv[2]: the optimizer ("sgd" or "adam"); argv[3]: "whole",
-"sharded", "mismatch", "raise" or "kill" (the last three: faults on rank 1)."""
+"sharded", "whole-dropout", "sharded-dropout" (the network with dropout layers), "mismatch",
+"raise" or "kill" (the last three: faults on rank 1)."""
 
 import json
 import os
@@ -28,7 +29,11 @@ class Faulty(clnet.SGD):
 
 with world.context(os.environ.get("CLNET_TEST_DEVICE", "pocl")) as ctx:
     hidden = 7 if mode == "mismatch" and world.rank == 1 else 6
-    net = clnet.InferenceNetwork(ctx, 5, [clnet.FullyConnected(hidden, "tanh"), clnet.FullyConnected(3, "softmax")],
+    dropout = mode.endswith("dropout")
+    mode = mode.removesuffix("-dropout")
+    layers = ([clnet.FullyConnected(hidden, "tanh", dropout=0.3), clnet.Dropout(0.2)] if dropout
+              else [clnet.FullyConnected(hidden, "tanh")])
+    net = clnet.InferenceNetwork(ctx, 5, layers + [clnet.FullyConnected(3, "softmax")],
                                  dtype=np.float64, seed=1 + world.rank)  # rank 0's weights are broadcast
     optimizer = {"sgd": lambda: clnet.SGD(0.2, momentum=0.9), "adam": lambda: clnet.Adam(0.01)}[which]()
     if mode in ("raise", "kill"):
@@ -36,7 +41,7 @@ with world.context(os.environ.get("CLNET_TEST_DEVICE", "pocl")) as ctx:
     if mode == "sharded":  # rank r holds rows r, r + size, ...: no process ever sees all of them
         mine = slice(world.rank, None, world.size)
         history = net.fit(x[mine], labels[mine], "cross_entropy", epochs=4, batch_size=16, optimizer=optimizer,
-                          shuffle=False, progress=False, world=world, sharded=True)
+                          shuffle=False, seed=3, progress=False, world=world, sharded=True)
     else:
         history = net.fit(x, labels, "cross_entropy", epochs=4, batch_size=16, optimizer=optimizer, seed=3,
                           progress=False, world=world)

@@ -28,9 +28,10 @@ def mpiexec(ranks, tmp_path, optimizer, mode, timeout=120):
     return result, out, time.perf_counter() - started
 
 
-def one_process(ctx, optimizer, x, labels, **fit):
-    net = clnet.InferenceNetwork(ctx, 5, [clnet.FullyConnected(6, "tanh"), clnet.FullyConnected(3, "softmax")],
-                                 dtype=np.float64, seed=1)
+def one_process(ctx, optimizer, x, labels, dropout=False, **fit):
+    layers = ([clnet.FullyConnected(6, "tanh", dropout=0.3), clnet.Dropout(0.2)] if dropout
+              else [clnet.FullyConnected(6, "tanh")])
+    net = clnet.InferenceNetwork(ctx, 5, layers + [clnet.FullyConnected(3, "softmax")], dtype=np.float64, seed=1)
     history = net.fit(x, labels, "cross_entropy", epochs=4, batch_size=16, progress=False,
                       optimizer={"sgd": clnet.SGD(0.2, momentum=0.9), "adam": clnet.Adam(0.01)}[optimizer], **fit)
     return history, [p.get() for p in net.parameters()]
@@ -54,6 +55,25 @@ def test_ranks_train_as_one_process_does(ctx, tmp_path, optimizer, ranks):
     assert result.returncode == 0, result.stderr
     x, labels = data()
     assert_same_training(out, *one_process(ctx, optimizer, x, labels, seed=3))
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_ranks_with_dropout_draw_one_process_masks(ctx, tmp_path, ranks):
+    """Each rank draws the masks of its rows' positions in the whole batch: 2 and 4 ranks train as
+    one process does, dropout layers and dropout=p included."""
+    result, out, _ = mpiexec(ranks, tmp_path, "adam", "whole-dropout")
+    assert result.returncode == 0, result.stderr
+    x, labels = data()
+    assert_same_training(out, *one_process(ctx, "adam", x, labels, dropout=True, seed=3))
+
+
+def test_sharded_data_with_dropout_trains_as_the_same_batches_in_one_process(ctx, tmp_path):
+    result, out, _ = mpiexec(2, tmp_path, "adam", "sharded-dropout")
+    assert result.returncode == 0, result.stderr
+    x, labels = data()
+    shards = [np.arange(61)[r::2] for r in range(2)]
+    order = np.concatenate([shard[start:start + 8] for start in range(0, 32, 8) for shard in shards])
+    assert_same_training(out, *one_process(ctx, "adam", x[order], labels[order], dropout=True, shuffle=False, seed=3))
 
 
 def test_sharded_data_trains_as_the_same_batches_in_one_process(ctx, tmp_path):

@@ -55,20 +55,22 @@ class DropoutTraining(LayerTraining):
         super().__init__(layer, link)
         self.out = layer.empty(self.batch)
         self.delta = in_place_delta(self, self.out.shape)
-        self._mask: tuple[int, int] | None = None  # (key, step) of the last forward's mask
+        self._mask: tuple[int, int, int] | None = None  # (key, step, first element) of the last forward's mask
 
     def forward(self, step: Step) -> None:
-        self._mask = (step.key, step.number) if step.train else None
+        per_sample = self.out.size // self.batch
+        self._mask = (step.key, step.number, step.row_offset * per_sample) if step.train else None
         if step.train:
-            dropout_op.apply(self.ctx, self.x, self.out, self.layer.dropout, step.key, self.index, step.number)
+            dropout_op.apply(self.ctx, self.x, self.out, self.layer.dropout, step.key, self.index, step.number,
+                             self._mask[2])
         else:
             memory.copy(self.ctx, self.x, self.out)
 
     def backward(self) -> None:
         """delta *= mask / (1 - p) in place: the previous layer's dC/d(out)."""
         if self.grad_x is not None and self._mask is not None:
-            key, step = self._mask
-            dropout_op.apply(self.ctx, self.delta, self.delta, self.layer.dropout, key, self.index, step)
+            key, step, first = self._mask
+            dropout_op.apply(self.ctx, self.delta, self.delta, self.layer.dropout, key, self.index, step, first)
 
 
 register_layer(Dropout)

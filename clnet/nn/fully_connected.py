@@ -125,7 +125,7 @@ class FullyConnectedTraining(LayerTraining):
         self.out = cla.empty(queue, shape, layer.dtype) if layer.dropout else self.a
         self.delta = cla.empty(queue, shape, layer.dtype)
         self.grad_weights, self.grad_bias = self.gradients["weights"], self.gradients["bias"]
-        self._mask: tuple[int, int] | None = None  # (key, step) of the last forward's dropout
+        self._mask: tuple[int, int, int] | None = None  # (key, step, first element) of the last forward's dropout
 
     @property
     def logits(self) -> cla.Array:
@@ -135,9 +135,10 @@ class FullyConnectedTraining(LayerTraining):
         layer = self.layer
         layer.forward(self.x, self.a, self.z)
         if layer.dropout:
-            self._mask = (step.key, step.number) if step.train else None
+            self._mask = (step.key, step.number, step.row_offset * layer.outputs) if step.train else None
             if step.train:
-                dropout_op.apply(self.ctx, self.a, self.out, layer.dropout, step.key, self.index, step.number)
+                dropout_op.apply(self.ctx, self.a, self.out, layer.dropout, step.key, self.index, step.number,
+                                 self._mask[2])
             else:
                 memory.copy(self.ctx, self.a, self.out)
 
@@ -145,8 +146,8 @@ class FullyConnectedTraining(LayerTraining):
         """skip_activation_derivative: delta is dC/dz already (the cross-entropy costs give it)."""
         ctx, layer = self.ctx, self.layer
         if self._mask is not None:  # the same mask again: dC/da = dC/d(out) * mask / (1 - rate)
-            key, step = self._mask
-            dropout_op.apply(ctx, self.delta, self.delta, layer.dropout, key, self.index, step)
+            key, step, first = self._mask
+            dropout_op.apply(ctx, self.delta, self.delta, layer.dropout, key, self.index, step, first)
         saved = self.z if activations.reads(layer.activation) == "z" else self.a
         dense.backward_bias(ctx, None if skip_activation_derivative else layer.activation, saved, self.delta,
                             self.grad_bias, layer.alpha)

@@ -267,7 +267,8 @@ class TrainingNetwork:
 
     Layers with dropout draw their mask from Philox with key `dropout_key` and counter
     (element, layer, `step`): set both before `forward` (fit sets the step to the optimizer's
-    step count; sgd counts its epochs), and the backward pass reuses the same mask."""
+    step count; sgd counts its epochs), and the backward pass reuses the same mask. The element
+    counts from `row_offset` rows into the step's whole batch (an MPI rank's part of it)."""
 
     def __init__(self, net: Network, x):
         if not isinstance(net, Network):
@@ -279,7 +280,7 @@ class TrainingNetwork:
         allocation.check(self.ctx, training_buffers(net, self.batch), purpose, advice)
         self.layers: list[LayerTraining] = []
         allocation.guarded(self.ctx, purpose, advice, lambda: self._allocate(net))
-        self.dropout_key, self.step = 0, 0
+        self.dropout_key, self.step, self.row_offset = 0, 0, 0
         self._closed = False
         # the forward and backward passes are recorded once and replayed (Context.record), each
         # run of layers whose launches and arguments are the same every step as one plan
@@ -344,7 +345,7 @@ class TrainingNetwork:
         """Queue the forward pass over the batch, with dropout (of `dropout_key` and `step`) unless
         drop is False; returns the output (not waited on)."""
         self._check_open()
-        step = Step(drop, self.dropout_key, self.step)
+        step = Step(drop, self.dropout_key, self.step, self.row_offset)
         for first, trainers, replayable in self._segments:
             if replayable:
                 self._run(("forward", drop, first), lambda trainers=trainers: [t.forward(step) for t in trainers])

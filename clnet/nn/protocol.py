@@ -74,11 +74,14 @@ class Link:
 @dataclass
 class Step:
     """What a training step's forward pass depends on: `train` (False: inference behaviour, no
-    dropout, as validation runs), the dropout masks' Philox key and the step number."""
+    dropout, as validation runs), the dropout masks' Philox key and the step number, and
+    `row_offset`: where this batch's rows start in the step's whole batch (an MPI rank's part of
+    it; dropout masks are drawn by the position in the whole batch)."""
 
     train: bool = True
     key: int = 0
     number: int = 0
+    row_offset: int = 0
 
 
 class Layer:

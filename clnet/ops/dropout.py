@@ -1,7 +1,8 @@
 """Inverted dropout with a mask drawn from Philox (kernels/random.cl, kernel `dropout`).
 
-Element e of a (layer, step) is dropped when (w >> 8) < round(rate * 2^24), w = word e % 4 of
-the Philox block with counter (e // 4, layer, step) under the key; kept elements are scaled by
+Element g of a (layer, step) is dropped when (w >> 8) < round(rate * 2^24), w = word g % 4 of
+the Philox block with counter (g // 4, layer, step) under the key, g counting the elements of the
+whole batch (an MPI rank's part starts at its first row's); kept elements are scaled by
 1 / (1 - rate). The mask is a pure function of (key, layer, step, e): the backward pass
 recomputes the forward pass's mask instead of storing it, and every device draws the same one.
 """
@@ -31,15 +32,18 @@ def threshold(rate: float) -> int:
     return round(rate * 2**24)
 
 
-def apply(ctx, src: cla.Array, dst: cla.Array, rate: float, key: int, layer: int, step: int) -> cl.Event:
-    """dst = src * mask / (1 - rate) for the mask of (key, layer, step); dst may be src. Queued."""
+def apply(ctx, src: cla.Array, dst: cla.Array, rate: float, key: int, layer: int, step: int,
+          first: int = 0) -> cl.Event:
+    """dst = src * mask / (1 - rate) for the mask of (key, layer, step), src and dst being the mask's
+    elements first .. first + size (on an MPI rank, where its rows start in the whole batch); dst
+    may be src. Queued."""
     dtype = ctx.real_dtype(src.dtype)
     check_array(ctx, src, "src")
     check_array(ctx, dst, "dst", dtype=dtype, shape=src.shape)
     kernel, lanes = kernel_for(ctx, "dropout", dtype)
-    blocks = -(-src.size // 4)
+    blocks = -(-(first + src.size) // 4) - first // 4
     key %= COUNTER_LIMIT
     return kernel(ctx.queue, *launch_sizes(ctx, -(-blocks // lanes), None), src=src, dst=dst, n=src.size,
-                  k0=key & 0xFFFFFFFF, k1=key >> 32, layer=layer, step=step & 0xFFFFFFFF,
+                  first=first, k0=key & 0xFFFFFFFF, k1=key >> 32, layer=layer, step=step & 0xFFFFFFFF,
                   threshold=threshold(rate), scale=dtype.type(1 / (1 - rate)))
 

@@ -14,6 +14,12 @@ from dataclasses import dataclass
 class Plan:
     steps: list[tuple[int, int, int]]
     total: int  # samples of the whole data set, over every rank
+    offsets: list[int] | None = None  # per step: this rank's first row within the step's global batch
+
+    def offset(self, step: int) -> int:
+        """Where this rank's rows start in step `step`'s global batch (0 in one process): what
+        dropout masks are drawn by, so that the ranks draw one process's masks."""
+        return 0 if self.offsets is None else self.offsets[step]
 
 
 def one_process(samples: int, batch_size: int) -> Plan:
@@ -26,11 +32,12 @@ def one_process(samples: int, batch_size: int) -> Plan:
 def split(samples: int, batch_size: int, rank: int, size: int) -> Plan:
     """Every rank holds all the samples: each global batch is cut into `size` nearly equal,
     contiguous parts, and this rank takes part `rank`."""
-    steps = []
+    steps, offsets = [], []
     for first, rows, _ in one_process(samples, batch_size).steps:
         start, end = rows * rank // size, rows * (rank + 1) // size
         steps.append((first + start, end - start, rows))
-    return Plan(steps, samples)
+        offsets.append(start)
+    return Plan(steps, samples, offsets)
 
 
 def sharded(shard_sizes: list[int], batch_size: int, rank: int) -> Plan:
@@ -39,8 +46,9 @@ def sharded(shard_sizes: list[int], batch_size: int, rank: int) -> Plan:
     total = sum(shard_sizes)
     takes = [max(1, round(batch_size * n / total)) if n else 0 for n in shard_sizes]
     count = max(-(-n // take) for n, take in zip(shard_sizes, takes) if take)
-    steps = []
+    steps, offsets = [], []
     for step in range(count):
         rows = [max(0, min(take, n - step * take)) for n, take in zip(shard_sizes, takes)]
         steps.append((step * takes[rank], rows[rank], sum(rows)))
-    return Plan(steps, total)
+        offsets.append(sum(rows[:rank]))  # a global batch is the shards' parts in rank order
+    return Plan(steps, total, offsets)

@@ -151,7 +151,8 @@ class Run:
         for step, (first, rows, global_rows) in enumerate(self.plan.steps):
             if rows:
                 training, y_batch = self.trainers[rows]
-                training.step = optimizer.steps  # the dropout masks of this update
+                training.step = optimizer.steps  # the dropout masks of this update, drawn by the rows'
+                training.row_offset = self.plan.offset(step)  # positions in the whole batch
                 memory.gather_batch(ctx, self.x, self.y, self.indices, first, training.x, y_batch)
                 output = training.forward()
                 costs.value_into(ctx, options.cost, net.output_activation, output, training.logits, y_batch,
