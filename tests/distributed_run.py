@@ -1,7 +1,8 @@
 """Run by tests/test_distributed.py under mpiexec: one data-parallel training, whose history and
 weights rank 0 writes to argv[1]. argv[2]: the optimizer ("sgd" or "adam"); argv[3]: "whole",
-"sharded", "whole-dropout", "sharded-dropout" (the network with dropout layers), "mismatch",
-"raise" or "kill" (the last three: faults on rank 1)."""
+"sharded", "whole-dropout", "sharded-dropout" (the network with dropout layers), or a fault:
+"mismatch", "raise", "kill", "exit0", "exit3", "os_exit", "sigint", "sigint-caught" (on rank 1)
+or "sigint-all" (every rank, at different steps)."""
 
 import json
 import os
@@ -19,11 +20,23 @@ x, labels = rng.normal(size=(61, 5)), rng.integers(0, 3, 61)
 
 
 class Faulty(clnet.SGD):
+    """A fault on rank 1 at its fifth step (`sigint-all`: Ctrl-C on every rank, at steps 5 and 6)."""
+
     def step(self, params, grads, keep=None):
         super().step(params, grads, keep)
-        if world.rank == 1 and self.steps == 5:
-            if mode == "raise":
-                raise RuntimeError("a fault planted on rank 1")
+        if mode == "sigint-all" and self.steps == 5 + world.rank:
+            os.kill(os.getpid(), signal.SIGINT)
+        if world.rank != 1 or self.steps != 5:
+            return
+        if mode == "raise":
+            raise RuntimeError("a fault planted on rank 1")
+        if mode.startswith("exit"):
+            sys.exit(int(mode[4:]))
+        if mode == "os_exit":
+            os._exit(3)
+        if mode in ("sigint", "sigint-caught"):
+            os.kill(os.getpid(), signal.SIGINT)
+        if mode == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -36,12 +49,20 @@ with world.context(os.environ.get("CLNET_TEST_DEVICE", "pocl")) as ctx:
     net = clnet.InferenceNetwork(ctx, 5, layers + [clnet.FullyConnected(3, "softmax")],
                                  dtype=np.float64, seed=1 + world.rank)  # rank 0's weights are broadcast
     optimizer = {"sgd": lambda: clnet.SGD(0.2, momentum=0.9), "adam": lambda: clnet.Adam(0.01)}[which]()
-    if mode in ("raise", "kill"):
+    faults = ("raise", "kill", "exit0", "exit3", "os_exit", "sigint", "sigint-caught", "sigint-all")
+    if mode in faults:
         optimizer = Faulty(0.1)
     if mode == "sharded":  # rank r holds rows r, r + size, ...: no process ever sees all of them
         mine = slice(world.rank, None, world.size)
         history = net.fit(x[mine], labels[mine], "cross_entropy", epochs=4, batch_size=16, optimizer=optimizer,
                           shuffle=False, seed=3, progress=False, world=world, sharded=True)
+    elif mode in ("sigint-caught", "sigint-all"):  # each rank catches the Ctrl-C, and the job goes on
+        try:
+            net.fit(x, labels, "cross_entropy", epochs=4, batch_size=16, optimizer=optimizer, seed=3, progress=False,
+                    world=world)
+        except KeyboardInterrupt as stop:
+            print(f"rank {world.rank} caught: {stop}", flush=True)
+        history = [world.sum(float(net.parameter_buffer.flat.get().sum()))]  # a collective after it: no hang
     else:
         history = net.fit(x, labels, "cross_entropy", epochs=4, batch_size=16, optimizer=optimizer, seed=3,
                           progress=False, world=world)

@@ -93,11 +93,28 @@ def test_sharded_data_trains_as_the_same_batches_in_one_process(ctx, tmp_path):
                  """"FullyConnected(3, 'softmax')"]}"""),
     ("raise", "rank 1 of 2 failed with RuntimeError: a fault planted on rank 1"),
     ("kill", "Killed (signal 9)"),
+    ("kill", "clnet.distributed: rank 1 of 2 (pid"),  # the guardian says which rank: the launcher gives a pid
+    ("exit0", "clnet.distributed: rank 1 of 2 called sys.exit(0) during fit; aborting the job"),
+    ("exit3", "clnet.distributed: rank 1 of 2 called sys.exit(3) during fit; aborting the job"),
+    ("os_exit", ") called os._exit(3); the job ends"),
+    ("sigint", "failed with KeyboardInterrupt: fit stopped by Ctrl-C on 1 of 2 ranks in epoch 2, after step 2"),
 ])
 def test_a_fault_on_one_rank_ends_the_whole_job_within_seconds(tmp_path, mode, message):
     result, _, seconds = mpiexec(2, tmp_path, "sgd", mode, timeout=60)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
+    assert seconds < 10
+
+
+@pytest.mark.parametrize("mode", ["sigint-caught", "sigint-all"])
+def test_a_caught_ctrl_c_stops_every_rank_after_the_same_step(tmp_path, mode):
+    """Ctrl-C on one rank (or on each, at different steps) rides on the gradients' Allreduce: every
+    rank stops after the same step, and a script that catches it goes on (a collective after it)."""
+    result, _, seconds = mpiexec(2, tmp_path, "sgd", mode, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    caught = [line for line in result.stdout.splitlines() if " caught: " in line]
+    assert len(caught) == 2 and len({line.split(" caught: ")[1] for line in caught}) == 1, caught
+    assert "fit stopped by Ctrl-C on 1 of 2 ranks in epoch 2, after step 2 of 4" in caught[0]
     assert seconds < 10
 
 

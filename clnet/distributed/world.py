@@ -7,13 +7,20 @@
 
 Collectives go through host numpy buffers. A rank that waits in one polls with short sleeps
 instead of MPI's busy wait, so it leaves its core to the others (bench/RESULTS.md measures it).
-With more than one rank, an uncaught exception on any rank aborts the whole job (MPI_Abort)
-after printing its traceback, instead of leaving the other ranks waiting forever.
+With more than one rank, every way a rank can end ends the whole job with a line that says which
+rank and why, instead of leaving the other ranks waiting forever: an uncaught exception, or
+anything that leaves `fit` on one rank alone (sys.exit, an error), aborts the job (MPI_Abort)
+after printing it; Ctrl-C stops every rank after the same step (the flag rides on the gradients'
+Allreduce); and a guardian process (clnet.distributed.guardian) speaks for a rank that ends with
+no chance to (os._exit, whose code it is told, SIGKILL, a crash), which the launcher then ends.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import subprocess
 import sys
 import time
 from traceback import format_exception
@@ -24,6 +31,17 @@ from ..runtime.context import Context
 from ..runtime.device import DEVICE_ENV, devices
 
 POLL_SECONDS = 50e-6  # a waiting rank sleeps this long between tests of its request
+_GUARDIANS: list[int] = []  # the guardians' pipes of this process's Worlds, which os._exit writes to
+_real_os_exit = os._exit
+
+
+def _os_exit(code: int) -> None:
+    """os._exit that first tells this process's guardians the code: the rank then ends with a line
+    saying so, where the launcher would kill the job without a word."""
+    for fd in _GUARDIANS:
+        with contextlib.suppress(OSError):
+            os.write(fd, f"called os._exit({code})\n".encode())
+    _real_os_exit(code)
 
 
 def _mpi():
@@ -50,20 +68,43 @@ class World:
         self.allreduce_seconds = 0.0  # time in the gradients' Allreduce, waiting for the others included
         self.copy_seconds = 0.0  # time copying gradients between device and host
         self._host: dict[tuple, np.ndarray] = {}
+        self._guardian: int | None = None  # the write end of the guardian's pipe
         if self.size > 1:
             self._abort_on_uncaught_exceptions()
+            self._start_guardian()
 
     def _abort_on_uncaught_exceptions(self) -> None:
         def abort(kind, value, traceback) -> None:
-            text = "".join(format_exception(kind, value, traceback))
-            # one write, then a moment for mpiexec to forward it before the abort kills the job
-            sys.stderr.write(f"clnet.distributed: rank {self.rank} of {self.size} failed with "
-                             f"{kind.__name__}: {value}; aborting the job\n{text}")
-            sys.stderr.flush()
-            time.sleep(0.5)
-            self.comm.Abort(1)
+            self.abort(f"failed with {kind.__name__}: {value}", "".join(format_exception(kind, value, traceback)))
 
         sys.excepthook = abort
+
+    def _start_guardian(self) -> None:
+        """A process that says which rank ended and why when this one ends without a word
+        (clnet.distributed.guardian); os._exit tells it the code first."""
+        read, write = os.pipe()
+        subprocess.Popen([sys.executable, "-m", "clnet.distributed.guardian", str(read), str(self.rank),
+                          str(self.size), str(os.getpid())], pass_fds=(read,), start_new_session=True,
+                         stdin=subprocess.DEVNULL)
+        os.close(read)
+        self._guardian = write
+        _GUARDIANS.append(write)
+        os._exit = _os_exit
+        atexit.register(self._tell_guardian, "bye")  # runs before mpi4py's MPI_Finalize (registered earlier)
+
+    def _tell_guardian(self, line: str) -> None:
+        if self._guardian is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._guardian, f"{line}\n".encode())
+
+    def abort(self, reason: str, details: str = "") -> None:
+        """End the whole job: one line on stderr saying which rank and why (and `details`), a moment
+        for mpiexec to forward it, then MPI_Abort."""
+        sys.stderr.write(f"clnet.distributed: rank {self.rank} of {self.size} {reason}; aborting the job\n{details}")
+        sys.stderr.flush()
+        self._tell_guardian("reported")
+        time.sleep(0.5)
+        self.comm.Abort(1)
 
     def context(self, spec: str | None = None) -> Context:
         """This rank's device: `spec` if given, else $CLNET_DEVICE, else GPU number `local_rank`
@@ -107,25 +148,29 @@ class World:
         self._wait(self.comm.Ibcast(host, root=root))
         array.set(host)
 
-    def average_gradients(self, flat, weight: float) -> None:
+    def average_gradients(self, flat, weight: float, interrupted: bool = False) -> int:
         """flat (a device array) = the sum over ranks of weight * flat: each rank's weight is its
-        share of the global batch, so the result is the gradient of the global batch."""
+        share of the global batch, so the result is the gradient of the global batch. The same
+        Allreduce carries `interrupted` (Ctrl-C on this rank): returns how many ranks were, so
+        that every rank stops after the same step."""
         if self.size == 1:
-            return  # the weight is 1 and there is no one to add
+            return int(interrupted)  # the weight is 1 and there is no one to add
         flat.queue.finish()  # this rank's own backward pass is not part of the averaging
         started = time.perf_counter()
         key = (flat.size, flat.dtype)
         host = self._host.get(key)
         if host is None:
-            host = self._host[key] = np.empty(flat.size, flat.dtype)
-        flat.get(ary=host)
-        host *= flat.dtype.type(weight)
+            host = self._host[key] = np.empty(flat.size + 1, flat.dtype)
+        flat.get(ary=host[:-1])
+        host[:-1] *= flat.dtype.type(weight)
+        host[-1] = 1 if interrupted else 0
         copied = time.perf_counter()
         self.sum_in_place(host)
         reduced = time.perf_counter()
-        flat.set(host)
+        flat.set(host[:-1])
         self.copy_seconds += (copied - started) + (time.perf_counter() - reduced)
         self.allreduce_seconds += reduced - copied
+        return int(round(float(host[-1])))
 
     def check_same(self, what: str, description: dict) -> None:
         """Raise ValueError on every rank when the ranks' descriptions of `what` differ."""

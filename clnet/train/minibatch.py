@@ -122,7 +122,15 @@ class Run:
         self.stopping.restore(extra.get("stopping", {}), best)
 
     def train(self) -> History:
-        """Run the epochs left; returns the history."""
+        """Run the epochs left; returns the history. On MPI, anything that ends this on one rank
+        alone ends the job (parallel.DataParallel.fail)."""
+        try:
+            return self._train()
+        except BaseException as exc:
+            self.parallel.fail(exc)
+            raise
+
+    def _train(self) -> History:
         options = self.options
         with tqdm(total=options.epochs, initial=min(self.first_epoch, options.epochs), desc="fit", unit="epoch",
                   disable=not options.progress or not self.parallel.writer) as bar, \
@@ -160,17 +168,26 @@ class Run:
                 training.backward(skip_output_derivative=skip_derivative)
             else:  # nothing of this batch is on this rank: it adds no gradient
                 memory.fill(ctx, net.gradient_buffer.flat, 0.0)
-            self.parallel.sum_gradients(net.gradient_buffer.flat, rows, global_rows)
+            stopped = self.parallel.sum_gradients(net.gradient_buffer.flat, rows, global_rows, interrupt.interrupted)
             # the epoch's first update also keeps the weights it starts from, for a divergence
             rate = options.learning_rate()  # passed only with a schedule: subclasses may override step(p, g, keep)
             optimizer.step(net.parameter_buffer, net.gradient_buffer, keep=self.kept(epoch) if step == 0 else None,
                            **({} if rate is None else {"learning_rate": rate}))
-            if interrupt.interrupted:
+            if stopped or (self.parallel.world is None and interrupt.interrupted):
                 ctx.finish()
-                path = options.checkpoint
-                raise KeyboardInterrupt(f"fit stopped by Ctrl-C in epoch {epoch + 1}, after step {step + 1} of "
-                                        f"{len(self.plan.steps)}; the network holds the weights of that step"
-                                        + (f"; the last checkpoint is {path}" if path else ""))
+                raise self._interrupted(epoch, step, stopped)
+
+    def _interrupted(self, epoch: int, step: int, ranks: int) -> KeyboardInterrupt:
+        """The KeyboardInterrupt of a Ctrl-C after this step: every rank raises it after the same
+        step (`collective`), so a script that catches it goes on with one network everywhere."""
+        path = self.options.checkpoint
+        where = f" on {ranks} of {self.parallel.world.size} ranks" if self.parallel.world is not None else ""
+        kept = (f"; the last checkpoint is {path}" if path is not None and path.exists()
+                else "; no checkpoint was written yet" if path is not None else "")
+        stop = KeyboardInterrupt(f"fit stopped by Ctrl-C{where} in epoch {epoch + 1}, after step {step + 1} of "
+                                 f"{len(self.plan.steps)}; the network holds the weights of that step{kept}")
+        stop.collective = True
+        return stop
 
     def kept(self, epoch: int) -> FlatArrays:
         """Where the first update of `epoch` keeps the weights it starts from: two buffers in turn,

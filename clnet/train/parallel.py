@@ -5,6 +5,8 @@ and every rank applies the same update)."""
 
 from __future__ import annotations
 
+import traceback
+
 import numpy as np
 import pyopencl.array as cla
 
@@ -53,10 +55,25 @@ class DataParallel:
         if self.world is not None:
             self.world.check_same("the epoch to resume from", {"epoch": epoch})
 
-    def sum_gradients(self, gradients: cla.Array, rows: int, global_rows: int) -> None:
-        """The gradient of the step's global batch, from this rank's part of it, on every rank."""
-        if self.world is not None:
-            self.world.average_gradients(gradients, rows / global_rows)
+    def sum_gradients(self, gradients: cla.Array, rows: int, global_rows: int, interrupted: bool) -> int:
+        """The gradient of the step's global batch, from this rank's part of it, on every rank;
+        returns how many ranks were interrupted (Ctrl-C), the same number on every rank (0 in one
+        process: it checks its own flag after the update)."""
+        if self.world is None:
+            return 0
+        return self.world.average_gradients(gradients, rows / global_rows, interrupted)
+
+    def fail(self, exc: BaseException) -> None:
+        """With more than one rank, anything that ends fit on this rank alone (an error, sys.exit,
+        a second Ctrl-C) would leave the others waiting forever: end the job with a line saying so.
+        A Ctrl-C that every rank stops for together (`collective`) is let through."""
+        world = self.world
+        if world is None or world.size == 1 or getattr(exc, "collective", False):
+            return
+        if isinstance(exc, SystemExit):
+            world.abort(f"called sys.exit({exc.code!r}) during fit")
+        world.abort(f"failed with {type(exc).__name__}: {exc} during fit",
+                    "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
     def average_state(self, net: Network) -> None:
         """The mean over the ranks of the network's state (batch norms' running statistics, which
