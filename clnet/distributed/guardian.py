@@ -4,7 +4,7 @@ the rank ends without saying goodbye, writes the line that says which rank ended
 the rank wrote last (`called os._exit(3)`), else that it ended without a word (a signal such as
 SIGKILL, or a crash), which the launcher does not say.
 
-    python -m clnet.distributed.guardian FD RANK SIZE PID
+    python .../clnet/distributed/guardian.py FD RANK SIZE PID       (a script: it imports nothing of clnet)
 
 The rank writes lines to the pipe: a reason, "reported" (it said why itself, before MPI_Abort),
 or "bye" (a normal end). Started by clnet.distributed.World for jobs of more than one rank.

@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from traceback import format_exception
 
 import numpy as np
@@ -83,9 +84,9 @@ class World:
         """A process that says which rank ended and why when this one ends without a word
         (clnet.distributed.guardian); os._exit tells it the code first."""
         read, write = os.pipe()
-        subprocess.Popen([sys.executable, "-m", "clnet.distributed.guardian", str(read), str(self.rank),
-                          str(self.size), str(os.getpid())], pass_fds=(read,), start_new_session=True,
-                         stdin=subprocess.DEVNULL)
+        script = Path(__file__).with_name("guardian.py")  # run as a script: it needs nothing of clnet's
+        subprocess.Popen([sys.executable, str(script), str(read), str(self.rank), str(self.size), str(os.getpid())],
+                         pass_fds=(read,), start_new_session=True, stdin=subprocess.DEVNULL)
         os.close(read)
         self._guardian = write
         _GUARDIANS.append(write)
