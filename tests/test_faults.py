@@ -93,3 +93,58 @@ def test_divergence_leaves_finite_weights_from_the_start_of_the_epoch_before(ctx
         train_linear(reference, loop, x, y, epoch - 2, rate)
     for name, value in reference.host_arrays().items():
         np.testing.assert_array_equal(weights[name], value, err_msg=name)
+
+
+# -- device memory ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_device():
+    """A context whose device claims 128 MB per buffer and 512 MB in all."""
+    import dataclasses
+
+    from .conftest import TEST_DEVICE
+
+    with clnet.Context(TEST_DEVICE) as context:
+        context.info = dataclasses.replace(context.info, max_alloc_bytes=128 * 2**20, global_mem_bytes=512 * 2**20)
+        yield context
+
+
+def test_clnet_keeps_a_running_total_of_what_it_holds_and_refuses_past_the_device(small_device):
+    import gc
+
+    ctx = small_device
+    assert ctx.memory_in_use == 0
+    layers = [clnet.FullyConnected(4000), clnet.FullyConnected(10)]  # 8.0 M float32 weights: 32 MB a buffer
+    nets = [clnet.InferenceNetwork(ctx, 2000, layers, init=None) for _ in range(3)]
+    one = nets[0].parameter_buffer.flat.nbytes
+    assert ctx.memory_in_use == 3 * one
+    training = clnet.TrainingNetwork(nets[0], np.zeros((1000, 2000), np.float32))  # gradients and buffers
+    held = ctx.memory_in_use
+    assert held > 4 * one
+    big = [clnet.FullyConnected(12000), clnet.FullyConnected(10)]  # 24 M weights: 96 MB, below a buffer's 128
+    clnet.InferenceNetwork(ctx, 2000, big, init=None)  # fits next to the rest, and is dropped at once
+    gc.collect()
+    assert ctx.memory_in_use == held
+    keep = [clnet.InferenceNetwork(ctx, 2000, big, init=None) for _ in range(3)]  # about 460 MB in all now
+    with pytest.raises(clnet.DeviceMemoryError, match=r"is in use by clnet .*ctx.memory_in_use"):
+        clnet.InferenceNetwork(ctx, 2000, big, init=None)
+    del keep, training, nets
+    gc.collect()
+    assert ctx.memory_in_use == 0
+
+
+def test_inference_too_large_for_one_pass_runs_in_chunks(small_device):
+    ctx = small_device
+    rng = np.random.default_rng(3)
+    net = clnet.InferenceNetwork(ctx, 3000, [clnet.FullyConnected(3000, "tanh"), clnet.FullyConnected(4, "softmax")])
+    x = rng.normal(size=(12000, 3000)).astype(np.float32)  # 137 MB: more than one buffer may hold
+    rows = net.inference_rows()
+    assert rows < 12000
+    whole = net(x).get()
+    parts = np.concatenate([net(x[i:i + 2000]).get() for i in range(0, 12000, 2000)])
+    np.testing.assert_allclose(whole, parts, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(net.predict(x), whole.argmax(axis=1))
+    assert net.accuracy(x, whole.argmax(axis=1)) == 1.0
+    wide = clnet.InferenceNetwork(ctx, 3, [clnet.FullyConnected(40000)], init=None)
+    with pytest.raises(clnet.DeviceMemoryError, match=r"the output of 1,000 rows needs 152.6 MB in one buffer"):
+        wide(np.zeros((1000, 3), np.float32))

@@ -204,11 +204,39 @@ class Network:
         memory.copy(self.ctx, self._kept.flat, self.parameter_buffer.flat)
 
     def __call__(self, x) -> cla.Array:
-        """The network's output for a batch x (batch, *input_shape), host or device: a device array."""
-        x = to_device_batch(self.ctx, x, self.input_shape, self.dtype)
+        """The network's output for a batch x (batch, *input_shape), host or device: a device array.
+        A batch too large for the device in one pass runs in chunks of `inference_rows()` rows
+        into one output array (refused with DeviceMemoryError before anything is allocated when
+        the output itself does not fit: `predict` then works in batches, to the host)."""
+        if not isinstance(x, cla.Array):
+            x = host_batch(x, self.input_shape, self.dtype)  # converted once, on the host
+        rows, chunk = x.shape[0], self.inference_rows()
+        if rows <= chunk:
+            return self._forward(to_device_batch(self.ctx, x, self.input_shape, self.dtype))
+        nbytes = rows * math.prod(self.output_shape) * self.dtype.itemsize
+        purpose, advice = f"the output of {rows:,} rows", "pass fewer rows at once (predict works in batches)"
+        allocation.check(self.ctx, {"the output": nbytes}, purpose, advice)
+        out = allocation.guarded(self.ctx, purpose, advice, lambda: cla.empty(
+            self.ctx.queue, (rows, *self.output_shape), self.dtype))
+        for first in range(0, rows, chunk):
+            part = self._forward(to_device_batch(self.ctx, x[first:first + chunk], self.input_shape, self.dtype))
+            memory.copy(self.ctx, part, out[first:first + part.shape[0]])
+        return out
+
+    def _forward(self, x: cla.Array) -> cla.Array:
         for layer in self.layers:
             x = layer.forward(x)
         return x
+
+    def inference_rows(self) -> int:
+        """Rows per forward pass: as many as keep each layer's input and output within the device's
+        largest buffer and half the memory that clnet does not hold already."""
+        info, item = self.ctx.info, self.dtype.itemsize
+        sizes = [(math.prod(p.input_shape), math.prod(p.output_shape)) for p in self.placements]
+        per_row = max((a + b) * item for a, b in sizes)
+        widest = max(max(a, b) * item for a, b in sizes)
+        free = max(info.global_mem_bytes - self.ctx.memory_in_use, 0)
+        return max(1, min(free // 2 // per_row, info.largest_allocation // widest))
 
     def predict(self, x, batch_size: int = 4096) -> np.ndarray:
         """Class predictions for x as a numpy int array: the index of the largest output, or
@@ -277,9 +305,12 @@ class TrainingNetwork:
         self.x = to_device_batch(self.ctx, x, net.input_shape, net.dtype)
         self.batch = self.x.shape[0]
         purpose, advice = f"training on batches of {self.batch}", "use a smaller batch_size or smaller layers"
-        allocation.check(self.ctx, training_buffers(net, self.batch), purpose, advice)
+        buffers = training_buffers(net, self.batch)
+        allocation.check(self.ctx, buffers, purpose, advice)
         self.layers: list[LayerTraining] = []
         allocation.guarded(self.ctx, purpose, advice, lambda: self._allocate(net))
+        # the layers' buffers (the gradient buffer counts itself)
+        self.ctx.track(self, sum(size for name, size in buffers.items() if name != "the gradient buffer"))
         self.dropout_key, self.step, self.row_offset = 0, 0, 0
         self._closed = False
         # the forward and backward passes are recorded once and replayed (Context.record), each
@@ -393,6 +424,8 @@ class TrainingNetwork:
         return self.net.gradient_buffer.views
 
     def release(self) -> None:
+        if not self._closed and not self.ctx.closed:
+            self.ctx.untrack(self)
         self._closed = True
         self.x = None
         self._plans.clear()

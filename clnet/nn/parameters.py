@@ -45,6 +45,7 @@ class FlatArrays:
             return flat
 
         self._flat: cla.Array | None = allocation.guarded(ctx, purpose, advice, allocate)
+        ctx.track(self, nbytes)
         self._views: list[cla.Array] | None = [
             self._flat[offset:offset + math.prod(shape)].reshape(shape)
             for offset, shape in zip(self.offsets, self.shapes)]
@@ -75,6 +76,8 @@ class FlatArrays:
                 for offset, shape in zip(self.offsets, self.shapes)]
 
     def release(self) -> None:
+        if self._flat is not None and not self.ctx.closed:
+            self.ctx.untrack(self)
         self._flat = self._views = None
 
     def __repr__(self) -> str:

@@ -121,8 +121,10 @@ def to_device_batch(ctx, data, shape, dtype: np.dtype, name: str = "x",
     if not isinstance(data, cla.Array):
         host = host_batch(data, shape, dtype, name)
         allocation.check(ctx, {name: host.nbytes}, f"the copy of {name} on the device", "pass fewer rows at once")
-        return allocation.guarded(ctx, f"the copy of {name} on the device", "pass fewer rows at once",
+        copy = allocation.guarded(ctx, f"the copy of {name} on the device", "pass fewer rows at once",
                                   lambda: cla.to_device(ctx.queue, host))
+        ctx.track(copy, host.nbytes)  # until the copy is garbage-collected
+        return copy
     if data.dtype != dtype:
         raise TypeError(f"{name} on the device must have dtype {dtype.name} like the network, got {data.dtype.name}")
     check_array(ctx, data, name)

@@ -1,5 +1,6 @@
 """Device memory checked before it is asked for: a buffer larger than the device's largest
-allocation (CL_DEVICE_MAX_MEM_ALLOC_SIZE), or a set of buffers larger than its global memory,
+allocation (CL_DEVICE_MAX_MEM_ALLOC_SIZE), or a set of buffers larger than its global memory, or
+than what is left of it after what clnet already holds in the context (Context.memory_in_use),
 is refused with a DeviceMemoryError naming the sizes, the limits and what to change, instead of
 a driver error far from its cause. A refusal by the driver itself becomes the same error."""
 
@@ -39,6 +40,12 @@ def check(ctx, buffers: Mapping[str, int], purpose: str, advice: str) -> None:
         raise DeviceMemoryError(
             f"{purpose} needs {_size(total)} of device memory in all, but {info.name!r} has "
             f"{_size(info.global_mem_bytes)}; {advice}.")
+    in_use = getattr(ctx, "memory_in_use", 0)
+    if in_use + total > info.global_mem_bytes:
+        raise DeviceMemoryError(
+            f"{purpose} needs {_size(total)} of device memory, but {_size(in_use)} of {info.name!r}'s "
+            f"{_size(info.global_mem_bytes)} is in use by clnet (the networks, training buffers and data of this "
+            f"context: ctx.memory_in_use); {advice}, or release some (del a network, or close its context).")
 
 
 def guarded(ctx, purpose: str, advice: str, allocate: Callable[[], T]) -> T:

@@ -52,6 +52,8 @@ class Context:
         self._on_close: dict[str, Callable[[], None]] = {}
         self._real_dtypes: dict = {}
         self._scratch: dict[tuple[int, str], cl.Buffer] = {}
+        self._held: dict[int, tuple[int, weakref.finalize]] = {}  # id(owner): (bytes, finalizer)
+        self._in_use = 0
         # per-context choices of the ops (the GEMM backend and its parameters, by dtype)
         self.settings: dict = {}
         for hook in _open_hooks:
@@ -138,6 +140,33 @@ class Context:
             self._real_dtypes[dtype] = checked  # only valid dtypes are kept
         return checked
 
+    # -- the running total of device memory that clnet holds in this context ------------------
+
+    @property
+    def memory_in_use(self) -> int:
+        """Bytes of device memory that clnet's objects hold in this context now: networks'
+        parameters, gradients and optimizer state, training networks' buffers, data copied to the
+        device, scratch buffers. Every allocation is checked against the device's memory less this."""
+        return self._in_use
+
+    def track(self, owner, nbytes: int) -> None:
+        """Count `nbytes` held by `owner` until it is released (`untrack`) or garbage-collected."""
+        self.untrack(owner)
+        finalizer = weakref.finalize(owner, self._forget, id(owner), int(nbytes))
+        self._held[id(owner)] = (int(nbytes), finalizer)
+        self._in_use += int(nbytes)
+
+    def untrack(self, owner) -> None:
+        found = self._held.pop(id(owner), None)
+        if found is not None:
+            nbytes, finalizer = found
+            finalizer.detach()
+            self._in_use -= nbytes
+
+    def _forget(self, key: int, nbytes: int) -> None:
+        if self._held.pop(key, None) is not None:
+            self._in_use -= nbytes
+
     def scratch(self, name: str, nbytes: int) -> cl.Buffer:
         """A device buffer of at least `nbytes` kept for reuse under `name` by the calling thread
         (the queue is in order, so one op's scratch is free again for the next op of the thread;
@@ -145,8 +174,10 @@ class Context:
         key = (threading.get_ident(), name)
         buffer = self._scratch.get(key)
         if buffer is None or buffer.size < nbytes:
+            self._in_use -= 0 if buffer is None else buffer.size
             buffer = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(int(nbytes), 1))
             self._scratch[key] = buffer
+            self._in_use += buffer.size
         return buffer
 
     def finish(self) -> None:
@@ -177,6 +208,10 @@ class Context:
             self._owned = weakref.WeakSet()
             self._programs.clear()
             self._scratch.clear()
+            for _, finalizer in self._held.values():
+                finalizer.detach()
+            self._held.clear()
+            self._in_use = 0
             for callback in self._on_close.values():
                 callback()
             self._on_close.clear()
