@@ -1,6 +1,7 @@
 """What a fault trial found (issue 24), each against what a careful user expects: threads sharing
 a context, divergence, device memory, files, resume, labels."""
 
+import re
 import threading
 
 import numpy as np
@@ -148,3 +149,168 @@ def test_inference_too_large_for_one_pass_runs_in_chunks(small_device):
     wide = clnet.InferenceNetwork(ctx, 3, [clnet.FullyConnected(40000)], init=None)
     with pytest.raises(clnet.DeviceMemoryError, match=r"the output of 1,000 rows needs 152.6 MB in one buffer"):
         wide(np.zeros((1000, 3), np.float32))
+
+
+# -- files, resume, labels --------------------------------------------------------------------------
+
+def small_net(ctx):
+    return clnet.InferenceNetwork(ctx, 6, [clnet.FullyConnected(4, "tanh"), clnet.FullyConnected(3, "softmax")],
+                                  dtype=np.float64, seed=2)
+
+
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_killed_saves_temporary_file_is_removed_by_the_next_save(ctx, tmp_path):
+    import os
+
+    net = small_net(ctx)
+    path = net.save(tmp_path / "model")
+    stale = tmp_path / f".model.npz.{dead_pid()}.x8f2k1.tmp"  # what a save killed midway leaves
+    stale.write_bytes(b"half a file")
+    live = tmp_path / f".model.npz.{os.getppid()}.a1b2c3.tmp"  # a writer still at work: left alone
+    live.write_bytes(b"being written")
+    net.save(path)
+    assert not stale.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.npz", live.name])
+
+
+def test_a_save_keeps_the_replaced_files_mode_and_a_new_one_follows_the_umask(ctx, tmp_path):
+    import os
+
+    net = small_net(ctx)
+    path = tmp_path / "model.npz"
+    path.write_bytes(b"an older file")
+    os.chmod(path, 0o640)
+    net.save(path)
+    assert path.stat().st_mode & 0o777 == 0o640
+    old = os.umask(0o022)
+    try:
+        assert net.save(tmp_path / "new.npz").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        assert net.save(tmp_path / "private.npz").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_load_takes_a_name_as_save_does_and_errors_name_the_target(ctx, tmp_path, monkeypatch):
+    import tempfile
+
+    from clnet.train import saving
+
+    net = small_net(ctx)
+    net.save(tmp_path / "model")
+    loaded = clnet.load(tmp_path / "model", ctx)  # model.npz, as the save wrote it
+    np.testing.assert_array_equal(loaded.parameters()[0].get(), net.parameters()[0].get())
+    with pytest.raises(FileNotFoundError, match=r"no network file .*absent \(nor .*absent.npz"):
+        clnet.load(tmp_path / "absent", ctx)
+
+    def full_disk(file, **arrays):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(saving.np, "savez", full_disk)
+    with pytest.raises(OSError, match=f"cannot write {tmp_path / 'model.npz'}: No space left on device"):
+        net.save(tmp_path / "model.npz")
+    monkeypatch.undo()
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".model.npz.123.abc.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(PermissionError, match=f"cannot write {tmp_path / 'model.npz'}: Permission denied"):
+        net.save(tmp_path / "model.npz")
+
+
+def test_ctrl_c_in_the_first_epoch_says_no_checkpoint_was_written_yet(ctx, tmp_path):
+    import os
+    import signal
+
+    class CtrlC(clnet.SGD):
+        def step(self, params, grads, keep=None, **kwargs):
+            if self.steps == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+            super().step(params, grads, keep, **kwargs)
+
+    x, labels = digits_like()
+    with pytest.raises(KeyboardInterrupt, match="after step 2 of 6; .*; no checkpoint was written yet") as err:
+        small_net(ctx).fit(x, labels, "cross_entropy", epochs=3, optimizer=CtrlC(0.1), progress=False,
+                           batch_size=8, checkpoint=tmp_path / "c.npz")
+    assert "the last checkpoint is" not in str(err.value) and not (tmp_path / "c.npz").exists()
+
+
+def test_resuming_a_finished_run_trains_nothing_and_says_so(ctx, tmp_path):
+    x, labels = digits_like()
+    xv, lv = digits_like(seed=5, samples=24)
+    net = small_net(ctx)
+    history = net.fit(x, labels, "cross_entropy", epochs=200, optimizer=clnet.SGD(2.0), seed=1, progress=False,
+                      validation=(xv, lv), early_stopping=2, checkpoint=tmp_path / "c.npz")
+    assert history.stopped_early
+    again = small_net(ctx)
+    with pytest.warns(UserWarning, match=r"holds a finished run \(it stopped early after epoch \d+\): nothing"):
+        resumed = again.fit(x, labels, "cross_entropy", epochs=200, optimizer=clnet.SGD(2.0), seed=1,
+                            progress=False, validation=(xv, lv), early_stopping=2, checkpoint=tmp_path / "c.npz",
+                            resume=True)
+    assert list(resumed) == list(history) and resumed.stopped_early
+    for name, value in net.host_arrays().items():
+        np.testing.assert_array_equal(again.host_arrays()[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("changed, message", [
+    ({"optimizer": clnet.SGD(0.1, momentum=0.5)}, r"made with momentum=0.9; this run has momentum=0.5"),
+    ({"optimizer": clnet.SGD(0.2, momentum=0.9)}, r"made with learning_rate=0.1; this run has learning_rate=0.2"),
+    ({"seed": 8}, r"made with seed=7; this run has seed=8"),
+    ({"schedule": clnet.Exponential(0.1, 0.5)}, r"made with schedule=None; this run has schedule=Exponential"),
+])
+def test_a_resume_with_other_hyper_parameters_is_refused_naming_them(ctx, tmp_path, changed, message):
+    x, labels = digits_like()
+    run = {"optimizer": clnet.SGD(0.1, momentum=0.9), "seed": 7}
+    small_net(ctx).fit(x, labels, "cross_entropy", epochs=1, progress=False, checkpoint=tmp_path / "c.npz", **run)
+    with pytest.raises(ValueError, match=message):
+        small_net(ctx).fit(x, labels, "cross_entropy", epochs=2, progress=False, checkpoint=tmp_path / "c.npz",
+                           resume=True, **{**run, **changed})
+    small_net(ctx).fit(x, labels, "cross_entropy", epochs=2, progress=False, checkpoint=tmp_path / "c.npz",
+                       resume=True, optimizer=clnet.SGD(0.1, momentum=0.9))  # the seed of the checkpoint
+
+
+def test_accuracy_refuses_labels_out_of_range(ctx):
+    x, labels = digits_like()
+    net = small_net(ctx)
+    assert 0 <= net.accuracy(x, labels) <= 1 and net.accuracy(x, labels.astype(float)) == net.accuracy(x, labels)
+    shown = re.escape(str(labels[:5] + 5))
+    with pytest.raises(ValueError, match=r"labels must be class indices in 0..2 .*got " + shown):
+        net.accuracy(x, labels + 5)
+    with pytest.raises(ValueError, match="labels must be class indices"):
+        net.accuracy(x, labels - 1)
+
+
+WRITER = """
+import sys
+from clnet.runtime.device import DeviceInfo
+from clnet.tuning import store
+info = DeviceInfo(index="0:0", platform="p", name=sys.argv[1], vendor="v", type="CPU", compute_units=1, clock_mhz=1,
+                  global_mem_bytes=1, local_mem_bytes=1, max_work_group_size=1, opencl_version="", driver_version="",
+                  fp64=True, unified_memory=True, max_alloc_bytes=1, native_float_width=1, native_double_width=1)
+for i in range(60):
+    store.store(info, "float32", {"small": "clnet", "large": "clnet", "round": i})
+"""
+
+
+def test_processes_writing_the_tuning_file_at_once_never_share_a_temporary_file(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CLNET_CACHE_DIR": str(tmp_path)}
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, f"device {i}"], env=env, stderr=subprocess.PIPE,
+                                text=True) for i in range(3)]
+    errors = [writer.communicate(timeout=120)[1] for writer in writers]
+    assert all(writer.returncode == 0 for writer in writers), errors
+    content = json.loads((tmp_path / "tuning.json").read_text())
+    assert content["format"] and not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]

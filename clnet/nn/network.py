@@ -257,6 +257,13 @@ class Network:
         if labels.ndim == 2 and labels.shape[1] > 1:
             labels = labels.argmax(axis=1)
         labels = labels.reshape(-1)
+        if labels.dtype.kind == "f" and np.array_equal(labels, np.round(labels)):
+            labels = labels.astype(np.int64)  # whole numbers written as floats
+        classes = max(self.outputs, 2) if isinstance(self.outputs, int) else 0
+        if labels.size and (labels.dtype.kind not in "iub" or labels.min() < 0 or labels.max() >= classes):
+            bad = labels[(labels < 0) | (labels >= classes)] if labels.dtype.kind in "iub" else labels[:5]
+            raise ValueError(f"labels must be class indices in 0..{classes - 1} for this network's {self.outputs} "
+                             f"output(s) (or one-hot rows), got {bad[:5]}")
         predicted = self.predict(x)
         if labels.shape != predicted.shape:
             raise ValueError(f"labels must have one entry per sample ({predicted.shape[0]}), got {labels.shape}")

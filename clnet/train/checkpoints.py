@@ -20,12 +20,14 @@ ENTRY = "checkpoint"  # the JSON entry; the optimizer's buffers are optimizer_st
 
 
 def write(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random.Generator, epoch: int,
-          history: list[float], run: dict, extra: dict | None = None, best: np.ndarray | None = None) -> Path:
+          history: list[float], run: dict, extra: dict | None = None, best: np.ndarray | None = None,
+          settings: dict | None = None) -> Path:
     """Save the state after `epoch` epochs; `run` holds the settings a resume must share
-    (samples, batch size, cost); `extra` more of fit's state (JSON), `best` the parameter
-    buffer of the best epoch so far (early stopping)."""
+    (samples, batch size, cost), `settings` the hyper-parameters it must share (the optimizer's,
+    the schedule, the seed); `extra` more of fit's state (JSON), `best` the parameter buffer of
+    the best epoch so far (early stopping)."""
     arrays = saving.network_arrays(net)
-    record = {"format": FORMAT, "epoch": epoch, "history": list(history), "run": run,
+    record = {"format": FORMAT, "epoch": epoch, "history": list(history), "run": run, "settings": settings or {},
               "optimizer": {"kind": optimizer.kind, "steps": optimizer.steps},
               "shuffling": shuffling.bit_generator.state, "extra": extra or {}}
     if best is not None:
@@ -37,10 +39,11 @@ def write(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random.G
 
 
 def restore(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random.Generator,
-            run: dict) -> tuple[int, list[float], dict, np.ndarray | None]:
+            run: dict, settings: dict | None = None) -> tuple[int, list[float], dict, np.ndarray | None]:
     """Load the checkpoint at `path` into net, optimizer and the shuffling stream; returns
     (epochs done, history, extra, best parameters or None). ValueError when it belongs to
-    another network or run."""
+    another network or run, or was made with other hyper-parameters (`settings`: those of this
+    run that must be the same, naming each that differs)."""
     input_shape, layers, dtype, parameters = saving.read(path)
     _, arrays = saving.read_entries(path)
     if ENTRY not in arrays:
@@ -64,8 +67,19 @@ def restore(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random
     if saved_run != run:
         raise ValueError(f"the checkpoint {path} was made with {saved_run}; resume it with the same data size, "
                          f"batch_size and cost (now {run})")
+    _check_settings(path, record.get("settings", {}), settings or {})
     states = [arrays[f"optimizer_state_{i}"] for i in range(sum(n.startswith("optimizer_state_") for n in arrays))]
     optimizer.restore_state(net.parameter_buffer, steps, states)  # checks the buffers first
     net.set_arrays(parameters)
     shuffling.bit_generator.state = shuffle_state
     return epoch, history, extra, arrays.get("checkpoint_best")
+
+
+def _check_settings(path: Path, saved: dict, now: dict) -> None:
+    """Refuse a resume whose hyper-parameters differ from the checkpoint's, naming them."""
+    changed = sorted(key for key in saved.keys() & now.keys() if saved[key] != now[key])
+    if changed:
+        then = ", ".join(f"{key}={saved[key]}" for key in changed)
+        this = ", ".join(f"{key}={now[key]}" for key in changed)
+        raise ValueError(f"the checkpoint {path} was made with {then}; this run has {this}. Resume with the same "
+                         "settings, or start afresh (resume=False, or another checkpoint file)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -113,9 +114,16 @@ class Run:
         for training, _ in self.trainers.values():
             training.dropout_key = self.seed
 
+    def settings(self) -> dict:
+        """The hyper-parameters a resume must share with the run that wrote the checkpoint."""
+        options = self.options
+        found = {**options.optimizer.settings(), "schedule": repr(options.schedule)}
+        return found if options.seed is None else {**found, "seed": self.seed}  # no seed given: the saved one
+
     def _resume(self) -> None:
         self.first_epoch, saved, extra, best = checkpoints.restore(
-            self.options.checkpoint, self.net, self.options.optimizer, self.order, self.run_description)
+            self.options.checkpoint, self.net, self.options.optimizer, self.order, self.run_description,
+            self.settings())
         self.history.extend(saved)
         self.history.restore(extra.get("validation", {}))
         self.seed = extra.get("seed", self.seed)
@@ -132,6 +140,13 @@ class Run:
 
     def _train(self) -> History:
         options = self.options
+        if self.history.stopped_early or self.first_epoch >= options.epochs:  # a resumed run that had ended
+            reason = (f"it stopped early after epoch {len(self.history)}" if self.history.stopped_early
+                      else f"its {self.first_epoch} epochs are done")
+            warnings.warn(f"fit: the checkpoint {options.checkpoint} holds a finished run ({reason}): nothing to "
+                          "resume; the network has its weights", stacklevel=4)
+            self.stopping.restore_best(self.history)
+            return self.history
         with tqdm(total=options.epochs, initial=min(self.first_epoch, options.epochs), desc="fit", unit="epoch",
                   disable=not options.progress or not self.parallel.writer) as bar, \
                 guards.InterruptAfterStep() as interrupt:
@@ -142,8 +157,7 @@ class Run:
                 bar.set_postfix_str(f"{note}, {self.plan.total / (time.perf_counter() - started):,.0f} samples/s",
                                     refresh=False)
                 bar.update()
-                if self.stopping.should_stop:
-                    self.history.stopped_early = True
+                if self.history.stopped_early:
                     break
         self.stopping.restore_best(self.history)
         return self.history
@@ -222,11 +236,13 @@ class Run:
         note = f"cost {epoch_cost:.5g}"
         if self.validator is not None:
             note += self.stopping.after_epoch(self.validator, self.history, epoch)
+            self.history.stopped_early = self.stopping.should_stop
         done = epoch + 1
         if self.parallel.writer and options.checkpoint is not None and (
-                done % options.checkpoint_every == 0 or done == options.epochs):
+                done % options.checkpoint_every == 0 or done == options.epochs or self.history.stopped_early):
             stopping, best = self.stopping.state()
             checkpoints.write(options.checkpoint, self.net, options.optimizer, self.order, done, self.history,
                               self.run_description,
-                              {"seed": self.seed, "validation": self.history.record(), "stopping": stopping}, best)
+                              {"seed": self.seed, "validation": self.history.record(), "stopping": stopping}, best,
+                              {**self.settings(), "seed": self.seed})
         return note

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..nn.network import Network
 from ..ops import activations
+from ..runtime import files
 from . import saving
 
 OPSET = 13
@@ -112,4 +113,4 @@ def export(net: Network, path: str | os.PathLike) -> Path:
         [helper.make_tensor_value_info("y", element, ["batch", *net.output_shape])], graph.initializers)
     model = helper.make_model(model_graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="clnet")
     onnx.checker.check_model(model)
-    return saving.write_file_atomic(path, lambda f: f.write(model.SerializeToString()))
+    return files.write_atomic(path, lambda f: f.write(model.SerializeToString()))

@@ -117,6 +117,10 @@ class Optimizer:
     def _update(self, ctx, w: cla.Array, g: cla.Array, state: list[cla.Array], kept: cla.Array | None) -> None:
         raise NotImplementedError
 
+    def settings(self) -> dict:
+        """The hyper-parameters (plain values): what a checkpoint records, and a resume must share."""
+        return {"learning_rate": repr(self.schedule)}
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent, as torch.optim.SGD (dampening 0):
@@ -148,6 +152,10 @@ class SGD(Optimizer):
         else:
             updates.sgd_step(ctx, w, g, self._rate(), self.weight_decay, kept)
 
+    def settings(self) -> dict:
+        return {**super().settings(), "momentum": self.momentum, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay}
+
     def __repr__(self) -> str:
         return (f"SGD(learning_rate={self.schedule!r}, momentum={self.momentum}, nesterov={self.nesterov}, "
                 f"weight_decay={self.weight_decay})")
@@ -178,6 +186,10 @@ class Adam(Optimizer):
         m, v = state
         updates.adam_step(ctx, w, g, m, v, step=self.steps, learning_rate=self._rate(), beta1=self.beta1,
                           beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay, kept=kept)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+                "weight_decay": self.weight_decay}
 
     def __repr__(self) -> str:
         return (f"Adam(learning_rate={self.schedule!r}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "

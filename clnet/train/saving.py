@@ -4,28 +4,26 @@ The file holds a JSON description (format, dtype, the shape of a sample, and eac
 registered type and config, clnet.nn.registry) and one array per parameter and state array,
 named as Network.named_arrays ("layer_<i>.<name>"); a checkpoint (clnet.train.checkpoints)
 adds entries of its own, which `read` ignores. Files of the first format (fully-connected
-layers, "weights_<i>" and "bias_<i>") still load. A save is atomic: the file is written
-beside its destination, flushed to the disk and then renamed over it, so a crash or a full disk
-leaves the previous file whole. `read` checks all of it before anything is made, so a
-truncated, foreign or inconsistent file raises ValueError and never gives a half-loaded network.
+layers, "weights_<i>" and "bias_<i>") still load. A save is atomic (clnet.runtime.files: a crash
+or a full disk leaves the previous file whole, and the replaced file's permissions are kept).
+`read` takes a name as `save` does (`.npz` added to a name without a suffix) and checks all of it
+before anything is made, so a truncated, foreign or inconsistent file raises ValueError and never
+gives a half-loaded network.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from ..nn import registry
 from ..nn.network import Network, place
 from ..nn.protocol import Layer
+from ..runtime import files
 
 FORMAT = 2  # 1: fully-connected layers only (read still)
 DESCRIPTION = "clnet_network"
@@ -49,31 +47,20 @@ def file_path(path: str | os.PathLike) -> Path:
 
 
 def write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> Path:
-    """Write `arrays` as an .npz file at `path`, atomically (see write_file_atomic)."""
-    return write_file_atomic(path, lambda f: np.savez(f, **arrays))
+    """Write `arrays` as an .npz file at `path`, atomically (clnet.runtime.files)."""
+    return files.write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
-def write_file_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Call `write(file)` on a temporary file in `path`'s folder, flush and fsync it, then rename
-    it over `path`. On any failure `path` is untouched and the temporary file is removed."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-    return path
+def find(path: str | os.PathLike) -> Path:
+    """The file a load of `path` reads, by save's rule: `path` itself, or with `.npz` added when
+    the name has no suffix and only that one exists. FileNotFoundError naming what was tried."""
+    path = Path(path)
+    if path.exists() or path.suffix:
+        return path
+    with_suffix = path.with_name(path.name + SUFFIX)
+    if with_suffix.exists():
+        return with_suffix
+    raise FileNotFoundError(f"no network file {path} (nor {with_suffix}, which a save to {path} writes)")
 
 
 def network_arrays(net: Network) -> dict[str, np.ndarray]:
@@ -146,7 +133,7 @@ def _check(path, description: dict, arrays: dict) -> tuple[tuple[int, ...], list
 def read(path) -> tuple[tuple[int, ...], list[Layer], str, dict[str, np.ndarray]]:
     """(sample shape, layers, dtype name, arrays by name as Network.named_arrays) of the network
     file at `path`, all checked: ValueError for a truncated, foreign or inconsistent file."""
-    path = Path(path)
+    path = find(path)
     description, arrays = read_entries(path)
     arrays = {name: a for name, a in arrays.items() if not name.startswith(EXTRA_PREFIXES)}
     input_shape, specs, arrays = _check(path, description, arrays)

@@ -32,13 +32,14 @@ class History(list):
 
     def record(self) -> dict:
         return {"validation_cost": self.validation_cost, "validation_accuracy": self.validation_accuracy,
-                "best_epoch": self.best_epoch}
+                "best_epoch": self.best_epoch, "stopped_early": self.stopped_early}
 
     def restore(self, record: dict) -> None:
         self.validation_cost = [float(c) for c in record.get("validation_cost", [])]
         accuracy = record.get("validation_accuracy")
         self.validation_accuracy = None if accuracy is None else [float(a) for a in accuracy]
         self.best_epoch = record.get("best_epoch")
+        self.stopped_early = bool(record.get("stopped_early", False))
 
 
 class Validation:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..ops import blas
 from ..ops.tiled_gemm import TileParams
+from ..runtime import files
 from ..runtime.device import DeviceInfo
 from ..runtime.paths import cache_dir
 
@@ -61,9 +62,8 @@ def store(info: DeviceInfo, dtype, entry: dict) -> None:
     path = tuning_path()
     devices = load() if path.exists() else {}
     devices.setdefault(info.key, {})[np.dtype(dtype).name] = entry
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"format": FORMAT, "devices": devices}, indent=1) + "\n")
-    temporary.replace(path)  # atomic: a reader never sees half a file
+    text = json.dumps({"format": FORMAT, "devices": devices}, indent=1) + "\n"
+    files.write_atomic(path, lambda f: f.write(text.encode()))  # a temporary file of this process's own
 
 
 def tuned_dtypes(info: DeviceInfo, devices: dict | None = None) -> list[str]:
