@@ -1,7 +1,8 @@
 """Run by tests/test_distributed.py under mpiexec: one data-parallel training, whose history and
 weights rank 0 writes to argv[1]. argv[2]: the optimizer ("sgd" or "adam"); argv[3]: "whole",
 "sharded", "whole-dropout", "sharded-dropout" (the network with dropout layers), or a fault:
-"mismatch", "raise", "kill", "exit0", "exit3", "os_exit", "sigint", "sigint-caught" (on rank 1)
+"mismatch", "raise", "kill", "exit0", "exit3", "os_exit", "os_exit0",
+"os_exit-before" (before fit), "sigint", "sigint-caught" (on rank 1)
 or "sigint-all" (every rank, at different steps)."""
 
 import json
@@ -32,8 +33,8 @@ class Faulty(clnet.SGD):
             raise RuntimeError("a fault planted on rank 1")
         if mode.startswith("exit"):
             sys.exit(int(mode[4:]))
-        if mode == "os_exit":
-            os._exit(3)
+        if mode.startswith("os_exit"):
+            os._exit(int(mode[7:] or 3))
         if mode in ("sigint", "sigint-caught"):
             os.kill(os.getpid(), signal.SIGINT)
         if mode == "kill":
@@ -41,6 +42,8 @@ class Faulty(clnet.SGD):
 
 
 with world.context(os.environ.get("CLNET_TEST_DEVICE", "pocl")) as ctx:
+    if mode == "os_exit-before" and world.rank == 1:  # outside fit: the guardian says it
+        os._exit(3)
     hidden = 7 if mode == "mismatch" and world.rank == 1 else 6
     dropout = mode.endswith("dropout")
     mode = mode.removesuffix("-dropout")
@@ -49,7 +52,7 @@ with world.context(os.environ.get("CLNET_TEST_DEVICE", "pocl")) as ctx:
     net = clnet.InferenceNetwork(ctx, 5, layers + [clnet.FullyConnected(3, "softmax")],
                                  dtype=np.float64, seed=1 + world.rank)  # rank 0's weights are broadcast
     optimizer = {"sgd": lambda: clnet.SGD(0.2, momentum=0.9), "adam": lambda: clnet.Adam(0.01)}[which]()
-    faults = ("raise", "kill", "exit0", "exit3", "os_exit", "sigint", "sigint-caught", "sigint-all")
+    faults = ("raise", "kill", "exit0", "exit3", "os_exit", "os_exit0", "sigint", "sigint-caught", "sigint-all")
     if mode in faults:
         optimizer = Faulty(0.1)
     if mode == "sharded":  # rank r holds rows r, r + size, ...: no process ever sees all of them

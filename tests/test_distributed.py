@@ -97,7 +97,9 @@ def test_sharded_data_trains_as_the_same_batches_in_one_process(ctx, tmp_path):
     ("kill", "clnet.distributed: rank 1 of 2 (pid"),  # the guardian says which rank: the launcher gives a pid
     ("exit0", "clnet.distributed: rank 1 of 2 called sys.exit(0) during fit; aborting the job"),
     ("exit3", "clnet.distributed: rank 1 of 2 called sys.exit(3) during fit; aborting the job"),
-    ("os_exit", ") called os._exit(3); the job ends"),
+    ("os_exit", "clnet.distributed: rank 1 of 2 called os._exit(3) during fit; aborting the job"),
+    ("os_exit0", "clnet.distributed: rank 1 of 2 called os._exit(0) during fit; aborting the job"),
+    ("os_exit-before", ") called os._exit(3); the job ends"),  # outside fit: the guardian's line
     ("sigint", "failed with KeyboardInterrupt: fit stopped by Ctrl-C on 1 of 2 ranks in epoch 2, after step 2"),
 ])
 def test_a_fault_on_one_rank_ends_the_whole_job_within_seconds(tmp_path, mode, message):

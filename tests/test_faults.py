@@ -61,6 +61,40 @@ def test_threads_sharing_a_context_train_as_they_would_alone(ctx, runs):
                 np.testing.assert_array_equal(together[name][key], value, err_msg=f"{name}: {key}")
 
 
+def test_one_network_trained_by_two_threads_at_once_is_refused(ctx):
+    """A network's training buffers are its own: a second thread's fit is refused while the first
+    trains, never interleaved; the first run's weights are those of the run alone."""
+    x, labels = digits_like()
+    started, release = threading.Event(), threading.Event()
+
+    class Waiting(clnet.SGD):
+        def step(self, params, grads, keep=None, **kwargs):
+            started.set()
+            release.wait(30)
+            super().step(params, grads, keep, **kwargs)
+
+    def fit(net, optimizer):
+        return net.fit(x, labels, "cross_entropy", epochs=1, batch_size=48, optimizer=optimizer, seed=3,
+                       progress=False)
+
+    shared = small_net(ctx)
+    first = threading.Thread(target=fit, args=(shared, Waiting(0.1)))
+    first.start()
+    try:
+        assert started.wait(30)
+        with pytest.raises(RuntimeError, match="fit: this network is being trained by another thread"):
+            fit(shared, clnet.SGD(0.1))
+        with pytest.raises(RuntimeError, match="sgd: this network is being trained by another thread"):
+            clnet.sgd(clnet.TrainingNetwork(shared, x), np.eye(3)[labels])
+    finally:
+        release.set()
+        first.join()
+    alone = small_net(ctx)
+    fit(alone, clnet.SGD(0.1))
+    for name, value in alone.host_arrays().items():
+        np.testing.assert_array_equal(shared.host_arrays()[name], value, err_msg=name)
+
+
 # -- divergence -------------------------------------------------------------------------------------
 
 def linear_net(ctx):
@@ -276,6 +310,18 @@ def test_a_resume_with_other_hyper_parameters_is_refused_naming_them(ctx, tmp_pa
                            resume=True, **{**run, **changed})
     small_net(ctx).fit(x, labels, "cross_entropy", epochs=2, progress=False, checkpoint=tmp_path / "c.npz",
                        resume=True, optimizer=clnet.SGD(0.1, momentum=0.9))  # the seed of the checkpoint
+
+
+def test_a_resume_with_another_dropout_rate_is_refused(ctx, tmp_path):
+    x, labels = digits_like()
+
+    def net(rate):
+        return clnet.InferenceNetwork(ctx, 6, [clnet.FullyConnected(4, "tanh", dropout=rate),
+                                               clnet.FullyConnected(3, "softmax")], seed=2)
+
+    net(0.3).fit(x, labels, "cross_entropy", epochs=1, progress=False, checkpoint=tmp_path / "c.npz")
+    with pytest.raises(ValueError, match=r"holds another network .*dropout=0.3.* than this one .*dropout=0.5"):
+        net(0.5).fit(x, labels, "cross_entropy", epochs=2, progress=False, checkpoint=tmp_path / "c.npz", resume=True)
 
 
 def test_accuracy_refuses_labels_out_of_range(ctx):

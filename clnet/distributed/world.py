@@ -32,16 +32,18 @@ from ..runtime.context import Context
 from ..runtime.device import DEVICE_ENV, devices
 
 POLL_SECONDS = 50e-6  # a waiting rank sleeps this long between tests of its request
-_GUARDIANS: list[int] = []  # the guardians' pipes of this process's Worlds, which os._exit writes to
+_WORLDS: list[World] = []  # this process's Worlds of more than one rank, which os._exit tells
 _real_os_exit = os._exit
 
 
 def _os_exit(code: int) -> None:
     """os._exit that first tells this process's guardians the code: the rank then ends with a line
-    saying so, where the launcher would kill the job without a word."""
-    for fd in _GUARDIANS:
-        with contextlib.suppress(OSError):
-            os.write(fd, f"called os._exit({code})\n".encode())
+    saying so, where the launcher would kill the job without a word. During fit it aborts the job
+    instead, so that a job left half-trained never ends with status 0."""
+    for world in _WORLDS:
+        if world.busy is not None:
+            world.abort(f"called os._exit({code}) during {world.busy}")
+        world._tell_guardian(f"called os._exit({code})")
     _real_os_exit(code)
 
 
@@ -70,6 +72,7 @@ class World:
         self.copy_seconds = 0.0  # time copying gradients between device and host
         self._host: dict[tuple, np.ndarray] = {}
         self._guardian: int | None = None  # the write end of the guardian's pipe
+        self.busy: str | None = None  # the collective work under way ("fit"), which no rank may leave alone
         if self.size > 1:
             self._abort_on_uncaught_exceptions()
             self._start_guardian()
@@ -89,7 +92,7 @@ class World:
                          pass_fds=(read,), start_new_session=True, stdin=subprocess.DEVNULL)
         os.close(read)
         self._guardian = write
-        _GUARDIANS.append(write)
+        _WORLDS.append(self)
         os._exit = _os_exit
         atexit.register(self._tell_guardian, "bye")  # runs before mpi4py's MPI_Finalize (registered earlier)
 

@@ -12,8 +12,10 @@ statistics) in a third (`state_buffer`, None when no layer has any); the layers'
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,9 +96,22 @@ class Network:
         self._kept: FlatArrays | None = None
         self._training: dict[int, TrainingNetwork] = {}
         self.seed: int | None = None
+        self._being_trained = threading.Lock()
         if init is not None:
             initialization.init(self, init, seed)
         ctx.own(self)
+
+    @contextlib.contextmanager
+    def trained_by(self, what: str) -> Iterator[None]:
+        """Held while `what` (fit, sgd) trains the network: its training buffers are the network's
+        own, so a second thread training the same network at once is refused, not interleaved."""
+        if not self._being_trained.acquire(blocking=False):
+            raise RuntimeError(f"{what}: this network is being trained by another thread; a network trains in one "
+                               "thread at a time (a context may be shared: give each thread a network of its own)")
+        try:
+            yield
+        finally:
+            self._being_trained.release()
 
     def _allocate(self) -> tuple[FlatArrays, FlatArrays | None]:
         trainable = [p.shape for placed in self.placements for p in placed.parameters if p.trainable]

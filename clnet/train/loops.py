@@ -36,6 +36,11 @@ def sgd(training: TrainingNetwork, y, cost: str = "quadratic", epochs: int = 1,
     """
     if not isinstance(training, TrainingNetwork):
         raise TypeError(f"sgd trains a clnet.TrainingNetwork, got {type(training).__name__}")
+    with training.net.trained_by("sgd"):
+        return _descend(training, y, cost, epochs, learning_rate)
+
+
+def _descend(training: TrainingNetwork, y, cost: str, epochs: int, learning_rate: float) -> float:
     net, ctx = training.net, training.ctx
     activation = net.output_activation
     costs.check_cost(cost, activation)

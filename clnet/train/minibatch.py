@@ -78,7 +78,8 @@ def fit(net: Network, x, y, cost: str = "quadratic", epochs: int = 1, batch_size
                          seed=seed, progress=progress, checkpoint=checkpoint, resume=resume,
                          checkpoint_every=checkpoint_every, world=world, sharded=sharded, validation=validation,
                          early_stopping=early_stopping, schedule=schedule)
-    return Run(net, x, y, options).train()
+    with net.trained_by("fit"):
+        return Run(net, x, y, options).train()
 
 
 class Run:
@@ -133,7 +134,8 @@ class Run:
         """Run the epochs left; returns the history. On MPI, anything that ends this on one rank
         alone ends the job (parallel.DataParallel.fail)."""
         try:
-            return self._train()
+            with self.parallel.running("fit"):
+                return self._train()
         except BaseException as exc:
             self.parallel.fail(exc)
             raise

@@ -5,7 +5,9 @@ and every rank applies the same update)."""
 
 from __future__ import annotations
 
+import contextlib
 import traceback
+from collections.abc import Iterator
 
 import numpy as np
 import pyopencl.array as cla
@@ -62,6 +64,18 @@ class DataParallel:
         if self.world is None:
             return 0
         return self.world.average_gradients(gradients, rows / global_rows, interrupted)
+
+    @contextlib.contextmanager
+    def running(self, what: str) -> Iterator[None]:
+        """Marks the World busy with `what` (os._exit on a rank then aborts the job, see World)."""
+        if self.world is None:
+            yield
+            return
+        self.world.busy = what
+        try:
+            yield
+        finally:
+            self.world.busy = None
 
     def fail(self, exc: BaseException) -> None:
         """With more than one rank, anything that ends fit on this rank alone (an error, sys.exit,
