@@ -42,7 +42,7 @@ TORCH ?= torch==2.13.0
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[pocl,clblast,test,examples,plot,mpi,onnx]' ruff
+	$(BIN)/pip install -q -e '.[pocl,intel,clblast,test,examples,plot,mpi,onnx]' ruff
 	$(BIN)/pip install -q '$(TORCH)' || echo "PyTorch ($(TORCH)) not installed: the tests that compare with it skip"
 	touch $@
 

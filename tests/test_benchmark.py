@@ -28,7 +28,8 @@ def test_quick_bench_fills_the_table_writes_json_and_png_and_names_the_fastest(c
     names = [c["name"] for c in results["columns"]]
     device = results["columns"][0]
     with clnet.Context(TEST_DEVICE) as ctx:
-        assert device["name"] == ctx.info.name and device["kind"] == "device" and "numpy" in names
+        assert device["device"] == ctx.info.name and device["kind"] == "device" and "numpy" in names
+        assert device["name"].startswith(ctx.info.name + " (")  # and its platform
     assert len(results["metrics"]) == 7  # 2 GEMM sizes, copy, 2 random, init, 1 network
     for metric in results["metrics"]:
         for name in names:
@@ -41,14 +42,13 @@ def test_quick_bench_fills_the_table_writes_json_and_png_and_names_the_fastest(c
     assert device["driver"] and device["platform"]
     assert (tmp_path / "clnet-bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with clnet.Context("fastest") as fastest:
-        assert fastest.info.name == device["name"] and "clnet bench" in fastest.reason
+        assert fastest.info.key == device["key"] and "clnet bench" in fastest.reason
 
 
 def test_bench_writes_to_the_cache_folder_by_default(cache, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(benchmark.suite, "SUITES", {"quick": {"gemm": (64,), "copy": 1000, "random": 1000,
-                                                              "networks": (), "repeats": 1}})
-    monkeypatch.setattr(benchmark.suite, "_device_init", lambda ctx, repeats: 1.0)  # skip 55 M weights
+                                                              "networks": (), "repeats": 1, "init": False}})
     assert cli.main(["bench", "--quick", "--device", TEST_DEVICE, "--no-references", "--no-progress"]) == 0
     assert f"Wrote {cache / 'clnet-bench.json'}" in capsys.readouterr().out
     assert (cache / "clnet-bench.json").is_file() and list(tmp_path.iterdir()) == [cache]
@@ -95,4 +95,18 @@ def test_fastest_is_the_best_geometric_mean_of_the_device_columns():
     # A: 1, 1/4, 1 -> mean log -0.46; B: 1/2, 1, 1/3 -> mean log -0.60
     assert benchmark.fastest_column({"columns": columns, "metrics": metrics}) == "a"
     metrics[1]["values"]["A"] = 8.0  # A: 1, 1/8, 1 -> -0.69: now B
+    assert benchmark.fastest_column({"columns": columns, "metrics": metrics}) == "b"
+
+
+def test_fastest_is_the_device_that_trains_fastest_when_the_table_has_training():
+    columns = [{"name": "A", "kind": "device", "key": "a"}, {"name": "B", "kind": "device", "key": "b"},
+               {"name": "PyTorch", "kind": "reference"}]
+    metrics = [{"name": "GEMM n=512", "higher_is_better": True, "values": {"A": 10.0, "B": 100.0}},
+               {"name": "SGD epoch 784-512-10, batch 64", "higher_is_better": False,
+                "values": {"A": 2.0, "B": 3.0, "PyTorch": 1.0}},
+               {"name": "SGD epoch 784-2500-10, batch 64", "higher_is_better": False,
+                "values": {"A": 20.0, "B": 18.0, "PyTorch": 10.0}}]
+    # training only: A: 1, 0.9 -> mean log -0.05; B: 2/3, 1 -> -0.20 (the GEMM row would make it B)
+    assert benchmark.fastest_column({"columns": columns, "metrics": metrics}) == "a"
+    metrics[2]["values"]["B"] = 12.0  # B: 2/3, 1 and A: 1, 0.6 -> A -0.26, B -0.20: now B
     assert benchmark.fastest_column({"columns": columns, "metrics": metrics}) == "b"

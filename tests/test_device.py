@@ -132,3 +132,16 @@ def best_of(infos, spec):
 def test_device_info_is_comparable_without_the_cl_object():
     info = clnet.devices()[0]
     assert dataclasses.replace(info, cl_device=None) == info
+
+
+def test_a_vendor_spec_means_the_vendors_own_platform_before_another_platform_on_its_cpu():
+    intel_cpu = [fake("0:0", "CPU", "pthread-Intel(R) Xeon(R) Gold 6338", platform="Portable Computing Language",
+                      vendor="GenuineIntel", clock=3200),
+                 fake("1:0", "CPU", "Intel(R) Xeon(R) Gold 6338", platform="Intel(R) OpenCL",
+                      vendor="Intel(R) Corporation", clock=0)]
+    assert choose("intel", intel_cpu)[0].index == "1:0"
+    assert choose("pocl", intel_cpu)[0].index == "0:0"
+    assert choose("amd", MACHINE)[0].index == "3:0"
+    amd_cpu_only = [fake("0:0", "CPU", "pthread-AMD EPYC", platform="Portable Computing Language",
+                         vendor="AuthenticAMD")]
+    assert choose("amd", amd_cpu_only)[0].index == "0:0"  # no AMD platform: AMD's devices elsewhere

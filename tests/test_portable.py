@@ -60,10 +60,20 @@ def test_activations(ctx, dtype, name):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2**40 + 7])
-def test_normal_and_init_are_bit_identical_to_numpy(ctx, dtype, seed):
+def test_streams_init_and_dropout_are_bit_identical_to_numpy(ctx, dtype, seed):
+    """What DESIGN.md promises of every implementation (PoCL, Intel's runtime, Oclgrind): each
+    stream, clnet.init and the dropout masks equal the numpy reference bit for bit."""
     a = cla.empty(ctx.queue, 10001, dtype)
     clnet.Philox(ctx, seed).normal(a)
     np.testing.assert_array_equal(a.get(), ref.normal_exact(seed, 0, 10001, dtype))
+    clnet.Philox(ctx, seed, counter=3).uniform(a)
+    np.testing.assert_array_equal(a.get(), ref.uniform01(seed, 3, 10001, dtype))
+    words = cla.empty(ctx.queue, 4099, np.uint32)
+    clnet.Philox(ctx, seed, counter=7).raw(words)
+    np.testing.assert_array_equal(words.get(), ref.raw(seed, 7, 4099))
+    ones = cla.to_device(ctx.queue, np.ones(ODD * 77, dtype))
+    dropout_op.apply(ctx, ones, ones, 0.3, seed, 2, 9)
+    np.testing.assert_array_equal(ones.get() != 0, ref.dropout_keep(seed, 2, 9, ODD * 77, 0.3))
     net = clnet.InferenceNetwork(ctx, 100, [clnet.FullyConnected(50, "tanh"), clnet.FullyConnected(3)],
                                  dtype=dtype, init=None)
     clnet.init(net, "xavier", seed=seed)
@@ -217,7 +227,7 @@ def test_a_few_training_steps(ctx, dtype):
 
 def test_the_device_is_named(ctx, capsys):
     with capsys.disabled():  # tests/test_oclgrind.py reads this line
-        print(f"\nportable suite on: {ctx.info.name}")
+        print(f"\nportable suite on: {ctx.info.name} ({ctx.info.platform})")
 
 
 CNN_LAYERS = {  # issue 21's kernels at small, odd sizes: (layer, PyTorch module, sample shape, batch)

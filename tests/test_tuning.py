@@ -54,7 +54,8 @@ def test_quick_tune_writes_a_file_that_new_contexts_apply(cache, capsys):
                     expected = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b)
                     np.testing.assert_allclose(c.get(), expected, rtol=1e-4, atol=1e-4)
     cli.main(["devices"])
-    assert "float32" in capsys.readouterr().out.splitlines()[1]
+    rows = [line for line in capsys.readouterr().out.splitlines() if f" {ctx.info.index} " in f" {line} "]
+    assert len(rows) == 1 and "float32" in rows[0]  # the tuned device's row, wherever it is in the table
 
 
 @needs_clblast
@@ -111,3 +112,20 @@ def test_tuning_can_be_switched_off(cache, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         clnet.Context(TEST_DEVICE).close()
+
+
+@pytest.mark.parametrize("kind, native, widths", [("CPU", 8, {None}), ("CPU", 16, {None, 16}),
+                                                  ("CPU", 4, {None, 4}), ("GPU", 1, {None}), ("GPU", 16, {None})])
+def test_tile_candidates_follow_the_devices_native_vector_width(ctx, kind, native, widths):
+    from dataclasses import replace
+
+    from clnet.tuning import search
+
+    info = replace(ctx.info, type=kind, native_float_width=native, native_double_width=max(native // 2, 1))
+    for dtype, scale in (("float32", 1), ("float64", 2)):
+        tiles = search.candidate_tiles(info, dtype, quick=False)
+        expected = {w if w is None else w // scale for w in widths}
+        assert {t.width for t in tiles} == expected
+        assert len(tiles) == len(set(tiles)) and TileParams() in tiles
+        wider = [t for t in tiles if t.width and t.width * scale > 8]
+        assert all(t.rows in search.ROWS["wide"] for t in wider)  # 512-bit: the rows AVX-512's registers hold

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import logging
+import multiprocessing
 import os
 import sys
 
 from ..ops.blas import HAVE_CLBLAST, NO_CLBLAST
 from ..runtime.context import Context
-from ..runtime.device import devices, format_table
+from ..runtime.device import choose, devices, format_table
 from ..runtime.errors import ClnetError
 from ..runtime.log import logger
 from ..tuning import load, tune, tuned_dtypes, tuning_path
@@ -38,18 +40,33 @@ def _devices(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    with Context(args.device) as ctx:
-        print(f"Tuning GEMM on {ctx.info.name} ({ctx.info.platform}): {ctx.reason}.")
-        for dtype in args.dtype:
-            entry = tune(ctx, dtype, quick=args.quick, progress=not args.no_progress)
+    infos = devices()
+    specs = args.device or [None]
+    chosen = infos if "all" in specs else list({i.key: i for i in (choose(s, infos)[0] for s in specs)}.values())
+    if len(chosen) == 1:  # here, with the spec as given (the context says why it chose the device)
+        spec = specs[0] if len(specs) == 1 and specs[0] != "all" else chosen[0].index
+        tune_device(spec, args.dtype, args.quick, not args.no_progress)
+    else:  # each device in a process of its own, so that no runtime's threads disturb another's timing
+        for info in chosen:
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                pool.submit(tune_device, info.index, args.dtype, args.quick, not args.no_progress).result()
+    return 0
+
+
+def tune_device(spec: str | None, dtypes: list[str], quick: bool, progress: bool) -> None:
+    """`clnet tune` on the device `spec` names: every dtype, saved to the tuning file."""
+    show_notes()
+    with Context(spec) as ctx:
+        print(f"Tuning GEMM on {ctx.info.name} ({ctx.info.platform}): {ctx.reason}.", flush=True)
+        for dtype in dtypes:
+            entry = tune(ctx, dtype, quick=quick, progress=progress)
             skipped = [c for c in entry["candidates"] if "error" in c]
             print(f"{dtype}: small products -> {entry['backend']['small']}, large -> {entry['backend']['large']}; "
                   f"clnet tiles {entry['clnet']}; {len(skipped)} candidate(s) skipped")
             for name, figures in entry["gflops"].items():
                 shown = ", ".join(f"{backend} {gflops:.0f}" for backend, gflops in sorted(figures.items()))
                 print(f"  {name}: GFLOP/s {shown}; numpy {entry['numpy_gflops'][name]:.0f}")
-    print(f"Saved to {tuning_path()}; every new clnet.Context on this device applies it.")
-    return 0
+    print(f"Saved to {tuning_path()}; every new clnet.Context on this device applies it.", flush=True)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -65,7 +82,7 @@ def _bench(args: argparse.Namespace) -> int:
     json_path, png_path = bench.save(results, args.out)
     fastest = next((c for c in results["columns"] if c.get("key") == results["fastest"]), None)
     if fastest:
-        print(f"\nFastest device: {fastest['name']} ({fastest['platform']}); Context('fastest') now chooses it.")
+        print(f"\nFastest device for training: {fastest['name']}; Context('fastest') now chooses it.")
     print(f"Wrote {json_path}" + (f" and {png_path}" if png_path else " (no chart: pip install 'clnet[plot]')"))
     return 0
 
@@ -80,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="device spec (default: $CLNET_DEVICE, else the best GPU, else the CPU)")
     demo.set_defaults(run=_demo)
     tune_ = commands.add_parser("tune", help="find the fastest GEMM for a device and keep it")
-    tune_.add_argument("--device", default=None, help="device spec (default: as for demo)")
+    tune_.add_argument("--device", nargs="+", default=None,
+                       help="device specs, or all (default: as for demo); each device is tuned on its own")
     tune_.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "float64"])
     tune_.add_argument("--quick", action="store_true", help="fewer candidates: under a minute on a 2-core CPU")
     tune_.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -2,3 +2,6 @@
 it, kernel templates rendered and built once per context, and kernels called by argument name."""
 
 from . import pyopencl_fixes  # noqa: F401  (see its docstring)
+from .drivers import register as _register_pip_drivers
+
+_register_pip_drivers()  # before any platform query: the loader reads its folder once per process

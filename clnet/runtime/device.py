@@ -7,17 +7,18 @@ tested against any list of devices, not only the ones this machine has.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import pyopencl as cl
 import pyopencl.characterize as characterize
 
-from . import fastest
+from . import drivers, fastest
 from .errors import DeviceNotFoundError, NoPlatformError
 
 DEVICE_ENV = "CLNET_DEVICE"
 
-# A vendor spec matches these substrings of the device vendor or the platform name.
+# A vendor spec matches these substrings of the platform name, else of the device vendor.
 VENDOR_ALIASES = {
     "nvidia": ("nvidia",),
     "amd": ("amd", "advanced micro devices"),
@@ -119,6 +120,11 @@ def devices() -> list[DeviceInfo]:
         except cl.Error:  # a platform with no device raises DEVICE_NOT_FOUND
             continue
         found.extend(_describe(p, d, platform, device) for d, device in enumerate(platform_devices))
+    loaded = {platform.name.strip() for platform in platforms}
+    for name, library in drivers.registered.items():
+        if name not in loaded:
+            warnings.warn(f"clnet registered {library} for the OpenCL loader, but it did not load (a library it "
+                          f"needs may be missing; OCL_ICD_DEBUG=7 shows the loader's reason)", stacklevel=2)
     if not found:
         names = ", ".join(p.name for p in platforms)
         raise NoPlatformError(f"The OpenCL platforms ({names}) have no devices.")
@@ -171,10 +177,10 @@ def _matches(spec: str, infos: list[DeviceInfo]) -> tuple[list[DeviceInfo], str]
         return [i for i in infos if i.is_pocl], "the PoCL platform"
     if key in TYPE_SPECS:
         return [i for i in infos if i.type.lower() == key], f"type {key.upper()}"
-    if key in VENDOR_ALIASES:
+    if key in VENDOR_ALIASES:  # the vendor's own platforms; else its devices on another (PoCL on its CPU)
         aliases = VENDOR_ALIASES[key]
-        return ([i for i in infos if any(a in i.vendor.lower() or a in i.platform.lower() for a in aliases)],
-                f"vendor {key}")
+        own = [i for i in infos if any(a in i.platform.lower() for a in aliases)]
+        return own or [i for i in infos if any(a in i.vendor.lower() for a in aliases)], f"vendor {key}"
     parts = key.split(":")
     if len(parts) == 2 and all(part.strip().isdigit() for part in parts):
         index = f"{int(parts[0])}:{int(parts[1])}"

@@ -9,8 +9,10 @@ as a `kernels.Kernel` that is called by argument name (see clnet.runtime.kernels
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,6 +130,22 @@ def slow_build_notice(what: str, seconds: float = SLOW_BUILD_SECONDS) -> Iterato
         done.set()
 
 
+@contextmanager
+def quiet_compiler() -> Iterator[None]:
+    """Drops pyopencl's CompilerWarning of a build that succeeds (Intel's runtime reports its
+    vectorization on every build); PYOPENCL_COMPILER_OUTPUT=1 shows them, as pyopencl's own switch.
+    A failed build's messages are in its KernelBuildError."""
+    if os.environ.get("PYOPENCL_COMPILER_OUTPUT", "0") != "0":
+        yield
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        if not issubclass(warning.category, cl.CompilerWarning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
 class Programs:
     """The programs and kernels built in one OpenCL context, each built once."""
 
@@ -194,13 +212,18 @@ class Programs:
         started = time.perf_counter()
         program = cl.Program(self._context, source)
         try:
-            with slow_build_notice(f"{name} {params} for {self.info.name}"):
+            with slow_build_notice(f"{name} {params} for {self.info.name}"), quiet_compiler():
                 program.build()
         except cl.Error as exc:
             try:
-                log = program.get_build_info(self.info.cl_device, cl.program_build_info.LOG)
+                with warnings.catch_warnings():  # pyopencl's note on caching: this program is not kept
+                    warnings.simplefilter("ignore", UserWarning)
+                    log = program.get_build_info(self.info.cl_device, cl.program_build_info.LOG)
             except cl.Error:
-                log = str(exc)
+                log = ""
+            # pyopencl's error holds the compiler's messages too; Intel's runtime returns an
+            # empty log after a failed build, so that is the only copy there
+            log = log if log.strip() else str(exc)
             path = self._save_failed_source(name, source)
             raise KernelBuildError(
                 f"Kernel template {name!r} with params {params} failed to build on "

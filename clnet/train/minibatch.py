@@ -142,7 +142,8 @@ class Run:
 
     def _train(self) -> History:
         options = self.options
-        if self.history.stopped_early or self.first_epoch >= options.epochs:  # a resumed run that had ended
+        resumed = self.first_epoch > 0 or self.history.stopped_early
+        if resumed and (self.history.stopped_early or self.first_epoch >= options.epochs):  # a run that had ended
             reason = (f"it stopped early after epoch {len(self.history)}" if self.history.stopped_early
                       else f"its {self.first_epoch} epochs are done")
             warnings.warn(f"fit: the checkpoint {options.checkpoint} holds a finished run ({reason}): nothing to "

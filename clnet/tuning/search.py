@@ -45,13 +45,28 @@ QUICK_SHAPES = {
     "small": SHAPES["small"],
     "large": [(768, 768, 768, False, True), (768, 768, 768, True, False), (768, 768, 768, False, False)],
 }
-TILES = [TileParams(rows, local) for rows in (6, 4, 8) for local in (16, 8, 4, 32)]
-QUICK_TILES = [TileParams(6, 16), TileParams(6, 8), TileParams(4, 16)]
-# 512-bit vectors, measured where the device's native vectors are that wide
-WIDE_TILES = {"float32": [TileParams(rows, local, 16) for rows in (12, 8, 4, 14) for local in (16, 4)],
-              "float64": [TileParams(rows, local, 8) for rows in (12, 8, 4, 14) for local in (16, 4)]}
-QUICK_WIDE_TILES = {"float32": [TileParams(12, 16, 16), TileParams(8, 16, 16), TileParams(4, 16, 16)],
-                    "float64": [TileParams(12, 16, 8), TileParams(8, 16, 8), TileParams(4, 16, 8)]}
+# Tile rows and work-group sizes searched for each vector width: 256-bit vectors (the default, width
+# None) and the device's native width where that differs (AVX-512's 512 bits: more rows fit its 32
+# registers; SSE's 128). Intel's runtime and PoCL on the same AVX2 cores both report 256 bits.
+ROWS = {"narrow": (6, 4, 8), "wide": (12, 8, 4, 14)}
+LOCALS = {"narrow": (16, 8, 4, 32), "wide": (16, 4)}
+QUICK = {"narrow": [(6, 16), (6, 8), (4, 16)], "wide": [(12, 16), (8, 16), (4, 16)]}
+TILES = [TileParams(rows, local) for rows in ROWS["narrow"] for local in LOCALS["narrow"]]
+QUICK_TILES = [TileParams(rows, local) for rows, local in QUICK["narrow"]]
+
+
+def candidate_tiles(info, dtype, quick: bool) -> list[TileParams]:
+    """clnet's tile candidates for a device: the 256-bit ones, and on CPUs whose native vectors are
+    wider or narrower (CL_DEVICE_NATIVE_VECTOR_WIDTH_*), the same search at the native width."""
+    dtype = np.dtype(dtype)
+    default = 32 // dtype.itemsize
+    native = info.native_float_width if dtype == np.float32 else info.native_double_width
+    tiles = list(QUICK_TILES if quick else TILES)
+    if info.type == "CPU" and native != default and native >= 16 // dtype.itemsize:
+        kind = "wide" if native > default else "narrow"
+        pairs = QUICK[kind] if quick else [(r, loc) for r in ROWS[kind] for loc in LOCALS[kind]]
+        tiles += [TileParams(rows, local, native) for rows, local in pairs]
+    return tiles
 
 
 def _xgemm(kwg, kwi, mdima, mdimc, mwg, ndimb, ndimc, nwg, sa, sb, strm, strn, vwm, vwn) -> dict:
@@ -192,13 +207,7 @@ def tune(ctx, dtype="float32", quick: bool = False, progress: bool = True, save:
     dtype = ctx.real_dtype(dtype)
     shapes = shapes or (QUICK_SHAPES if quick else SHAPES)
     repeats = 2 if quick else 3
-    if tile_candidates is None:
-        tiles = QUICK_TILES if quick else TILES
-        native = ctx.info.native_float_width if dtype == np.float32 else ctx.info.native_double_width
-        if ctx.info.type == "CPU" and native >= (16 if dtype == np.float32 else 8):
-            tiles = tiles + (QUICK_WIDE_TILES if quick else WIDE_TILES)[dtype.name]
-    else:
-        tiles = tile_candidates
+    tiles = tile_candidates if tile_candidates is not None else candidate_tiles(ctx.info, dtype, quick)
     clblast = clblast_candidates if clblast_candidates is not None else (QUICK_CLBLAST if quick else CLBLAST)
     clblast = clblast if blas.HAVE_CLBLAST else []  # without pyclblast only clnet's kernel is measured
     candidates: list[dict] = []

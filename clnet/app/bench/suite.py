@@ -3,13 +3,17 @@
 Metrics (float32): GEMM GFLOP/s at a few sizes, memory bandwidth of a copy (GB/s), random
 numbers per second (uniform, normal), the time to initialize the seed article's large network
 (55.01 M weights, xavier), and ms per SGD epoch of the training benchmark networks. Every figure
-is a median of repeated runs after a warm-up, each run ended by queue.finish().
+is a median of repeated runs after a warm-up, each run ended by queue.finish(). Each device is
+measured in a process of its own (spawned), so that no device's runtime disturbs another's or the
+references' (Intel's CPU runtime leaves its worker threads spinning after kernels).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib.util
 import math
+import multiprocessing
 from collections.abc import Callable
 
 import numpy as np
@@ -37,25 +41,27 @@ from .references import (
 from .timing import machine, median_seconds
 
 FORMAT = 1
-SUITES = {
-    "quick": {"gemm": (512, 1024), "copy": 16_000_000, "random": 10_000_000, "networks": ("small",), "repeats": 3},
+SUITES = {  # init: whether to time the seed network's initialization (55.01 M weights)
+    "quick": {"gemm": (512, 1024), "copy": 16_000_000, "random": 10_000_000, "networks": ("small",), "repeats": 3,
+              "init": True},
     "full": {"gemm": (256, 512, 1024, 2048), "copy": 64_000_000, "random": 55_010_000,
-             "networks": ("small", "large"), "repeats": 5},
+             "networks": ("small", "large"), "repeats": 5, "init": True},
 }
 
 
 class Suite:
     """Metric name -> (unit, higher is better) in the order of the table, and the tasks."""
 
-    def __init__(self, quick: bool):
-        self.config = SUITES["quick" if quick else "full"]
+    def __init__(self, quick: bool, config: dict | None = None):
+        self.config = config or SUITES["quick" if quick else "full"]
         self.metrics: dict[str, tuple[str, bool]] = {}
         for n in self.config["gemm"]:
             self.metrics[f"GEMM n={n}"] = ("GFLOP/s", True)
         self.metrics["copy bandwidth"] = ("GB/s", True)
         self.metrics["uniform random numbers"] = ("M/s", True)
         self.metrics["normal random numbers"] = ("M/s", True)
-        self.metrics["init 55.01 M weights (xavier)"] = ("ms", False)
+        if self.config["init"]:
+            self.metrics["init 55.01 M weights (xavier)"] = ("ms", False)
         for key in self.config["networks"]:
             inputs, layers, batch = NETWORKS[key]
             shape = "-".join([str(inputs)] + [str(o) for o, _ in layers])
@@ -72,8 +78,9 @@ class Suite:
         step("random numbers")
         found["uniform random numbers"], found["normal random numbers"] = _device_random(
             ctx, self.config["random"], repeats)
-        step("init 55.01 M weights")
-        found["init 55.01 M weights (xavier)"] = _device_init(ctx, repeats)
+        if self.config["init"]:
+            step("init 55.01 M weights")
+            found["init 55.01 M weights (xavier)"] = _device_init(ctx, repeats)
         for key, metric in self._network_metrics():
             step(metric)
             found[metric] = _device_epoch(ctx, key, _epoch_repeats(key, repeats))
@@ -96,9 +103,10 @@ class Suite:
                                                                 repeats) / 1e6
         found["normal random numbers"] = size / median_seconds(lambda: rng.standard_normal(size, dtype=np.float32),
                                                                repeats) / 1e6
-        widths = [SEED_NETWORK[0]] + [o for o, _ in SEED_NETWORK[1]]
-        found["init 55.01 M weights (xavier)"] = 1e3 * median_seconds(
-            numpy_xavier(list(zip(widths[1:], widths)), rng), repeats)
+        if self.config["init"]:
+            widths = [SEED_NETWORK[0]] + [o for o, _ in SEED_NETWORK[1]]
+            found["init 55.01 M weights (xavier)"] = 1e3 * median_seconds(
+                numpy_xavier(list(zip(widths[1:], widths)), rng), repeats)
         for key, metric in self._network_metrics():
             found[metric] = 1e3 * median_seconds(numpy_network(key, rng), _epoch_repeats(key, repeats))
         return found
@@ -120,10 +128,19 @@ class Suite:
         out = torch.empty(size)
         found["uniform random numbers"] = size / median_seconds(out.uniform_, repeats) / 1e6
         found["normal random numbers"] = size / median_seconds(out.normal_, repeats) / 1e6
-        found["init 55.01 M weights (xavier)"] = 1e3 * median_seconds(torch_xavier(), repeats)
+        if self.config["init"]:
+            found["init 55.01 M weights (xavier)"] = 1e3 * median_seconds(torch_xavier(), repeats)
         for key, metric in self._network_metrics():
             found[metric] = 1e3 * median_seconds(torch_epoch(key), _epoch_repeats(key, repeats))
         return found
+
+
+def measure_device(key: str, config: dict) -> tuple[dict[str, float], bool]:
+    """The suite on the device whose DeviceInfo.key is `key`, and whether its GEMM is tuned; run in
+    a process of its own by `run`."""
+    info = next(info for info in devices() if info.key == key)
+    with Context(info) as ctx:
+        return Suite(False, config).device(ctx, lambda what: None), blas.settings(ctx, "float32").tuned
 
 
 def _epoch_repeats(key: str, repeats: int) -> int:
@@ -188,15 +205,16 @@ def run(specs: list[str] | None = None, quick: bool = False, progress: bool = Tr
     infos = devices()
     chosen = list({info.index: info for info in (choose(s, infos)[0] for s in specs)}.values()) if specs else infos
     has_torch = importlib.util.find_spec("torch") is not None
-    tasks_per_device = len(suite.config["gemm"]) + 3 + len(suite.config["networks"])
     columns, values = [], {}
-    with tqdm(total=len(chosen) * tasks_per_device + references * (1 + has_torch), desc="bench",
-              disable=not progress) as bar:
+    spawn = multiprocessing.get_context("spawn")  # a fresh process: no OpenCL state inherited
+    with tqdm(total=len(chosen) + references * (1 + has_torch), desc="bench", disable=not progress) as bar:
         for info in chosen:
-            with Context(info) as ctx:
-                values[info.name] = suite.device(ctx, _stepper(bar, ctx.info.name))
-                tuned = blas.settings(ctx, "float32").tuned
-            columns.append({"name": info.name, "kind": "device", "key": info.key, "index": info.index,
+            name = column_name(info)
+            bar.set_postfix_str(name, refresh=True)
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+                values[name], tuned = pool.submit(measure_device, info.key, suite.config).result()
+            bar.update()
+            columns.append({"name": name, "device": info.name, "kind": "device", "key": info.key, "index": info.index,
                             "type": info.type, "platform": info.platform, "driver": info.driver_version,
                             "tuned": tuned})
         if references:
@@ -221,6 +239,12 @@ def run(specs: list[str] | None = None, quick: bool = False, progress: bool = Tr
     return results
 
 
+def column_name(info) -> str:
+    """A device's column: its name and, short, its platform (one CPU can be on two platforms)."""
+    platform = "PoCL" if info.is_pocl else info.platform.replace("(R)", "").replace("(TM)", "")
+    return f"{info.name} ({' '.join(platform.split())})"
+
+
 def _stepper(bar: tqdm, where: str) -> Callable[[str], None]:
     """A function that advances the bar as each task starts, saying what runs."""
 
@@ -232,15 +256,17 @@ def _stepper(bar: tqdm, where: str) -> Callable[[str], None]:
 
 
 def fastest_column(results: dict) -> str | None:
-    """The key of the device with the best geometric mean, over the metrics, of its figure
-    relative to the best device's (times inverted)."""
+    """The key of the device that trains fastest: the best geometric mean, over the training
+    metrics (ms per SGD epoch), of its figure relative to the best device's (times inverted); over
+    every metric when the table has no training metric."""
     devices_ = [c for c in results["columns"] if c["kind"] == "device"]
     if not devices_:
         return None
+    training = [m for m in results["metrics"] if m.get("name", "").startswith("SGD epoch")]
     scores = {}
     for column in devices_:
         logs = []
-        for metric in results["metrics"]:
+        for metric in training or results["metrics"]:
             figures = [metric["values"][c["name"]] for c in devices_ if metric["values"].get(c["name"])]
             mine = metric["values"].get(column["name"])
             if not mine or not figures:
