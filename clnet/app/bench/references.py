@@ -82,20 +82,10 @@ def torch_training(key: str, x: np.ndarray, y: np.ndarray) -> Callable[[], None]
     return epoch
 
 
-# the clnet bench suite's names for two of them (one batch, plain SGD, quadratic cost)
-SUITE_NETWORKS = {"small": "mlp", "large": "seed"}
-NETWORKS = {key: (TRAINING_NETWORKS[name][0], TRAINING_NETWORKS[name][1], TRAINING_NETWORKS[name][4])
-            for key, name in SUITE_NETWORKS.items()}
-
-
-def network_data(key: str):
-    """x and y of the suite's network `key` ("small" or "large")."""
-    return training_data(SUITE_NETWORKS[key])
-
-
-def torch_epoch(key: str) -> Callable[[], None]:
-    """One SGD epoch of the suite's network `key` in PyTorch (ImportError without it)."""
-    return torch_training(SUITE_NETWORKS[key], *network_data(key))
+def has_numpy_reference(key: str) -> bool:
+    """numpy_epoch covers the one-batch SGD networks with the quadratic cost (mlp, seed)."""
+    _, _, cost, optimizer, batch, samples = TRAINING_NETWORKS[key]
+    return cost == "quadratic" and optimizer == "sgd" and batch == samples
 
 
 def numpy_xavier(shapes, rng) -> Callable[[], None]:
@@ -112,8 +102,9 @@ def numpy_xavier(shapes, rng) -> Callable[[], None]:
 
 
 def numpy_network(key: str, rng) -> Callable[[], None]:
-    inputs, layers, _ = NETWORKS[key]
-    x, y = network_data(key)
+    """One epoch of TRAINING_NETWORKS[key] in numpy (see has_numpy_reference)."""
+    inputs, layers = TRAINING_NETWORKS[key][:2]
+    x, y = training_data(key)
     widths = [inputs] + [o for o, _ in layers]
     params = [(rng.normal(scale=math.sqrt(2 / (i + o)), size=(o, i)).astype(np.float32), np.zeros(o, np.float32))
               for i, o in zip(widths, widths[1:])]

@@ -28,25 +28,36 @@ from ...runtime.context import Context
 from ...runtime.device import choose, devices
 from ...train.loops import sgd
 from ...train.model import InferenceNetwork
+from ...train.optimizers import Adam
 from .references import (
-    NETWORKS,
     RATE,
     SEED_NETWORK,
-    network_data,
+    TRAINING_NETWORKS,
+    has_numpy_reference,
     numpy_network,
     numpy_xavier,
-    torch_epoch,
+    torch_training,
     torch_xavier,
+    training_data,
 )
 from .timing import machine, median_seconds
 
 FORMAT = 1
-SUITES = {  # init: whether to time the seed network's initialization (55.01 M weights)
-    "quick": {"gemm": (512, 1024), "copy": 16_000_000, "random": 10_000_000, "networks": ("small",), "repeats": 3,
-              "init": True},
+SUITES = {  # init: whether to time the seed network's initialization (55.01 M weights); networks: of
+    # references.TRAINING_NETWORKS, the four reference training steps of issue 13
+    "quick": {"gemm": (512, 1024), "copy": 16_000_000, "random": 10_000_000, "networks": ("mlp", "digits"),
+              "repeats": 3, "init": True},
     "full": {"gemm": (256, 512, 1024, 2048), "copy": 64_000_000, "random": 55_010_000,
-             "networks": ("small", "large"), "repeats": 5, "init": True},
+             "networks": ("mlp", "seed", "digits", "mnist"), "repeats": 5, "init": True},
 }
+
+
+def network_metric(key: str) -> str:
+    """The row of a training network: "SGD epoch 784-512-10, batch 256", "Adam epoch 64-128-10, 45 x 32"."""
+    inputs, layers, _, optimizer, batch, samples = TRAINING_NETWORKS[key]
+    shape = "-".join([str(inputs)] + [str(o) for o, _ in layers])
+    batches = f"batch {batch}" if batch == samples else f"{-(-samples // batch)} x {batch}"
+    return f"{'SGD' if optimizer == 'sgd' else 'Adam'} epoch {shape}, {batches}"
 
 
 class Suite:
@@ -58,14 +69,13 @@ class Suite:
         for n in self.config["gemm"]:
             self.metrics[f"GEMM n={n}"] = ("GFLOP/s", True)
         self.metrics["copy bandwidth"] = ("GB/s", True)
+        self.metrics["kernel launch, queued"] = ("us", False)
         self.metrics["uniform random numbers"] = ("M/s", True)
         self.metrics["normal random numbers"] = ("M/s", True)
         if self.config["init"]:
             self.metrics["init 55.01 M weights (xavier)"] = ("ms", False)
         for key in self.config["networks"]:
-            inputs, layers, batch = NETWORKS[key]
-            shape = "-".join([str(inputs)] + [str(o) for o, _ in layers])
-            self.metrics[f"SGD epoch {shape}, batch {batch}"] = ("ms", False)
+            self.metrics[network_metric(key)] = ("ms", False)
 
     def device(self, ctx, step: Callable[[str], None]) -> dict[str, float]:
         """Every metric on one device."""
@@ -75,20 +85,20 @@ class Suite:
             found[f"GEMM n={n}"] = _device_gemm(ctx, n, repeats)
         step("copy bandwidth")
         found["copy bandwidth"] = _device_copy(ctx, self.config["copy"], repeats)
+        found["kernel launch, queued"] = _device_launch(ctx, repeats)
         step("random numbers")
         found["uniform random numbers"], found["normal random numbers"] = _device_random(
             ctx, self.config["random"], repeats)
         if self.config["init"]:
             step("init 55.01 M weights")
             found["init 55.01 M weights (xavier)"] = _device_init(ctx, repeats)
-        for key, metric in self._network_metrics():
+        for key, metric in self.network_metrics():
             step(metric)
             found[metric] = _device_epoch(ctx, key, _epoch_repeats(key, repeats))
         return found
 
-    def _network_metrics(self) -> list[tuple[str, str]]:
-        names = [m for m in self.metrics if m.startswith("SGD epoch")]
-        return list(zip(self.config["networks"], names))
+    def network_metrics(self) -> list[tuple[str, str]]:
+        return [(key, network_metric(key)) for key in self.config["networks"]]
 
     def numpy(self, step: Callable[[str], None]) -> dict[str, float]:
         step("numpy")
@@ -107,8 +117,9 @@ class Suite:
             widths = [SEED_NETWORK[0]] + [o for o, _ in SEED_NETWORK[1]]
             found["init 55.01 M weights (xavier)"] = 1e3 * median_seconds(
                 numpy_xavier(list(zip(widths[1:], widths)), rng), repeats)
-        for key, metric in self._network_metrics():
-            found[metric] = 1e3 * median_seconds(numpy_network(key, rng), _epoch_repeats(key, repeats))
+        for key, metric in self.network_metrics():
+            if has_numpy_reference(key):
+                found[metric] = 1e3 * median_seconds(numpy_network(key, rng), _epoch_repeats(key, repeats))
         return found
 
     def torch(self, step: Callable[[str], None]) -> dict[str, float] | None:
@@ -130,8 +141,8 @@ class Suite:
         found["normal random numbers"] = size / median_seconds(out.normal_, repeats) / 1e6
         if self.config["init"]:
             found["init 55.01 M weights (xavier)"] = 1e3 * median_seconds(torch_xavier(), repeats)
-        for key, metric in self._network_metrics():
-            found[metric] = 1e3 * median_seconds(torch_epoch(key), _epoch_repeats(key, repeats))
+        for key, metric in self.network_metrics():
+            found[metric] = 1e3 * median_seconds(torch_training(key, *training_data(key)), _epoch_repeats(key, repeats))
         return found
 
 
@@ -144,7 +155,7 @@ def measure_device(key: str, config: dict) -> tuple[dict[str, float], bool]:
 
 
 def _epoch_repeats(key: str, repeats: int) -> int:
-    return max(2, repeats - 2) if key == "large" else repeats  # a large epoch takes seconds
+    return max(2, repeats - 2) if key == "seed" else repeats  # the seed network's epoch takes seconds
 
 
 def _device_gemm(ctx, n: int, repeats: int) -> float:
@@ -157,6 +168,19 @@ def _device_copy(ctx, size: int, repeats: int) -> float:
     src, dst = cla.empty(ctx.queue, size, np.float32), cla.empty(ctx.queue, size, np.float32)
     memory.fill(ctx, src, 1.0)
     return 2 * 4 * size / median_seconds(lambda: (memory.copy(ctx, src, dst), ctx.finish()), repeats) / 1e9
+
+
+def _device_launch(ctx, repeats: int, launches: int = 200) -> float:
+    """us per launch of a kernel with almost no work (a fill of 8 elements), `launches` queued then
+    waited for: what each of the dozens of launches of a small training step costs."""
+    a = cla.empty(ctx.queue, 8, np.float32)
+
+    def run():
+        for _ in range(launches):
+            memory.fill(ctx, a, 1.0)
+        ctx.finish()
+
+    return 1e6 * median_seconds(run, repeats) / launches
 
 
 def _device_random(ctx, size: int, repeats: int) -> tuple[float, float]:
@@ -176,15 +200,22 @@ def _device_init(ctx, repeats: int) -> float:
 
 
 def _device_epoch(ctx, key: str, repeats: int) -> float:
-    inputs, layers, _ = NETWORKS[key]
-    x, y = network_data(key)
+    """ms per epoch: one-batch SGD networks through sgd on a TrainingNetwork, the others through fit."""
+    inputs, layers, cost, _, batch, _ = TRAINING_NETWORKS[key]
+    x, y = training_data(key)
     net = InferenceNetwork(ctx, inputs, [FullyConnected(o, act) for o, act in layers], init="xavier", seed=1)
-    training = TrainingNetwork(net, x)
-    y_dev = cla.to_device(ctx.queue, y)
     try:
-        return 1e3 * median_seconds(lambda: (sgd(training, y_dev, "quadratic", 1, RATE), ctx.finish()), repeats)
+        if has_numpy_reference(key):
+            training = TrainingNetwork(net, x)
+            y_dev = cla.to_device(ctx.queue, y)
+            try:
+                return 1e3 * median_seconds(lambda: (sgd(training, y_dev, cost, 1, RATE), ctx.finish()), repeats)
+            finally:
+                training.release()
+        adam = Adam(1e-3)
+        return 1e3 * median_seconds(lambda: (net.fit(x, y, cost, 1, batch, optimizer=adam, progress=False, seed=0),
+                                             ctx.finish()), repeats)
     finally:
-        training.release()
         net.release()
 
 
@@ -228,7 +259,8 @@ def run(specs: list[str] | None = None, quick: bool = False, progress: bool = Tr
                 values["PyTorch"] = found
                 columns.append({"name": "PyTorch", "kind": "reference", "version": torch.__version__,
                                 "threads": torch.get_num_threads()})
-    metrics = [{"name": name, "unit": unit, "higher_is_better": higher,
+    training = {metric for _, metric in suite.network_metrics()}
+    metrics = [{"name": name, "unit": unit, "higher_is_better": higher, "training": name in training,
                 "values": {column["name"]: values[column["name"]].get(name) for column in columns}}
                for name, (unit, higher) in suite.metrics.items()]
     results = {"format": FORMAT, "quick": quick, "machine": machine(), "columns": columns, "metrics": metrics}
@@ -257,12 +289,12 @@ def _stepper(bar: tqdm, where: str) -> Callable[[str], None]:
 
 def fastest_column(results: dict) -> str | None:
     """The key of the device that trains fastest: the best geometric mean, over the training
-    metrics (ms per SGD epoch), of its figure relative to the best device's (times inverted); over
-    every metric when the table has no training metric."""
+    metrics (ms per epoch of the reference networks), of its figure relative to the best device's
+    (times inverted); over every metric when the table has no training metric."""
     devices_ = [c for c in results["columns"] if c["kind"] == "device"]
     if not devices_:
         return None
-    training = [m for m in results["metrics"] if m.get("name", "").startswith("SGD epoch")]
+    training = [m for m in results["metrics"] if m.get("training")]
     scores = {}
     for column in devices_:
         logs = []
