@@ -210,6 +210,8 @@ def cost(name, a, y, activation="sigmoid"):
     batch = a.shape[0]
     if name == "quadratic":
         return np.sum((a - y) ** 2) / (2 * batch)
+    if name == "mse":  # the mean over every element
+        return np.mean((a - y) ** 2)
     if activation == "softmax":
         return -np.sum(y * np.log(a)) / batch
     return -np.sum(y * np.log(a) + (1 - y) * np.log(1 - a)) / batch
@@ -229,6 +231,8 @@ def gradients(x, y, params, activations, cost_name):
     batch = a.shape[0]
     if cost_name == "quadratic":
         delta = backward(activations[-1], z, a, (a - y) / batch)
+    elif cost_name == "mse":
+        delta = backward(activations[-1], z, a, 2 * (a - y) / a.size)
     else:  # cross-entropy after a sigmoid or softmax: the activation's derivative cancels
         delta = (a - y) / batch
     grads = [None] * len(params)

@@ -276,7 +276,7 @@ def test_bad_training_input(ctx):
         clnet.sgd(training, np.zeros((3, 1)), "quadratic", 1, 0.1)
     with pytest.raises(ValueError, match=r"y must have shape \(batch, 1\), got \(2, 2\)"):
         clnet.sgd(training, np.zeros((2, 2)), "quadratic", 1, 0.1)
-    with pytest.raises(ValueError, match="unknown cost 'l1'; choose one of quadratic, cross_entropy"):
+    with pytest.raises(ValueError, match="unknown cost 'l1'; choose one of quadratic, mse, cross_entropy"):
         clnet.sgd(training, Y, "l1", 1, 0.1)
     for epochs in (-1, 1.5, True):
         with pytest.raises(ValueError, match="epochs must be a whole number >= 0"):

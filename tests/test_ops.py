@@ -228,7 +228,7 @@ def test_softmax_and_its_backward_against_numpy(ctx, dtype, shape):
 
 
 def test_cost_errors(ctx):
-    with pytest.raises(ValueError, match="unknown cost 'hinge'; choose one of quadratic, cross_entropy"):
+    with pytest.raises(ValueError, match="unknown cost 'hinge'; choose one of quadratic, mse, cross_entropy"):
         costs.check_cost("hinge", "sigmoid")
     with pytest.raises(ValueError, match="cross_entropy cost needs a sigmoid or softmax output layer, got 'tanh'"):
         costs.check_cost("cross_entropy", "tanh")

@@ -64,6 +64,9 @@ def check_layers(layers) -> list[Layer]:
     return layers
 
 
+CLASSIFIER_ACTIVATIONS = ("softmax", "sigmoid")
+
+
 class Network:
     """A sequence of layers on one device, for float32 or float64.
 
@@ -173,6 +176,48 @@ class Network:
                 raise ValueError(f"{name} must have shape {tuple(target.shape)}, got {value.shape}")
             target.set(value)
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every parameter and state array by name, as numpy (PyTorch's state_dict; weights are
+        (outputs, inputs), as torch.nn.Linear's): `host_arrays`."""
+        return self.host_arrays()
+
+    def load_state_dict(self, arrays) -> None:
+        """Set every array from a mapping like `state_dict`'s (PyTorch's name): `set_arrays`."""
+        self.set_arrays(arrays)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every parameter and state array as numpy, in the order of `named_arrays` (Keras' name;
+        the layout is PyTorch's: a dense layer's weights are (outputs, inputs))."""
+        return list(self.host_arrays().values())
+
+    def set_weights(self, weights: Sequence) -> None:
+        """Set every array from a list in the order of `get_weights`. Queued."""
+        names = list(self.named_arrays())
+        if len(weights) != len(names):
+            raise ValueError(f"set_weights needs {len(names)} arrays ({', '.join(names)}), got {len(weights)}")
+        self.set_arrays(dict(zip(names, weights)))
+
+    def summary(self, print_fn=print) -> str:
+        """A table of the layers, their output shapes and parameter counts, with the totals (as
+        Keras' summary); printed with print_fn (None: not printed) and returned."""
+        rows = [("layer", "output shape", "parameters")]
+        trainable = state = 0
+        for i, (spec, placed) in enumerate(zip(self.specs, self.placements)):
+            counts = [(math.prod(p.shape), p.trainable) for p in placed.parameters]
+            trainable += sum(n for n, t in counts if t)
+            state += sum(n for n, t in counts if not t)
+            rows.append((f"{i}: {spec.brief()}", str((None, *placed.output_shape)), f"{sum(n for n, _ in counts):,}"))
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+                 for row in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append(f"input {(None, *self.input_shape)}, {self.dtype.name}, on {self.ctx.info.name}")
+        lines.append(f"parameters: {trainable + state:,} ({trainable:,} trainable, {state:,} state)")
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
     def _names(self, trainable: bool) -> list[str]:
         return [f"layer_{i}.{p.name}" for i, placed in enumerate(self.placements) for p in placed.parameters
                 if p.trainable == trainable]
@@ -253,21 +298,46 @@ class Network:
         free = max(info.global_mem_bytes - self.ctx.memory_in_use, 0)
         return max(1, min(free // 2 // per_row, info.largest_allocation // widest))
 
-    def predict(self, x, batch_size: int = 4096) -> np.ndarray:
-        """Class predictions for x as a numpy int array: the index of the largest output, or
-        output > 0.5 for a single output. Runs in batches of batch_size rows."""
+    @property
+    def is_classifier(self) -> bool:
+        """Whether the output layer is a classifier's: (batch, outputs) through softmax or sigmoid."""
+        return len(self.output_shape) == 1 and self.output_activation in CLASSIFIER_ACTIVATIONS
+
+    def outputs_of(self, x, batch_size: int = 4096) -> np.ndarray:
+        """The network's output for x as one numpy array, computed in batches of batch_size rows."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-        if len(self.output_shape) != 1:
-            raise ValueError(f"predict gives classes of (batch, outputs) outputs; this network's are {self.outputs}")
         if not isinstance(x, cla.Array):
             x = host_batch(x, self.input_shape, self.dtype)  # converted once, not per batch
         outputs = [self(x[i:i + batch_size]).get() for i in range(0, x.shape[0], batch_size)]
-        scores = np.concatenate(outputs) if outputs else np.zeros((0, *self.output_shape))
+        return np.concatenate(outputs) if outputs else np.zeros((0, *self.output_shape), self.dtype)
+
+    def predict(self, x, batch_size: int = 4096) -> np.ndarray:
+        """Predictions for x as numpy: for a classifier (softmax or sigmoid output) class indices,
+        the index of the largest output, or output > 0.5 for a single output; for any other
+        output layer the values, (samples,) for one output (as scikit-learn's regressors give),
+        else (samples, *output_shape). Runs in batches of batch_size rows."""
+        scores = self.outputs_of(x, batch_size)
+        if not self.is_classifier:
+            return scores[:, 0] if self.outputs == 1 else scores
         return (scores[:, 0] > 0.5).astype(np.int64) if self.outputs == 1 else scores.argmax(axis=1)
 
+    def predict_proba(self, x, batch_size: int = 4096) -> np.ndarray:
+        """Class probabilities for x as numpy (samples, classes), as scikit-learn's classifiers give
+        them: a softmax's outputs, or (1 - p, p) for one sigmoid output. ValueError for a network
+        that is not a classifier."""
+        if not self.is_classifier:
+            raise ValueError(f"predict_proba is for classifiers (a softmax or sigmoid output layer); this network's "
+                             f"output is {self.output_activation}: use predict for its values")
+        scores = self.outputs_of(x, batch_size)
+        return np.column_stack([1 - scores[:, 0], scores[:, 0]]) if self.outputs == 1 else scores
+
     def accuracy(self, x, labels) -> float:
-        """The fraction of samples whose `predict` equals labels (class indices or one-hot rows)."""
+        """The fraction of samples whose `predict` equals labels (class indices or one-hot rows);
+        for classifiers only (a softmax or sigmoid output layer)."""
+        if not self.is_classifier:
+            raise ValueError(f"accuracy is for classifiers (a softmax or sigmoid output layer); this network's output "
+                             f"is {self.output_activation}: evaluate(x, y) gives the cost, MSE, MAE and R²")
         labels = np.asarray(labels.get() if isinstance(labels, cla.Array) else labels)
         if labels.ndim == 2 and labels.shape[1] > 1:
             labels = labels.argmax(axis=1)

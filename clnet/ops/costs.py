@@ -1,11 +1,17 @@
 """Costs: their values and their gradients with respect to the output (kernels/costs.cl).
 
     quadratic      C = sum((a - y)**2) / (2 * batch)              any output activation
+    mse            C = sum((a - y)**2) / (batch * outputs)        any output activation (the mean
+                                                                  over every element: Keras' "mse",
+                                                                  PyTorch's MSELoss())
     cross_entropy  C = -sum(y ln a + (1 - y) ln(1 - a)) / batch   after a sigmoid
                    C = -sum(y ln a) / batch                       after a softmax (rows of y
                                                                   one-hot or probabilities)
 
-Gradients are of C, so they are averaged over the batch. The cross-entropies' values come from
+Gradients are of C, so they are averaged over the batch. Aliases (`ALIASES`) take the names users
+know: "mean_squared_error"; "binary_cross_entropy", "bce" and "log_loss" (sigmoid: the sum over
+outputs, mean over the batch, which is PyTorch's BCELoss for one output) and
+"categorical_cross_entropy" (softmax: PyTorch's CrossEntropyLoss). The cross-entropies' values come from
 the logits z (the output layer's input to its activation), which keeps them exact for any z.
 """
 
@@ -17,7 +23,9 @@ import pyopencl.array as cla
 
 from .arrays import check_array, launch_elementwise, reduction_items
 
-COSTS = ("quadratic", "cross_entropy")
+COSTS = ("quadratic", "mse", "cross_entropy")
+ALIASES = {"mean_squared_error": "mse", "binary_cross_entropy": "cross_entropy", "bce": "cross_entropy",
+           "log_loss": "cross_entropy", "categorical_cross_entropy": "cross_entropy"}
 CROSS_ENTROPY_ACTIVATIONS = ("sigmoid", "softmax")
 # Outputs up to this size: the cost's one work-group also writes the gradient (256 x 10: 26
 # against 36 us); at 1000 x 10 the parallel `difference` kernel beside it won (44 against 48 us).
@@ -25,9 +33,11 @@ FUSED_DELTA = 1 << 12
 
 
 def check_cost(name: str, activation: str) -> str:
-    """`name` if it is a known cost that fits the output activation; ValueError otherwise."""
-    if name not in COSTS:
-        raise ValueError(f"unknown cost {name!r}; choose one of {', '.join(COSTS)}")
+    """The cost `name` means (an alias resolved) if it fits the output activation; ValueError otherwise."""
+    if not isinstance(name, str) or ALIASES.get(name, name) not in COSTS:
+        raise ValueError(f"unknown cost {name!r}; choose one of {', '.join(COSTS)} "
+                         f"(or their aliases {', '.join(ALIASES)})")
+    name = ALIASES.get(name, name)
     if name == "cross_entropy" and activation not in CROSS_ENTROPY_ACTIVATIONS:
         raise ValueError(f"the cross_entropy cost needs a sigmoid or softmax output layer, got {activation!r}")
     return name
@@ -42,21 +52,33 @@ def _check(ctx, a: cla.Array, y: cla.Array, names=("a", "y")) -> np.dtype:
     return dtype
 
 
-def output_delta(ctx, name: str, a: cla.Array, y: cla.Array, delta: cla.Array) -> cl.Event:
-    """delta = dC/da (quadratic), or dC/dz with the activation folded in (cross_entropy). Queued.
+def scales(name: str, rows: int, cols: int, batches: int | None = None) -> tuple[float, float]:
+    """(value scale, gradient scale): C = scale * sum of the terms, delta = (a - y) * gradient scale;
+    batches: the rows the value is averaged over (a mean of mini-batches) when not `rows`."""
+    mean = batches or rows
+    if name == "quadratic":
+        return 1 / (2 * mean), 1 / rows
+    if name == "mse":
+        return 1 / (mean * cols), 2 / (rows * cols)
+    return 1 / mean, 1 / rows
 
-    Both are (a - y) / batch; cross_entropy's is already the gradient of the output layer's
-    input, so the network skips the activation's derivative (`skips_activation_derivative`).
+
+def output_delta(ctx, name: str, a: cla.Array, y: cla.Array, delta: cla.Array) -> cl.Event:
+    """delta = dC/da (quadratic, mse), or dC/dz with the activation folded in (cross_entropy). Queued.
+
+    Each is (a - y) times a scale (`scales`); cross_entropy's is already the gradient of the output
+    layer's input, so the network skips the activation's derivative (`skips_activation_derivative`).
     """
     dtype = _check(ctx, a, y)
     check_array(ctx, delta, "delta", dtype=dtype, shape=a.shape)
     kernel = ctx.kernel("costs.cl", "difference", dtype=dtype)
-    return launch_elementwise(ctx, kernel, a.size, dtype, a=a, y=y, delta=delta, scale=1 / a.shape[0], n=a.size)
+    scale = scales(ALIASES.get(name, name), *a.shape)[1]
+    return launch_elementwise(ctx, kernel, a.size, dtype, a=a, y=y, delta=delta, scale=scale, n=a.size)
 
 
 def skips_activation_derivative(name: str) -> bool:
     """True when `output_delta` already includes the output activation's derivative."""
-    return name == "cross_entropy"
+    return ALIASES.get(name, name) == "cross_entropy"
 
 
 def value_into(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: cla.Array, out: cla.Array,
@@ -67,12 +89,13 @@ def value_into(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: c
     delta: also write `output_delta` there, in the same launch, when the output is small enough
     for the one work-group that sums the cost (FUSED_DELTA elements); else a second launch.
     """
-    check_cost(name, activation)
-    x = a if name == "quadratic" else z
-    dtype = _check(ctx, x, y, ("a" if name == "quadratic" else "z", "y"))
+    name = check_cost(name, activation)
+    squares = name in ("quadratic", "mse")
+    x = a if squares else z
+    dtype = _check(ctx, x, y, ("a" if squares else "z", "y"))
     rows, cols = x.shape
-    scale = 1 / (batches or rows) / (2 if name == "quadratic" else 1)
-    kernel_name = "quadratic_sum" if name == "quadratic" else f"{activation}_cross_entropy_sum"
+    scale, delta_scale = scales(name, rows, cols, batches)
+    kernel_name = "quadratic_sum" if squares else f"{activation}_cross_entropy_sum"
     items = reduction_items(ctx)
     extra = {}
     if delta is not None:
@@ -82,7 +105,7 @@ def value_into(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: c
             check_array(ctx, a, "a", dtype=dtype, shape=x.shape)
             check_array(ctx, delta, "delta", dtype=dtype, shape=x.shape)
             kernel_name += "_delta"
-            extra = {"a": a, "delta": delta, "delta_scale": 1 / rows}
+            extra = {"a": a, "delta": delta, "delta_scale": delta_scale}
     kernel = ctx.kernel("costs.cl", kernel_name, dtype=dtype)
     return kernel(ctx.queue, (items,), (items,), x=x, y=y, out=out, index=index, scale=scale, rows=rows,
                   cols=cols, partial=cl.LocalMemory(items * dtype.itemsize), **extra)

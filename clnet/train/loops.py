@@ -43,7 +43,7 @@ def sgd(training: TrainingNetwork, y, cost: str = "quadratic", epochs: int = 1,
 def _descend(training: TrainingNetwork, y, cost: str, epochs: int, learning_rate: float) -> float:
     net, ctx = training.net, training.ctx
     activation = net.output_activation
-    costs.check_cost(cost, activation)
+    cost = costs.check_cost(cost, activation)
     epochs = check_whole("epochs", epochs, 0)
     learning_rate = check_learning_rate(learning_rate)
     y = to_device_batch(ctx, y, net.outputs, net.dtype, name="y", check_device=True)

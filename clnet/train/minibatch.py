@@ -23,38 +23,46 @@ from ..nn.network import Network
 from ..nn.parameters import FlatArrays
 from ..ops import costs, memory
 from ..ops.arrays import all_finite, to_device_batch
+from ..runtime.log import logger
 from . import checkpoints, guards
 from .optimizers import Optimizer
 from .options import FitOptions
 from .parallel import DataParallel
 from .schedules import Schedule
-from .targets import as_targets
+from .targets import as_targets, default_cost
 from .validation import EarlyStopping, History, Validation
 
 
-def fit(net: Network, x, y, cost: str = "quadratic", epochs: int = 1, batch_size: int = 32,
+def fit(net: Network, x, y, cost: str | None = None, epochs: int = 1, batch_size: int = 32,
         optimizer: Optimizer | None = None, shuffle: bool = True, seed: int | None = None,
         progress: bool = True, checkpoint: str | Path | None = None, resume: bool = False,
         checkpoint_every: int = 1, world: World | None = None, sharded: bool = False,
         validation: tuple | None = None, early_stopping: int | None = None,
-        schedule: Schedule | None = None) -> History:
+        schedule: Schedule | None = None, validation_split: float | None = None,
+        verbose: int | bool | None = None) -> History:
     """Train on mini-batches of (x, y) for `epochs` passes; returns the cost of each epoch (a
     list, clnet.train.validation.History, which also carries the validation figures).
 
-    x: (samples, *input_shape), y: (samples, outputs) or integer class labels (samples,): numpy
-    arrays, lists or other array-likes (converted once, here), or device arrays; every value must
-    be finite. Each epoch visits the samples in a new order drawn from `seed` (so the same seed
-    and the same starting weights give the same history; layers with dropout draw their masks
-    from it too), in batches of batch_size and a last, smaller batch with the rest. optimizer:
-    clnet.SGD or clnet.Adam (default Adam()); schedule: a learning-rate schedule used instead of
-    the optimizer's own rate (clnet.train.schedules, per optimizer step; the optimizer object is
-    not changed). An epoch's cost is the mean over its samples of the cost each batch had before
-    its update. The device is waited on once per epoch.
+    x: (samples, *input_shape), y: (samples, outputs), (samples,) for one output, or integer class
+    labels (samples,): numpy arrays, lists or other array-likes (converted once, here), or device
+    arrays; every value must be finite. Integer targets are class labels where the cost is
+    cross-entropy or the output layer is softmax (or sigmoid with one output), values otherwise.
+    cost: "quadratic", "mse", "cross_entropy" or an alias (clnet.ops.costs); None chooses by the
+    output layer and the targets (cross_entropy for softmax, or sigmoid with labels; quadratic
+    otherwise) and says which in clnet's log. Each epoch visits the samples in a new order drawn
+    from `seed` (so the same seed and the same starting weights give the same history; layers with
+    dropout draw their masks from it too), in batches of batch_size and a last, smaller batch with
+    the rest. optimizer: clnet.SGD or clnet.Adam (default Adam()); schedule: a learning-rate
+    schedule used instead of the optimizer's own rate (clnet.train.schedules, per optimizer step;
+    the optimizer object is not changed). An epoch's cost is the mean over its samples of the cost
+    each batch had before its update. The device is waited on once per epoch.
 
     validation: (x_val, y_val), evaluated after every epoch without dropout: its cost, and its
     accuracy for class labels, go to the History and the progress bar. early_stopping=patience
     ends the run when the validation cost has not improved for `patience` epochs, and leaves the
     network with the weights of the best epoch (also when the run ends without stopping early).
+    validation_split=f instead holds out the last fraction f of the rows (before any shuffling,
+    as Keras does) as the validation set. verbose: Keras' name for `progress` (0 hides the bar).
 
     checkpoint: a file that is written atomically every `checkpoint_every` epochs (and after the
     last) with the network, the optimizer's state, the epoch, the history, the shuffling
@@ -74,6 +82,13 @@ def fit(net: Network, x, y, cost: str = "quadratic", epochs: int = 1, batch_size
     """
     if not isinstance(net, Network):
         raise TypeError(f"fit trains a clnet.InferenceNetwork, got {type(net).__name__}")
+    if verbose is not None:
+        progress = bool(verbose)
+    if validation_split is not None:
+        if validation is not None or sharded:
+            raise ValueError("validation_split holds out part of x and y; it goes with neither validation= "
+                             "nor sharded=True (pass validation=(x_val, y_val) instead)")
+        x, y, validation = split_off(x, y, validation_split)
     options = FitOptions(cost=cost, epochs=epochs, batch_size=batch_size, optimizer=optimizer, shuffle=shuffle,
                          seed=seed, progress=progress, checkpoint=checkpoint, resume=resume,
                          checkpoint_every=checkpoint_every, world=world, sharded=sharded, validation=validation,
@@ -82,16 +97,32 @@ def fit(net: Network, x, y, cost: str = "quadratic", epochs: int = 1, batch_size
         return Run(net, x, y, options).train()
 
 
+def split_off(x, y, fraction: float) -> tuple:
+    """(x, y) without their last `fraction` of rows, and those rows as (x_val, y_val)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (float, int)) or not 0 < fraction < 1:
+        raise ValueError(f"validation_split must be a fraction between 0 and 1, got {fraction!r}")
+    x = x if isinstance(x, cla.Array) else np.asarray(x)
+    y = y if isinstance(y, cla.Array) else np.asarray(y)
+    rows = x.shape[0]
+    held = round(rows * fraction)
+    if not 0 < held < rows:
+        raise ValueError(f"validation_split={fraction} of {rows} rows leaves no training or no validation rows")
+    return x[:rows - held], y[:rows - held], (x[rows - held:], y[rows - held:])
+
+
 class Run:
     """One call of fit: its data and buffers on the device, the plan of each epoch's steps, and
     the state that a checkpoint keeps (epoch, history, seed, shuffling, early stopping)."""
 
     def __init__(self, net: Network, x, y, options: FitOptions):
-        costs.check_cost(options.cost, net.output_activation)
+        if options.cost is None:
+            options.cost, why = default_cost(net.output_activation, net.outputs, y)
+            logger.info("fit: cost %s (%s; pass cost= to choose another)", options.cost, why)
+        options.cost = costs.check_cost(options.cost, net.output_activation)
         ctx, self.net, self.options = net.ctx, net, options
         self.x = to_device_batch(ctx, x, net.input_shape, net.dtype, check_device=True)
         samples = self.x.shape[0]
-        self.y = as_targets(ctx, y, samples, net.outputs, net.dtype)
+        self.y = as_targets(ctx, y, samples, net.outputs, net.dtype, net.output_activation, options.cost)
         self.validator = None if options.validation is None else Validation(net, options.validation, options.cost)
         self.parallel = DataParallel(options.world, options.sharded)
         self.plan = self.parallel.plan(net, samples, options.batch_size, {

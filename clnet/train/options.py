@@ -16,7 +16,7 @@ from .schedules import Schedule, as_schedule
 class FitOptions:
     """Everything `fit` takes besides the network and the data (see clnet.fit)."""
 
-    cost: str = "quadratic"
+    cost: str | None = None  # None: targets.default_cost, chosen when the network is known
     epochs: int = 1
     batch_size: int = 32
     optimizer: Optimizer | None = None

@@ -1,10 +1,18 @@
-"""What `fit` trains toward: real targets, or integer class labels turned into one-hot rows."""
+"""What `fit` trains toward, and the cost it uses when none is given.
+
+Targets are values (rows, outputs), a 1-D array of values for a one-output network, or integer
+class labels (rows,), turned into one-hot rows (a 0/1 column for one output). Integer targets are
+class labels where the cost is cross-entropy or the output layer is a classifier's (softmax, or
+sigmoid with one output), and values otherwise; where both readings are possible and neither is
+implied, the error says both and how to choose.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pyopencl.array as cla
 
+from ..ops import costs
 from ..ops.arrays import to_device_batch
 
 
@@ -19,11 +27,38 @@ def class_labels(y) -> np.ndarray | None:
     return host if host.ndim == 1 and host.dtype.kind in "iu" else None
 
 
-def as_targets(ctx, y, rows: int, outputs: int | tuple[int, ...], dtype) -> cla.Array:
-    """(rows, outputs) device targets: real targets (array-likes, checked finite), or integer
-    class labels (rows,) as one-hot rows (as a column of 0/1 for a single output)."""
+def labels_mean_classes(activation: str, outputs, cost: str | None) -> bool:
+    """Whether integer targets are class labels for this output layer and cost."""
+    return (cost is not None and costs.ALIASES.get(cost, cost) == "cross_entropy") or activation == "softmax" \
+        or (activation == "sigmoid" and outputs == 1)
+
+
+def default_cost(activation: str, outputs, y) -> tuple[str, str]:
+    """The cost fit uses when none is given, and why: cross-entropy for a softmax output, or a
+    sigmoid output with class labels (or 0/1 targets); the quadratic cost otherwise."""
+    if activation == "softmax":
+        return "cross_entropy", "the output layer is softmax"
+    if activation == "sigmoid":
+        host = y.get() if isinstance(y, cla.Array) else np.asarray(y)
+        if class_labels(host) is not None or (host.size and np.isin(host, (0, 1)).all()):
+            return "cross_entropy", "a sigmoid output layer with class labels"
+    return "quadratic", f"the output layer is {activation}: values, not classes"
+
+
+def as_targets(ctx, y, rows: int, outputs: int | tuple[int, ...], dtype, activation: str = "linear",
+               cost: str | None = None) -> cla.Array:
+    """(rows, outputs) device targets: real targets (array-likes, checked finite), a 1-D array for
+    one output, or integer class labels (rows,) as one-hot rows (a column of 0/1 for one output)."""
     labels = class_labels(y)
+    if labels is not None and not labels_mean_classes(activation, outputs, cost):
+        if outputs != 1:
+            raise ValueError(
+                f"y holds integers, shape ({labels.size},), for a network with {outputs} {activation} outputs: as "
+                f"class labels they need a softmax output layer or cost='cross_entropy'; as values they need "
+                f"shape ({labels.size}, {outputs})")
+        labels, y = None, labels.astype(dtype).reshape(-1, 1)  # values of a one-output regression
     if labels is None:
+        y = _values(y, outputs, activation)
         y = to_device_batch(ctx, y, outputs, dtype, name="y", check_device=True)
     else:
         if not isinstance(outputs, int):
@@ -41,3 +76,21 @@ def as_targets(ctx, y, rows: int, outputs: int | tuple[int, ...], dtype) -> cla.
     if y.shape[0] != rows:
         raise ValueError(f"y has {y.shape[0]} rows but x has {rows}: one target per sample")
     return y
+
+
+def _values(y, outputs, activation: str):
+    """y as values: a 1-D array becomes a column for one output; for several, the error says why not."""
+    if isinstance(y, cla.Array):
+        return y.reshape(-1, 1) if y.ndim == 1 and outputs == 1 else y
+    try:
+        host = np.asarray(y)
+    except (ValueError, TypeError):
+        return y  # to_device_batch says what is wrong with it
+    if host.ndim != 1 or not isinstance(outputs, int):
+        return host
+    if outputs == 1:
+        return host.reshape(-1, 1)
+    whole = host.dtype.kind == "f" and bool(np.isfinite(host).all()) and np.array_equal(host, np.round(host))
+    hint = " (they are whole numbers: as class labels, pass them as integers, y.astype(int))" if whole else ""
+    raise ValueError(f"y has shape {host.shape} but the network has {outputs} {activation} outputs: pass "
+                     f"({host.size}, {outputs}) targets, or integer class labels for a softmax output layer{hint}")

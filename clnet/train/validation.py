@@ -12,7 +12,7 @@ import pyopencl.array as cla
 from ..nn.network import Network
 from ..ops import costs, memory
 from ..ops.arrays import to_device_batch
-from .targets import as_targets, class_labels
+from .targets import as_targets, class_labels, labels_mean_classes
 
 BATCH = 1024  # validation rows per forward pass
 
@@ -50,10 +50,13 @@ class Validation:
             raise TypeError("validation must be a pair (x_val, y_val)")
         ctx, (x, y) = net.ctx, data
         labels = class_labels(y)
+        if labels is not None and not labels_mean_classes(net.output_activation, net.outputs, cost):
+            labels = None  # integer values of a regression
         self.net, self.cost, self.classes = net, cost, labels is not None
         self.x = to_device_batch(ctx, x, net.input_shape, net.dtype, name="validation x", check_device=True)
         self.rows = self.x.shape[0]
-        self.y = as_targets(ctx, y if labels is None else labels, self.rows, net.outputs, net.dtype)
+        self.y = as_targets(ctx, y if labels is None else labels, self.rows, net.outputs, net.dtype,
+                            net.output_activation, cost)
         self.size = min(BATCH, self.rows)
         self.steps = [(start, min(self.size, self.rows - start)) for start in range(0, self.rows, self.size)]
         self.trainers = {rows: net.training_network(rows)

@@ -1,0 +1,192 @@
+"""What Keras, PyTorch and scikit-learn users reach for first (issue 23): 1-D and integer targets
+read as they mean them, the default cost, cost aliases, evaluate, predict for regression,
+predict_proba, weights as numpy, summary, validation_split and verbose; each against an
+independent reference (scikit-learn's metrics, PyTorch, numpy written out here)."""
+
+import logging
+
+import numpy as np
+import pytest
+
+import clnet
+
+
+def regression_data(rows=40, features=5, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, features))
+    return x, x @ rng.normal(size=features) + 0.1 * rng.normal(size=rows)
+
+
+def regressor(ctx, features=5, seed=3, dtype=np.float64):
+    return clnet.InferenceNetwork(ctx, features, [clnet.FullyConnected(8, "tanh"), clnet.FullyConnected(1)],
+                                  dtype=dtype, seed=seed)
+
+
+def classifier(ctx, features=5, classes=3, seed=3, output="softmax"):
+    return clnet.InferenceNetwork(ctx, features, [clnet.FullyConnected(8, "tanh"),
+                                                  clnet.FullyConnected(classes, output)], dtype=np.float64, seed=seed)
+
+
+def weights(net):
+    return [a.copy() for a in net.get_weights()]
+
+
+def train(net, x, y, **options):
+    return net.fit(x, y, epochs=3, batch_size=8, optimizer=clnet.SGD(0.05), seed=1, progress=False, **options)
+
+
+def test_a_1d_float_target_of_a_one_output_network_is_a_column(ctx):
+    x, y = regression_data()
+    a, b = regressor(ctx), regressor(ctx)
+    assert train(a, x, y) == train(b, x, y.reshape(-1, 1))
+    for p, q in zip(weights(a), weights(b)):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_integer_targets_of_a_regression_are_values(ctx):
+    x, y = regression_data()
+    whole = np.round(y * 3).astype(np.int64)
+    a, b = regressor(ctx), regressor(ctx)
+    assert train(a, x, whole) == train(b, x, whole.astype(np.float64))
+    assert a.evaluate(x, whole)["mse"] == pytest.approx(b.evaluate(x, whole.astype(float))["mse"], rel=1e-12)
+
+
+def test_ambiguous_integer_targets_name_both_readings(ctx):
+    x, _ = regression_data()
+    net = clnet.InferenceNetwork(ctx, 5, [clnet.FullyConnected(3)], dtype=np.float64)
+    with pytest.raises(ValueError, match=r"as class labels they need a softmax output layer or cost='cross_entropy'; "
+                                         r"as values they need shape \(40, 3\)"):
+        train(net, x, np.arange(40) % 3)
+
+
+def test_1d_float_class_labels_get_a_hint(ctx):
+    x, _ = regression_data()
+    with pytest.raises(ValueError, match=r"pass \(40, 3\) targets.*whole numbers.*y.astype\(int\)"):
+        train(classifier(ctx), x, (np.arange(40) % 3).astype(float))
+
+
+def test_the_default_cost_follows_the_output_layer_and_says_so(ctx, caplog):
+    x, _ = regression_data()
+    labels = np.arange(40) % 3
+    a, b = classifier(ctx), classifier(ctx)
+    with caplog.at_level(logging.INFO, logger="clnet"):
+        chosen = train(a, x, labels)
+    assert "fit: cost cross_entropy (the output layer is softmax" in caplog.text
+    assert chosen == train(b, x, labels, cost="cross_entropy")
+    x, y = regression_data()
+    a, b = regressor(ctx), regressor(ctx)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="clnet"):
+        assert train(a, x, y) == train(b, x, y, cost="quadratic")
+    assert "fit: cost quadratic (the output layer is linear" in caplog.text
+    binary = classifier(ctx, classes=1, output="sigmoid")
+    with caplog.at_level(logging.INFO, logger="clnet"):
+        train(binary, x, (y > 0).astype(int))
+    assert "fit: cost cross_entropy (a sigmoid output layer with class labels" in caplog.text
+
+
+@pytest.mark.parametrize("alias, name", [("mean_squared_error", "mse"), ("bce", "cross_entropy"),
+                                         ("binary_cross_entropy", "cross_entropy"),
+                                         ("categorical_cross_entropy", "cross_entropy")])
+def test_cost_aliases_train_as_the_cost_they_name(ctx, alias, name):
+    x, y = regression_data()
+    if name == "mse":
+        make, target = regressor, y
+    elif alias == "categorical_cross_entropy":
+        make, target = classifier, np.arange(40) % 3
+    else:
+        make, target = (lambda c: classifier(c, classes=1, output="sigmoid")), (y > 0).astype(int)
+    a, b = make(ctx), make(ctx)
+    assert train(a, x, target, cost=alias) == train(b, x, target, cost=name)
+
+
+def test_mse_is_the_mean_over_every_element(ctx):
+    x, y = regression_data()
+    net = clnet.InferenceNetwork(ctx, 5, [clnet.FullyConnected(2)], dtype=np.float64, seed=2)
+    targets = np.column_stack([y, -y])
+    before = net(x).get()
+    history = net.fit(x, targets, "mse", epochs=1, batch_size=40, optimizer=clnet.SGD(0.01), progress=False)
+    assert history[0] == pytest.approx(np.mean((before - targets) ** 2), rel=1e-12)  # Keras' mse, PyTorch's MSELoss
+    after = net(x).get()  # one step of the whole batch: the cost before it is history[0]
+    assert net.evaluate(x, targets, "mse")["cost"] == pytest.approx(np.mean((after - targets) ** 2), rel=1e-12)
+
+
+def test_evaluate_agrees_with_scikit_learns_metrics(ctx):
+    metrics = pytest.importorskip("sklearn.metrics")
+    x, y = regression_data()
+    net = regressor(ctx)
+    train(net, x, y)
+    found, predicted = net.evaluate(x, y), net.predict(x)
+    assert predicted.shape == (40,)
+    np.testing.assert_allclose(predicted, net(x).get()[:, 0], rtol=0, atol=0)
+    assert found["mse"] == pytest.approx(metrics.mean_squared_error(y, predicted), rel=1e-12)
+    assert found["mae"] == pytest.approx(metrics.mean_absolute_error(y, predicted), rel=1e-12)
+    assert found["r2"] == pytest.approx(metrics.r2_score(y, predicted), rel=1e-12)
+    assert found["cost"] == pytest.approx(found["mse"] / 2, rel=1e-12)  # the quadratic cost
+    labels = np.arange(40) % 3
+    net = classifier(ctx)
+    train(net, x, labels)
+    found, proba = net.evaluate(x, labels), net.predict_proba(x)
+    assert found["accuracy"] == pytest.approx(metrics.accuracy_score(labels, net.predict(x)))
+    assert found["cost"] == pytest.approx(metrics.log_loss(labels, proba), rel=1e-9)
+
+
+def test_predict_proba_and_accuracy_are_for_classifiers(ctx):
+    x, y = regression_data()
+    binary = classifier(ctx, classes=1, output="sigmoid")
+    p = binary(x).get()[:, 0]
+    np.testing.assert_array_equal(binary.predict_proba(x), np.column_stack([1 - p, p]))
+    np.testing.assert_array_equal(binary.predict(x), (p > 0.5).astype(int))
+    soft = classifier(ctx)
+    np.testing.assert_allclose(soft.predict_proba(x).sum(axis=1), 1, rtol=1e-12)
+    with pytest.raises(ValueError, match="predict_proba is for classifiers.*output is linear"):
+        regressor(ctx).predict_proba(x)
+    with pytest.raises(ValueError, match=r"accuracy is for classifiers.*evaluate\(x, y\)"):
+        regressor(ctx).accuracy(x, np.zeros(40, int))
+
+
+def test_weights_as_numpy_in_pytorchs_layout(ctx):
+    torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    net = regressor(ctx)
+    net.set_weights([p.detach().numpy() for p in model.parameters()])
+    x, _ = regression_data()
+    np.testing.assert_allclose(net.predict(x), model(torch.from_numpy(x)).detach().numpy()[:, 0], rtol=1e-12)
+    state = net.state_dict()
+    assert list(state) == ["layer_0.weights", "layer_0.bias", "layer_1.weights", "layer_1.bias"]
+    np.testing.assert_array_equal(state["layer_0.weights"], model[0].weight.detach().numpy())
+    other = regressor(ctx, seed=9)
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.predict(x), net.predict(x))
+    with pytest.raises(ValueError, match=r"set_weights needs 4 arrays \(layer_0.weights, .*got 3"):
+        net.set_weights(net.get_weights()[:3])
+
+
+def test_summary_counts_every_parameter(ctx):
+    torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
+    net = clnet.InferenceNetwork(ctx, (1, 8, 8), [clnet.Conv2d(4, 3, activation="relu"), clnet.BatchNorm(),
+                                                  clnet.Flatten(), clnet.FullyConnected(10, "softmax")])
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 6 * 6, 10))
+    shown = []
+    text = net.summary(print_fn=shown.append)
+    assert shown == [text] and "(None, 4, 6, 6)" in text and "(None, 10)" in text
+    trainable = sum(p.numel() for p in model.parameters())
+    state = sum(b.numel() for name, b in model.named_buffers() if "running" in name)
+    assert f"parameters: {trainable + state:,} ({trainable:,} trainable, {state:,} state)" in text
+
+
+def test_validation_split_holds_out_the_last_rows(ctx, capsys):
+    x, y = regression_data()
+    a, b = regressor(ctx), regressor(ctx)
+    split = train(a, x, y, validation_split=0.25)
+    held = train(b, x[:30], y[:30], validation=(x[30:], y[30:]))
+    assert split == held and split.validation_cost == held.validation_cost and len(split.validation_cost) == 3
+    with pytest.raises(ValueError, match="validation_split must be a fraction between 0 and 1, got 1.5"):
+        train(a, x, y, validation_split=1.5)
+    with pytest.raises(ValueError, match="validation_split holds out part of x and y"):
+        train(a, x, y, validation_split=0.1, validation=(x, y))
+    capsys.readouterr()
+    a.fit(x, y, epochs=2, optimizer=clnet.SGD(0.01), verbose=0)
+    assert "fit" not in capsys.readouterr().err  # verbose=0: no progress bar
