@@ -177,3 +177,44 @@ def test_cnn_attributes_clnet_does_not_have_are_named(ctx, tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "asym.onnx"))
     with pytest.raises(ValueError, match=r"Conv node 'asym': asymmetric pads \[0, 0, 1, 1\]"):
         clnet.from_onnx(tmp_path / "asym.onnx", ctx)
+
+
+OLD_ONNXRUNTIME = "onnxruntime==1.15.0"  # the oldest with wheels for Python 3.11; its IR limit is 9
+RUN_OLD = """import sys, numpy as np, onnxruntime as ort
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+print(ort.__version__, session.run(None, {"x": np.ones((2, 4), np.float32)})[0].tolist())"""
+
+
+@pytest.mark.parametrize("opset, ir", [(13, 7), (15, 8), (17, 8), (21, 10)])
+def test_export_declares_the_ir_version_of_its_opset(ctx, tmp_path, opset, ir):
+    import onnx
+
+    net = clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(3, "tanh"), clnet.FullyConnected(2, "softmax")])
+    model = onnx.load(str(net.to_onnx(tmp_path / "m.onnx", opset=opset)))
+    assert model.ir_version == ir and model.opset_import[0].version == opset
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], net(x).get(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="opset must be one of 13..21, got 12"):
+        net.to_onnx(tmp_path / "m.onnx", opset=12)
+
+
+def test_an_older_onnxruntime_reads_the_default_export(ctx, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "old"
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(target),
+                                OLD_ONNXRUNTIME, "numpy<2"], capture_output=True, text=True, timeout=300)
+    if installed.returncode != 0:
+        pytest.skip(f"{OLD_ONNXRUNTIME} cannot be installed here: {installed.stderr.strip()[-300:]}")
+    net = clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(3, "relu"), clnet.FullyConnected(2, "sigmoid")])
+    path = net.to_onnx(tmp_path / "m.onnx")
+    result = subprocess.run([sys.executable, "-c", RUN_OLD, str(path)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(target)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    version, output = result.stdout.split(" ", 1)
+    assert version == "1.15.0"
+    np.testing.assert_allclose(np.array(json.loads(output)), net(np.ones((2, 4), np.float32)).get(), rtol=1e-6)

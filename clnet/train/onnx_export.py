@@ -22,7 +22,8 @@ from ..ops import activations
 from ..runtime import files
 from . import saving
 
-OPSET = 13
+OPSET = 13  # the default: onnxruntime from 1.10, TensorRT 8, OpenVINO 2022 read it
+OPSETS = range(13, 22)  # the nodes written here mean the same in each of these
 EXPORTED = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "leaky_relu": "LeakyRelu", "elu": "Elu",
             "softmax": "Softmax", "linear": "Identity"}  # and gelu, gelu_tanh, silu: see Graph.activation
 
@@ -91,11 +92,16 @@ class Graph:
         self.nodes[-1].output[0] = "y"
 
 
-def export(net: Network, path: str | os.PathLike) -> Path:
-    """Write `net` as an ONNX model to `path` (atomically; `.onnx` added to a name without a
-    suffix); returns the path written. ValueError for a layer without an ONNX form."""
+def export(net: Network, path: str | os.PathLike, opset: int = OPSET) -> Path:
+    """Write `net` as an ONNX model of this opset (13 to 21) to `path` (atomically; `.onnx` added
+    to a name without a suffix), declaring the oldest IR version that opset allows (7 for 13, so
+    that older runtimes read it); returns the path written. ValueError for a layer without an
+    ONNX form."""
     onnx = onnx_package()
     from onnx import TensorProto, helper
+
+    if isinstance(opset, bool) or opset not in OPSETS:
+        raise ValueError(f"opset must be one of {OPSETS.start}..{OPSETS.stop - 1}, got {opset!r}")
 
     path = Path(path)
     path = path.with_name(path.name + ".onnx") if not path.suffix and not path.is_dir() else path
@@ -111,6 +117,8 @@ def export(net: Network, path: str | os.PathLike) -> Path:
     model_graph = helper.make_graph(
         graph.nodes, "clnet", [helper.make_tensor_value_info("x", element, ["batch", *net.input_shape])],
         [helper.make_tensor_value_info("y", element, ["batch", *net.output_shape])], graph.initializers)
-    model = helper.make_model(model_graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="clnet")
+    imports = [helper.make_opsetid("", opset)]
+    model = helper.make_model(model_graph, opset_imports=imports, producer_name="clnet",
+                              ir_version=helper.find_min_ir_version_for(imports))
     onnx.checker.check_model(model)
     return files.write_atomic(path, lambda f: f.write(model.SerializeToString()))
