@@ -180,7 +180,9 @@ def test_xavier_init_learns_for_most_seeds(ctx):
 
 
 @pytest.mark.parametrize("method, weight_std, bias_std", [
-    ("uniform", math.sqrt(1 / 12), math.sqrt(1 / 12)),
+    ("uniform01", math.sqrt(1 / 12), math.sqrt(1 / 12)),
+    ("uniform", math.sqrt(1 / 300) / math.sqrt(3), math.sqrt(1 / 300) / math.sqrt(3)),  # PyTorch's default
+    ("pytorch", math.sqrt(1 / 300) / math.sqrt(3), math.sqrt(1 / 300) / math.sqrt(3)),
     ("gaussian", 1.0, 1.0),
     ("xavier", math.sqrt(2 / (300 + 200)), 0.0),
     ("glorot", math.sqrt(2 / (300 + 200)), 0.0),
@@ -194,7 +196,7 @@ def test_init_statistics_match_the_formulas(ctx, dtype, method, weight_std, bias
     w, b = net.layers[0].weights.get().astype(np.float64), net.layers[0].bias.get().astype(np.float64)
     n = w.size
     assert abs(w.std() - weight_std) < 5 * weight_std / math.sqrt(2 * n) * (1.2 if "uniform" in method else 1)
-    expected_mean = 0.5 if method == "uniform" else 0.0
+    expected_mean = 0.5 if method == "uniform01" else 0.0
     assert abs(w.mean() - expected_mean) < 5 * weight_std / math.sqrt(n)
     if bias_std:
         assert abs(b.std() - bias_std) < 0.2 * bias_std
@@ -202,8 +204,11 @@ def test_init_statistics_match_the_formulas(ctx, dtype, method, weight_std, bias
         assert not b.any()
     if method == "xavier_uniform":
         assert np.abs(w).max() <= math.sqrt(6 / 500)
-    if method == "uniform":
+    if method == "uniform01":
         assert 0 < w.min() and w.max() < 1
+    if method in ("uniform", "pytorch"):  # torch.nn.Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both
+        bound = 1 / math.sqrt(300)
+        assert np.abs(w).max() <= bound and np.abs(b).max() <= bound and b.min() < -0.9 * bound
 
 
 def test_init_is_reproducible_and_one_stream(ctx):
@@ -286,7 +291,7 @@ def test_bad_training_input(ctx):
             clnet.sgd(training, Y, "quadratic", 1, rate)
     with pytest.raises(TypeError, match="learning_rate must be a real number"):
         clnet.sgd(training, Y, "quadratic", 1, "fast")
-    with pytest.raises(ValueError, match="unknown init method 'orthogonal'; choose one of auto, uniform, gaussian"):
+    with pytest.raises(ValueError, match="unknown init method 'orthogonal'; choose one of auto, uniform, pytorch"):
         clnet.init(net, "orthogonal")
     with pytest.raises(TypeError, match="TrainingNetwork"):
         clnet.sgd(net, Y)

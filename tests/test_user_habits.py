@@ -189,4 +189,15 @@ def test_validation_split_holds_out_the_last_rows(ctx, capsys):
         train(a, x, y, validation_split=0.1, validation=(x, y))
     capsys.readouterr()
     a.fit(x, y, epochs=2, optimizer=clnet.SGD(0.01), verbose=0)
-    assert "fit" not in capsys.readouterr().err  # verbose=0: no progress bar
+    assert "%|" not in capsys.readouterr().err  # verbose=0: no progress bar (tqdm's "fit: 100%|...")
+
+
+def test_pytorch_init_has_pytorchs_default_range(ctx):
+    torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
+    linear = torch.nn.Linear(300, 200)  # reset_parameters: kaiming_uniform(a=sqrt(5)) and its bias rule
+    net = clnet.InferenceNetwork(ctx, 300, [clnet.FullyConnected(200)], dtype=np.float64, init="pytorch", seed=4)
+    for ours, theirs in ((net.layers[0].weights.get(), linear.weight), (net.layers[0].bias.get(), linear.bias)):
+        theirs = theirs.detach().numpy()
+        assert np.abs(ours).max() <= 1 / np.sqrt(300) and np.abs(theirs).max() <= 1 / np.sqrt(300) + 1e-7
+        assert np.abs(ours).max() > 0.98 / np.sqrt(300) and np.abs(theirs).max() > 0.9 / np.sqrt(300)
+        assert ours.std() == pytest.approx(theirs.std(), rel=0.15)  # both 1 / sqrt(3 * 300)

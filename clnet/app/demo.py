@@ -87,7 +87,7 @@ def run_demo(spec: str | None = None) -> int:
         _set_article_weights(net, *LARGE)
         _train_and_show("weights far above 1: saturated, stuck", net,
                         "0.00 0.00; the same saturation, on the sigmoid's other side")
-        for method, article in (("uniform", "0.02 0.02, often saturated"), ("gaussian", "0.01 0.01, often fails"),
+        for method, article in (("uniform01", "0.02 0.02, often saturated"), ("gaussian", "0.01 0.01, often fails"),
                                 ("xavier", "0.50 0.50")):
             init(net, method, seed=13)
             _train_and_show(f"clnet.init(net, {method!r}, seed=13)", net, article)

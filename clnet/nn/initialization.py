@@ -2,7 +2,9 @@
 
     method           weights (fan_in, fan_out: the layer's)    biases
     auto             he for the relu family (relu, leaky_relu, elu), xavier for the others
-    uniform          U(0, 1)          (the article's first try) U(0, 1)
+    uniform, pytorch U(-a, a), a = 1 / sqrt(fan_in)               U(-a, a), a of the weights
+                     (torch.nn.Linear's and Conv2d's default)
+    uniform01        U(0, 1)          (the article's first try) U(0, 1)
     gaussian         N(0, 1)          (its second)              N(0, 1)
     xavier, glorot   N(0, 2 / (fan_in + fan_out))               0
     xavier_uniform   U(-a, a), a = sqrt(6 / (fan_in + fan_out)) 0
@@ -28,7 +30,8 @@ from ..ops import memory
 from ..ops.rng import Philox
 from .protocol import Parameter
 
-INIT_METHODS = ("auto", "uniform", "gaussian", "xavier", "glorot", "xavier_uniform", "he", "lecun")
+INIT_METHODS = ("auto", "uniform", "pytorch", "uniform01", "gaussian", "xavier", "glorot", "xavier_uniform", "he",
+                "lecun")
 RELU_FAMILY = ("relu", "leaky_relu", "elu")
 
 
@@ -46,12 +49,16 @@ def _auto_activation(specs: list, i: int) -> str:
     return own
 
 
-def _draw(g: Philox, method: str, parameter: Parameter, array: cla.Array) -> None:
+def _draw(g: Philox, method: str, parameter: Parameter, array: cla.Array, fan_in: int) -> None:
+    """Fill one parameter; fan_in: that of the layer's weights (PyTorch's bias range uses it)."""
     ctx = g.ctx
     if parameter.init in ("zeros", "ones"):
         memory.fill(ctx, array, 0.0 if parameter.init == "zeros" else 1.0)
-    elif method in ("uniform", "gaussian"):  # weights and biases alike
-        (g.uniform if method == "uniform" else g.normal)(array)
+    elif method in ("uniform01", "gaussian"):  # weights and biases alike
+        (g.uniform if method == "uniform01" else g.normal)(array)
+    elif method in ("uniform", "pytorch"):
+        limit = 1 / math.sqrt(fan_in)
+        g.uniform(array, -limit, limit)
     elif parameter.init == "bias":
         memory.fill(ctx, array, 0.0)
     elif method in ("xavier", "glorot"):
@@ -79,7 +86,8 @@ def init(net, method: str = "auto", seed: int | None = None):
     g = Philox(net.ctx, secrets.randbits(64) if seed is None else seed)
     for i, (layer, placed) in enumerate(zip(layers, placements)):
         chosen = method_for(_auto_activation(net.specs, i)) if method == "auto" else method
+        fan_in = next((p.fan_in for p in placed.parameters if p.init == "weight"), 1)
         for parameter in placed.parameters:
-            _draw(g, chosen, parameter, layer.arrays[parameter.name])
+            _draw(g, chosen, parameter, layer.arrays[parameter.name], fan_in)
     net.seed = g.seed
     return net
