@@ -43,16 +43,19 @@ class History(list):
 
 
 class Validation:
-    """A validation set on the device and the buffers to evaluate it, made once per fit."""
+    """A validation set on the device and the buffers to evaluate it, made once per fit (and by
+    `InferenceNetwork.evaluate`). accuracy: whether to count correct classes; None: for class
+    labels only (fit's rule)."""
 
-    def __init__(self, net: Network, data, cost: str):
+    def __init__(self, net: Network, data, cost: str, accuracy: bool | None = None):
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise TypeError("validation must be a pair (x_val, y_val)")
         ctx, (x, y) = net.ctx, data
         labels = class_labels(y)
         if labels is not None and not labels_mean_classes(net.output_activation, net.outputs, cost):
             labels = None  # integer values of a regression
-        self.net, self.cost, self.classes = net, cost, labels is not None
+        self.net, self.cost = net, cost
+        self.classes = labels is not None if accuracy is None else accuracy
         self.x = to_device_batch(ctx, x, net.input_shape, net.dtype, name="validation x", check_device=True)
         self.rows = self.x.shape[0]
         self.y = as_targets(ctx, y if labels is None else labels, self.rows, net.outputs, net.dtype,
