@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import files
 from .paths import cache_dir
 
 if TYPE_CHECKING:
@@ -29,11 +30,8 @@ def remember(info: DeviceInfo, source: str) -> Path:
     """Record `info` as this machine's fastest device, found by `source` (say "clnet bench")."""
     record = {"format": FORMAT, "key": info.key, "name": info.name, "source": source,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    path = record_path()
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(record, indent=1) + "\n")
-    temporary.replace(path)  # atomic: a reader never sees half a file
-    return path
+    text = json.dumps(record, indent=1) + "\n"
+    return files.write_atomic(record_path(), lambda f: f.write(text.encode()))  # a temporary of this process's own
 
 
 def recall(infos: list[DeviceInfo]) -> tuple[DeviceInfo, str] | None:
