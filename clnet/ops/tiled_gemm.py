@@ -48,7 +48,7 @@ def default_tiles(info, dtype) -> TileParams:
     """Untuned tiles for a device: 512-bit vectors of 12 rows where the device's native vectors
     are that wide (AVX-512's 32 registers hold the 24 accumulators; 1.1-1.4x the 4-row tiles on
     the seed network's products, bench/RESULTS.md), else 256-bit vectors of 6 rows."""
-    native = info.native_float_width if np.dtype(dtype) == np.float32 else info.native_double_width
+    native = info.native_width(dtype)
     wide = 16 if np.dtype(dtype) == np.float32 else 8
     return TileParams(12, 16, wide) if info.type == "CPU" and native >= wide else TileParams()
 

@@ -10,6 +10,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyopencl as cl
 import pyopencl.characterize as characterize
 
@@ -57,6 +58,10 @@ class DeviceInfo:
     def key(self) -> str:
         """Identifies the device across runs (indices can change): platform|name|driver."""
         return f"{self.platform}|{self.name}|{self.driver_version}"
+
+    def native_width(self, dtype) -> int:
+        """Elements of `dtype` (float32 or float64) in one of the device's native vectors."""
+        return self.native_float_width if np.dtype(dtype) == np.float32 else self.native_double_width
 
     @property
     def largest_allocation(self) -> int:

@@ -60,7 +60,7 @@ def candidate_tiles(info, dtype, quick: bool) -> list[TileParams]:
     wider or narrower (CL_DEVICE_NATIVE_VECTOR_WIDTH_*), the same search at the native width."""
     dtype = np.dtype(dtype)
     default = 32 // dtype.itemsize
-    native = info.native_float_width if dtype == np.float32 else info.native_double_width
+    native = info.native_width(dtype)
     tiles = list(QUICK_TILES if quick else TILES)
     if info.type == "CPU" and native != default and native >= 16 // dtype.itemsize:
         kind = "wide" if native > default else "narrow"
