@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import logging
-import multiprocessing
 import os
 import sys
 
@@ -17,6 +15,7 @@ from ..runtime.log import logger
 from ..tuning import load, tune, tuned_dtypes, tuning_path
 from . import bench
 from .demo import run_demo
+from .isolated import run_alone
 
 
 def show_notes() -> None:
@@ -48,8 +47,7 @@ def _tune(args: argparse.Namespace) -> int:
         tune_device(spec, args.dtype, args.quick, not args.no_progress)
     else:  # each device in a process of its own, so that no runtime's threads disturb another's timing
         for info in chosen:
-            with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                pool.submit(tune_device, info.index, args.dtype, args.quick, not args.no_progress).result()
+            run_alone(tune_device, info.index, args.dtype, args.quick, not args.no_progress)
     return 0
 
 

@@ -4,16 +4,13 @@ Metrics (float32): GEMM GFLOP/s at a few sizes, memory bandwidth of a copy (GB/s
 numbers per second (uniform, normal), the time to initialize the seed article's large network
 (55.01 M weights, xavier), and ms per SGD epoch of the training benchmark networks. Every figure
 is a median of repeated runs after a warm-up, each run ended by queue.finish(). Each device is
-measured in a process of its own (spawned), so that no device's runtime disturbs another's or the
-references' (Intel's CPU runtime leaves its worker threads spinning after kernels).
+measured in a process of its own (app/isolated.py), apart from the others and the references.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import importlib.util
 import math
-import multiprocessing
 from collections.abc import Callable
 
 import numpy as np
@@ -29,6 +26,7 @@ from ...runtime.device import choose, devices
 from ...train.loops import sgd
 from ...train.model import InferenceNetwork
 from ...train.optimizers import Adam
+from ..isolated import run_alone
 from .references import (
     RATE,
     SEED_NETWORK,
@@ -237,13 +235,11 @@ def run(specs: list[str] | None = None, quick: bool = False, progress: bool = Tr
     chosen = list({info.index: info for info in (choose(s, infos)[0] for s in specs)}.values()) if specs else infos
     has_torch = importlib.util.find_spec("torch") is not None
     columns, values = [], {}
-    spawn = multiprocessing.get_context("spawn")  # a fresh process: no OpenCL state inherited
     with tqdm(total=len(chosen) + references * (1 + has_torch), desc="bench", disable=not progress) as bar:
         for info in chosen:
             name = column_name(info)
             bar.set_postfix_str(name, refresh=True)
-            with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
-                values[name], tuned = pool.submit(measure_device, info.key, suite.config).result()
+            values[name], tuned = run_alone(measure_device, info.key, suite.config)
             bar.update()
             columns.append({"name": name, "device": info.name, "kind": "device", "key": info.key, "index": info.index,
                             "type": info.type, "platform": info.platform, "driver": info.driver_version,
