@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import clnet  # noqa: E402
-from clnet.app.bench.references import RATE, TRAINING_NETWORKS, torch_training, training_data  # noqa: E402
+from clnet.app.bench.references import TRAINING_NETWORKS, torch_training, training_data  # noqa: E402
+from clnet.app.bench.suite import clnet_epoch  # noqa: E402
 from clnet.ops import blas, dense  # noqa: E402
-from clnet.ops.arrays import to_device_batch  # noqa: E402
 
 CHAINS = 12  # independent accumulators: enough to keep two FMA units busy through their latency
 
@@ -145,19 +145,6 @@ def torch_products(key: str):
     return epoch_of(key, products_step(key, multiply, lambda shape: torch.rand(shape)))
 
 
-def clnet_epoch(ctx, key: str):
-    inputs, layers, cost, optimizer, batch, samples = TRAINING_NETWORKS[key]
-    x, y = training_data(key)
-    net = clnet.InferenceNetwork(ctx, inputs, [clnet.FullyConnected(o, a) for o, a in layers], seed=1)
-    if optimizer == "sgd" and batch == samples:
-        training = clnet.TrainingNetwork(net, x)
-        y_dev = to_device_batch(ctx, y, net.outputs, net.dtype, "y")
-        return lambda: (clnet.sgd(training, y_dev, cost, 1, RATE), ctx.finish())
-    x_dev = to_device_batch(ctx, x, inputs, net.dtype)
-    adam = clnet.Adam(1e-3)
-    return lambda: (net.fit(x_dev, y, cost, 1, batch, optimizer=adam, progress=False, seed=0), ctx.finish())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None)
@@ -176,7 +163,7 @@ def main() -> None:
         peak = peak_gflops(ctx, args.repeats)
         for key in args.only or TRAINING_NETWORKS:
             repeats = args.repeats if key != "seed" else max(3, args.repeats // 2)
-            run = clnet_epoch(ctx, key)
+            run, _ = clnet_epoch(ctx, key)
             reference = torch_training(key, *training_data(key)) if torch else None
             clnet_gemm = clnet_products(ctx, key)
             torch_gemm = torch_products(key) if torch else None

@@ -19,13 +19,14 @@ from tqdm.auto import tqdm
 
 from ...nn import FullyConnected, TrainingNetwork, init
 from ...ops import blas, memory
+from ...ops.arrays import to_device_batch
 from ...ops.rng import Philox
 from ...runtime import fastest
 from ...runtime.context import Context
 from ...runtime.device import choose, devices
 from ...train.loops import sgd
 from ...train.model import InferenceNetwork
-from ...train.optimizers import Adam
+from ...train.optimizers import SGD, Adam
 from ..isolated import run_alone
 from .references import (
     RATE,
@@ -197,22 +198,26 @@ def _device_init(ctx, repeats: int) -> float:
         big.release()  # 220 MB: free it before the next task
 
 
-def _device_epoch(ctx, key: str, repeats: int) -> float:
-    """ms per epoch: one-batch SGD networks through sgd on a TrainingNetwork, the others through fit."""
-    inputs, layers, cost, _, batch, _ = TRAINING_NETWORKS[key]
+def clnet_epoch(ctx, key: str) -> tuple[Callable[[], None], InferenceNetwork]:
+    """One epoch of TRAINING_NETWORKS[key] on the device, waited for, and its network (for
+    `release`): a one-batch SGD network through sgd on a TrainingNetwork, the others through fit,
+    on data copied to the device once. bench/bench_train.py times the same epochs."""
+    inputs, layers, cost, optimizer, batch, samples = TRAINING_NETWORKS[key]
     x, y = training_data(key)
     net = InferenceNetwork(ctx, inputs, [FullyConnected(o, act) for o, act in layers], init="xavier", seed=1)
+    if optimizer == "sgd" and batch == samples:
+        training = TrainingNetwork(net, x)
+        y_dev = to_device_batch(ctx, y, net.outputs, net.dtype, "y")
+        return (lambda: (sgd(training, y_dev, cost, 1, RATE), ctx.finish())), net
+    x_dev = to_device_batch(ctx, x, inputs, net.dtype)
+    step = SGD(RATE) if optimizer == "sgd" else Adam(1e-3)
+    return (lambda: (net.fit(x_dev, y, cost, 1, batch, optimizer=step, progress=False, seed=0), ctx.finish())), net
+
+
+def _device_epoch(ctx, key: str, repeats: int) -> float:
+    epoch, net = clnet_epoch(ctx, key)
     try:
-        if has_numpy_reference(key):
-            training = TrainingNetwork(net, x)
-            y_dev = cla.to_device(ctx.queue, y)
-            try:
-                return 1e3 * median_seconds(lambda: (sgd(training, y_dev, cost, 1, RATE), ctx.finish()), repeats)
-            finally:
-                training.release()
-        adam = Adam(1e-3)
-        return 1e3 * median_seconds(lambda: (net.fit(x, y, cost, 1, batch, optimizer=adam, progress=False, seed=0),
-                                             ctx.finish()), repeats)
+        return 1e3 * median_seconds(epoch, repeats)
     finally:
         net.release()
 
