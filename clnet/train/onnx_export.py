@@ -103,9 +103,7 @@ def export(net: Network, path: str | os.PathLike, opset: int = OPSET) -> Path:
     if isinstance(opset, bool) or opset not in OPSETS:
         raise ValueError(f"opset must be one of {OPSETS.start}..{OPSETS.stop - 1}, got {opset!r}")
 
-    path = Path(path)
-    path = path.with_name(path.name + ".onnx") if not path.suffix and not path.is_dir() else path
-    path = saving.file_path(path)
+    path = saving.file_path(path, ".onnx")
     graph, current = Graph(net.dtype), "x"
     host = net.host_arrays()
     for i, layer in enumerate(net.layers):

@@ -31,14 +31,15 @@ SUFFIX = ".npz"
 EXTRA_PREFIXES = ("checkpoint", "optimizer_state_")  # entries a checkpoint adds to a network file
 
 
-def file_path(path: str | os.PathLike) -> Path:
-    """The file a save to `path` writes: `.npz` is added when the name has no suffix. A folder,
-    or a path whose folder does not exist, raises before anything is written."""
+def file_path(path: str | os.PathLike, suffix: str = SUFFIX) -> Path:
+    """The file a save to `path` writes: `suffix` (`.npz`; ONNX export: `.onnx`) is added when the
+    name has none. A folder, or a path whose folder does not exist, raises before anything is
+    written."""
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; save to a file in it, such as {path / ('network' + SUFFIX)}")
+        raise IsADirectoryError(f"{path} is a folder; save to a file in it, such as {path / ('network' + suffix)}")
     if not path.suffix:
-        path = path.with_name(path.name + SUFFIX)
+        path = path.with_name(path.name + suffix)
         if path.is_dir():
             raise IsADirectoryError(f"{path} is a folder; save to a file in it")
     if not path.parent.is_dir():
