@@ -163,13 +163,9 @@ class Run:
 
     def train(self) -> History:
         """Run the epochs left; returns the history. On MPI, anything that ends this on one rank
-        alone ends the job (parallel.DataParallel.fail)."""
-        try:
-            with self.parallel.running("fit"):
-                return self._train()
-        except BaseException as exc:
-            self.parallel.fail(exc)
-            raise
+        alone ends the job (parallel.DataParallel.running)."""
+        with self.parallel.running("fit"):
+            return self._train()
 
     def _train(self) -> History:
         options = self.options

@@ -67,27 +67,26 @@ class DataParallel:
 
     @contextlib.contextmanager
     def running(self, what: str) -> Iterator[None]:
-        """Marks the World busy with `what` (os._exit on a rank then aborts the job, see World)."""
-        if self.world is None:
+        """The collective work `what` ("fit"): with more than one rank, anything that ends it on this
+        rank alone (an error, sys.exit, a second Ctrl-C, os._exit: see World.busy) would leave the
+        others waiting forever, so it ends the job with a line saying so. A Ctrl-C that every rank
+        stops for together (`collective`) is let through."""
+        world = self.world
+        if world is None or world.size == 1:
             yield
             return
-        self.world.busy = what
+        world.busy = what
         try:
             yield
+        except BaseException as exc:
+            if isinstance(exc, SystemExit):
+                world.abort(f"called sys.exit({exc.code!r}) during {what}")
+            if not getattr(exc, "collective", False):
+                world.abort(f"failed with {type(exc).__name__}: {exc} during {what}",
+                            "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            raise
         finally:
-            self.world.busy = None
-
-    def fail(self, exc: BaseException) -> None:
-        """With more than one rank, anything that ends fit on this rank alone (an error, sys.exit,
-        a second Ctrl-C) would leave the others waiting forever: end the job with a line saying so.
-        A Ctrl-C that every rank stops for together (`collective`) is let through."""
-        world = self.world
-        if world is None or world.size == 1 or getattr(exc, "collective", False):
-            return
-        if isinstance(exc, SystemExit):
-            world.abort(f"called sys.exit({exc.code!r}) during fit")
-        world.abort(f"failed with {type(exc).__name__}: {exc} during fit",
-                    "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            world.busy = None
 
     def average_state(self, net: Network) -> None:
         """The mean over the ranks of the network's state (batch norms' running statistics, which
