@@ -51,15 +51,12 @@ class Validation:
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise TypeError("validation must be a pair (x_val, y_val)")
         ctx, (x, y) = net.ctx, data
-        labels = class_labels(y)
-        if labels is not None and not labels_mean_classes(net.output_activation, net.outputs, cost):
-            labels = None  # integer values of a regression
-        self.net, self.cost = net, cost
-        self.classes = labels is not None if accuracy is None else accuracy
+        if accuracy is None:  # class labels, not integer values of a regression
+            accuracy = class_labels(y) is not None and labels_mean_classes(net.output_activation, net.outputs, cost)
+        self.net, self.cost, self.classes = net, cost, accuracy
         self.x = to_device_batch(ctx, x, net.input_shape, net.dtype, name="validation x", check_device=True)
         self.rows = self.x.shape[0]
-        self.y = as_targets(ctx, y if labels is None else labels, self.rows, net.outputs, net.dtype,
-                            net.output_activation, cost)
+        self.y = as_targets(ctx, y, self.rows, net.outputs, net.dtype, net.output_activation, cost)
         self.size = min(BATCH, self.rows)
         self.steps = [(start, min(self.size, self.rows - start)) for start in range(0, self.rows, self.size)]
         self.trainers = {rows: net.training_network(rows)
