@@ -130,15 +130,18 @@ def slow_build_notice(what: str, seconds: float = SLOW_BUILD_SECONDS) -> Iterato
         done.set()
 
 
+_QUIET = threading.Lock()  # catch_warnings changes process-wide state: one build at a time in it
+
+
 @contextmanager
 def quiet_compiler() -> Iterator[None]:
     """Drops pyopencl's CompilerWarning of a build that succeeds (Intel's runtime reports its
     vectorization on every build); PYOPENCL_COMPILER_OUTPUT=1 shows them, as pyopencl's own switch.
-    A failed build's messages are in its KernelBuildError."""
+    A failed build's messages are in its KernelBuildError. Other warnings are passed on."""
     if os.environ.get("PYOPENCL_COMPILER_OUTPUT", "0") != "0":
         yield
         return
-    with warnings.catch_warnings(record=True) as caught:
+    with _QUIET, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
     for warning in caught:
