@@ -201,3 +201,16 @@ def test_pytorch_init_has_pytorchs_default_range(ctx):
         assert np.abs(ours).max() <= 1 / np.sqrt(300) and np.abs(theirs).max() <= 1 / np.sqrt(300) + 1e-7
         assert np.abs(ours).max() > 0.98 / np.sqrt(300) and np.abs(theirs).max() > 0.9 / np.sqrt(300)
         assert ours.std() == pytest.approx(theirs.std(), rel=0.15)  # both 1 / sqrt(3 * 300)
+
+
+def test_evaluate_and_to_onnx_refuse_bad_input_by_name(ctx, tmp_path):
+    pytest.importorskip("onnx")
+    x, y = regression_data()
+    net = regressor(ctx)
+    with pytest.raises(ValueError, match="unknown cost 'hinge'; choose one of quadratic, mse, cross_entropy"):
+        net.evaluate(x, y, "hinge")
+    with pytest.raises(ValueError, match="y has 39 rows but x has 40: one target per sample"):
+        net.evaluate(x, y[:39])
+    with pytest.raises(IsADirectoryError, match=r"is a folder; save to a file in it, such as .*network\.onnx"):
+        net.to_onnx(tmp_path)
+    assert net.to_onnx(tmp_path / "model").name == "model.onnx"  # the suffix rule of save, with .onnx
