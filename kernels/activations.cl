@@ -11,8 +11,9 @@
 ##   forward_<name>(z -> a):        a[i] = f(z[i])           (in place when z is a)
 ##   backward_<name>(a or z, g):    g[i] *= f'(a[i] or z[i]) (dC/da -> dC/dz)
 ##
-## softmax, at the end, works on rows: a = exp(z - max z) / sum(exp(z - max z)), one work-item
-## per row, and its backward pass is the Jacobian's product g = a * (g - sum(g * a)).
+## softmax and log_softmax, at the end, work on rows: a = exp(z - max z) / sum(exp(z - max z)),
+## or its logarithm a = z - max z - log(sum(exp(z - max z))), one work-item per row; their
+## backward passes are the Jacobians' products g = a * (g - sum(g * a)) and g - exp(a) sum(g).
 <%!
     # z and a are vectors (kernels/vectors.cl): select(x, y, c) is c ? y : x per lane;
     # ZERO and ONE are vectors of the kernel's type. The constants are written as literals of
@@ -28,6 +29,8 @@
                     "a", None),
         "tanh": ("tanh(z)", "1 - a * a", "a", None),
         "relu": ("select(z, ZERO, z < 0)", "select(ZERO, ONE, a > 0)", "a", None),  # NaN stays NaN, as in numpy
+        # min(max(z, 0), 6) (PyTorch's ReLU6, ONNX's Clip(0, 6)); NaN stays NaN
+        "relu6": ("select(select(z, ZERO, z < 0), 6 * ONE, z > 6)", "select(ZERO, ONE, (a > 0) & (a < 6))", "a", None),
         # alpha >= 0 (clnet.ops.activations checks it), so a > 0 exactly where z > 0
         "leaky_relu": ("select(act_alpha * z, z, z > 0)", "select(ONE * act_alpha, ONE, a > 0)", "a", 0.01),
         "elu": ("select(act_alpha * expm1(z), z, z > 0)", "select(a + act_alpha, ONE, a > 0)", "a", 1.0),
@@ -127,4 +130,30 @@ ${kernel("backward_softmax", "const real *a, real *g, index_t rows, index_t cols
     real dot = 0;
     for (index_t j = 0; j < cols; j++) dot += g[j] * a[j];
     for (index_t j = 0; j < cols; j++) g[j] = a[j] * (g[j] - dot);
+}
+
+// The logarithm of the softmax of each row, as (z - max) - log(sum(exp(z - max))): exact where
+// the softmax itself underflows to 0.
+${kernel("forward_log_softmax", "const real *z, real *a, index_t rows, index_t cols")} {
+    const index_t r = get_global_id(0);
+    if (r >= rows) return;
+    __global const real *z = z_p + z_off + (size_t)r * cols;
+    __global real *a = a_p + a_off + (size_t)r * cols;
+    real top = z[0];
+    for (index_t j = 1; j < cols; j++) top = fmax(top, z[j]);
+    real sum = 0;
+    for (index_t j = 0; j < cols; j++) sum += exp(z[j] - top);
+    const real shift = top + log(sum);
+    for (index_t j = 0; j < cols; j++) a[j] = z[j] - shift;
+}
+
+// dC/dz of a log_softmax row from dC/da: g_j = g_j - exp(a_j) sum_k g_k.
+${kernel("backward_log_softmax", "const real *a, real *g, index_t rows, index_t cols")} {
+    const index_t r = get_global_id(0);
+    if (r >= rows) return;
+    __global const real *a = a_p + a_off + (size_t)r * cols;
+    __global real *g = g_p + g_off + (size_t)r * cols;
+    real sum = 0;
+    for (index_t j = 0; j < cols; j++) sum += g[j];
+    for (index_t j = 0; j < cols; j++) g[j] -= exp(a[j]) * sum;
 }

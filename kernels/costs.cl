@@ -5,28 +5,35 @@
 ##                    C = -sum(y ln a + (1 - y) ln(1 - a)) / batch
 ##   cross_entropy after a softmax (rows of y sum to 1: one-hot or probabilities):
 ##                    C = -sum(y ln a) / batch
-##   In both, the activation's derivative folds in: dC/dz = (a - y) / batch, finite where the
+##   cross_entropy after a log_softmax (a = ln p): C = -sum(y a) / batch, its value the softmax's
+##   In each, the activation's derivative folds in: dC/dz = (p - y) / batch, finite where the
 ##   activation saturates. Their values are computed from the logits z, never from ln a, so
 ##   that they stay exact for any z: softplus(z) - y z, and logsumexp(z) - y . z per row.
 <%include file="common.cl"/>
 <%namespace name="v" file="vectors.cl"/>
 
-// delta = (a - y) * scale: dC/da of the quadratic cost, and dC/dz of the cross-entropies.
+// delta = (a - y) * scale: dC/da of the quadratic cost, and dC/dz of the cross-entropies;
+// difference_exp: (exp(a) - y) * scale, the cross-entropy's dC/dz after a log_softmax.
 ${kernel("difference", "const real *a, const real *y, real *delta, real scale, index_t n")} {
 <%v:elementwise n="n" inputs="${['a', 'y']}" outputs="${['delta']}">delta = (a - y) * scale;</%v:elementwise>
 }
 
+${kernel("difference_exp", "const real *a, const real *y, real *delta, real scale, index_t n")} {
+<%v:elementwise n="n" inputs="${['a', 'y']}" outputs="${['delta']}">delta = (exp(a) - y) * scale;</%v:elementwise>
+}
+
 ## One work-group sums `term` over `count` items (elements or rows) into out[index], scaled.
 ## A cost is read once per call or per epoch, so one group is enough. The <name>_delta variant
-## also writes delta = (a - y) * delta_scale (`difference`), saving a launch per training step.
-<%def name="cost_sum(name, count, term, delta=False)">
-${kernel(name + ("_delta" if delta else ""),
+## also writes delta = (a - y) * delta_scale (`difference`), saving a launch per training step;
+## <name>_delta_exp (exp(a) - y) * delta_scale (`difference_exp`).
+<%def name="cost_sum(name, count, term, delta=False, probabilities='')">
+${kernel(name + ("_delta" if delta else "") + probabilities,
          "const real *x, const real *y, real *out, index_t index, real scale, index_t rows, index_t cols, "
          "local real *partial" + (", const real *a, real *delta, real delta_scale" if delta else ""))} {
     const index_t lid = get_local_id(0), size = get_local_size(0);
 % if delta:
     for (index_t i = lid; i < rows * cols; i += size)
-        delta_p[delta_off + i] = (a_p[a_off + i] - y_p[y_off + i]) * delta_scale;
+        delta_p[delta_off + i] = (${"exp(a_p[a_off + i])" if probabilities else "a_p[a_off + i]"} - y_p[y_off + i]) * delta_scale;
 % endif
     real sum = 0;
     for (index_t i = lid; i < ${count}; i += size) {
@@ -51,6 +58,7 @@ ${cost_sum("sigmoid_cross_entropy_sum", "rows * cols", """const real z = x_p[x_o
 % endfor
 ## per row: -sum_j y_j ln softmax(z)_j = sum_j y_j (logsumexp(z) - z_j)
 % for delta in (False, True):
+% for probabilities in ([""] if not delta else ["", "_exp"]):
 ${cost_sum("softmax_cross_entropy_sum", "rows", """__global const real *z = x_p + x_off + (size_t)i * cols;
         __global const real *y = y_p + y_off + (size_t)i * cols;
         real top = z[0];
@@ -58,7 +66,8 @@ ${cost_sum("softmax_cross_entropy_sum", "rows", """__global const real *z = x_p 
         real total = 0;
         for (index_t j = 0; j < cols; j++) total += exp(z[j] - top);
         const real lse = top + log(total);
-        for (index_t j = 0; j < cols; j++) sum += y[j] * (lse - z[j]);""", delta)}
+        for (index_t j = 0; j < cols; j++) sum += y[j] * (lse - z[j]);""", delta, probabilities)}
+% endfor
 % endfor
 
 ## correct predictions per row, for accuracy: the largest output is the target's largest entry

@@ -140,6 +140,8 @@ def activation(name, z):
         return np.tanh(z)
     if name == "relu":
         return np.maximum(z, 0)
+    if name == "relu6":
+        return np.minimum(np.maximum(z, 0), 6)
     if name == "leaky_relu":
         return np.where(z > 0, z, 0.01 * z)
     if name == "elu":
@@ -164,6 +166,8 @@ def activation_derivative(name, z):
         return 1 / np.cosh(np.clip(z, -300, 300)) ** 2
     if name == "relu":
         return (z > 0).astype(np.float64)
+    if name == "relu6":
+        return ((z > 0) & (z < 6)).astype(np.float64)
     if name == "leaky_relu":
         return np.where(z > 0, 1.0, 0.01)
     if name == "elu":
@@ -194,12 +198,23 @@ def softmax_cross_entropy(z, y):
     return -np.sum(y * log_softmax) / z.shape[0]
 
 
+def log_softmax(z):
+    z = np.asarray(z, np.float64)
+    top = z.max(axis=1, keepdims=True)
+    return z - top - np.log(np.exp(z - top).sum(axis=1, keepdims=True))
+
+
+def apply(name, z):
+    """f(z) for any activation: elementwise, or softmax and log_softmax over each row."""
+    return {"softmax": softmax, "log_softmax": log_softmax}.get(name, lambda t: activation(name, t))(z)
+
+
 def forward(x, params, activations):
     """Every layer's (z, a) for x (batch, inputs); params = [(W, b), ...], W (outputs, inputs)."""
     a, layers = np.asarray(x, np.float64), []
     for (w, b), name in zip(params, activations):
         z = a @ w.T + b
-        a = softmax(z) if name == "softmax" else activation(name, z)
+        a = apply(name, z)
         layers.append((z, a))
     return layers
 
@@ -214,6 +229,8 @@ def cost(name, a, y, activation="sigmoid"):
         return np.mean((a - y) ** 2)
     if activation == "softmax":
         return -np.sum(y * np.log(a)) / batch
+    if activation == "log_softmax":  # a = ln p
+        return -np.sum(y * a) / batch
     return -np.sum(y * np.log(a) + (1 - y) * np.log(1 - a)) / batch
 
 
@@ -221,6 +238,8 @@ def backward(name, z, a, g):
     """dC/dz from dC/da = g: the derivative elementwise, or the softmax Jacobian's product."""
     if name == "softmax":
         return a * (g - (g * a).sum(axis=1, keepdims=True))
+    if name == "log_softmax":
+        return g - np.exp(a) * g.sum(axis=1, keepdims=True)
     return g * activation_derivative(name, z)
 
 
@@ -234,7 +253,7 @@ def gradients(x, y, params, activations, cost_name):
     elif cost_name == "mse":
         delta = backward(activations[-1], z, a, 2 * (a - y) / a.size)
     else:  # cross-entropy after a sigmoid or softmax: the activation's derivative cancels
-        delta = (a - y) / batch
+        delta = ((np.exp(a) if activations[-1] == "log_softmax" else a) - y) / batch
     grads = [None] * len(params)
     for i in reversed(range(len(params))):
         below = layers[i - 1][1] if i else np.asarray(x, np.float64)

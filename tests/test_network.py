@@ -96,17 +96,21 @@ def finite_difference_gradients(x, y, params, names, cost, h=1e-6):
     ([3, 4, 5, 4, 2], ["elu", "tanh", "tanh", "tanh"], "quadratic"),
     ([3, 6, 5, 4], ["tanh", "elu", "softmax"], "cross_entropy"),
     ([4, 5, 3], ["softmax", "softmax"], "quadratic"),
+    ([3, 6, 4], ["relu6", "log_softmax"], "cross_entropy"),  # PyTorch's NLLLoss after LogSoftmax
+    ([4, 5, 3], ["tanh", "log_softmax"], "quadratic"),
 ])
 def test_gradients_against_central_finite_differences(ctx, widths, names, cost):
     net, params = random_network(ctx, np.float64, widths, names, seed=sum(widths))
     rng = np.random.default_rng(7)
     x = rng.normal(size=(6, widths[0]))
     y = rng.uniform(0.1, 0.9, size=(6, widths[-1]))
-    if names[-1] == "softmax":
+    if names[-1] in ("softmax", "log_softmax"):
         y /= y.sum(axis=1, keepdims=True)  # target rows are distributions
+    if "relu6" in names:
+        x *= 6  # reach both of relu6's kinks
     training = clnet.TrainingNetwork(net, x)
     training.forward()
-    costs.output_delta(ctx, cost, training.output, cla.to_device(ctx.queue, y), training.output_gradient)
+    costs.output_delta(ctx, cost, training.output, cla.to_device(ctx.queue, y), training.output_gradient, names[-1])
     training.backward(skip_output_derivative=costs.skips_activation_derivative(cost))
     analytic = [g.get() for g in training.gradients()]
     numeric = [g for pair in finite_difference_gradients(x, y, params, names, cost) for g in pair]

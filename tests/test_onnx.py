@@ -8,16 +8,17 @@ import clnet
 onnx = pytest.importorskip("onnx", reason="needs the onnx extra: pip install 'clnet[onnx]'")
 ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime (the test extra)")
 
-ALL = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "linear"]
+ALL = ["sigmoid", "tanh", "relu", "relu6", "leaky_relu", "elu", "linear"]
 
 
-@pytest.mark.parametrize("dtype, activations", [
-    (np.float32, ALL),
-    (np.float64, ["tanh", "relu", "linear"]),  # onnxruntime has no float64 LeakyRelu, Elu or Sigmoid kernels
+@pytest.mark.parametrize("dtype, activations, output", [
+    (np.float32, ALL, "softmax"),
+    (np.float32, ["relu6"], "log_softmax"),
+    (np.float64, ["tanh", "relu", "linear"], "softmax"),  # no float64 LeakyRelu, Elu or Sigmoid in onnxruntime
 ])
-def test_export_runs_in_onnxruntime_with_clnets_results(ctx, tmp_path, dtype, activations):
+def test_export_runs_in_onnxruntime_with_clnets_results(ctx, tmp_path, dtype, activations, output):
     net = clnet.InferenceNetwork(ctx, 5, [clnet.FullyConnected(7, a) for a in activations]
-                                 + [clnet.FullyConnected(3, "softmax")], dtype=dtype, seed=4)
+                                 + [clnet.FullyConnected(3, output)], dtype=dtype, seed=4)
     path = net.to_onnx(tmp_path / "model")
     assert path == tmp_path / "model.onnx"
     session = ort.InferenceSession(str(path))
@@ -27,9 +28,10 @@ def test_export_runs_in_onnxruntime_with_clnets_results(ctx, tmp_path, dtype, ac
                                    rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32
                                    else 1e-14)
     model = onnx.load(str(path))
-    ops = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "leaky_relu": "LeakyRelu", "elu": "Elu",
-           "linear": "Identity", "softmax": "Softmax"}
-    assert [n.op_type for n in model.graph.node] == [op for a in [*activations, "softmax"] for op in ("Gemm", ops[a])]
+    ops = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "relu6": "Clip", "leaky_relu": "LeakyRelu",
+           "elu": "Elu", "linear": "Identity", "softmax": "Softmax", "log_softmax": "LogSoftmax"}
+    assert [n.op_type for n in model.graph.node] == [op for a in [*activations, output] for op in ("Gemm", ops[a])]
+    assert [la.activation for la in clnet.from_onnx(path, ctx).layers] == [*activations, output]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
 
@@ -218,3 +220,116 @@ def test_an_older_onnxruntime_reads_the_default_export(ctx, tmp_path):
     version, output = result.stdout.split(" ", 1)
     assert version == "1.15.0"
     np.testing.assert_allclose(np.array(json.loads(output)), net(np.ones((2, 4), np.float32)).get(), rtol=1e-6)
+
+
+# -- what other exporters write (issue 23) ---------------------------------------------------------
+
+
+def chain_model(tmp_path, nodes, constants, name, opset=13, outputs=2):
+    """A model of x (n, 3) -> `nodes` -> y (n, outputs), with numpy arrays as initializers."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", outputs])],
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()])
+    path = tmp_path / name
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=7), str(path))
+    return path
+
+
+@pytest.mark.parametrize("opset", [10, 13])  # Clip's bounds: attributes before opset 11, inputs after
+def test_cast_transposed_weights_clip_leaky_relu_and_log_softmax_match_onnxruntime(ctx, tmp_path, opset):
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(5)
+    w1, w2 = rng.normal(size=(4, 3)).astype(np.float32) * 3, rng.normal(size=(4, 4)).astype(np.float32)
+    w3, b = rng.normal(size=(2, 4)).astype(np.float32), rng.normal(size=2).astype(np.float32)
+    clip = (helper.make_node("Clip", ["h1", "zero", "six"], ["c1"]) if opset >= 11
+            else helper.make_node("Clip", ["h1"], ["c1"], min=0.0, max=6.0))
+    nodes = [helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["w1"], ["w1t"], perm=[1, 0]),  # a constant: folded
+             helper.make_node("MatMul", ["xf", "w1t"], ["h1"]), clip,
+             helper.make_node("Gemm", ["c1", "w2", "b2"], ["h2"], transB=1),  # C optional from opset 11
+             helper.make_node("LeakyRelu", ["h2"], ["l2"], alpha=0.2),
+             helper.make_node("Gemm", ["l2", "w3", "b"], ["h3"], transB=1),
+             helper.make_node("LogSoftmax", ["h3"], ["y"], axis=1)]
+    constants = {"w1": w1, "w2": w2, "w3": w3, "b": b, "b2": -b[:1].repeat(4), "zero": np.float32(0),
+                 "six": np.float32(6)}
+    path = chain_model(tmp_path, nodes, constants, "chain.onnx", opset)
+    net = clnet.from_onnx(path, ctx)
+    assert [clnet.nn.activation.activations.describe(la.activation, la.alpha) for la in net.layers] == [
+        "relu6", ("leaky_relu", 0.2), "log_softmax"]
+    x = rng.normal(size=(6, 3)).astype(np.float32)
+    expected = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    assert (x @ w1.T > 6).any() and (x @ w1.T < 0).any()  # both of Clip's bounds are reached
+    np.testing.assert_allclose(net(x).get(), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net.predict_proba(x), np.exp(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_casts_and_clips_clnet_has_no_layer_for_are_named(ctx, tmp_path):
+    from onnx import TensorProto, helper
+
+    w = np.ones((2, 3), np.float32)
+    cast = chain_model(tmp_path, [helper.make_node("Gemm", ["x", "w"], ["h"], transB=1),
+                                  helper.make_node("Cast", ["h"], ["y"], to=TensorProto.INT64, name="to_int")],
+                       {"w": w}, "cast.onnx")
+    with pytest.raises(ValueError, match="Cast node 'to_int': a cast to int64; clnet's networks compute in float32"):
+        clnet.from_onnx(cast, ctx)
+    clip = chain_model(tmp_path, [helper.make_node("Gemm", ["x", "w"], ["h"], transB=1),
+                                  helper.make_node("Clip", ["h", "lo", "hi"], ["y"], name="hardtanh")],
+                       {"w": w, "lo": np.float32(-1), "hi": np.float32(1)}, "clip.onnx")
+    with pytest.raises(ValueError, match=r"Clip node 'hardtanh': Clip\(-1.0, 1.0\); clnet imports Clip\(0, 6\) as "
+                                         r"relu6 and Clip\(0\) as relu"):
+        clnet.from_onnx(clip, ctx)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's TorchScript-based exporter
+def test_a_pytorch_mlp_with_batch_norm_relu6_and_log_softmax_imports_with_pytorchs_predictions(ctx, tmp_path):
+    torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU6(),
+                                torch.nn.Linear(8, 3), torch.nn.LogSoftmax(dim=1)).eval()
+    with torch.no_grad():  # running statistics unlike a fresh layer's
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+    x = torch.randn(7, 6) * 4
+    path = tmp_path / "bn.onnx"
+    torch.onnx.export(model, x, str(path), dynamo=False, do_constant_folding=False, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    assert "BatchNormalization" in [n.op_type for n in onnx.load(str(path)).graph.node]
+    net = clnet.from_onnx(path, ctx)
+    assert [type(la.spec).__name__ for la in net.layers] == ["FullyConnected", "BatchNorm", "Activation",
+                                                              "FullyConnected"]
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(net(x.numpy()).get(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind, classes", [("classifier", 3), ("classifier", 2), ("regressor", None)])
+def test_scikit_learns_mlps_import_with_their_predictions(ctx, tmp_path, caplog, kind, classes):
+    """MLPClassifier and MLPRegressor through skl2onnx: Cast, MatMul + Add, the classifier head
+    left out (and for two classes the [1 - p, p] of one sigmoid output)."""
+    skl2onnx = pytest.importorskip("skl2onnx", reason="needs skl2onnx (the test extra)")
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    rng = np.random.default_rng(classes or 0)
+    x = rng.normal(size=(60, 5)).astype(np.float32)
+    if kind == "classifier":
+        y = np.array([7, 3, 5][:classes])[(x[:, 0] + x[:, 1] > 0).astype(int) + (classes == 3) * (x[:, 2] > 1)]
+        model = MLPClassifier(hidden_layer_sizes=(10, 6), max_iter=200, random_state=0).fit(x, y)
+    else:
+        model = MLPRegressor(hidden_layer_sizes=(10, 6), max_iter=200, random_state=0).fit(x, x @ rng.normal(size=5))
+    path = tmp_path / f"{kind}.onnx"
+    path.write_bytes(skl2onnx.to_onnx(model, x[:1]).SerializeToString())
+    with caplog.at_level("INFO", logger="clnet"):
+        net = clnet.from_onnx(path, ctx)
+    if kind == "regressor":
+        assert net.output_activation == "linear"
+        np.testing.assert_allclose(net.predict(x), model.predict(x), rtol=1e-5, atol=1e-5)
+        return
+    assert net.output_activation == ("softmax" if classes == 3 else "sigmoid")
+    assert "the classifier head (ArgMax, ArrayFeatureExtractor" in caplog.text
+    assert f"the model's labels, in that order: {model.classes_.tolist()}" in caplog.text
+    np.testing.assert_allclose(net.predict_proba(x), model.predict_proba(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(model.classes_[net.predict(x)], model.predict(x))

@@ -9,7 +9,7 @@ from clnet.ops import activations, arrays, bias, blas, costs, updates
 
 from . import reference as ref
 
-Z = np.concatenate([[-100, -30, -5, -1, -1e-3, 0, 1e-3, 0.5, 1, 5, 30, 100], np.linspace(-8, 8, 37)])
+Z = np.concatenate([[-100, -30, -5, -1, -1e-3, 0, 1e-3, 0.5, 1, 5, 5.999, 6.001, 30, 100], np.linspace(-8, 8, 37)])
 
 
 def tolerance(dtype):
@@ -175,22 +175,29 @@ def test_gemm_with_an_empty_inner_dimension_scales_c(ctx):
 
 
 @pytest.mark.parametrize("cost, activation", [("quadratic", "sigmoid"), ("quadratic", "linear"),
-                                              ("cross_entropy", "sigmoid"), ("cross_entropy", "softmax")])
+                                              ("cross_entropy", "sigmoid"), ("cross_entropy", "softmax"),
+                                              ("cross_entropy", "log_softmax")])
 def test_cost_values_and_output_gradient(ctx, dtype, cost, activation):
     rng = np.random.default_rng(3)
     z = rng.normal(scale=2, size=(37, 5)).astype(dtype)
-    if activation == "softmax":
+    if activation in ("softmax", "log_softmax"):
         y = rng.dirichlet(np.ones(5), size=37).astype(dtype)
     else:
         y = rng.uniform(0, 1, size=(37, 5)).astype(dtype)
-    a = ref.softmax(z) if activation == "softmax" else ref.activation(activation, z)
+    a = ref.apply(activation, z)
     a_dev, z_dev, y_dev = device(ctx, a, dtype), device(ctx, z), device(ctx, y)
     value = costs.value(ctx, cost, activation, a_dev, z_dev, y_dev)
-    expected = ref.cost(cost, a.astype(np.float64), y) if activation != "softmax" else ref.softmax_cross_entropy(z, y)
+    expected = ref.cost(cost, a.astype(np.float64), y, activation)
     np.testing.assert_allclose(value, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
-    delta = cla.empty(ctx.queue, a.shape, dtype)
-    costs.output_delta(ctx, cost, a_dev, y_dev, delta)
-    np.testing.assert_allclose(delta.get(), (a.astype(dtype).astype(np.float64) - y) / 37, **tolerance(dtype))
+    # dC/dz: (p - y) / batch with p = a, or exp(a) after a log_softmax (a = ln p); both delta kernels
+    p = np.exp(a.astype(dtype).astype(np.float64)) if activation == "log_softmax" else a.astype(dtype)
+    for fused in (False, True):
+        delta = cla.empty(ctx.queue, a.shape, dtype)
+        if fused:
+            costs.value_into(ctx, cost, activation, a_dev, z_dev, y_dev, cla.empty(ctx.queue, 1, dtype), delta=delta)
+        else:
+            costs.output_delta(ctx, cost, a_dev, y_dev, delta, activation)
+        np.testing.assert_allclose(delta.get(), (p - y) / 37, **tolerance(dtype))
 
 
 def test_cross_entropy_is_exact_where_the_activation_saturates(ctx, dtype):
@@ -230,7 +237,8 @@ def test_softmax_and_its_backward_against_numpy(ctx, dtype, shape):
 def test_cost_errors(ctx):
     with pytest.raises(ValueError, match="unknown cost 'hinge'; choose one of quadratic, mse, cross_entropy"):
         costs.check_cost("hinge", "sigmoid")
-    with pytest.raises(ValueError, match="cross_entropy cost needs a sigmoid or softmax output layer, got 'tanh'"):
+    with pytest.raises(ValueError, match="cross_entropy cost needs a sigmoid, softmax or log_softmax output layer, got "
+                                         "'tanh'"):
         costs.check_cost("cross_entropy", "tanh")
     a = cla.empty(ctx.queue, (2, 3), np.float32)
     with pytest.raises(ValueError, match=r"y must have shape \(2, 3\), got \(3, 2\)"):

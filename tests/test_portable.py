@@ -51,7 +51,7 @@ def test_activations(ctx, dtype, name):
     _, zd = view(ctx, z, dtype)
     _, out = view(ctx, np.zeros_like(z), dtype, offset=1)
     activations.forward(ctx, name, zd, out)
-    expected = ref.softmax(z) if name == "softmax" else ref.activation(name, z)
+    expected = ref.apply(name, z)
     np.testing.assert_allclose(out.get(), expected, **tol(dtype))
     g = rng.normal(size=z.shape)
     _, gd = view(ctx, g, dtype, offset=5)

@@ -214,3 +214,21 @@ def test_evaluate_and_to_onnx_refuse_bad_input_by_name(ctx, tmp_path):
     with pytest.raises(IsADirectoryError, match=r"is a folder; save to a file in it, such as .*network\.onnx"):
         net.to_onnx(tmp_path)
     assert net.to_onnx(tmp_path / "model").name == "model.onnx"  # the suffix rule of save, with .onnx
+
+
+def test_a_log_softmax_classifier_trains_as_the_softmax_one_on_labels(ctx, caplog):
+    """log_softmax's outputs are ln of softmax's; with labels fit picks cross-entropy (PyTorch's
+    NLLLoss after LogSoftmax), whose gradients are softmax's: the same weights, step for step."""
+    rng = np.random.default_rng(4)
+    x, labels = rng.normal(size=(40, 5)), rng.integers(0, 3, 40)
+    soft, log = classifier(ctx), classifier(ctx, output="log_softmax")
+    with caplog.at_level(logging.INFO, logger="clnet"):
+        costs_log = train(log, x, labels)
+    assert "cost cross_entropy (the output layer is log_softmax;" in caplog.text
+    np.testing.assert_allclose(costs_log, train(soft, x, labels), rtol=1e-12)
+    for p, q in zip(weights(log), weights(soft)):
+        np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(log.outputs_of(x), np.log(soft.outputs_of(x)), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(log.predict_proba(x), soft.predict_proba(x), rtol=1e-10, atol=1e-14)
+    np.testing.assert_array_equal(log.predict(x), soft.predict(x))
+    assert log.evaluate(x, labels) == pytest.approx(soft.evaluate(x, labels), rel=1e-10)

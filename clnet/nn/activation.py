@@ -2,7 +2,7 @@
 
     Activation("gelu")               out = f(x), elementwise on samples of any shape
     Activation(("leaky_relu", 0.2))  a parametrized one (clnet.ACTIVATIONS)
-    Activation("softmax")            over the features of (batch, features) data
+    Activation("softmax")            over the features of (batch, features) data (log_softmax too)
 
 Its backward pass turns dC/d(out) into dC/dx in place, in the previous layer's gradient buffer.
 """
@@ -24,8 +24,8 @@ class Activation(Layer):
         self.activation, self.alpha = activations.parse(activation)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        if self.activation == "softmax" and len(input_shape) != 1:
-            raise ValueError(f"softmax works on (batch, features) data, got samples of shape {input_shape}")
+        if self.activation in activations.ROWWISE and len(input_shape) != 1:
+            raise ValueError(f"{self.activation} works on (batch, features) data, got samples of shape {input_shape}")
         return tuple(input_shape)
 
     def config(self) -> dict:

@@ -65,8 +65,9 @@ class Conv2d(Layer):
             raise ValueError(f"out_channels ({self.out_channels}) must be a multiple of groups ({self.groups})")
         self.bias = bool(bias)
         self.activation, self.alpha = activations.parse(activation)
-        if self.activation == "softmax":
-            raise ValueError("softmax is for (batch, features) outputs: use it after Flatten and a FullyConnected")
+        if self.activation in activations.ROWWISE:
+            raise ValueError(f"{self.activation} is for (batch, features) outputs: use it after Flatten and a "
+                             "FullyConnected")
 
     def _padding(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """(before, total) padding of each dimension."""

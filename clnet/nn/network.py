@@ -64,7 +64,7 @@ def check_layers(layers) -> list[Layer]:
     return layers
 
 
-CLASSIFIER_ACTIVATIONS = ("softmax", "sigmoid")
+CLASSIFIER_ACTIVATIONS = ("softmax", "log_softmax", "sigmoid")
 
 
 class Network:
@@ -320,16 +320,20 @@ class Network:
         scores = self.outputs_of(x, batch_size)
         if not self.is_classifier:
             return scores[:, 0] if self.outputs == 1 else scores
-        return (scores[:, 0] > 0.5).astype(np.int64) if self.outputs == 1 else scores.argmax(axis=1)
+        if self.outputs == 1 and self.output_activation == "sigmoid":
+            return (scores[:, 0] > 0.5).astype(np.int64)
+        return scores.argmax(axis=1)
 
     def predict_proba(self, x, batch_size: int = 4096) -> np.ndarray:
         """Class probabilities for x as numpy (samples, classes), as scikit-learn's classifiers give
-        them: a softmax's outputs, or (1 - p, p) for one sigmoid output. ValueError for a network
-        that is not a classifier."""
+        them: a softmax's outputs, exp of a log_softmax's, or (1 - p, p) for one sigmoid output.
+        ValueError for a network that is not a classifier."""
         if not self.is_classifier:
             raise ValueError(f"predict_proba is for classifiers (a softmax or sigmoid output layer); this network's "
                              f"output is {self.output_activation}: use predict for its values")
         scores = self.outputs_of(x, batch_size)
+        if self.output_activation == "log_softmax":
+            return np.exp(scores)
         return np.column_stack([1 - scores[:, 0], scores[:, 0]]) if self.outputs == 1 else scores
 
     def accuracy(self, x, labels) -> float:

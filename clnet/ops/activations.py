@@ -1,6 +1,7 @@
 """Activations and their derivatives (kernels/activations.cl holds the one table of them).
 
-All are elementwise except softmax, which works on each row of a (batch, outputs) array. An
+All are elementwise except softmax and log_softmax (`ROWWISE`), which work on each row of a
+(batch, outputs) array. An
 activation is named by a string, or by (name, alpha) for the parametrized ones: leaky_relu
 (the slope below 0, default 0.01) and elu (the scale below 0, default 1.0). The derivative of
 most is computed from the output a; gelu's, gelu_tanh's and silu's from the input z
@@ -22,7 +23,8 @@ from .arrays import check_array, launch, vector_width
 # table, so the two cannot disagree.
 _TABLE = Templates().module("activations.cl").ACTIVATIONS
 ELEMENTWISE: tuple[str, ...] = tuple(_TABLE)
-ACTIVATIONS: tuple[str, ...] = (*ELEMENTWISE, "softmax")
+ROWWISE: tuple[str, ...] = ("softmax", "log_softmax")
+ACTIVATIONS: tuple[str, ...] = (*ELEMENTWISE, *ROWWISE)
 DEFAULT_ALPHA: dict[str, float] = {name: entry[3] for name, entry in _TABLE.items() if entry[3] is not None}
 
 
@@ -58,7 +60,7 @@ def describe(name: str, alpha: float | None = None) -> str | tuple[str, float]:
 
 def reads(name: str) -> str:
     """What the derivative of `name` is computed from: "a" (the output) or "z" (the input)."""
-    return "a" if name == "softmax" else _TABLE[check_activation(name)][2]
+    return "a" if name in ROWWISE else _TABLE[check_activation(name)][2]
 
 
 def alpha_argument(name: str, alpha: float | None) -> dict:
@@ -80,18 +82,19 @@ def forward(ctx, name: str, z: cla.Array, out: cla.Array | None = None, alpha: f
 
 
 def _work_items(name: str, a: cla.Array) -> int:
-    """One per vector of elements (kernels/vectors.cl), or one per row for softmax."""
-    return _rows(a) if name == "softmax" else -(-a.size // vector_width(a.dtype))
+    """One per vector of elements (kernels/vectors.cl), or one per row for softmax and log_softmax."""
+    return _rows(a) if name in ROWWISE else -(-a.size // vector_width(a.dtype))
 
 
 def _rows(a: cla.Array) -> int:
     if a.ndim != 2:
-        raise ValueError(f"softmax works on the rows of a (batch, outputs) array, got shape {tuple(a.shape)}")
+        raise ValueError(f"softmax and log_softmax work on the rows of a (batch, outputs) array, got shape "
+                         f"{tuple(a.shape)}")
     return a.shape[0]
 
 
 def _sizes(name: str, a: cla.Array) -> dict:
-    return {"rows": _rows(a), "cols": a.shape[1]} if name == "softmax" else {"n": a.size}
+    return {"rows": _rows(a), "cols": a.shape[1]} if name in ROWWISE else {"n": a.size}
 
 
 def backward(ctx, name: str, saved: cla.Array, grad: cla.Array, alpha: float | None = None) -> cl.Event:

@@ -7,6 +7,8 @@
     cross_entropy  C = -sum(y ln a + (1 - y) ln(1 - a)) / batch   after a sigmoid
                    C = -sum(y ln a) / batch                       after a softmax (rows of y
                                                                   one-hot or probabilities)
+                   C = -sum(y a) / batch                          after a log_softmax (a = ln p:
+                                                                  PyTorch's NLLLoss)
 
 Gradients are of C, so they are averaged over the batch. Aliases (`ALIASES`) take the names users
 know: "mean_squared_error"; "binary_cross_entropy", "bce" and "log_loss" (sigmoid: the sum over
@@ -26,7 +28,7 @@ from .arrays import check_array, launch_elementwise, reduction_items
 COSTS = ("quadratic", "mse", "cross_entropy")
 ALIASES = {"mean_squared_error": "mse", "binary_cross_entropy": "cross_entropy", "bce": "cross_entropy",
            "log_loss": "cross_entropy", "categorical_cross_entropy": "cross_entropy"}
-CROSS_ENTROPY_ACTIVATIONS = ("sigmoid", "softmax")
+CROSS_ENTROPY_ACTIVATIONS = ("sigmoid", "softmax", "log_softmax")
 # Outputs up to this size: the cost's one work-group also writes the gradient (256 x 10: 26
 # against 36 us); at 1000 x 10 the parallel `difference` kernel beside it won (44 against 48 us).
 FUSED_DELTA = 1 << 12
@@ -39,7 +41,8 @@ def check_cost(name: str, activation: str) -> str:
                          f"(or their aliases {', '.join(ALIASES)})")
     name = ALIASES.get(name, name)
     if name == "cross_entropy" and activation not in CROSS_ENTROPY_ACTIVATIONS:
-        raise ValueError(f"the cross_entropy cost needs a sigmoid or softmax output layer, got {activation!r}")
+        raise ValueError(f"the cross_entropy cost needs a sigmoid, softmax or log_softmax output layer, got "
+                         f"{activation!r}")
     return name
 
 
@@ -63,17 +66,25 @@ def scales(name: str, rows: int, cols: int, batches: int | None = None) -> tuple
     return 1 / mean, 1 / rows
 
 
-def output_delta(ctx, name: str, a: cla.Array, y: cla.Array, delta: cla.Array) -> cl.Event:
+def output_delta(ctx, name: str, a: cla.Array, y: cla.Array, delta: cla.Array, activation: str = "linear"
+                 ) -> cl.Event:
     """delta = dC/da (quadratic, mse), or dC/dz with the activation folded in (cross_entropy). Queued.
 
-    Each is (a - y) times a scale (`scales`); cross_entropy's is already the gradient of the output
-    layer's input, so the network skips the activation's derivative (`skips_activation_derivative`).
+    Each is (a - y) times a scale (`scales`), or (exp(a) - y) after a log_softmax; cross_entropy's
+    is already the gradient of the output layer's input, so the network skips the activation's
+    derivative (`skips_activation_derivative`).
     """
     dtype = _check(ctx, a, y)
     check_array(ctx, delta, "delta", dtype=dtype, shape=a.shape)
-    kernel = ctx.kernel("costs.cl", "difference", dtype=dtype)
+    kernel = ctx.kernel("costs.cl", "difference" + _probabilities(name, activation), dtype=dtype)
     scale = scales(ALIASES.get(name, name), *a.shape)[1]
     return launch_elementwise(ctx, kernel, a.size, dtype, a=a, y=y, delta=delta, scale=scale, n=a.size)
+
+
+def _probabilities(name: str, activation: str) -> str:
+    """The kernels' suffix that takes exp of the output first: cross_entropy's delta after a
+    log_softmax is p - y with p = exp(a)."""
+    return "_exp" if activation == "log_softmax" and ALIASES.get(name, name) == "cross_entropy" else ""
 
 
 def skips_activation_derivative(name: str) -> bool:
@@ -95,16 +106,17 @@ def value_into(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: c
     dtype = _check(ctx, x, y, ("a" if squares else "z", "y"))
     rows, cols = x.shape
     scale, delta_scale = scales(name, rows, cols, batches)
-    kernel_name = "quadratic_sum" if squares else f"{activation}_cross_entropy_sum"
+    # log_softmax's cross-entropy is softmax's, from the same logits
+    kernel_name = "quadratic_sum" if squares else f"{activation.removeprefix('log_')}_cross_entropy_sum"
     items = reduction_items(ctx)
     extra = {}
     if delta is not None:
         if a.size > FUSED_DELTA:
-            output_delta(ctx, name, a, y, delta)
+            output_delta(ctx, name, a, y, delta, activation)
         else:
             check_array(ctx, a, "a", dtype=dtype, shape=x.shape)
             check_array(ctx, delta, "delta", dtype=dtype, shape=x.shape)
-            kernel_name += "_delta"
+            kernel_name += "_delta" + _probabilities(name, activation)
             extra = {"a": a, "delta": delta, "delta_scale": delta_scale}
     kernel = ctx.kernel("costs.cl", kernel_name, dtype=dtype)
     return kernel(ctx.queue, (items,), (items,), x=x, y=y, out=out, index=index, scale=scale, rows=rows,

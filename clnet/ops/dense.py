@@ -28,17 +28,17 @@ def transposes(batch: int, outputs: int, activation: str) -> bool:
     """Whether the fused forward pass computes out.T = W @ x.T (packing x, not W): for layers of
     at least TRANSPOSE_RATIO times as many outputs as the batch has rows (not softmax, which
     needs whole rows of out in a tile)."""
-    return batch * TRANSPOSE_RATIO <= outputs and activation != "softmax"
+    return batch * TRANSPOSE_RATIO <= outputs and activation not in activations.ROWWISE
 
 
 def fuses_forward(ctx, dtype, activation: str, m: int, n: int, k: int) -> bool:
     """True when `forward` runs as one fused GEMM for this product (clnet's kernel, and for
-    softmax a row that fits in one tile)."""
+    softmax a row that fits in one tile; log_softmax runs its own kernel after the product)."""
     chosen = blas.settings(ctx, dtype)
     if chosen.backend(m, n, k) != "clnet":
         return False
     width = chosen.tiles.width or vector_width(dtype)
-    return activation != "softmax" or n <= 2 * width
+    return activation not in activations.ROWWISE or (activation == "softmax" and n <= 2 * width)
 
 
 def forward(ctx, x: cla.Array, weights: cla.Array, b: cla.Array, activation: str, out: cla.Array,
@@ -82,8 +82,8 @@ def backward_bias(ctx, activation: str | None, saved: cla.Array, delta: cla.Arra
     saved: what the derivative reads (activations.reads): the output a, or the logits z."""
     if activation == "linear":
         activation = None  # f' = 1: nothing to multiply
-    # softmax works on rows: its own kernel first; so do large layers, where two passes win
-    if activation == "softmax" or (activation is not None and delta.size > FUSED_BACKWARD):
+    # softmax and log_softmax work on rows: their own kernel first; so do large layers, where two passes win
+    if activation in activations.ROWWISE or (activation is not None and delta.size > FUSED_BACKWARD):
         activations.backward(ctx, activation, saved, delta, alpha)
         activation = None
     if activation is None:

@@ -64,7 +64,7 @@ def _descend(training: TrainingNetwork, y, cost: str, epochs: int, learning_rate
                 costs.value_into(ctx, cost, activation, output, training.logits, y, epoch_costs, epoch,
                                  delta=training.output_gradient)
             else:
-                costs.output_delta(ctx, cost, output, y, training.output_gradient)
+                costs.output_delta(ctx, cost, output, y, training.output_gradient, activation)
             training.backward(skip_output_derivative=skip_derivative)
             # the first update also keeps the weights it starts from, for a divergence
             optimizer.step(net.parameter_buffer, net.gradient_buffer, keep=net.kept_buffer if epoch == 0 else None)

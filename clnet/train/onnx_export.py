@@ -5,8 +5,8 @@ below): a fully-connected layer is a Gemm (transB=1) and its activation's nodes,
 Conv and its activation's, pooling MaxPool, AveragePool or GlobalAveragePool, batch norm
 BatchNormalization (inference), Flatten is Flatten, dropout is left out (inference); float32
 or float64, with a dynamic batch dimension. Activations: Sigmoid, Tanh, Relu, LeakyRelu and Elu
-with their alpha, Softmax axis=1, Identity for linear; gelu, gelu_tanh and silu as the few
-opset-13 nodes that compute them.
+with their alpha, Softmax and LogSoftmax axis=1, Clip(0, 6) for relu6, Identity for linear;
+gelu, gelu_tanh and silu as the few opset-13 nodes that compute them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from . import saving
 OPSET = 13  # the default: onnxruntime from 1.10, TensorRT 8, OpenVINO 2022 read it
 OPSETS = range(13, 22)  # the nodes written here mean the same in each of these
 EXPORTED = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "leaky_relu": "LeakyRelu", "elu": "Elu",
-            "softmax": "Softmax", "linear": "Identity"}  # and gelu, gelu_tanh, silu: see Graph.activation
+            "softmax": "Softmax", "log_softmax": "LogSoftmax", "linear": "Identity"}
+# and relu6 (Clip), gelu, gelu_tanh, silu: see Graph.activation
 
 
 def onnx_package():
@@ -62,8 +63,10 @@ class Graph:
     def activation(self, name: str, alpha: float | None, x: str) -> str:
         if name in ("leaky_relu", "elu"):
             return self.node(EXPORTED[name], [x], alpha=float(activations.parse((name, alpha))[1]))
-        if name == "softmax":
-            return self.node("Softmax", [x], axis=1)
+        if name in ("softmax", "log_softmax"):
+            return self.node(EXPORTED[name], [x], axis=1)
+        if name == "relu6":
+            return self.node("Clip", [x, self.constant(0.0, "min"), self.constant(6.0, "max")])
         if name in EXPORTED:
             return self.node(EXPORTED[name], [x])
         if name == "silu":  # x * sigmoid(x)

@@ -1,13 +1,18 @@
 """ONNX import (the `onnx` package: clnet[onnx]): the chain of nodes that torch.onnx.export (both
-exporters) writes for multilayer perceptrons and CNNs, as clnet layers.
+exporters), scikit-learn's converters (skl2onnx) and other exporters write for multilayer
+perceptrons and CNNs, as clnet layers.
 
     Gemm, MatMul (+ Add)        FullyConnected      Conv              Conv2d
     an activation after either  fused into it       any other         Activation
+      (Clip(0, 6) is relu6, Clip(0) relu; LogSoftmax log_softmax)
     MaxPool, AveragePool        MaxPool2d, AvgPool2d (ceil_mode off, no dilation)
     GlobalAveragePool, ReduceMean over (H, W) keeping them             GlobalAvgPool2d
     BatchNormalization (inference)                                     BatchNorm
     Flatten (axis 1), Reshape to (batch, features)                     Flatten
-    Identity, Dropout, Constant                                        nothing
+    Identity, Dropout, Constant, Cast to a float type                  nothing
+    Transpose, Cast or Identity of a constant                          folded into the constant
+    a classifier head after the probabilities (ArgMax, ZipMap,         left out, with a logged note:
+      ArrayFeatureExtractor; scikit-learn's [1 - p, p] of a sigmoid)   predict gives class indices
 
 Anything else, or an attribute clnet's layers do not have (asymmetric padding other than
 "same", ceil_mode, dilated pooling), raises ValueError naming the operator, the attribute and
@@ -16,6 +21,7 @@ the node.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 
@@ -30,11 +36,15 @@ from ..nn.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from ..ops import activations
 from .onnx_export import EXPORTED, onnx_package
 
+log = logging.getLogger("clnet")
+
 ACTIVATION_OPS = {op: name for name, op in EXPORTED.items() if op != "Identity"}
-NO_OPS = ("Identity", "Dropout")
+NO_OPS = ("Identity", "Dropout", "Cast")  # Cast: to a float type only (`Reader.read`)
 LAYER_OPS = ("Gemm", "MatMul", "Add", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean",
              "BatchNormalization", "Flatten", "Reshape")
-SUPPORTED = (*LAYER_OPS, *ACTIVATION_OPS, "Gelu", *NO_OPS)
+SUPPORTED = (*LAYER_OPS, *ACTIVATION_OPS, "Clip", "Gelu", *NO_OPS)
+HEAD_OPS = ("ArgMax", "ZipMap")  # what classifier heads read the probabilities with
+FOLDED = ("Identity", "Cast", "Transpose")  # of a constant: computed here
 
 
 def read(path: str | os.PathLike) -> tuple[tuple[int, ...], list, np.dtype, dict[str, np.ndarray]]:
@@ -49,18 +59,60 @@ def read(path: str | os.PathLike) -> tuple[tuple[int, ...], list, np.dtype, dict
     for node in graph.node:
         if node.op_type == "Constant":
             values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-        elif node.op_type == "Identity" and node.input[0] in values:  # a constant under another name
-            values[node.output[0]] = values[node.input[0]]
+        elif node.op_type in FOLDED and node.input[0] in values:  # a constant, renamed, cast or transposed
+            values[node.output[0]] = _fold(onnx, node, values[node.input[0]])
     inputs = [i for i in graph.input if i.name not in values]
     if len(inputs) != 1:
         raise ValueError(f"{path}: a network takes one input, the model has {[i.name for i in inputs]}")
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim][1:]
     opset = max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] or [0])
     reader = Reader(path, values, inputs[0].name, dims, opset)
-    for node in graph.node:
+    for node in _without_head(path, graph.node, values):
         if node.output[0] not in values:
             reader.read(node, {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute})
     return reader.finish()
+
+
+def _fold(onnx, node, value: np.ndarray) -> np.ndarray:
+    """The constant an Identity, Cast or Transpose node makes of the constant `value`."""
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Cast":
+        return value.astype(onnx.helper.tensor_dtype_to_np_dtype(attributes["to"]))
+    if node.op_type == "Transpose":
+        return np.ascontiguousarray(value.transpose(attributes.get("perm")))
+    return value
+
+
+def _without_head(path, nodes, values: dict) -> list:
+    """The nodes that compute the probabilities a classifier head (ArgMax, ZipMap) reads, in
+    order: the head (labels from ArgMax, the ZipMap of dictionaries) is left out, and so is
+    scikit-learn's [1 - p, p] of one sigmoid output, since clnet's predict and predict_proba do
+    what they do. All the nodes where there is no head."""
+    nodes = list(nodes)
+    heads = [node for node in nodes if node.op_type in HEAD_OPS]
+    if not heads:
+        return nodes
+    made_by = {out: node for node in nodes for out in node.output}
+    probabilities = heads[0].input[0]
+    concat = made_by.get(probabilities)
+    if concat is not None and concat.op_type == "Concat" and len(concat.input) == 2:
+        complement = made_by.get(concat.input[0])  # Sub(1, p) beside p
+        if complement is not None and complement.op_type == "Sub" and complement.input[1] == concat.input[1] \
+                and np.all(values.get(complement.input[0], 0) == 1):
+            probabilities = concat.input[1]
+    needed, wanted = set(), [probabilities]  # ids of the nodes the probabilities come from
+    while wanted:
+        node = made_by.get(wanted.pop())
+        if node is not None and id(node) not in needed:
+            needed.add(id(node))
+            wanted.extend(node.input)
+    labels = next((values[node.input[0]].tolist() for node in nodes if node.op_type == "ArrayFeatureExtractor"
+                   and node.input[0] in values), None)
+    log.info("from_onnx %s: the classifier head (%s) is left out: the network outputs the probabilities "
+             "(predict gives class indices 0..k-1%s)", path,
+             ", ".join(sorted({node.op_type for node in nodes if id(node) not in needed})),
+             f"; the model's labels, in that order: {labels}" if labels is not None else "")
+    return [node for node in nodes if id(node) in needed]
 
 
 class Reader:
@@ -114,6 +166,10 @@ class Reader:
             self.flatten(node, attributes)
         elif op == "Identity" and self.pending is not None:  # clnet's own "linear": the layer is whole
             self.flush()
+        elif op == "Cast":
+            self.cast(node, attributes)
+        elif op == "Clip":
+            self.activation(_clip(self, node, attributes))
         elif op not in NO_OPS:
             self.activation(_activation(self, op, node, attributes))
         self.current = node.output[0]
@@ -129,6 +185,14 @@ class Reader:
             raise self.fail(node, "an Add that is not the bias of a MatMul")
         bias = self.values[next(name for name in node.input if name in self.values)].reshape(-1)
         arrays["bias"] = bias
+
+    def cast(self, node, attributes: dict) -> None:
+        """A Cast to a float type does nothing: a network computes in its own dtype."""
+        from onnx import helper
+
+        to = np.dtype(helper.tensor_dtype_to_np_dtype(attributes["to"]))
+        if to.kind != "f":
+            raise self.fail(node, f"a cast to {to}; clnet's networks compute in float32 or float64")
 
     def global_average(self, node, attributes: dict) -> None:
         if node.op_type == "ReduceMean":
@@ -253,10 +317,23 @@ def _batch_norm(reader: Reader, node, attributes: dict) -> tuple:
     return BatchNorm(eps, momentum), {"scale": scale, "shift": shift, "running_mean": mean, "running_var": var}
 
 
+def _clip(reader: Reader, node, attributes: dict) -> str:
+    """relu6 for Clip(0, 6), relu for Clip(0) (bounds as inputs from opset 11, attributes before)."""
+    bounds = []
+    for i, (name, unbounded) in enumerate((("min", -np.inf), ("max", np.inf)), start=1):
+        given = node.input[i] if len(node.input) > i and node.input[i] else None
+        bounds.append(float(np.ravel(reader.values[given])[0]) if given else float(attributes.get(name, unbounded)))
+    if bounds == [0.0, 6.0]:
+        return "relu6"
+    if bounds == [0.0, np.inf]:
+        return "relu"
+    raise reader.fail(node, f"Clip({bounds[0]}, {bounds[1]}); clnet imports Clip(0, 6) as relu6 and Clip(0) as relu")
+
+
 def _activation(reader: Reader, op: str, node, attributes: dict):
     """The activation (a name, or (name, alpha)) of an activation node."""
-    if op == "Softmax" and attributes.get("axis", -1) not in (1, -1):
-        raise reader.fail(node, f"a softmax over axis {attributes['axis']}; clnet's is over axis 1")
+    if op in ("Softmax", "LogSoftmax") and attributes.get("axis", -1) not in (1, -1):
+        raise reader.fail(node, f"a {op} over axis {attributes['axis']}; clnet's is over axis 1")
     if op == "Gelu":
         approximate = attributes.get("approximate", b"none")
         return "gelu_tanh" if approximate in (b"tanh", "tanh") else "gelu"
