@@ -33,7 +33,7 @@ def load_data(seed: int = 0):
 def run(ctx, epochs: int = 30, seed: int = 0, progress: bool = True) -> dict:
     """Train the digits network on ctx; returns test accuracy, last cost and seconds."""
     x_train, y_train, x_test, y_test = load_data(seed)
-    # starts initialized: He for the relu layer, Xavier for the softmax layer, from `seed`
+    # starts initialized: PyTorch's default for the relu layer, Xavier for the softmax layer, from `seed`
     net = clnet.InferenceNetwork(ctx, 64, [clnet.FullyConnected(128, "relu"), clnet.FullyConnected(10, "softmax")],
                                  seed=seed)
     started = time.perf_counter()

@@ -65,7 +65,7 @@ def test_a_cnn_fits_with_validation_and_early_stopping_and_saves(ctx, tmp_path):
 
 def test_init_draws_convolutions_with_their_fan_in(ctx, dtype):
     net = clnet.InferenceNetwork(ctx, (3, 8, 8), [clnet.Conv2d(8, 3, activation="relu"), clnet.Flatten(),
-                                                  clnet.FullyConnected(2)], dtype=dtype, seed=5)
+                                                  clnet.FullyConnected(2)], dtype=dtype, init="he", seed=5)
     std = dtype.type(np.sqrt(2 / (3 * 9)))  # He: fan_in = in_channels * kh * kw
     np.testing.assert_array_equal(net.layers[0].weights.get().ravel(), ref.normal_exact(5, 0, 8 * 27, dtype, std=std))
     assert not net.layers[0].bias.get().any()

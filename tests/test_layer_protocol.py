@@ -330,12 +330,14 @@ def test_layers_that_cannot_take_their_input_are_named(ctx):
 
 
 def test_init_follows_each_parameters_fan_and_kind(ctx, dtype):
-    """auto: He for a linear layer followed by Activation("relu"); the scale stays at ones under
-    every method; bit for bit the numbers of DESIGN.md's stream."""
-    net = clnet.InferenceNetwork(ctx, 100, [clnet.FullyConnected(50), clnet.Activation("relu"), Scale()],
+    """auto: what follows a linear layer decides (Xavier for Activation("tanh")); the scale stays
+    at ones under every method; bit for bit the numbers of DESIGN.md's stream."""
+    net = clnet.InferenceNetwork(ctx, 100, [clnet.FullyConnected(50), clnet.Activation("tanh"), Scale()],
                                  dtype=dtype, seed=7)
-    std = dtype.type(np.sqrt(2 / 100))
+    std = dtype.type(np.sqrt(2 / 150))
     np.testing.assert_array_equal(net.layers[0].weights.get().ravel(), ref.normal_exact(7, 0, 5000, dtype, std=std))
+    relu = clnet.InferenceNetwork(ctx, 100, [clnet.FullyConnected(50), clnet.Activation("relu")], dtype=dtype)
+    assert 0.98 < np.abs(relu.layers[0].weights.get()).max() * 10 <= 1  # PyTorch's U(-0.1, 0.1) after a relu
     clnet.init(net, "gaussian", seed=1)
     assert np.array_equal(net.layers[2].arrays["scale"].get(), np.ones(50, dtype))
     assert net.layers[0].bias.get().std() > 0.5  # gaussian draws biases too

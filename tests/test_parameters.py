@@ -79,23 +79,28 @@ def test_a_new_network_starts_initialized_and_learns_the_seed_example(ctx):
     np.testing.assert_allclose(net(X).get(), [[0.5], [0.5]], atol=5e-3)
 
 
-def test_the_default_is_he_for_the_relu_family_and_xavier_for_the_others(ctx):
-    """auto from seed 0 equals the Philox stream drawn layer by layer with each method's std."""
-    activations = ["relu", "tanh", "leaky_relu", "elu", "linear"]
-    widths = [300, 200, 150, 120, 100, 10]
+def test_the_default_is_pytorchs_for_the_relu_family_and_xavier_for_the_others(ctx):
+    """auto from seed 0 equals the Philox stream drawn layer by layer with each method's range:
+    U(±1/sqrt(fan_in)) for weights and biases after relu, relu6, leaky_relu and elu (PyTorch's
+    default), N(0, 2 / (fan_in + fan_out)) and zero biases for the others."""
+    activations = ["relu", "tanh", "leaky_relu", "elu", "linear", "relu6"]
+    widths = [300, 200, 150, 120, 100, 10, 5]
     net = clnet.InferenceNetwork(ctx, widths[0], [clnet.FullyConnected(w, a) for w, a in zip(widths[1:], activations)])
     expected = clnet.InferenceNetwork(ctx, widths[0], [clnet.FullyConnected(w, a)
                                                       for w, a in zip(widths[1:], activations)], init=None)
     assert not any(p.get().any() for p in expected.parameters())  # init=None: zeros, for the caller to set
     g = clnet.Philox(ctx, 0)
     for layer, inputs, outputs, activation in zip(expected.layers, widths, widths[1:], activations):
-        he = activation in ("relu", "leaky_relu", "elu")
-        g.normal(layer.weights, std=math.sqrt(2 / inputs) if he else math.sqrt(2 / (inputs + outputs)))
+        if activation in ("relu", "relu6", "leaky_relu", "elu"):
+            for array in (layer.weights, layer.bias):
+                g.uniform(array, -1 / math.sqrt(inputs), 1 / math.sqrt(inputs))
+        else:
+            g.normal(layer.weights, std=math.sqrt(2 / (inputs + outputs)))
     for got, want in zip(net.parameters(), expected.parameters()):
         np.testing.assert_array_equal(got.get(), want.get())
     assert net.seed == 0
     first = net.layers[0].weights.get()
-    assert abs(first.std() - math.sqrt(2 / 300)) < 0.05 * math.sqrt(2 / 300)
+    assert abs(first.std() - 1 / math.sqrt(3 * 300)) < 0.05 / math.sqrt(3 * 300)  # U(-a, a): a / sqrt(3)
 
 
 def test_the_same_script_twice_gives_the_same_weights():

@@ -1,7 +1,9 @@
 """Weight initialization on the device, from one Philox stream for the whole network.
 
     method           weights (fan_in, fan_out: the layer's)    biases
-    auto             he for the relu family (relu, leaky_relu, elu), xavier for the others
+    auto             pytorch for the relu family (relu, relu6, leaky_relu, elu), xavier for
+                     the others: the best of he, lecun, xavier and pytorch on scikit-learn's
+                     four small sets (bench/bench_init_choice.py, bench/RESULTS.md)
     uniform, pytorch U(-a, a), a = 1 / sqrt(fan_in)               U(-a, a), a of the weights
                      (torch.nn.Linear's and Conv2d's default)
     uniform01        U(0, 1)          (the article's first try) U(0, 1)
@@ -32,19 +34,22 @@ from .protocol import Parameter
 
 INIT_METHODS = ("auto", "uniform", "pytorch", "uniform01", "gaussian", "xavier", "glorot", "xavier_uniform", "he",
                 "lecun")
-RELU_FAMILY = ("relu", "leaky_relu", "elu")
+RELU_FAMILY = ("relu", "relu6", "leaky_relu", "elu")
 
 
 def method_for(activation: str) -> str:
-    """The `auto` method of a layer with this activation: he for the relu family, else xavier."""
-    return "he" if activation in RELU_FAMILY else "xavier"
+    """The `auto` method of a layer with this activation: PyTorch's default for the relu family
+    (it beat He by 0.035 in the mean score of four sets; bench/RESULTS.md), else xavier (level
+    with PyTorch's default for tanh layers)."""
+    return "pytorch" if activation in RELU_FAMILY else "xavier"
 
 
-def _auto_activation(specs: list, i: int) -> str:
+def _auto_activation(specs: list, placements: list, i: int) -> str:
     """The activation that follows layer i's weights: its own, or, when it applies none, that of
-    the parameterless layer right after it (FullyConnected(64) then Activation("relu"))."""
+    the parameterless layer right after it (FullyConnected(64) then Activation("relu")), not that
+    of the next layer with weights of its own."""
     own = specs[i].activation
-    if own == "linear" and i + 1 < len(specs) and specs[i + 1].activation != "linear":
+    if own == "linear" and i + 1 < len(specs) and not placements[i + 1].parameters:
         return specs[i + 1].activation
     return own
 
@@ -85,7 +90,7 @@ def init(net, method: str = "auto", seed: int | None = None):
         raise ValueError(f"unknown init method {method!r}; choose one of {', '.join(INIT_METHODS)}")
     g = Philox(net.ctx, secrets.randbits(64) if seed is None else seed)
     for i, (layer, placed) in enumerate(zip(layers, placements)):
-        chosen = method_for(_auto_activation(net.specs, i)) if method == "auto" else method
+        chosen = method_for(_auto_activation(net.specs, placements, i)) if method == "auto" else method
         fan_in = next((p.fan_in for p in placed.parameters if p.init == "weight"), 1)
         for parameter in placed.parameters:
             _draw(g, chosen, parameter, layer.arrays[parameter.name], fan_in)
