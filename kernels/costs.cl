@@ -1,6 +1,9 @@
 ## costs.cl: cost values and their gradients with respect to the network's output.
 ##
 ##   quadratic:       C = sum((a - y)^2) / (2 batch),            dC/da = (a - y) / batch
+##   mae:             C = sum(|a - y|) / (batch outputs),        dC/da = sign(a - y) / (batch outputs)
+##   huber (delta 1): C = sum(h(a - y)) / (batch outputs), h(d) = d^2 / 2 for |d| <= 1, |d| - 1/2
+##                    beyond,                                    dC/da = clamp(a - y, -1, 1) / (batch outputs)
 ##   cross_entropy after a sigmoid (independent binary outputs):
 ##                    C = -sum(y ln a + (1 - y) ln(1 - a)) / batch
 ##   cross_entropy after a softmax (rows of y sum to 1: one-hot or probabilities):
@@ -12,28 +15,34 @@
 <%include file="common.cl"/>
 <%namespace name="v" file="vectors.cl"/>
 
-// delta = (a - y) * scale: dC/da of the quadratic cost, and dC/dz of the cross-entropies;
-// difference_exp: (exp(a) - y) * scale, the cross-entropy's dC/dz after a log_softmax.
-${kernel("difference", "const real *a, const real *y, real *delta, real scale, index_t n")} {
-<%v:elementwise n="n" inputs="${['a', 'y']}" outputs="${['delta']}">delta = (a - y) * scale;</%v:elementwise>
+<%!
+    # dC/da (or dC/dz) up to the scale, per element of the output a and target y, by kernel suffix
+    DELTAS = {"": "(a - y)",                                 # quadratic, mse; cross-entropies: dC/dz
+              "_exp": "(exp(a) - y)",                        # cross_entropy after a log_softmax (a = ln p)
+              "_sign": "sign(a - y)",                        # mae (0 where a = y, as PyTorch's L1Loss)
+              "_clamp": "clamp(a - y, (real)-1, (real)1)"}   # huber, delta 1
+%>
+// delta = DELTAS[suffix] * scale, elementwise.
+% for suffix, expression in DELTAS.items():
+${kernel("difference" + suffix, "const real *a, const real *y, real *delta, real scale, index_t n")} {
+<%v:elementwise n="n" inputs="${['a', 'y']}" outputs="${['delta']}">delta = ${expression} * scale;</%v:elementwise>
 }
 
-${kernel("difference_exp", "const real *a, const real *y, real *delta, real scale, index_t n")} {
-<%v:elementwise n="n" inputs="${['a', 'y']}" outputs="${['delta']}">delta = (exp(a) - y) * scale;</%v:elementwise>
-}
-
+% endfor
 ## One work-group sums `term` over `count` items (elements or rows) into out[index], scaled.
 ## A cost is read once per call or per epoch, so one group is enough. The <name>_delta variant
-## also writes delta = (a - y) * delta_scale (`difference`), saving a launch per training step;
-## <name>_delta_exp (exp(a) - y) * delta_scale (`difference_exp`).
-<%def name="cost_sum(name, count, term, delta=False, probabilities='')">
-${kernel(name + ("_delta" if delta else "") + probabilities,
+## also writes delta (`difference`, or `difference<suffix>` for <name>_delta<suffix>), saving a
+## launch per training step.
+<%def name="cost_sum(name, count, term, delta=False, suffix='')">
+${kernel(name + ("_delta" if delta else "") + suffix,
          "const real *x, const real *y, real *out, index_t index, real scale, index_t rows, index_t cols, "
          "local real *partial" + (", const real *a, real *delta, real delta_scale" if delta else ""))} {
     const index_t lid = get_local_id(0), size = get_local_size(0);
 % if delta:
-    for (index_t i = lid; i < rows * cols; i += size)
-        delta_p[delta_off + i] = (${"exp(a_p[a_off + i])" if probabilities else "a_p[a_off + i]"} - y_p[y_off + i]) * delta_scale;
+    for (index_t i = lid; i < rows * cols; i += size) {
+        const real a = a_p[a_off + i], y = y_p[y_off + i];
+        delta_p[delta_off + i] = ${DELTAS[suffix]} * delta_scale;
+    }
 % endif
     real sum = 0;
     for (index_t i = lid; i < ${count}; i += size) {
@@ -50,6 +59,11 @@ ${kernel(name + ("_delta" if delta else "") + probabilities,
 % for delta in (False, True):
 ${cost_sum("quadratic_sum", "rows * cols", """const real d = x_p[x_off + i] - y_p[y_off + i];
         sum += d * d;""", delta)}
+${cost_sum("absolute_sum", "rows * cols", """sum += fabs(x_p[x_off + i] - y_p[y_off + i]);""", delta,
+           "_sign" if delta else "")}
+## huber with delta 1: d^2 / 2 within 1 of the target, |d| - 1/2 beyond
+${cost_sum("huber_sum", "rows * cols", """const real d = fabs(x_p[x_off + i] - y_p[y_off + i]);
+        sum += d <= 1 ? (real)0.5 * d * d : d - (real)0.5;""", delta, "_clamp" if delta else "")}
 % endfor
 ## x holds the logits z: -(y ln sigmoid(z) + (1 - y) ln(1 - sigmoid(z))) = max(z, 0) - y z + ln(1 + exp(-|z|))
 % for delta in (False, True):
@@ -58,7 +72,7 @@ ${cost_sum("sigmoid_cross_entropy_sum", "rows * cols", """const real z = x_p[x_o
 % endfor
 ## per row: -sum_j y_j ln softmax(z)_j = sum_j y_j (logsumexp(z) - z_j)
 % for delta in (False, True):
-% for probabilities in ([""] if not delta else ["", "_exp"]):
+% for suffix in ([""] if not delta else ["", "_exp"]):
 ${cost_sum("softmax_cross_entropy_sum", "rows", """__global const real *z = x_p + x_off + (size_t)i * cols;
         __global const real *y = y_p + y_off + (size_t)i * cols;
         real top = z[0];
@@ -66,7 +80,7 @@ ${cost_sum("softmax_cross_entropy_sum", "rows", """__global const real *z = x_p 
         real total = 0;
         for (index_t j = 0; j < cols; j++) total += exp(z[j] - top);
         const real lse = top + log(total);
-        for (index_t j = 0; j < cols; j++) sum += y[j] * (lse - z[j]);""", delta, probabilities)}
+        for (index_t j = 0; j < cols; j++) sum += y[j] * (lse - z[j]);""", delta, suffix)}
 % endfor
 % endfor
 

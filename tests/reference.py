@@ -227,6 +227,11 @@ def cost(name, a, y, activation="sigmoid"):
         return np.sum((a - y) ** 2) / (2 * batch)
     if name == "mse":  # the mean over every element
         return np.mean((a - y) ** 2)
+    if name == "mae":
+        return np.mean(np.abs(a - y))
+    if name == "huber":  # delta 1
+        d = np.abs(a - y)
+        return np.mean(np.where(d <= 1, 0.5 * d * d, d - 0.5))
     if activation == "softmax":
         return -np.sum(y * np.log(a)) / batch
     if activation == "log_softmax":  # a = ln p
@@ -252,6 +257,10 @@ def gradients(x, y, params, activations, cost_name):
         delta = backward(activations[-1], z, a, (a - y) / batch)
     elif cost_name == "mse":
         delta = backward(activations[-1], z, a, 2 * (a - y) / a.size)
+    elif cost_name == "mae":
+        delta = backward(activations[-1], z, a, np.sign(a - y) / a.size)
+    elif cost_name == "huber":
+        delta = backward(activations[-1], z, a, np.clip(a - y, -1, 1) / a.size)
     else:  # cross-entropy after a sigmoid or softmax: the activation's derivative cancels
         delta = ((np.exp(a) if activations[-1] == "log_softmax" else a) - y) / batch
     grads = [None] * len(params)

@@ -98,12 +98,14 @@ def finite_difference_gradients(x, y, params, names, cost, h=1e-6):
     ([4, 5, 3], ["softmax", "softmax"], "quadratic"),
     ([3, 6, 4], ["relu6", "log_softmax"], "cross_entropy"),  # PyTorch's NLLLoss after LogSoftmax
     ([4, 5, 3], ["tanh", "log_softmax"], "quadratic"),
+    ([3, 6, 2], ["tanh", "linear"], "mae"),
+    ([3, 6, 2], ["elu", "sigmoid"], "huber"),
 ])
 def test_gradients_against_central_finite_differences(ctx, widths, names, cost):
     net, params = random_network(ctx, np.float64, widths, names, seed=sum(widths))
     rng = np.random.default_rng(7)
     x = rng.normal(size=(6, widths[0]))
-    y = rng.uniform(0.1, 0.9, size=(6, widths[-1]))
+    y = rng.uniform(0.1, 0.9, size=(6, widths[-1])) * (3 if cost in ("mae", "huber") else 1)  # huber: both sides of 1
     if names[-1] in ("softmax", "log_softmax"):
         y /= y.sum(axis=1, keepdims=True)  # target rows are distributions
     if "relu6" in names:
@@ -285,8 +287,9 @@ def test_bad_training_input(ctx):
         clnet.sgd(training, np.zeros((3, 1)), "quadratic", 1, 0.1)
     with pytest.raises(ValueError, match=r"y must have shape \(batch, 1\), got \(2, 2\)"):
         clnet.sgd(training, np.zeros((2, 2)), "quadratic", 1, 0.1)
-    with pytest.raises(ValueError, match="unknown cost 'l1'; choose one of quadratic, mse, cross_entropy"):
-        clnet.sgd(training, Y, "l1", 1, 0.1)
+    with pytest.raises(ValueError, match="unknown cost 'hinge'; choose one of quadratic, mse, mae, huber, "
+                                         "cross_entropy"):
+        clnet.sgd(training, Y, "hinge", 1, 0.1)
     for epochs in (-1, 1.5, True):
         with pytest.raises(ValueError, match="epochs must be a whole number >= 0"):
             clnet.sgd(training, Y, "quadratic", epochs, 0.1)

@@ -174,7 +174,8 @@ def test_gemm_with_an_empty_inner_dimension_scales_c(ctx):
     np.testing.assert_array_equal(c.get(), np.full((2, 3), 0.5, np.float32))
 
 
-@pytest.mark.parametrize("cost, activation", [("quadratic", "sigmoid"), ("quadratic", "linear"),
+@pytest.mark.parametrize("cost, activation", [("quadratic", "sigmoid"), ("quadratic", "linear"), ("mae", "linear"),
+                                              ("huber", "linear"), ("mse", "tanh"),
                                               ("cross_entropy", "sigmoid"), ("cross_entropy", "softmax"),
                                               ("cross_entropy", "log_softmax")])
 def test_cost_values_and_output_gradient(ctx, dtype, cost, activation):
@@ -191,13 +192,16 @@ def test_cost_values_and_output_gradient(ctx, dtype, cost, activation):
     np.testing.assert_allclose(value, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
     # dC/dz: (p - y) / batch with p = a, or exp(a) after a log_softmax (a = ln p); both delta kernels
     p = np.exp(a.astype(dtype).astype(np.float64)) if activation == "log_softmax" else a.astype(dtype)
+    d = a.astype(dtype).astype(np.float64) - y
+    expected_delta = {"mse": 2 * d / d.size, "mae": np.sign(d) / d.size, "huber": np.clip(d, -1, 1) / d.size}.get(
+        cost, (p - y) / 37)
     for fused in (False, True):
         delta = cla.empty(ctx.queue, a.shape, dtype)
         if fused:
             costs.value_into(ctx, cost, activation, a_dev, z_dev, y_dev, cla.empty(ctx.queue, 1, dtype), delta=delta)
         else:
             costs.output_delta(ctx, cost, a_dev, y_dev, delta, activation)
-        np.testing.assert_allclose(delta.get(), (p - y) / 37, **tolerance(dtype))
+        np.testing.assert_allclose(delta.get(), expected_delta, **tolerance(dtype))
 
 
 def test_cross_entropy_is_exact_where_the_activation_saturates(ctx, dtype):
@@ -235,7 +239,8 @@ def test_softmax_and_its_backward_against_numpy(ctx, dtype, shape):
 
 
 def test_cost_errors(ctx):
-    with pytest.raises(ValueError, match="unknown cost 'hinge'; choose one of quadratic, mse, cross_entropy"):
+    with pytest.raises(ValueError, match="unknown cost 'hinge'; choose one of quadratic, mse, mae, huber, "
+                                         "cross_entropy"):
         costs.check_cost("hinge", "sigmoid")
     with pytest.raises(ValueError, match="cross_entropy cost needs a sigmoid, softmax or log_softmax output layer, got "
                                          "'tanh'"):

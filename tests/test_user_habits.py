@@ -85,12 +85,13 @@ def test_the_default_cost_follows_the_output_layer_and_says_so(ctx, caplog):
     assert "fit: cost cross_entropy (a sigmoid output layer with class labels" in caplog.text
 
 
-@pytest.mark.parametrize("alias, name", [("mean_squared_error", "mse"), ("bce", "cross_entropy"),
+@pytest.mark.parametrize("alias, name", [("mean_squared_error", "mse"), ("mean_absolute_error", "mae"), ("l1", "mae"),
+                                         ("huber_loss", "huber"), ("smooth_l1", "huber"), ("bce", "cross_entropy"),
                                          ("binary_cross_entropy", "cross_entropy"),
                                          ("categorical_cross_entropy", "cross_entropy")])
 def test_cost_aliases_train_as_the_cost_they_name(ctx, alias, name):
     x, y = regression_data()
-    if name == "mse":
+    if name in ("mse", "mae", "huber"):
         make, target = regressor, y
     elif alias == "categorical_cross_entropy":
         make, target = classifier, np.arange(40) % 3
@@ -98,6 +99,36 @@ def test_cost_aliases_train_as_the_cost_they_name(ctx, alias, name):
         make, target = (lambda c: classifier(c, classes=1, output="sigmoid")), (y > 0).astype(int)
     a, b = make(ctx), make(ctx)
     assert train(a, x, target, cost=alias) == train(b, x, target, cost=name)
+
+
+@pytest.mark.parametrize("cost, loss", [("mae", "L1Loss"), ("huber", "HuberLoss"), ("mse", "MSELoss")])
+def test_mae_and_huber_step_as_pytorchs_losses(ctx, cost, loss):
+    """Two full-batch SGD steps from the same weights: the costs and the weights equal PyTorch's
+    with its loss (mean reduction; HuberLoss' delta 1), gradients included."""
+    torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
+    x, y = regression_data(features=4)
+    targets = np.column_stack([y, 2 * y])  # errors beyond huber's 1 and within it
+    net = clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(6, "tanh"), clnet.FullyConnected(2)],
+                                 dtype=np.float64, seed=5)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2)).double()
+    with torch.no_grad():
+        for layer, (w, b) in zip((model[0], model[2]), zip(*[iter(net.get_weights())] * 2)):
+            layer.weight.copy_(torch.from_numpy(w))
+            layer.bias.copy_(torch.from_numpy(b))
+    optimizer, criterion = torch.optim.SGD(model.parameters(), lr=0.1), getattr(torch.nn, loss)()
+    expected = []
+    for _ in range(2):
+        optimizer.zero_grad()
+        value = criterion(model(torch.from_numpy(x)), torch.from_numpy(targets))
+        value.backward()
+        optimizer.step()
+        expected.append(value.item())
+    history = net.fit(x, targets, cost, epochs=2, batch_size=40, optimizer=clnet.SGD(0.1), shuffle=False,
+                      progress=False)
+    np.testing.assert_allclose(list(history), expected, rtol=1e-12)
+    theirs = [p.detach().numpy() for p in model.parameters()]
+    for ours, their in zip(net.get_weights(), theirs):
+        np.testing.assert_allclose(ours, their, rtol=1e-10, atol=1e-12)
 
 
 def test_mse_is_the_mean_over_every_element(ctx):
@@ -207,7 +238,8 @@ def test_evaluate_and_to_onnx_refuse_bad_input_by_name(ctx, tmp_path):
     pytest.importorskip("onnx")
     x, y = regression_data()
     net = regressor(ctx)
-    with pytest.raises(ValueError, match="unknown cost 'hinge'; choose one of quadratic, mse, cross_entropy"):
+    with pytest.raises(ValueError, match="unknown cost 'hinge'; choose one of quadratic, mse, mae, huber, "
+                                         "cross_entropy"):
         net.evaluate(x, y, "hinge")
     with pytest.raises(ValueError, match="y has 39 rows but x has 40: one target per sample"):
         net.evaluate(x, y[:39])

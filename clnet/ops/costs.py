@@ -4,6 +4,11 @@
     mse            C = sum((a - y)**2) / (batch * outputs)        any output activation (the mean
                                                                   over every element: Keras' "mse",
                                                                   PyTorch's MSELoss())
+    mae            C = sum(|a - y|) / (batch * outputs)           any (PyTorch's L1Loss(), Keras' "mae";
+                                                                  its gradient 0 where a = y)
+    huber          C = sum(h(a - y)) / (batch * outputs)          any; h(d) = d**2 / 2 for |d| <= 1,
+                                                                  |d| - 1/2 beyond (PyTorch's
+                                                                  HuberLoss(delta=1) = SmoothL1Loss())
     cross_entropy  C = -sum(y ln a + (1 - y) ln(1 - a)) / batch   after a sigmoid
                    C = -sum(y ln a) / batch                       after a softmax (rows of y
                                                                   one-hot or probabilities)
@@ -11,7 +16,8 @@
                                                                   PyTorch's NLLLoss)
 
 Gradients are of C, so they are averaged over the batch. Aliases (`ALIASES`) take the names users
-know: "mean_squared_error"; "binary_cross_entropy", "bce" and "log_loss" (sigmoid: the sum over
+know: "mean_squared_error"; "mean_absolute_error" and "l1"; "huber_loss" and "smooth_l1";
+"binary_cross_entropy", "bce" and "log_loss" (sigmoid: the sum over
 outputs, mean over the batch, which is PyTorch's BCELoss for one output) and
 "categorical_cross_entropy" (softmax: PyTorch's CrossEntropyLoss). The cross-entropies' values come from
 the logits z (the output layer's input to its activation), which keeps them exact for any z.
@@ -25,9 +31,14 @@ import pyopencl.array as cla
 
 from .arrays import check_array, launch_elementwise, reduction_items
 
-COSTS = ("quadratic", "mse", "cross_entropy")
-ALIASES = {"mean_squared_error": "mse", "binary_cross_entropy": "cross_entropy", "bce": "cross_entropy",
+COSTS = ("quadratic", "mse", "mae", "huber", "cross_entropy")
+ALIASES = {"mean_squared_error": "mse", "mean_absolute_error": "mae", "l1": "mae", "huber_loss": "huber",
+           "smooth_l1": "huber", "binary_cross_entropy": "cross_entropy", "bce": "cross_entropy",
            "log_loss": "cross_entropy", "categorical_cross_entropy": "cross_entropy"}
+ELEMENT_MEANS = ("mse", "mae", "huber")  # averaged over every element, not only the batch
+# each elementwise cost: (its value's kernel in costs.cl, the suffix of its delta kernels)
+ELEMENTWISE = {"quadratic": ("quadratic_sum", ""), "mse": ("quadratic_sum", ""), "mae": ("absolute_sum", "_sign"),
+               "huber": ("huber_sum", "_clamp")}
 CROSS_ENTROPY_ACTIVATIONS = ("sigmoid", "softmax", "log_softmax")
 # Outputs up to this size: the cost's one work-group also writes the gradient (256 x 10: 26
 # against 36 us); at 1000 x 10 the parallel `difference` kernel beside it won (44 against 48 us).
@@ -63,28 +74,35 @@ def scales(name: str, rows: int, cols: int, batches: int | None = None) -> tuple
         return 1 / (2 * mean), 1 / rows
     if name == "mse":
         return 1 / (mean * cols), 2 / (rows * cols)
+    if name in ELEMENT_MEANS:
+        return 1 / (mean * cols), 1 / (rows * cols)
     return 1 / mean, 1 / rows
 
 
 def output_delta(ctx, name: str, a: cla.Array, y: cla.Array, delta: cla.Array, activation: str = "linear"
                  ) -> cl.Event:
-    """delta = dC/da (quadratic, mse), or dC/dz with the activation folded in (cross_entropy). Queued.
+    """delta = dC/da (quadratic, mse, mae, huber), or dC/dz with the activation folded in
+    (cross_entropy). Queued.
 
-    Each is (a - y) times a scale (`scales`), or (exp(a) - y) after a log_softmax; cross_entropy's
-    is already the gradient of the output layer's input, so the network skips the activation's
-    derivative (`skips_activation_derivative`).
+    Each is (a - y) times a scale (`scales`); sign(a - y) for mae, (a - y) clamped to [-1, 1] for
+    huber, (exp(a) - y) for cross_entropy after a log_softmax. cross_entropy's is already the
+    gradient of the output layer's input, so the network skips the activation's derivative
+    (`skips_activation_derivative`).
     """
     dtype = _check(ctx, a, y)
     check_array(ctx, delta, "delta", dtype=dtype, shape=a.shape)
-    kernel = ctx.kernel("costs.cl", "difference" + _probabilities(name, activation), dtype=dtype)
+    kernel = ctx.kernel("costs.cl", "difference" + _delta_suffix(name, activation), dtype=dtype)
     scale = scales(ALIASES.get(name, name), *a.shape)[1]
     return launch_elementwise(ctx, kernel, a.size, dtype, a=a, y=y, delta=delta, scale=scale, n=a.size)
 
 
-def _probabilities(name: str, activation: str) -> str:
-    """The kernels' suffix that takes exp of the output first: cross_entropy's delta after a
-    log_softmax is p - y with p = exp(a)."""
-    return "_exp" if activation == "log_softmax" and ALIASES.get(name, name) == "cross_entropy" else ""
+def _delta_suffix(name: str, activation: str) -> str:
+    """The suffix of the kernels that write this cost's delta (kernels/costs.cl's DELTAS):
+    cross_entropy's after a log_softmax is p - y with p = exp(a)."""
+    name = ALIASES.get(name, name)
+    if name in ELEMENTWISE:
+        return ELEMENTWISE[name][1]
+    return "_exp" if activation == "log_softmax" else ""
 
 
 def skips_activation_derivative(name: str) -> bool:
@@ -101,13 +119,13 @@ def value_into(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: c
     for the one work-group that sums the cost (FUSED_DELTA elements); else a second launch.
     """
     name = check_cost(name, activation)
-    squares = name in ("quadratic", "mse")
-    x = a if squares else z
-    dtype = _check(ctx, x, y, ("a" if squares else "z", "y"))
+    elementwise = name in ELEMENTWISE  # from the output a; the cross-entropies from the logits z
+    x = a if elementwise else z
+    dtype = _check(ctx, x, y, ("a" if elementwise else "z", "y"))
     rows, cols = x.shape
     scale, delta_scale = scales(name, rows, cols, batches)
     # log_softmax's cross-entropy is softmax's, from the same logits
-    kernel_name = "quadratic_sum" if squares else f"{activation.removeprefix('log_')}_cross_entropy_sum"
+    kernel_name = ELEMENTWISE[name][0] if elementwise else f"{activation.removeprefix('log_')}_cross_entropy_sum"
     items = reduction_items(ctx)
     extra = {}
     if delta is not None:
@@ -116,7 +134,7 @@ def value_into(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: c
         else:
             check_array(ctx, a, "a", dtype=dtype, shape=x.shape)
             check_array(ctx, delta, "delta", dtype=dtype, shape=x.shape)
-            kernel_name += "_delta" + _probabilities(name, activation)
+            kernel_name += "_delta" + _delta_suffix(name, activation)
             extra = {"a": a, "delta": delta, "delta_scale": delta_scale}
     kernel = ctx.kernel("costs.cl", kernel_name, dtype=dtype)
     return kernel(ctx.queue, (items,), (items,), x=x, y=y, out=out, index=index, scale=scale, rows=rows,

@@ -47,8 +47,8 @@ def fit(net: Network, x, y, cost: str | None = None, epochs: int = 1, batch_size
     labels (samples,): numpy arrays, lists or other array-likes (converted once, here), or device
     arrays; every value must be finite. Integer targets are class labels where the cost is
     cross-entropy or the output layer is softmax (or sigmoid with one output), values otherwise.
-    cost: "quadratic", "mse", "cross_entropy" or an alias (clnet.ops.costs); None chooses by the
-    output layer and the targets (cross_entropy for softmax, or sigmoid with labels; quadratic
+    cost: "quadratic", "mse", "mae", "huber", "cross_entropy" or an alias (clnet.ops.costs); None
+    chooses by the output layer and the targets (cross_entropy for softmax, or sigmoid with labels; quadratic
     otherwise) and says which in clnet's log. Each epoch visits the samples in a new order drawn
     from `seed` (so the same seed and the same starting weights give the same history; layers with
     dropout draw their masks from it too), in batches of batch_size and a last, smaller batch with
