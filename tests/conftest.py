@@ -1,14 +1,20 @@
 """Shared fixtures: one context on the test device for the whole session, and both dtypes.
 
-The device is PoCL unless $CLNET_TEST_DEVICE names another (e.g. "gpu" on a GPU machine).
+The device is PoCL unless $CLNET_TEST_DEVICE names another (e.g. "gpu" on a GPU machine);
+CLNET_TEST_WITHOUT_CLBLAST=1 runs as if pyclblast were not installed (what `pip install clnet`
+gives a GPU user: clnet's own GEMM everywhere).
 """
 
 import os
+import sys
 
 import numpy as np
 import pytest
 
-import clnet
+if os.environ.get("CLNET_TEST_WITHOUT_CLBLAST") == "1":
+    sys.modules["pyclblast"] = None  # `import pyclblast` raises ImportError, as without the package
+
+import clnet  # noqa: E402
 
 TEST_DEVICE = os.environ.get("CLNET_TEST_DEVICE", "pocl")
 

@@ -36,12 +36,21 @@ def reports(output: str) -> list[str]:
     return [line for line in output.splitlines() if REPORT.search(line)]
 
 
-def test_the_portable_suite_runs_clean_on_oclgrind(tmp_path):
+@pytest.mark.parametrize("max_work_group", [None, 256, 64, 32])
+def test_the_portable_suite_runs_clean_on_oclgrind(tmp_path, max_work_group):
+    """As it is (a limit of 1024), and with the work-group limits of many GPUs and of kernels
+    whose registers lower their own, down to 32, with clnet's own GEMM (pyclblast absent, as
+    after `pip install clnet`; CLBlast's tuned kernels need 64)."""
+    env = oclgrind_env(tmp_path)
+    if max_work_group is not None:
+        env.update(OCLGRIND_MAX_WGSIZE=str(max_work_group), CLNET_TEST_WITHOUT_CLBLAST="1")
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
                              str(HERE / "test_portable.py")], capture_output=True, text=True, timeout=900,
-                            env=oclgrind_env(tmp_path), cwd=HERE.parent)
+                            env=env, cwd=HERE.parent)
     output = result.stdout + result.stderr
     assert "portable suite on: Oclgrind Simulator" in output, output[-3000:]
+    if max_work_group is not None:
+        assert f"work-group limit {max_work_group}" in output, output[-3000:]
     found = reports(output)
     assert not found, "Oclgrind reported:\n" + "\n".join(found[:20]) + "\n\n" + output[-5000:]
     assert result.returncode == 0, output[-5000:]

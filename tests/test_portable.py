@@ -227,7 +227,8 @@ def test_a_few_training_steps(ctx, dtype):
 
 def test_the_device_is_named(ctx, capsys):
     with capsys.disabled():  # tests/test_oclgrind.py reads this line
-        print(f"\nportable suite on: {ctx.info.name} ({ctx.info.platform})")
+        print(f"\nportable suite on: {ctx.info.name} ({ctx.info.platform}), work-group limit "
+              f"{ctx.info.max_work_group_size}, GEMM {clnet.ops.blas.settings(ctx, 'float32').large}")
 
 
 CNN_LAYERS = {  # issue 21's kernels at small, odd sizes: (layer, PyTorch module, sample shape, batch)

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pyopencl as cl
 import pyopencl.array as cla
 import pytest
 
@@ -110,6 +111,30 @@ def test_swapped_arrays_of_one_type_are_bound_by_name(ctx):
     copy = ctx.kernel("memory.cl", "copy", dtype="float32")
     copy(ctx.queue, (64,), (64,), dst=dst, n=9, src=src)
     np.testing.assert_array_equal(dst.get(), np.arange(9))
+
+
+def test_local_sizes_are_halved_to_the_kernels_limit(ctx, monkeypatch):
+    """Every launch passes through Kernel.work_group: with this kernel's limit set to 8 work-items
+    (4 along the second dimension), sizes are halved, largest dimension first, and the launch
+    computes the same numbers; an odd size that cannot be halved to the limit is named."""
+    copy = ctx.kernel("memory.cl", "copy", dtype="float32")
+    most, per_dimension = copy.limits(ctx.queue.device)
+    assert most == min(ctx.info.max_work_group_size, copy.cl_kernel.get_work_group_info(
+        cl.kernel_work_group_info.WORK_GROUP_SIZE, ctx.queue.device))
+    assert copy.preferred_multiple(ctx.queue.device) >= 1
+    monkeypatch.setattr(copy, "_limits", (8, (8, 4, 1)))
+    device = ctx.queue.device
+    assert copy.work_group(device, (64,)) == (8,)
+    assert copy.work_group(device, (8, 8)) == (2, 4)  # 4 along dimension 1, then 8 work-items in all
+    assert copy.work_group(device, (2, 2)) == (2, 2) and copy.work_group(device, None) is None
+    assert copy.work_group(device, (24,)) == (6,)  # halved while above the limit, even if not a power of 2
+    with pytest.raises(ValueError, match=r"kernel copy: a work-group of \(9,\) work-items cannot be halved to "
+                                         r"this kernel's limit on .*\(8 work-items"):
+        copy.work_group(device, (9,))
+    src = cla.to_device(ctx.queue, np.arange(100, dtype=np.float32))
+    dst = cla.zeros(ctx.queue, 100, np.float32)
+    copy(ctx.queue, (128,), (64,), dst=dst, n=100, src=src)  # runs as 16 groups of 8
+    np.testing.assert_array_equal(dst.get(), np.arange(100))
 
 
 @pytest.mark.parametrize("declaration, message", [

@@ -43,10 +43,11 @@ def kernel_for(ctx, name: str, dtype="float32") -> tuple[cl.Kernel, int]:
 
 
 def launch_sizes(ctx, items: int, local_size: int | None) -> tuple[tuple, tuple]:
-    """Global and local size for `items` work-items; any local size gives the same numbers."""
+    """Global and local size for `items` work-items; any local size gives the same numbers (the
+    kernel's own limit lowers it where needed: runtime.kernels.Kernel.work_group)."""
     local = WORK_GROUP if local_size is None else local_size
-    if isinstance(local, bool) or not isinstance(local, numbers.Integral) or not (
-            1 <= local <= ctx.info.max_work_group_size):
+    if local_size is not None and (isinstance(local, bool) or not isinstance(local, numbers.Integral) or not (
+            1 <= local <= ctx.info.max_work_group_size)):
         raise ValueError(f"local_size must be an integer in 1..{ctx.info.max_work_group_size}, got {local_size!r}")
     return (max(1, -(-items // local)) * local,), (int(local),)
 

@@ -14,6 +14,12 @@ T is `real` (the program's dtype) or one of SCALAR_TYPES. Kernels are called wit
 arguments only, named as declared: a missing, unknown or positional argument, or an array of
 the wrong dtype, raises TypeError instead of running with its arguments swapped.
 
+Every launch's local size passes through one place, `Kernel.work_group`: a size the kernel or
+the device cannot run (CL_KERNEL_WORK_GROUP_SIZE, which register pressure can put below the
+device's limit, or a per-dimension CL_DEVICE_MAX_WORK_ITEM_SIZES) is halved, largest dimension
+first, until it fits. The launches' global sizes are multiples of the sizes asked for, so they
+stay multiples, and the kernels read get_local_size, so any size gives the same numbers.
+
 A LaunchPlan records launches once (Context.record) and queues them again with no Python work
 per launch beyond the enqueue: each recorded launch keeps its own cl.Kernel with its arguments
 set. A training step's forward and backward passes run this way (clnet.nn.network).
@@ -21,6 +27,7 @@ set. A training step's forward and backward passes run this way (clnet.nn.networ
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 
@@ -135,9 +142,46 @@ class Kernel:
                 None if p.kind == "local" else p.dtype(real)]
         cl_kernel.set_scalar_arg_dtypes(scalar_dtypes)
         self._scalar_dtypes = scalar_dtypes
+        self._limits: tuple[int, tuple[int, ...]] | None = None  # (work-items, per dimension) on its device
 
     def signature(self) -> str:
         return f"{self.name}({', '.join(p.c_declaration() for p in self.parameters)})"
+
+    def limits(self, device: cl.Device) -> tuple[int, tuple[int, ...]]:
+        """(the most work-items in one work-group of this kernel on `device`, the most along each
+        dimension): CL_KERNEL_WORK_GROUP_SIZE, at most the device's, and its
+        CL_DEVICE_MAX_WORK_ITEM_SIZES. Queried once: a context's kernels run on one device."""
+        if self._limits is None:
+            own = self.cl_kernel.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, device)
+            self._limits = (min(own, device.max_work_group_size), tuple(device.max_work_item_sizes))
+        return self._limits
+
+    def preferred_multiple(self, device: cl.Device) -> int:
+        """CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE: the warp or wavefront, 1 or a vector's
+        lanes on CPUs."""
+        return self.cl_kernel.get_work_group_info(
+            cl.kernel_work_group_info.PREFERRED_WORK_GROUP_SIZE_MULTIPLE, device)
+
+    def work_group(self, device: cl.Device, local_size: tuple | None) -> tuple | None:
+        """local_size, or the largest size made from it by halving (largest dimension first) that
+        this kernel runs on `device` (`limits`); None stays None (the driver chooses). ValueError
+        naming the limit where halving cannot reach it (an odd size)."""
+        if local_size is None:
+            return None
+        most, per_dimension = self.limits(device)
+        if math.prod(local_size) <= most and all(n <= m for n, m in zip(local_size, per_dimension)):
+            return local_size
+        local = list(local_size)
+        while True:
+            over = [d for d, n in enumerate(local) if n > per_dimension[d]] or (
+                [max(range(len(local)), key=local.__getitem__)] if math.prod(local) > most else [])
+            if not over:
+                return tuple(local)
+            if local[over[0]] % 2:
+                raise ValueError(f"kernel {self.name}: a work-group of {tuple(local_size)} work-items cannot be "
+                                 f"halved to this kernel's limit on {device.name.strip()} ({most} work-items, "
+                                 f"{per_dimension[:len(local)]} per dimension)")
+            local[over[0]] //= 2
 
     def __call__(self, queue: cl.CommandQueue, global_size: tuple, local_size: tuple | None, /,
                  **arguments) -> cl.Event:
@@ -163,6 +207,7 @@ class Kernel:
             else:
                 raise TypeError(f"kernel {self.name}: argument {name!r} must be a device array, "
                                 f"got {type(value).__name__}")
+        local_size = self.work_group(queue.device, local_size)
         plan = self._recording.plan
         if plan is not None:
             plan.add(self.program, self.name, self._scalar_dtypes, global_size, local_size, values)
