@@ -13,6 +13,7 @@ See README.md and DESIGN.md for the whole API.
 """
 
 from . import distributed
+from .app.selfcheck import check_device
 from .nn import (
     INIT_METHODS,
     Activation,
@@ -99,6 +100,7 @@ __all__ = [
     "TemplateError",
     "TrainingDivergedError",
     "TrainingNetwork",
+    "check_device",
     "devices",
     "distributed",
     "fit",

@@ -81,3 +81,46 @@ def test_oclgrind_catches_a_planted_out_of_bounds_write(tmp_path):
     result = subprocess.run([sys.executable, "-c", PLANTED, str(tmp_path)], capture_output=True, text=True,
                             timeout=120, env=oclgrind_env(tmp_path))
     assert "Invalid write" in result.stderr, result.stdout + result.stderr
+
+
+GEMM_LOADS = textwrap.dedent("""\
+    import sys, numpy as np, pyopencl.array as cla, clnet
+    from clnet.ops import blas
+    with clnet.Context("oclgrind") as ctx:
+        rng = np.random.default_rng(0)
+        a, b = rng.normal(size=(128, 128)).astype(np.float32), rng.normal(size=(128, 128)).astype(np.float32)
+        c = cla.zeros(ctx.queue, (128, 128), np.float32)
+        blas.gemm(ctx, cla.to_device(ctx.queue, a), cla.to_device(ctx.queue, b), c, backend=sys.argv[1])
+        print("largest error", np.abs(c.get() - a.astype(np.float64) @ b).max())
+    """)
+
+
+def kernel_counts(output: str) -> dict[str, str]:
+    """Oclgrind's instruction counts (OCLGRIND_INST_COUNTS=1), the block of lines of each kernel."""
+    blocks = re.split(r"Instructions executed for kernel '(\w+)':", output)
+    return dict(zip(blocks[1::2], blocks[2::2]))
+
+
+@pytest.mark.parametrize("max_work_group, most", [(None, 0.07), (64, 0.07), (32, 0.1)])
+def test_the_gpu_gemm_loads_little_from_global_memory_and_nothing_from_scratch(tmp_path, max_work_group, most):
+    """Issue 25: a float32 128 x 128 x 128 product through clnet's GPU kernel loads at most 0.1
+    bytes from global memory per flop (0.0625 with 64 x 64 tiles; the CPU kernel, shaped for
+    registers and caches, loads 0.47 there), uses no private arrays (no scratch memory), and
+    equals numpy; whatever the work-group limit."""
+    env = {**oclgrind_env(tmp_path), "OCLGRIND_INST_COUNTS": "1"}
+    if max_work_group is not None:
+        env["OCLGRIND_MAX_WGSIZE"] = str(max_work_group)
+    result = subprocess.run([sys.executable, "-c", GEMM_LOADS, "clnet_gpu"], capture_output=True, text=True,
+                            timeout=300, env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    counts = kernel_counts(output)["gemm_local"]
+    loaded = sum(int(n) for n in re.findall(r"load global \((\d+) bytes\)", counts))
+    assert loaded / (2 * 128**3) <= most, counts
+    assert "private" not in counts and "alloca" not in counts, counts
+    assert float(re.search(r"largest error (\S+)", output).group(1)) < 1e-4
+    cpu = subprocess.run([sys.executable, "-c", GEMM_LOADS, "clnet"], capture_output=True, text=True, timeout=300,
+                         env=env)
+    cpu_loaded = sum(int(n) for n in re.findall(r"load global \((\d+) bytes\)", kernel_counts(
+        cpu.stdout + cpu.stderr)["gemm_tile"]))
+    assert cpu_loaded > 4 * loaded  # what the GPU kernel is for

@@ -9,7 +9,7 @@ import pyopencl.array as cla
 import pytest
 
 import clnet
-from clnet.ops import activations, bias, blas, costs, dense, memory, tiled_gemm, updates
+from clnet.ops import activations, bias, blas, costs, dense, local_gemm, memory, tiled_gemm, updates
 from clnet.ops import dropout as dropout_op
 
 from . import reference as ref
@@ -202,6 +202,44 @@ def test_fused_layer_passes_on_clnet_gemm(ctx, dtype, monkeypatch, stride, ratio
         blas.gemm(ctx, ad, bmd, c, trans_a=trans_a, trans_b=trans_b)
         np.testing.assert_allclose(c.get(), (a.T if trans_a else a) @ (bm.T if trans_b else bm), **tol(dtype))
         assert not flat.get()[:2].any() and not flat.get()[2 + c.size:].any()
+
+
+@pytest.mark.parametrize("tiles", local_gemm.CANDIDATES, ids=lambda t: "{tm}x{tn}x{tk}/{wm}x{wn}".format(**t.as_dict()))
+def test_the_gpu_gemm_and_its_fused_forward_pass(ctx, dtype, monkeypatch, tiles):
+    """clnet's GPU kernel (the "clnet_gpu" backend) with each of its tile shapes that fits the
+    device: products over several tiles with ragged edges, views with offsets; for the first
+    (the default) every orientation and the fused forward pass (bias, a parametrized activation,
+    the logits kept). Each variant is a build: the others take the dense layer's orientation."""
+    if not local_gemm.fits(ctx, dtype, tiles):
+        pytest.skip(f"{tiles} does not fit {ctx.info.name}'s work-group limit")
+    chosen = blas.settings(ctx, dtype)
+    for name, value in (("small", "clnet_gpu"), ("large", "clnet_gpu"), ("local", tiles)):
+        monkeypatch.setattr(chosen, name, value)
+    rng = np.random.default_rng(8)
+    m, n, k = 70, 37, 19
+    first = tiles == local_gemm.CANDIDATES[0]
+    for trans_a, trans_b in ((False, False), (True, False), (False, True), (True, True)) if first else ((False, True),):
+        a = rng.normal(size=(k, m) if trans_a else (m, k))
+        b = rng.normal(size=(n, k) if trans_b else (k, n))
+        c0 = rng.normal(size=(m, n))
+        (_, ad), (_, bd) = view(ctx, a, dtype, 3), view(ctx, b, dtype, 1)
+        flat, c = view(ctx, c0, dtype, offset=2)
+        blas.gemm(ctx, ad, bd, c, trans_a=trans_a, trans_b=trans_b, alpha=0.5, beta=-2.0)
+        expected = 0.5 * (a.T if trans_a else a) @ (b.T if trans_b else b) - 2 * c0
+        np.testing.assert_allclose(c.get(), expected, **tol(dtype))
+        assert not flat.get()[:2].any() and not flat.get()[2 + c.size:].any()
+    if not first:
+        return
+    x, w, bias_ = rng.normal(size=(m, k)), rng.normal(size=(n, k)) / 3, rng.normal(size=n)
+    (_, xd), (_, wd), (_, biasd) = view(ctx, x, dtype, 1), view(ctx, w, dtype, 2), view(ctx, bias_, dtype, 3)
+    assert dense.fuses_forward(ctx, dtype, "leaky_relu", m, n, k) and not dense.fuses_forward(ctx, dtype, "softmax",
+                                                                                              m, n, k)
+    _, out = view(ctx, np.zeros((m, n)), dtype, offset=2)
+    _, z = view(ctx, np.zeros((m, n)), dtype, offset=1)
+    dense.forward(ctx, xd, wd, biasd, "leaky_relu", out, z, alpha=0.2)
+    expected_z = x @ w.T + bias_
+    np.testing.assert_allclose(z.get(), expected_z, **tol(dtype))
+    np.testing.assert_allclose(out.get(), np.where(expected_z > 0, expected_z, 0.2 * expected_z), **tol(dtype))
 
 
 def test_a_few_training_steps(ctx, dtype):

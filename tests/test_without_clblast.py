@@ -37,4 +37,4 @@ def test_without_pyclblast_clnet_trains_on_its_own_gemm():
     assert "output [0.5, 0.5] backend clnet" in result.stdout
     assert "asked for clblast: GEMM backend 'clblast' asked for, but CLBlast is not installed" in result.stdout
     assert "CLBlast is not installed (pip install 'clnet[clblast]'" in result.stdout
-    assert "every device uses clnet's own GEMM" in result.stdout
+    assert "CPUs use clnet's own GEMM, GPUs its GPU kernel" in result.stdout

@@ -8,6 +8,7 @@ import os
 import sys
 
 from ..ops.blas import HAVE_CLBLAST, NO_CLBLAST
+from ..runtime import checks
 from ..runtime.context import Context
 from ..runtime.device import choose, devices, format_table
 from ..runtime.errors import ClnetError
@@ -16,6 +17,7 @@ from ..tuning import load, tune, tuned_dtypes, tuning_path
 from . import bench
 from .demo import run_demo
 from .isolated import run_alone
+from .selfcheck import check_device
 
 
 def show_notes() -> None:
@@ -31,11 +33,27 @@ def show_notes() -> None:
 
 def _devices(args: argparse.Namespace) -> int:
     infos, saved = devices(), load()
+    failed = False
+    if args.check:  # each device in a process of its own: a driver that crashes takes only that one down
+        for info in infos:
+            try:
+                verdict = run_alone(check_device, info.index)
+            except Exception as exc:
+                verdict = {"passed": False, "failed": [f"the check itself: {type(exc).__name__}: {exc}"]}
+                checks.store(info, verdict)
+            failed |= not verdict["passed"]
+            print(f"{info.index} {info.name} ({info.platform}): " +
+                  ("passed" if verdict["passed"] else "FAILED\n  " + "\n  ".join(verdict["failed"])), flush=True)
+        print()
     tuned = {info.index: ", ".join(tuned_dtypes(info, saved)) or "-" for info in infos}
-    print(format_table(infos, extra=("tuned", tuned)))
+    verdicts = checks.load()
+    print(format_table(infos, extra=[("tuned", tuned),
+                                     ("check", {info.index: checks.describe(info, verdicts) for info in infos})]))
     if not HAVE_CLBLAST:
-        print(f"\n{NO_CLBLAST}: every device uses clnet's own GEMM.")
-    return 0
+        print(f"\n{NO_CLBLAST}: CPUs use clnet's own GEMM, GPUs its GPU kernel.")
+    if any(checks.failures(info, verdicts) for info in infos):
+        print("\nA device that failed its check is never chosen by default; `clnet devices --check` checks again.")
+    return 1 if failed else 0
 
 
 def _tune(args: argparse.Namespace) -> int:
@@ -89,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `clnet` console script and `python -m clnet`."""
     parser = argparse.ArgumentParser(prog="clnet", description="Deep learning on any OpenCL device.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("devices", help="list every OpenCL device").set_defaults(run=_devices)
+    devices_ = commands.add_parser("devices", help="list every OpenCL device")
+    devices_.add_argument("--check", action="store_true",
+                          help="self-check each device (random numbers, GEMM, a training step against numpy) "
+                               "and keep the verdict")
+    devices_.set_defaults(run=_devices)
     demo = commands.add_parser("demo", help="choose a device and run the seed article's examples on it")
     demo.add_argument("--device", default=None,
                       help="device spec (default: $CLNET_DEVICE, else the best GPU, else the CPU)")

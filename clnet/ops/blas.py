@@ -1,11 +1,12 @@
-"""Matrix products on row-major pyopencl arrays: CLBlast (through pyclblast) or clnet's own
-tiled kernel (clnet.tiled_gemm), whichever the device's settings choose.
+"""Matrix products on row-major pyopencl arrays: CLBlast (through pyclblast), clnet's own
+register-tiled kernel for CPUs ("clnet", ops/tiled_gemm.py) or its local-memory kernel for GPUs
+("clnet_gpu", ops/local_gemm.py), whichever the device's settings choose.
 
 Shapes, transposes, leading dimensions and offsets all come from the arrays themselves:
 pyclblast takes an array's buffer but ignores its offset, so the offset is passed explicitly.
 Without a tuning result (clnet.tuning), CPU devices use clnet's kernel and GPUs use CLBlast.
-CLBlast is optional (pip install 'clnet[clblast]'): without pyclblast every device uses clnet's
-kernel, which is correct everywhere and the faster one on CPUs.
+CLBlast is optional (pip install 'clnet[clblast]'): without pyclblast GPUs (and accelerators)
+use clnet_gpu, CPUs clnet.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ except ImportError:  # CLBlast is an extra: clnet's own GEMM runs everywhere
 
 from ..runtime.log import logger
 from ..runtime.paths import cache_dir
-from . import tiled_gemm
+from . import local_gemm, tiled_gemm
 
-BACKENDS = ("clblast", "clnet")
+BACKENDS = ("clblast", "clnet", "clnet_gpu")
 HAVE_CLBLAST = pyclblast is not None
 NO_CLBLAST = "CLBlast is not installed (pip install 'clnet[clblast]', which needs the CLBlast library)"
 SMALL_PRODUCT = 2**27  # m * n * k below this is the "small" shape class
@@ -37,12 +38,14 @@ _announced: set[tuple] = set()
 
 @dataclass
 class GemmSettings:
-    """Which backend runs small and large products on a device, and clnet's tile parameters."""
+    """Which backend runs small and large products on a device, and clnet's tile parameters:
+    `tiles` for the CPU kernel, `local` for the GPU kernel (None: chosen on first use)."""
 
     small: str
     large: str
     tiles: tiled_gemm.TileParams = field(default_factory=tiled_gemm.TileParams)
     tuned: bool = False
+    local: local_gemm.LocalTiles | None = None
 
     def backend(self, m: int, n: int, k: int) -> str:
         return self.small if m * n * k < SMALL_PRODUCT else self.large
@@ -51,7 +54,7 @@ class GemmSettings:
 def settings_key(ctx, dtype) -> tuple:
     """What the GEMMs of a recorded plan depend on: the backends and tiles now in force."""
     chosen = settings(ctx, dtype)
-    return chosen.small, chosen.large, chosen.tiles
+    return chosen.small, chosen.large, chosen.tiles, chosen.local
 
 
 @functools.cache  # called once per pass of every training step; np.dtype(...).name takes microseconds
@@ -64,9 +67,17 @@ def settings(ctx, dtype) -> GemmSettings:
     key = _settings_key(dtype)
     found = ctx.settings.get(key)
     if found is None:
-        backend = "clnet" if ctx.info.type == "CPU" or not HAVE_CLBLAST else "clblast"
+        backend = "clnet" if ctx.info.type == "CPU" else "clblast" if HAVE_CLBLAST else "clnet_gpu"
         found = ctx.settings[key] = GemmSettings(backend, backend, tiled_gemm.default_tiles(ctx.info, dtype))
     return found
+
+
+def local_tiles(ctx, dtype) -> local_gemm.LocalTiles:
+    """The GPU kernel's tiles on this device: the tuned ones, else the first that fits its limits."""
+    chosen = settings(ctx, dtype)
+    if chosen.local is None:
+        chosen.local = local_gemm.default_tiles(ctx, np.dtype(dtype))
+    return chosen.local
 
 
 def _clblast_library() -> ctypes.CDLL | None:
@@ -125,7 +136,7 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, trans_a: bool = False
 
     All three are 2-D row-major device arrays of one dtype (views with offsets and row strides
     are fine). op(a) is (m, k), op(b) is (k, n) and c is (m, n). backend: "clblast", "clnet",
-    or None for the device's settings (see `settings`).
+    "clnet_gpu", or None for the device's settings (see `settings`).
     """
     dtype = check_product(ctx, {"a": a, "b": b, "c": c})
     m, k = a.shape[::-1] if trans_a else a.shape
@@ -151,6 +162,9 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, trans_a: bool = False
     if backend == "clnet":
         tiled_gemm.gemm(ctx, a, b, c, m=m, n=n, k=k, trans_a=trans_a, trans_b=trans_b, layouts=layouts,
                         alpha=dtype.type(alpha), beta=dtype.type(beta), params=chosen.tiles)
+    elif backend == "clnet_gpu":
+        local_gemm.gemm(ctx, a, b, c, m=m, n=n, k=k, trans_a=trans_a, trans_b=trans_b, layouts=layouts,
+                        alpha=dtype.type(alpha), beta=dtype.type(beta), tiles=local_tiles(ctx, dtype))
     else:
         _clblast_gemm(ctx, a, b, c, m, n, k, trans_a, trans_b, layouts, dtype.type(alpha), dtype.type(beta))
 

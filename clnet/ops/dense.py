@@ -5,14 +5,15 @@
 
 Fused, the forward pass applies the bias and the activation while the tile of the product is
 still in registers (one launch instead of three, and no pass over z); the backward pass reads
-delta once for both. With CLBlast running the products (GPUs), the unfused kernels run.
+delta once for both. clnet's GPU kernel (ops/local_gemm.py) fuses the forward pass the same way; with CLBlast running
+the products, the unfused kernels run.
 """
 
 from __future__ import annotations
 
 import pyopencl.array as cla
 
-from . import activations, bias, blas, tiled_gemm
+from . import activations, bias, blas, local_gemm, tiled_gemm
 from .arrays import check_array, vector_width
 
 BACKWARD_GROUP = 8
@@ -32,10 +33,14 @@ def transposes(batch: int, outputs: int, activation: str) -> bool:
 
 
 def fuses_forward(ctx, dtype, activation: str, m: int, n: int, k: int) -> bool:
-    """True when `forward` runs as one fused GEMM for this product (clnet's kernel, and for
-    softmax a row that fits in one tile; log_softmax runs its own kernel after the product)."""
+    """True when `forward` runs as one fused GEMM for this product (clnet's kernels, and for
+    softmax a row that fits in one tile of the CPU kernel; log_softmax runs its own kernel after
+    the product)."""
     chosen = blas.settings(ctx, dtype)
-    if chosen.backend(m, n, k) != "clnet":
+    backend = chosen.backend(m, n, k)
+    if backend == "clnet_gpu":
+        return activation not in activations.ROWWISE
+    if backend != "clnet":
         return False
     width = chosen.tiles.width or vector_width(dtype)
     return activation not in activations.ROWWISE or (activation == "softmax" and n <= 2 * width)
@@ -64,7 +69,11 @@ def forward(ctx, x: cla.Array, weights: cla.Array, b: cla.Array, activation: str
         return out
     layouts = (blas.layout(x, "x"), blas.layout(weights, "weights"), blas.layout(out, "out"))
     one, zero, tiles = dtype.type(1), dtype.type(0), blas.settings(ctx, dtype).tiles
-    if transposes(m, n, activation):  # out.T = W @ x.T: pack the smaller x.T instead of W.T
+    if blas.settings(ctx, dtype).backend(m, n, k) == "clnet_gpu":
+        local_gemm.gemm(ctx, x, weights, out, m=m, n=n, k=k, trans_a=False, trans_b=True, layouts=layouts,
+                        alpha=one, beta=zero, tiles=blas.local_tiles(ctx, dtype),
+                        epilogue=tiled_gemm.Epilogue(b, activation, z, alpha=alpha))
+    elif transposes(m, n, activation):  # out.T = W @ x.T: pack the smaller x.T instead of W.T
         tiled_gemm.gemm(ctx, weights, x, out, m=n, n=m, k=k, trans_a=False, trans_b=True, layouts=(
             layouts[1], layouts[0], layouts[2]), alpha=one, beta=zero, params=tiles,
             epilogue=tiled_gemm.Epilogue(b, activation, z, transposed=True, alpha=alpha))

@@ -14,7 +14,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.characterize as characterize
 
-from . import drivers, fastest
+from . import checks, drivers, fastest
 from .errors import DeviceNotFoundError, NoPlatformError
 
 DEVICE_ENV = "CLNET_DEVICE"
@@ -137,13 +137,13 @@ def devices() -> list[DeviceInfo]:
 
 
 def format_table(infos: list[DeviceInfo], chosen: DeviceInfo | None = None,
-                 extra: tuple[str, dict[str, str]] | None = None) -> str:
+                 extra: list[tuple[str, dict[str, str]]] | None = None) -> str:
     """A text table of devices, one line each; the chosen one is marked with '*'.
 
-    extra: (column title, {device index: value}) for one more column."""
+    extra: [(column title, {device index: value}), ...] for more columns."""
+    extra = extra or []
     header = ("", "P:D", "type", "name", "platform", "CUs", "MHz", "global", "local", "wg", "fp64", "driver")
-    if extra:
-        header += (extra[0],)
+    header += tuple(title for title, _ in extra)
     rows = [header]
     for info in infos:
         rows.append((
@@ -159,7 +159,7 @@ def format_table(infos: list[DeviceInfo], chosen: DeviceInfo | None = None,
             str(info.max_work_group_size),
             "yes" if info.fp64 else "no",
             info.driver_version,
-        ) + ((extra[1].get(info.index, "-"),) if extra else ()))
+        ) + tuple(values.get(info.index, "-") for _, values in extra))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
@@ -199,25 +199,34 @@ def choose(spec: str | None, infos: list[DeviceInfo], environ: dict | None = Non
     spec None reads $CLNET_DEVICE; when that is unset too, the best GPU of any platform,
     else the best other device. Several matches: the best of them (see `best`). "fastest":
     the device recorded by `fastest.remember` (as `clnet bench` does), else the default choice.
+    A device that failed its self-check (`clnet devices --check`) is left out of every choice
+    among several; named alone, it is chosen with a warning saying what failed.
     """
     environ = os.environ if environ is None else environ
+    verdicts = checks.load()
+    sound = [i for i in infos if checks.failures(i, verdicts) is None]
     source = "spec"
     if spec is None:
         env_spec = environ.get(DEVICE_ENV, "").strip()
         if env_spec:
             spec, source = env_spec, f"${DEVICE_ENV}"
         else:
-            gpus = [i for i in infos if i.type == "GPU"]
+            if not sound:
+                raise DeviceNotFoundError("Every OpenCL device failed its self-check (`clnet devices` shows what "
+                                          "failed); name one to use it anyway.\n" + format_table(infos))
+            left_out = f" ({len(infos) - len(sound)} failed their self-check)" if len(sound) < len(infos) else ""
+            gpus = [i for i in sound if i.type == "GPU"]
             if gpus:
                 chosen = best(gpus)
-                return chosen, f"no spec given: the best of {len(gpus)} GPU(s) by discrete, compute units x clock"
-            chosen = best(infos)
-            return chosen, f"no spec given and no GPU found: the best {chosen.type} device"
+                return chosen, (f"no spec given: the best of {len(gpus)} GPU(s) by discrete, compute units x "
+                                f"clock{left_out}")
+            chosen = best(sound)
+            return chosen, f"no spec given and no GPU found: the best {chosen.type} device{left_out}"
     if not isinstance(spec, str) or not spec.strip():
         raise DeviceNotFoundError(f"A device spec must be a non-empty string, got {spec!r}. "
                                   f"Known specs: {', '.join(KNOWN_SPECS)}.")
     if spec.strip().lower() == "fastest":
-        found = fastest.recall(infos)
+        found = fastest.recall(sound)
         if found is not None:
             return found
         chosen, reason = choose(None, infos, environ={})
@@ -227,6 +236,14 @@ def choose(spec: str | None, infos: list[DeviceInfo], environ: dict | None = Non
         raise DeviceNotFoundError(
             f"No OpenCL device matches {source} {spec!r} (read as {meaning}). "
             f"Known specs: {', '.join(KNOWN_SPECS)}. The devices of this machine:\n{format_table(infos)}")
-    chosen = best(matches)
+    passing = [i for i in matches if checks.failures(i, verdicts) is None]
+    chosen = best(passing or matches)
     count = f"the best of {len(matches)} matches" if len(matches) > 1 else "the only match"
+    failed = checks.failures(chosen, verdicts)
+    if failed is not None:
+        warnings.warn(f"clnet: {chosen.name} ({chosen.platform}) failed its self-check: {'; '.join(failed)}. "
+                      f"Its results may be wrong; `clnet devices --check` checks it again.", stacklevel=3)
+        count += ", which failed its self-check"
+    elif len(passing) < len(matches):
+        count += f" that passed their self-check ({len(matches) - len(passing)} failed)"
     return chosen, f"{source} {spec!r} means {meaning}: {count}"

@@ -162,6 +162,10 @@ class Kernel:
         return self.cl_kernel.get_work_group_info(
             cl.kernel_work_group_info.PREFERRED_WORK_GROUP_SIZE_MULTIPLE, device)
 
+    def _fits(self, local_size: tuple) -> bool:
+        most, per_dimension = self._limits
+        return math.prod(local_size) <= most and all(n <= m for n, m in zip(local_size, per_dimension))
+
     def work_group(self, device: cl.Device, local_size: tuple | None) -> tuple | None:
         """local_size, or the largest size made from it by halving (largest dimension first) that
         this kernel runs on `device` (`limits`); None stays None (the driver chooses). ValueError
@@ -169,7 +173,7 @@ class Kernel:
         if local_size is None:
             return None
         most, per_dimension = self.limits(device)
-        if math.prod(local_size) <= most and all(n <= m for n, m in zip(local_size, per_dimension)):
+        if self._fits(local_size):
             return local_size
         local = list(local_size)
         while True:
@@ -207,7 +211,8 @@ class Kernel:
             else:
                 raise TypeError(f"kernel {self.name}: argument {name!r} must be a device array, "
                                 f"got {type(value).__name__}")
-        local_size = self.work_group(queue.device, local_size)
+        if local_size is not None and (self._limits is None or not self._fits(local_size)):
+            local_size = self.work_group(queue.device, local_size)  # (queue.device costs a query: not per launch)
         plan = self._recording.plan
         if plan is not None:
             plan.add(self.program, self.name, self._scalar_dtypes, global_size, local_size, values)
