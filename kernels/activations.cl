@@ -102,6 +102,15 @@ ${kernel("backward_bias_" + name, "const real *%s, real *g, real *db, index_t ro
     }
 }
 
+// The bias and the activation in one pass after a product another library computed (CLBlast):
+// z[r, c] += b[c], then a = f(z), for a (rows, cols) row-major z; z is kept where a is another
+// array, and a may be z (then it holds f(z) at the end). Dimension 0: vectors along a row.
+${kernel("bias_forward_" + name, "real *z, const real *b, real *a, index_t rows, index_t cols" + signature_extra(name))} {
+    const size_t row = get_global_id(1);
+<%v:elementwise n="cols" inputs="${['z', 'b']}" outputs="${['z', 'a']}" base="${{'z': 'row * cols', 'a': 'row * cols'}}">z += b;
+            a = ${value};</%v:elementwise>
+}
+
 % endfor
 // Softmax of each row of a (rows, cols) z; the max is subtracted first, so exp never overflows.
 ${kernel("forward_softmax", "const real *z, real *a, index_t rows, index_t cols")} {

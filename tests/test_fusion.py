@@ -235,3 +235,49 @@ def test_fit_keeps_its_training_networks_from_call_to_call(ctx, dtype, monkeypat
     np.testing.assert_array_equal(kept.parameter_buffer.flat.get(), fresh.parameter_buffer.flat.get())
     kept.release()
     assert not kept._training and all(t._closed for t in trainers.values())
+
+
+@pytest.mark.parametrize("name", activations.ELEMENTWISE)
+def test_bias_and_activation_in_one_pass_after_a_foreign_product(ctx, dtype, name):
+    """activations.forward_with_bias: the epilogue of a product clnet did not compute (CLBlast):
+    z += b, then a = f(z), z kept, and in place."""
+    rng = np.random.default_rng(5)
+    z0, b = rng.normal(size=(7, 37)) * 2, rng.normal(size=37)
+    z, out = cla.to_device(ctx.queue, z0.astype(dtype)), cla.empty(ctx.queue, (7, 37), dtype)
+    alpha = 0.3 if name in activations.DEFAULT_ALPHA else None
+    activations.forward_with_bias(ctx, name, z, cla.to_device(ctx.queue, b.astype(dtype)), out, alpha)
+    expected_z = z0.astype(dtype).astype(np.float64) + b.astype(dtype)
+    np.testing.assert_allclose(z.get(), expected_z, **tol(dtype))
+    f = {"leaky_relu": lambda t: np.where(t > 0, t, 0.3 * t),
+         "elu": lambda t: np.where(t > 0, t, 0.3 * np.expm1(np.minimum(t, 0)))}.get(
+        name, lambda t: ref.activation(name, t))
+    np.testing.assert_allclose(out.get(), f(expected_z), **tol(dtype))
+    activations.forward_with_bias(ctx, name, z, cla.zeros(ctx.queue, 37, dtype), z, alpha)  # in place
+    np.testing.assert_allclose(z.get(), f(expected_z), **tol(dtype))
+    with pytest.raises(ValueError, match="an elementwise activation, not 'softmax'"):
+        activations.forward_with_bias(ctx, "softmax", z, cla.zeros(ctx.queue, 37, dtype), z)
+
+
+@pytest.mark.skipif(not blas.HAVE_CLBLAST, reason="pyclblast is not installed")
+def test_clblast_products_are_replayed_in_the_recorded_passes(ctx, monkeypatch):
+    """With CLBlast running the products, a training step's passes are still recorded: its GEMMs
+    kept as calls in the plans and called again at replay; four SGD epochs equal numpy's."""
+    from .test_network import random_network
+
+    chosen = blas.settings(ctx, np.float64)
+    monkeypatch.setattr(chosen, "small", "clblast")
+    monkeypatch.setattr(chosen, "large", "clblast")
+    net, params = random_network(ctx, np.float64, [4, 6, 3], ["tanh", "sigmoid"], seed=3)
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(9, 4)), rng.uniform(size=(9, 3))
+    training = clnet.TrainingNetwork(net, x)
+    found = [clnet.sgd(training, y, "quadratic", epochs=1, learning_rate=0.3) for _ in range(4)]
+    for epoch in range(4):
+        params, expected_cost = ref.sgd_epoch(x, y, params, ["tanh", "sigmoid"], "quadratic", 0.3)
+        assert found[epoch] == pytest.approx(expected_cost, rel=1e-12)
+    for layer, (w, b) in zip(net.layers, params):
+        np.testing.assert_allclose(layer.weights.get(), w, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(layer.bias.get(), b, rtol=1e-12, atol=1e-12)
+    plans = [plan for plan in training._plans.values() if plan is not None]
+    assert plans and all(plan.complete for plan in plans)
+    assert any(global_size is None for plan in plans for _, global_size, _ in plan.launches)  # CLBlast calls

@@ -242,6 +242,18 @@ def test_the_gpu_gemm_and_its_fused_forward_pass(ctx, dtype, monkeypatch, tiles)
     np.testing.assert_allclose(out.get(), np.where(expected_z > 0, expected_z, 0.2 * expected_z), **tol(dtype))
 
 
+@pytest.mark.parametrize("rows, cols", [(1, 1), (9, 10), (300, 10), (130, 37)])
+def test_gpu_shaped_column_sums(ctx, dtype, rows, cols):
+    """bias.column_sums (what GPUs run for bias gradients): chunks of rows reduced in local
+    trees, then the chunks' sums; on a view with an offset, nothing written outside db."""
+    x = np.random.default_rng(rows).normal(size=(rows, cols))
+    _, xd = view(ctx, x, dtype, offset=3)
+    flat, db = view(ctx, np.zeros(cols), dtype, offset=1)
+    bias.bias_gradient(ctx, xd, db, gpu_shaped=True)
+    np.testing.assert_allclose(db.get(), x.sum(axis=0), **tol(dtype))
+    assert not flat.get()[:1].any() and not flat.get()[1 + cols:].any()
+
+
 def test_a_few_training_steps(ctx, dtype):
     rng = np.random.default_rng(5)
     x, labels = rng.normal(size=(ODD, 6)), rng.integers(0, 3, ODD)

@@ -129,3 +129,30 @@ def test_tile_candidates_follow_the_devices_native_vector_width(ctx, kind, nativ
         assert len(tiles) == len(set(tiles)) and TileParams() in tiles
         wider = [t for t in tiles if t.width and t.width * scale > 8]
         assert all(t.rows in search.ROWS["wide"] for t in wider)  # 512-bit: the rows AVX-512's registers hold
+
+
+def test_the_gpu_kernels_tiles_are_searched_kept_and_applied(ctx, cache):
+    """What `clnet tune` does on a GPU, on this device: each tile shape of the GPU kernel timed
+    and checked, one that does not fit the device's limit skipped with the reason, the fastest
+    kept under "local" and applied (the kernel's use stays the settings' choice of backend)."""
+    from tqdm.auto import tqdm
+
+    from clnet.ops.local_gemm import LocalTiles
+    from clnet.tuning import search, store
+
+    shapes = {"small": [(9, 20, 7, False, True)], "large": [(33, 17, 40, True, False)]}
+    candidates = [LocalTiles(16, 16, 16, 4, 4), LocalTiles(32, 16, 16, 4, 4), LocalTiles(128, 64, 128, 1, 1)]
+    with tqdm(disable=True) as bar:
+        found = search._measure_local(ctx, np.dtype(np.float32), shapes, candidates, 1, bar)
+    assert [c["params"] for c in found] == [t.as_dict() for t in candidates]
+    assert all("classes" in c for c in found[:2])
+    assert "8192 work-items per group: above this device's or kernel's limit" in found[2]["error"]
+    entry = search._choose(found, list(shapes), np.float32)
+    assert entry["local"] in [t.as_dict() for t in candidates[:2]] and entry["backend"]["small"] == "clnet_gpu"
+    settings = blas.settings(ctx, np.float32)
+    saved = dict(vars(settings))
+    try:
+        store.apply(ctx, np.float32, entry)
+        assert settings.local == LocalTiles(**entry["local"]) and settings.small == "clnet_gpu"
+    finally:
+        vars(settings).update(saved)

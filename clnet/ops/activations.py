@@ -17,7 +17,7 @@ import pyopencl as cl
 import pyopencl.array as cla
 
 from ..runtime.programs import Templates
-from .arrays import check_array, launch, vector_width
+from .arrays import WORK_GROUP, check_array, launch, vector_width
 
 # The names, what each derivative reads and the parameters' defaults come from the template's own
 # table, so the two cannot disagree.
@@ -78,6 +78,28 @@ def forward(ctx, name: str, z: cla.Array, out: cla.Array | None = None, alpha: f
     out = z if out is None else check_array(ctx, out, "out", dtype=dtype, shape=z.shape)
     kernel = ctx.kernel("activations.cl", f"forward_{name}", dtype=dtype)
     launch(ctx, kernel, _work_items(name, z), z=z, a=out, **_sizes(name, z), **alpha_argument(name, alpha))
+    return out
+
+
+def forward_with_bias(ctx, name: str, z: cla.Array, b: cla.Array, out: cla.Array, alpha: float | None = None
+                      ) -> cla.Array:
+    """z += b by column, then out = f(z), in one pass over a contiguous (rows, cols) z (out may
+    be z): the epilogue of a product clnet's kernels did not compute (CLBlast). An elementwise
+    activation only. Queued; returns out."""
+    if check_activation(name) not in ELEMENTWISE:
+        raise ValueError(f"forward_with_bias takes an elementwise activation, not {name!r}")
+    dtype = ctx.real_dtype(z.dtype)
+    check_array(ctx, z, "z")
+    check_array(ctx, out, "out", dtype=dtype, shape=z.shape)
+    check_array(ctx, b, "b", dtype=dtype, shape=z.shape[1:])
+    rows, cols = z.shape
+    if not (z.flags.c_contiguous and out.flags.c_contiguous):
+        raise ValueError("forward_with_bias needs contiguous (rows, cols) arrays")
+    kernel = ctx.kernel("activations.cl", f"bias_forward_{name}", dtype=dtype)
+    vectors = -(-cols // vector_width(dtype))
+    local = min(WORK_GROUP, 1 << (vectors - 1).bit_length())  # a power of two, as add_bias
+    kernel(ctx.queue, (-(-vectors // local) * local, rows), (local, 1), z=z, b=b, a=out, rows=rows, cols=cols,
+           **alpha_argument(name, alpha))
     return out
 
 

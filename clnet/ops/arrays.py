@@ -155,6 +155,7 @@ def all_finite(ctx, a: cla.Array) -> bool:
     groups = max(1, min(FINITE_GROUPS * ctx.info.compute_units, a.size // (items * 64)))
     out = cla.empty(ctx.queue, groups, dtype)
     kernel = ctx.kernel("memory.cl", "finite_check", dtype=dtype)
+    (items,) = kernel.work_group(ctx.device, (items,))  # each group writes out[its id]: count them as run
     kernel(ctx.queue, (groups * items,), (items,), x=a, out=out, n=a.size,
            partial=cl.LocalMemory(items * dtype.itemsize))
     return bool(np.isfinite(out.get()).all())

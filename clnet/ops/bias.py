@@ -30,9 +30,46 @@ def add_bias(ctx, z: cla.Array, b: cla.Array) -> cl.Event:
     return kernel(ctx.queue, (-(-vectors // local) * local, rows), (local, 1), z=z, b=b, rows=rows, cols=cols)
 
 
-def bias_gradient(ctx, dz: cla.Array, db: cla.Array) -> cl.Event:
-    """db = dz summed over its rows (the batch). Queued, not waited on."""
+# column_sums' work-group: 16 adjacent columns by 16 row walkers; a chunk is at least 64 rows
+COLUMN_GROUP, ROW_WALKERS, CHUNK_ROWS = 16, 16, 64
+
+
+def bias_gradient(ctx, dz: cla.Array, db: cla.Array, gpu_shaped: bool | None = None) -> cl.Event:
+    """db = dz summed over its rows (the batch). Queued, not waited on.
+
+    On CPUs one work-item per vector of columns walks every row (what PoCL runs fastest); on
+    other devices (gpu_shaped, None: by device type) `column_sums` reduces chunks of rows in
+    local trees, so that a narrow layer still spreads over the device."""
     dtype = _check(ctx, dz, db, ("dz", "db"))
     rows, cols = dz.shape
+    if gpu_shaped if gpu_shaped is not None else ctx.info.type != "CPU":
+        return column_sums(ctx, dz, db)
     kernel = ctx.kernel("bias.cl", "bias_gradient", dtype=dtype)
     return launch(ctx, kernel, -(-cols // vector_width(dtype)), dz=dz, db=db, rows=rows, cols=cols)
+
+
+def column_sums(ctx, x: cla.Array, out: cla.Array) -> cl.Event:
+    """out = x summed over its rows by row chunks and local trees (kernels/bias.cl), for a
+    contiguous (rows, cols) x: enough chunks for about four work-groups per compute unit, then
+    one more launch over the chunks' sums. Queued."""
+    dtype = _check(ctx, x, out, ("x", "out"))
+    rows, cols = x.shape
+    if x.strides != (cols * dtype.itemsize, dtype.itemsize) and rows > 1:
+        raise ValueError(f"column_sums needs a contiguous (rows, cols) x, got strides {x.strides}")
+    kernel = ctx.kernel("bias.cl", "column_sums", dtype=dtype)
+    column_groups = -(-cols // COLUMN_GROUP)
+    chunks = max(1, min(-(-4 * ctx.info.compute_units // column_groups), rows // CHUNK_ROWS))
+    chunk_rows = -(-rows // chunks)
+    # a group's place in dimension 1 is its chunk: size the launch by the group as it will run
+    local = kernel.work_group(ctx.device, (COLUMN_GROUP, ROW_WALKERS))
+    scratch = cl.LocalMemory(local[0] * local[1] * dtype.itemsize)
+    columns = -(-cols // local[0]) * local[0]
+    if chunks == 1:
+        return kernel(ctx.queue, (columns, local[1]), local, x=x, out=out, rows=rows, cols=cols, chunk_rows=rows,
+                      scratch=scratch)
+    partial = cla.Array(ctx.queue, (chunks, cols), dtype, data=ctx.scratch("bias.column_sums", chunks * cols *
+                                                                             dtype.itemsize))
+    kernel(ctx.queue, (columns, chunks * local[1]), local, x=x, out=partial, rows=rows, cols=cols,
+           chunk_rows=chunk_rows, scratch=scratch)
+    return kernel(ctx.queue, (columns, local[1]), local, x=partial, out=out, rows=chunks, cols=cols,
+                  chunk_rows=chunks, scratch=scratch)

@@ -190,14 +190,17 @@ def gemm_packed_b(ctx, a: cla.Array, packed_b: cla.Array, c: cla.Array, n: int, 
 def _clblast_gemm(ctx, a, b, c, m, n, k, trans_a, trans_b, layouts, alpha, beta) -> None:
     (a_ld, a_off), (b_ld, b_off), (c_ld, c_off) = layouts
     ctx.on_close("clblast", clear_clblast_cache)
-    ctx.not_recordable()  # CLBlast queues its own kernels
     first = _first_call_notice(ctx, c.dtype)
-    try:
-        pyclblast.gemm(ctx.queue, m, n, k, a, b, c, a_ld=a_ld, b_ld=b_ld, c_ld=c_ld, alpha=alpha, beta=beta,
-                       a_transp=trans_a, b_transp=trans_b, a_offset=a_off, b_offset=b_off, c_offset=c_off)
-    except RuntimeError as exc:
-        raise RuntimeError(f"CLBlast GEMM failed for op(a) ({m}, {k}) @ op(b) ({k}, {n}) "
-                           f"on {ctx.info.name!r}: {exc}") from exc
+
+    def queue_product() -> None:  # the same product on the same buffers each call: a plan replays it
+        try:
+            pyclblast.gemm(ctx.queue, m, n, k, a, b, c, a_ld=a_ld, b_ld=b_ld, c_ld=c_ld, alpha=alpha, beta=beta,
+                           a_transp=trans_a, b_transp=trans_b, a_offset=a_off, b_offset=b_off, c_offset=c_off)
+        except RuntimeError as exc:
+            raise RuntimeError(f"CLBlast GEMM failed for op(a) ({m}, {k}) @ op(b) ({k}, {n}) "
+                               f"on {ctx.info.name!r}: {exc}") from exc
+
+    ctx.foreign(queue_product)
     if first is not None:
         first.write_text("built\n")
 

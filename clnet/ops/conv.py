@@ -353,7 +353,8 @@ def row_sums(ctx, x: cla.Array, out: cla.Array, accumulate: bool = False) -> cl.
     check_array(ctx, x, "x")
     rows, cols = x.shape
     check_array(ctx, out, "out", dtype=dtype, shape=(rows,))
-    items = min(reduction_items(ctx), 64)
     kernel = ctx.kernel("conv.cl", "row_sums", dtype=dtype)
+    # one group per row: the group size as it will run (Kernel.work_group), so that groups = rows
+    (items,) = kernel.work_group(ctx.device, (min(reduction_items(ctx), 64),))
     return kernel(ctx.queue, (rows * items,), (items,), x=x, out=out, cols=cols, accumulate=int(accumulate),
                   partial=cl.LocalMemory(items * np.dtype(dtype).itemsize))

@@ -56,8 +56,10 @@ def forward(ctx, x: cla.Array, weights: cla.Array, b: cla.Array, activation: str
     if k == 0 or not fuses_forward(ctx, out.dtype, activation, m, n, k):
         target = out if z is None else z
         blas.gemm(ctx, x, weights, target, trans_b=True)
-        bias.add_bias(ctx, target, b)
-        return activations.forward(ctx, activation, target, out=out, alpha=alpha)
+        if activation in activations.ROWWISE or not (target.flags.c_contiguous and out.flags.c_contiguous):
+            bias.add_bias(ctx, target, b)
+            return activations.forward(ctx, activation, target, out=out, alpha=alpha)
+        return activations.forward_with_bias(ctx, activation, target, b, out, alpha)  # one pass, not two
     dtype = blas.check_product(ctx, {"a": x, "b": weights, "c": out})
     check_array(ctx, b, "b", dtype=dtype, shape=(n,))
     if z is not None:
@@ -91,8 +93,10 @@ def backward_bias(ctx, activation: str | None, saved: cla.Array, delta: cla.Arra
     saved: what the derivative reads (activations.reads): the output a, or the logits z."""
     if activation == "linear":
         activation = None  # f' = 1: nothing to multiply
-    # softmax and log_softmax work on rows: their own kernel first; so do large layers, where two passes win
-    if activation in activations.ROWWISE or (activation is not None and delta.size > FUSED_BACKWARD):
+    # softmax and log_softmax work on rows: their own kernel first; so do large layers, where two
+    # passes win, and GPUs, whose column sums reduce chunks of rows in parallel (bias.column_sums)
+    if activation in activations.ROWWISE or (activation is not None and (
+            delta.size > FUSED_BACKWARD or ctx.info.type != "CPU")):
         activations.backward(ctx, activation, saved, delta, alpha)
         activation = None
     if activation is None:

@@ -89,9 +89,9 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: in
                                          **activations.alpha_argument(epilogue.activation, epilogue.alpha)}
     # the kernel needs its whole work-group: Kernel.work_group would halve a size above the limit,
     # so a tile that does not fit is refused here, by name
-    most, _ = kernel.limits(ctx.queue.device)
-    if tiles.items > most:
-        raise ValueError(f"local GEMM tiles {tiles.as_dict()} need {tiles.items} work-items per group; this "
-                         f"kernel runs at most {most} on {ctx.info.name}")
+    if kernel.work_group(ctx.device, (lx, ly)) != (lx, ly):
+        most, per_dimension = kernel.limits(ctx.device)
+        raise ValueError(f"local GEMM tiles {tiles.as_dict()} need work-groups of {lx} x {ly}; this kernel runs "
+                         f"at most {most} work-items ({per_dimension[:2]} per dimension) on {ctx.info.name}")
     kernel(ctx.queue, (-(-n // tiles.tn) * lx, -(-m // tiles.tm) * ly), (lx, ly), m=m, n=n, k_count=k, a=a,
            lda=lda, b=b, ldb=ldb, c=c, ldc=ldc, alpha=alpha, beta=beta, **extra)

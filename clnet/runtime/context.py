@@ -117,12 +117,25 @@ class Context:
         if plan is not None:
             plan.complete = False
 
+    def foreign(self, queue_work: Callable[[], object]) -> None:
+        """Call `queue_work`, which queues work that is not a clnet kernel but the same work on
+        each call (a CLBlast GEMM on fixed buffers); while a plan is being recorded, keep the
+        call in it, so that replay calls it again in its place."""
+        queue_work()
+        plan = self.programs.recording.plan
+        if plan is not None:
+            plan.add_call(queue_work)
+
     def replay(self, plan: LaunchPlan) -> None:
-        """Queue a recorded plan's launches again, in order. Not waited on."""
+        """Queue a recorded plan's launches again, in order (its foreign calls called). Not
+        waited on."""
         queue, enqueue = self.queue, cl.enqueue_nd_range_kernel
         for kernel, global_size, local_size in plan.launches:
-            enqueue(queue, kernel, global_size, local_size)
-        self.programs.launches[0] += len(plan.launches)
+            if global_size is None:
+                kernel()
+            else:
+                enqueue(queue, kernel, global_size, local_size)
+        self.programs.launches[0] += plan.kernels
 
     @property
     def launches(self) -> int:

@@ -100,14 +100,26 @@ class Declarations:
 class LaunchPlan:
     """Launches recorded by Context.record, queued again in order by Context.replay.
 
-    `complete` is False when something in the recorded code queued work that is not a clnet
-    kernel (a CLBlast GEMM): such a plan would leave that work out, so it must not be replayed.
-    A plan holds its arguments (buffers included), so they stay alive as long as it does."""
+    Work that is not a clnet kernel but queues the same thing every time (a CLBlast GEMM on the
+    same buffers) is kept as a call (`add_call`, through Context.foreign) and called again in its
+    place. `complete` is False when the recorded code queued other work (Context.not_recordable):
+    such a plan would leave that work out, so it must not be replayed. A plan holds its
+    arguments (buffers included), so they stay alive as long as it does."""
 
     def __init__(self):
-        self.launches: list[tuple[cl.Kernel, tuple, tuple | None]] = []
+        # (kernel, global size, local size), or (a call, None, None) for foreign work
+        self.launches: list[tuple] = []
         self.complete = True
         self._arguments: list[list] = []
+
+    def add_call(self, call) -> None:
+        """Keep a call that queues foreign work, to call again at replay."""
+        self.launches.append((call, None, None))
+
+    @property
+    def kernels(self) -> int:
+        """The clnet kernels among the plan's launches."""
+        return sum(global_size is not None for _, global_size, _ in self.launches)
 
     def add(self, program: cl.Program, name: str, scalar_dtypes: list, global_size: tuple,
             local_size: tuple | None, values: list) -> None:

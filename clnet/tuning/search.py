@@ -3,7 +3,9 @@
 For the device and dtype, times real GEMMs of the shapes a training step uses (all three
 products: x @ W.T, dZ.T @ x, dZ @ W) for two shape classes, small and large, with
 
-  - clnet's tiled kernel for several tile shapes and work-group sizes, in this process, and
+  - clnet's tiled kernel for several tile shapes and work-group sizes, in this process,
+  - on devices other than CPUs, clnet's GPU kernel (ops/local_gemm.py) for each of its tile
+    shapes that the device runs, in this process, and
   - CLBlast with its own parameters and with candidate overrides of its Xgemm, XgemmDirect
     and GemmRoutine (the direct/indirect switch), in a worker process: CLBlast keeps an
     override for the rest of a process and has no way to undo it.
@@ -28,7 +30,7 @@ import numpy as np
 import pyopencl.array as cla
 from tqdm.auto import tqdm
 
-from ..ops import blas
+from ..ops import blas, local_gemm
 from ..ops.tiled_gemm import TileParams
 from ..runtime.context import Context
 from .store import FORMAT, TUNING_ENV, apply, apply_clblast, store
@@ -170,6 +172,26 @@ def _measure_clblast(ctx, dtype, shapes, candidates, repeats, bar: tqdm) -> list
     return results
 
 
+def _measure_local(ctx, dtype, shapes, candidates, repeats, bar: tqdm) -> list[dict]:
+    """The GPU kernel's tile candidates that fit the device, each timed once (GPUs are not the
+    shared 2-core machine whose bursts the CPU search's repeated rounds absorb)."""
+    settings = blas.settings(ctx, dtype)
+    previous, found = settings.local, []
+    for tiles in candidates:
+        bar.set_postfix_str(f"clnet GPU tiles {tiles.tm}x{tiles.tn}x{tiles.tk}, {tiles.wm}x{tiles.wn} per item")
+        try:
+            if not local_gemm.fits(ctx, dtype, tiles):
+                raise ValueError(f"{tiles.items} work-items per group: above this device's or kernel's limit")
+            settings.local = tiles
+            result = measure(ctx, dtype, shapes, "clnet_gpu", repeats)
+        except Exception as exc:
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        found.append({"backend": "clnet_gpu", "params": tiles.as_dict(), **_as_result(result)})
+        bar.update()
+    settings.local = previous
+    return found
+
+
 def _measure_tiles(ctx, dtype, shapes, tiles, repeats, passes, bar: tqdm) -> list[dict]:
     """clnet's tile candidates, measured in `passes` rounds over all of them (a burst of load on
     this shared machine then spoils one round of one candidate, not the choice); the best round
@@ -209,11 +231,14 @@ def tune(ctx, dtype="float32", quick: bool = False, progress: bool = True, save:
     repeats = 2 if quick else 3
     tiles = tile_candidates if tile_candidates is not None else candidate_tiles(ctx.info, dtype, quick)
     clblast = clblast_candidates if clblast_candidates is not None else (QUICK_CLBLAST if quick else CLBLAST)
-    clblast = clblast if blas.HAVE_CLBLAST else []  # without pyclblast only clnet's kernel is measured
+    clblast = clblast if blas.HAVE_CLBLAST else []  # without pyclblast only clnet's kernels are measured
+    # the GPU kernel where it is meant to run; CPUs keep the register tiles (RESULTS.md, issue 25)
+    local = [] if ctx.info.type == "CPU" else list(local_gemm.CANDIDATES[:3] if quick else local_gemm.CANDIDATES)
     candidates: list[dict] = []
-    with tqdm(total=len(tiles) + len(clblast), desc=f"tuning {dtype.name} GEMM on {ctx.info.name}",
+    with tqdm(total=len(tiles) + len(local) + len(clblast), desc=f"tuning {dtype.name} GEMM on {ctx.info.name}",
               disable=not progress) as bar:
         candidates += _measure_tiles(ctx, dtype, shapes, tiles, repeats, passes=1 if quick else 2, bar=bar)
+        candidates += _measure_local(ctx, dtype, shapes, local, repeats, bar)
         for overrides, result in zip(clblast, _measure_clblast(ctx, dtype, shapes, clblast, repeats, bar)):
             candidates.append({"backend": "clblast", "params": overrides, **_as_result(result)})
     entry = _choose(candidates, list(shapes), dtype)
@@ -238,6 +263,8 @@ def _choose(candidates: list[dict], classes: list[str], dtype) -> dict:
                      key=lambda c: sum(c["classes"][n]["seconds"] for n in classes), default=None)
     best_clblast = min((c for c in valid if c["backend"] == "clblast"),
                        key=lambda c: sum(c["classes"][n]["seconds"] for n in classes), default=None)
+    best_local = min((c for c in valid if c["backend"] == "clnet_gpu"),
+                     key=lambda c: sum(c["classes"][n]["seconds"] for n in classes), default=None)
     return {
         "format": FORMAT,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -245,6 +272,7 @@ def _choose(candidates: list[dict], classes: list[str], dtype) -> dict:
         "backend": {name: best[name]["backend"] for name in classes},
         "clnet": best_tiles["params"] if best_tiles else asdict(TileParams()),
         "clblast": best_clblast["params"] if best_clblast else {},
+        **({"local": best_local["params"]} if best_local else {}),
         "gflops": {name: {backend: max(c["classes"][name]["gflops"] for c in valid if c["backend"] == backend)
                           for backend in {c["backend"] for c in valid}} for name in classes},
         "candidates": candidates,

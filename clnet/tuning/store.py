@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ops import blas
+from ..ops.local_gemm import LocalTiles
 from ..ops.tiled_gemm import TileParams
 from ..runtime import files
 from ..runtime.device import DeviceInfo
@@ -77,6 +78,7 @@ def apply(ctx, dtype, entry: dict) -> None:
     settings = blas.settings(ctx, dtype)
     settings.small, settings.large = entry["backend"]["small"], entry["backend"]["large"]
     settings.tiles = TileParams(**entry["clnet"])
+    settings.local = LocalTiles(**entry["local"]).check() if "local" in entry else None
     settings.tuned = True
     if "clblast" in entry["backend"].values():
         apply_clblast(ctx.device, dtype, entry["clblast"])
