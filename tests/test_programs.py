@@ -123,6 +123,7 @@ def test_local_sizes_are_halved_to_the_kernels_limit(ctx, monkeypatch):
         cl.kernel_work_group_info.WORK_GROUP_SIZE, ctx.queue.device))
     assert copy.preferred_multiple(ctx.queue.device) >= 1
     monkeypatch.setattr(copy, "_limits", (8, (8, 4, 1)))
+    monkeypatch.setattr(copy, "_fitted", {})  # sizes fitted to the real limits
     device = ctx.queue.device
     assert copy.work_group(device, (64,)) == (8,)
     assert copy.work_group(device, (8, 8)) == (2, 4)  # 4 along dimension 1, then 8 work-items in all
@@ -135,6 +136,7 @@ def test_local_sizes_are_halved_to_the_kernels_limit(ctx, monkeypatch):
     dst = cla.zeros(ctx.queue, 100, np.float32)
     copy(ctx.queue, (128,), (64,), dst=dst, n=100, src=src)  # runs as 16 groups of 8
     np.testing.assert_array_equal(dst.get(), np.arange(100))
+    assert copy._fitted[(64,)] == (8,)
 
 
 @pytest.mark.parametrize("declaration, message", [

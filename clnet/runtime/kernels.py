@@ -155,6 +155,7 @@ class Kernel:
         cl_kernel.set_scalar_arg_dtypes(scalar_dtypes)
         self._scalar_dtypes = scalar_dtypes
         self._limits: tuple[int, tuple[int, ...]] | None = None  # (work-items, per dimension) on its device
+        self._fitted: dict[tuple, tuple] = {}  # local size asked for -> the size it runs with
 
     def signature(self) -> str:
         return f"{self.name}({', '.join(p.c_declaration() for p in self.parameters)})"
@@ -223,8 +224,12 @@ class Kernel:
             else:
                 raise TypeError(f"kernel {self.name}: argument {name!r} must be a device array, "
                                 f"got {type(value).__name__}")
-        if local_size is not None and (self._limits is None or not self._fits(local_size)):
-            local_size = self.work_group(queue.device, local_size)  # (queue.device costs a query: not per launch)
+        if local_size is not None:
+            asked = local_size if type(local_size) is tuple else tuple(local_size)
+            fitted = self._fitted.get(asked)
+            if fitted is None:  # queue.device costs a query: once per size asked for, not per launch
+                fitted = self._fitted[asked] = self.work_group(queue.device, asked)
+            local_size = fitted
         plan = self._recording.plan
         if plan is not None:
             plan.add(self.program, self.name, self._scalar_dtypes, global_size, local_size, values)
