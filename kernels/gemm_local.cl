@@ -4,8 +4,8 @@
 ## a ${tm} x ${tn} tile of C from tiles of op(A) (${tm} x ${tk}) and op(B) (${tk} x ${tn}) staged
 ## in local memory, so that each element loaded from global memory serves ${tn} (A) or ${tm} (B)
 ## multiply-adds: 2 (tm + tn) / (tm tn) elements per flop instead of one or two per flop.
-## Neighbouring work-items load neighbouring addresses (coalesced) in both orientations of A
-## and B. Each work-item keeps a ${wm} x ${wn} tile of C in registers: rows ty + r * LY and
+## Neighbouring work-items load neighbouring vectors (vload4, coalesced) in both orientations
+## of A and B. Each work-item keeps a ${wm} x ${wn} tile of C in registers: rows ty + r * LY and
 ## columns tx + c * LX, so that its neighbours read neighbouring words of local memory (no bank
 ## conflicts) and store neighbouring words of C. The accumulators are named scalars, unrolled by
 ## the template: no private array, nothing indexed at run time (no scratch memory).
@@ -18,7 +18,9 @@
 <%
     lx, ly = tn // wn, tm // wm   # the work-group: LX x LY work-items
     items = lx * ly
-    assert tm % wm == 0 and tn % wn == 0 and (tm * tk) % items == 0 and (tk * tn) % items == 0, (tm, tn, tk, wm, wn)
+    assert tm % wm == 0 and tn % wn == 0 and tm % 4 == 0 and tn % 4 == 0 and tk % 4 == 0, (tm, tn, tk, wm, wn)
+    vw = 4  # elements per vector load
+    vec = ("float%d" if dtype == "float32" else "double%d") % vw
     args = ("index_t m, index_t n, index_t k_count, const real *a, index_t lda, const real *b, index_t ldb, "
             "real *c, index_t ldc, real alpha, real beta")
     if epilogue:
@@ -27,6 +29,7 @@
 #define LX ${lx}
 #define LY ${ly}
 #define ITEMS ${items}
+#define VW ${vw}
 #define TM ${tm}
 #define TN ${tn}
 #define TK ${tk}
@@ -36,6 +39,27 @@
 // holds the one value
 #define ZERO ((real2)(0))
 #define ONE ((real2)(1))
+
+## A tile of OUTER x INNER elements of a row-major matrix (INNER contiguous in global memory, rows
+## `ld` apart) from (o0, i0), into local memory at `store` (a format of {o} and {i}): one vloadN
+## per vector that lies within the matrix, element by element at its edge.
+<%def name="load_tile(src, ld, outer, inner, o0, i0, o_limit, i_limit, store)">
+        for (index_t at = tid; at < ${outer} * (${inner} / VW); at += ITEMS) {
+            const index_t o = at / (${inner} / VW), v = at % (${inner} / VW) * VW;
+            const index_t go = ${o0} + o, gv = ${i0} + v;
+            ${vec} x = 0;
+            if (go < ${o_limit}) {
+                __global const real *p = ${src} + (size_t)go * ${ld} + gv;
+                if (gv + VW <= ${i_limit})
+                    x = vload${vw}(0, p);
+                else
+                    x = (${vec})(${", ".join("gv + %d < %s ? p[%d] : 0" % (q, i_limit, q) for q in range(vw))});
+            }
+% for q in range(vw):
+            ${store.format(o="o", i="v + %d" % q)} = x.s${q};
+% endfor
+        }
+</%def>
 
 ${kernel("gemm_local", args)} {
     __local real as[TK * AS_STRIDE];  // op(A)'s tile, k by k: as[kk * AS_STRIDE + i]
@@ -48,30 +72,18 @@ ${kernel("gemm_local", args)} {
     real ${", ".join("acc%d_%d = 0" % (r, q) for q in range(wn))};
 % endfor
     for (index_t k0 = 0; k0 < k_count; k0 += TK) {
-        // each work-item loads TM * TK / ITEMS elements of op(A) and TK * TN / ITEMS of op(B);
-        // consecutive work-items, consecutive addresses; zeros past the matrices' edges
-        for (index_t at = tid; at < TM * TK; at += ITEMS) {
+        // each work-item loads vectors of VW elements along the contiguous dimension (vloadN),
+        // consecutive work-items consecutive vectors; zeros past the matrices' edges
 % if trans_a:
-            const index_t i = at % TM, kk = at / TM;  // A is (k, m): op(A)'s rows are adjacent
-            const index_t gi = i0 + i, gk = k0 + kk;
-            as[kk * AS_STRIDE + i] = gi < m && gk < k_count ? a[(size_t)gk * lda + gi] : 0;
+        ${load_tile("a", "lda", "TK", "TM", "k0", "i0", "k_count", "m", "as[({o}) * AS_STRIDE + {i}]")}
 % else:
-            const index_t kk = at % TK, i = at / TK;  // A is (m, k): k is adjacent
-            const index_t gi = i0 + i, gk = k0 + kk;
-            as[kk * AS_STRIDE + i] = gi < m && gk < k_count ? a[(size_t)gi * lda + gk] : 0;
+        ${load_tile("a", "lda", "TM", "TK", "i0", "k0", "m", "k_count", "as[({i}) * AS_STRIDE + {o}]")}
 % endif
-        }
-        for (index_t at = tid; at < TK * TN; at += ITEMS) {
 % if trans_b:
-            const index_t kk = at % TK, j = at / TK;  // B is (n, k): k is adjacent
-            const index_t gj = j0 + j, gk = k0 + kk;
-            bs[kk * BS_STRIDE + j] = gj < n && gk < k_count ? b[(size_t)gj * ldb + gk] : 0;
+        ${load_tile("b", "ldb", "TN", "TK", "j0", "k0", "n", "k_count", "bs[({i}) * BS_STRIDE + {o}]")}
 % else:
-            const index_t j = at % TN, kk = at / TN;  // B is (k, n): op(B)'s columns are adjacent
-            const index_t gj = j0 + j, gk = k0 + kk;
-            bs[kk * BS_STRIDE + j] = gj < n && gk < k_count ? b[(size_t)gk * ldb + gj] : 0;
+        ${load_tile("b", "ldb", "TK", "TN", "k0", "j0", "k_count", "n", "bs[({o}) * BS_STRIDE + {i}]")}
 % endif
-        }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (index_t kk = 0; kk < TK; kk++) {
 % for r in range(wm):

@@ -37,9 +37,9 @@ class LocalTiles:
         """self, or ValueError when the tiles do not divide as the kernel needs."""
         values = self.as_dict()
         if any(not isinstance(v, int) or v < 1 for v in values.values()) or self.tm % self.wm or \
-                self.tn % self.wn or (self.tm * self.tk) % self.items or (self.tk * self.tn) % self.items:
-            raise ValueError(f"local GEMM tiles {values}: need whole numbers with wm | tm, wn | tn and the "
-                             f"work-group's (tm / wm) * (tn / wn) work-items dividing tm * tk and tk * tn")
+                self.tn % self.wn or self.tm % 4 or self.tn % 4 or self.tk % 4:
+            raise ValueError(f"local GEMM tiles {values}: need whole numbers with wm | tm, wn | tn, and tm, tn "
+                             f"and tk multiples of 4 (the kernel loads vectors of 4)")
         return self
 
 
