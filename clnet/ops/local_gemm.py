@@ -65,11 +65,17 @@ def fits(ctx, dtype, tiles: LocalTiles) -> bool:
 
 
 def default_tiles(ctx, dtype) -> LocalTiles:
-    """The first of CANDIDATES that this device runs (`fits`); ValueError naming the limit when
-    none does."""
-    for tiles in CANDIDATES:
-        if fits(ctx, dtype, tiles):
+    """The first of CANDIDATES that this device runs (`fits`) with a work-group a multiple of the
+    kernel's preferred multiple (CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE: the warp or the
+    wavefront, so that no lane idles), else the first that it runs; ValueError naming the limit
+    when none does."""
+    fitting = [tiles for tiles in CANDIDATES if fits(ctx, dtype, tiles)]
+    for tiles in fitting:
+        kernel = ctx.kernel("gemm_local.cl", "gemm_local", **_template(dtype, tiles, False, True, None))
+        if tiles.items % kernel.preferred_multiple(ctx.device) == 0:
             return tiles
+    if fitting:
+        return fitting[0]
     raise ValueError(f"no local GEMM tile fits {ctx.info.name}'s work-group limit "
                      f"({ctx.info.max_work_group_size}); the smallest needs {CANDIDATES[-1].items} work-items")
 
