@@ -30,6 +30,7 @@ import numpy as np
 
 from ..runtime.context import Context
 from ..runtime.device import DEVICE_ENV, devices
+from .guardian import start_time
 
 POLL_SECONDS = 50e-6  # a waiting rank sleeps this long between tests of its request
 _WORLDS: list[World] = []  # this process's Worlds of more than one rank, which os._exit tells
@@ -66,6 +67,9 @@ class World:
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         local = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)
         self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
+        # this machine's ranks, "pid:start time", for the guardians (clnet.distributed.guardian)
+        self._local_peers = ",".join(local.allgather(f"{os.getpid()}:{start_time(os.getpid())}")) \
+            if self.size > 1 else ""
         local.Free()
         self.poll_seconds = poll_seconds
         self.allreduce_seconds = 0.0  # time in the gradients' Allreduce, waiting for the others included
@@ -88,8 +92,8 @@ class World:
         (clnet.distributed.guardian); os._exit tells it the code first."""
         read, write = os.pipe()
         script = Path(__file__).with_name("guardian.py")  # run as a script: it needs nothing of clnet's
-        subprocess.Popen([sys.executable, str(script), str(read), str(self.rank), str(self.size), str(os.getpid())],
-                         pass_fds=(read,), start_new_session=True, stdin=subprocess.DEVNULL)
+        subprocess.Popen([sys.executable, str(script), str(read), str(self.rank), str(self.size), str(os.getpid()),
+                          self._local_peers], pass_fds=(read,), start_new_session=True, stdin=subprocess.DEVNULL)
         os.close(read)
         self._guardian = write
         _WORLDS.append(self)
