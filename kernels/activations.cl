@@ -112,12 +112,16 @@ ${kernel("bias_forward_" + name, "real *z, const real *b, real *a, index_t rows,
 }
 
 % endfor
-// Softmax of each row of a (rows, cols) z; the max is subtracted first, so exp never overflows.
-${kernel("forward_softmax", "const real *z, real *a, index_t rows, index_t cols")} {
+## The row kernels' start: one work-item per row r; `source` and `target` point at row r.
+<%def name="row(source, target)">
     const index_t r = get_global_id(0);
     if (r >= rows) return;
-    __global const real *z = z_p + z_off + (size_t)r * cols;
-    __global real *a = a_p + a_off + (size_t)r * cols;
+    __global const real *${source} = ${source}_p + ${source}_off + (size_t)r * cols;
+    __global real *${target} = ${target}_p + ${target}_off + (size_t)r * cols;
+</%def>
+// Softmax of each row of a (rows, cols) z; the max is subtracted first, so exp never overflows.
+${kernel("forward_softmax", "const real *z, real *a, index_t rows, index_t cols")} {
+${row("z", "a")}
     real top = z[0];
     for (index_t j = 1; j < cols; j++) top = fmax(top, z[j]);
     real sum = 0;
@@ -132,10 +136,7 @@ ${kernel("forward_softmax", "const real *z, real *a, index_t rows, index_t cols"
 
 // dC/dz of a softmax row from dC/da: g_j = a_j (g_j - sum_k g_k a_k).
 ${kernel("backward_softmax", "const real *a, real *g, index_t rows, index_t cols")} {
-    const index_t r = get_global_id(0);
-    if (r >= rows) return;
-    __global const real *a = a_p + a_off + (size_t)r * cols;
-    __global real *g = g_p + g_off + (size_t)r * cols;
+${row("a", "g")}
     real dot = 0;
     for (index_t j = 0; j < cols; j++) dot += g[j] * a[j];
     for (index_t j = 0; j < cols; j++) g[j] = a[j] * (g[j] - dot);
@@ -144,10 +145,7 @@ ${kernel("backward_softmax", "const real *a, real *g, index_t rows, index_t cols
 // The logarithm of the softmax of each row, as (z - max) - log(sum(exp(z - max))): exact where
 // the softmax itself underflows to 0.
 ${kernel("forward_log_softmax", "const real *z, real *a, index_t rows, index_t cols")} {
-    const index_t r = get_global_id(0);
-    if (r >= rows) return;
-    __global const real *z = z_p + z_off + (size_t)r * cols;
-    __global real *a = a_p + a_off + (size_t)r * cols;
+${row("z", "a")}
     real top = z[0];
     for (index_t j = 1; j < cols; j++) top = fmax(top, z[j]);
     real sum = 0;
@@ -158,10 +156,7 @@ ${kernel("forward_log_softmax", "const real *z, real *a, index_t rows, index_t c
 
 // dC/dz of a log_softmax row from dC/da: g_j = g_j - exp(a_j) sum_k g_k.
 ${kernel("backward_log_softmax", "const real *a, real *g, index_t rows, index_t cols")} {
-    const index_t r = get_global_id(0);
-    if (r >= rows) return;
-    __global const real *a = a_p + a_off + (size_t)r * cols;
-    __global real *g = g_p + g_off + (size_t)r * cols;
+${row("a", "g")}
     real sum = 0;
     for (index_t j = 0; j < cols; j++) sum += g[j];
     for (index_t j = 0; j < cols; j++) g[j] -= exp(a[j]) * sum;

@@ -273,3 +273,45 @@ def test_all_finite_finds_every_non_finite_value(ctx, dtype, size, offset):
         changed = host.copy()
         changed[offset - 1] = np.nan
         assert arrays.all_finite(ctx, device(ctx, changed, dtype)[offset:])
+
+
+def test_the_gpu_shaped_kernels_refuse_what_they_cannot_take(ctx, monkeypatch):
+    """Issue 25's new entry points name what is wrong: a strided x for column sums, strided
+    arrays for the one-pass bias and activation, tiles that do not divide, a row activation in the
+    GPU GEMM's epilogue, a work-group the kernel cannot run, and a device with no tile that fits."""
+    from clnet.ops import local_gemm, tiled_gemm
+
+    wide = cla.zeros(ctx.queue, (6, 8), np.float32)
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
+        bias.column_sums(ctx, wide[:, :4], cla.zeros(ctx.queue, 4, np.float32))
+    with pytest.raises(ValueError, match="z must be C-contiguous"):
+        activations.forward_with_bias(ctx, "tanh", wide[:, :4], cla.zeros(ctx.queue, 4, np.float32),
+                                      cla.zeros(ctx.queue, (6, 4), np.float32))
+    with pytest.raises(ValueError, match="need whole numbers with wm \\| tm, wn \\| tn, and tm, tn and tk multiples "
+                                         "of 4"):
+        local_gemm.LocalTiles(64, 64, 16, 3, 4).check()
+    a, c = cla.zeros(ctx.queue, (4, 4), np.float32), cla.zeros(ctx.queue, (4, 4), np.float32)
+    layouts = ((4, 0), (4, 0), (4, 0))
+    tiles = local_gemm.LocalTiles(16, 16, 16, 4, 4)
+    with pytest.raises(ValueError, match="epilogue takes elementwise activations by column, got 'softmax'"):
+        local_gemm.gemm(ctx, a, a, c, m=4, n=4, k=4, trans_a=False, trans_b=True, layouts=layouts, alpha=1, beta=0,
+                        tiles=tiles, epilogue=tiled_gemm.Epilogue(cla.zeros(ctx.queue, 4, np.float32), "softmax"))
+    kernel = ctx.kernel("gemm_local.cl", "gemm_local", **local_gemm._template(np.dtype(np.float32), tiles, False,
+                                                                               False, None))
+    monkeypatch.setattr(kernel, "_limits", (8, (8, 8, 1)))
+    monkeypatch.setattr(kernel, "_fitted", {})
+    with pytest.raises(ValueError, match="need work-groups of 4 x 4; this kernel runs at most 8 work-items"):
+        local_gemm.gemm(ctx, a, a, c, m=4, n=4, k=4, trans_a=False, trans_b=False, layouts=layouts, alpha=1, beta=0,
+                        tiles=tiles)
+    monkeypatch.setattr(local_gemm, "fits", lambda *args: False)
+    with pytest.raises(ValueError, match="no local GEMM tile fits .*'s work-group limit"):
+        local_gemm.default_tiles(ctx, np.dtype(np.float32))
+
+
+def test_an_unreadable_device_check_file_is_ignored_with_a_warning(tmp_path, monkeypatch):
+    from clnet.runtime import checks
+
+    monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
+    (tmp_path / checks.FILE).write_text("{not json")
+    with pytest.warns(UserWarning, match="ignoring the device checks in .*device-checks.json"):
+        assert checks.load() == {}

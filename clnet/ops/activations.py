@@ -17,7 +17,7 @@ import pyopencl as cl
 import pyopencl.array as cla
 
 from ..runtime.programs import Templates
-from .arrays import WORK_GROUP, check_array, launch, vector_width
+from .arrays import check_array, launch, row_launch, vector_width
 
 # The names, what each derivative reads and the parameters' defaults come from the template's own
 # table, so the two cannot disagree.
@@ -92,13 +92,9 @@ def forward_with_bias(ctx, name: str, z: cla.Array, b: cla.Array, out: cla.Array
     check_array(ctx, z, "z")
     check_array(ctx, out, "out", dtype=dtype, shape=z.shape)
     check_array(ctx, b, "b", dtype=dtype, shape=z.shape[1:])
-    rows, cols = z.shape
-    if not (z.flags.c_contiguous and out.flags.c_contiguous):
-        raise ValueError("forward_with_bias needs contiguous (rows, cols) arrays")
+    rows, cols = z.shape  # contiguous: check_array says so
     kernel = ctx.kernel("activations.cl", f"bias_forward_{name}", dtype=dtype)
-    vectors = -(-cols // vector_width(dtype))
-    local = min(WORK_GROUP, 1 << (vectors - 1).bit_length())  # a power of two, as add_bias
-    kernel(ctx.queue, (-(-vectors // local) * local, rows), (local, 1), z=z, b=b, a=out, rows=rows, cols=cols,
+    kernel(ctx.queue, *row_launch(cols, rows, dtype), z=z, b=b, a=out, rows=rows, cols=cols,
            **alpha_argument(name, alpha))
     return out
 

@@ -28,6 +28,15 @@ def vector_width(dtype) -> int:
     return _VECTOR_WIDTH(np.dtype(dtype).name)
 
 
+def row_launch(cols: int, rows: int, dtype) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Global and local size of a kernel over (rows, cols) with vectors along each row in
+    dimension 0 and the rows in dimension 1 (add_bias, bias_forward_*): the local size a power of
+    two, since PoCL compiles a kernel again for each new one."""
+    vectors = -(-cols // vector_width(dtype))
+    local = min(WORK_GROUP, 1 << (vectors - 1).bit_length())
+    return (-(-vectors // local) * local, rows), (local, 1)
+
+
 def element_offset(a: cla.Array) -> int:
     """The array's offset in its buffer, in elements."""
     return a.offset // a.dtype.itemsize

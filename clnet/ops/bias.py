@@ -6,7 +6,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from .arrays import WORK_GROUP, check_array, launch, vector_width
+from .arrays import check_array, launch, row_launch, vector_width
 
 
 def _check(ctx, matrix: cla.Array, vector: cla.Array, names: tuple[str, str]) -> np.dtype:
@@ -24,10 +24,7 @@ def add_bias(ctx, z: cla.Array, b: cla.Array) -> cl.Event:
     dtype = _check(ctx, z, b, ("z", "b"))
     rows, cols = z.shape
     kernel = ctx.kernel("bias.cl", "add_bias", dtype=dtype)
-    vectors = -(-cols // vector_width(dtype))
-    # a power of two: few work-group sizes, since PoCL compiles the kernel again for each new one
-    local = min(WORK_GROUP, 1 << (vectors - 1).bit_length())
-    return kernel(ctx.queue, (-(-vectors // local) * local, rows), (local, 1), z=z, b=b, rows=rows, cols=cols)
+    return kernel(ctx.queue, *row_launch(cols, rows, dtype), z=z, b=b, rows=rows, cols=cols)
 
 
 # column_sums' work-group: 16 adjacent columns by 16 row walkers; a chunk is at least 64 rows
@@ -42,7 +39,9 @@ def bias_gradient(ctx, dz: cla.Array, db: cla.Array, gpu_shaped: bool | None = N
     local trees, so that a narrow layer still spreads over the device."""
     dtype = _check(ctx, dz, db, ("dz", "db"))
     rows, cols = dz.shape
-    if gpu_shaped if gpu_shaped is not None else ctx.info.type != "CPU":
+    if gpu_shaped is None:
+        gpu_shaped = ctx.info.type != "CPU"
+    if gpu_shaped:
         return column_sums(ctx, dz, db)
     kernel = ctx.kernel("bias.cl", "bias_gradient", dtype=dtype)
     return launch(ctx, kernel, -(-cols // vector_width(dtype)), dz=dz, db=db, rows=rows, cols=cols)
@@ -53,9 +52,7 @@ def column_sums(ctx, x: cla.Array, out: cla.Array) -> cl.Event:
     contiguous (rows, cols) x: enough chunks for about four work-groups per compute unit, then
     one more launch over the chunks' sums. Queued."""
     dtype = _check(ctx, x, out, ("x", "out"))
-    rows, cols = x.shape
-    if x.strides != (cols * dtype.itemsize, dtype.itemsize) and rows > 1:
-        raise ValueError(f"column_sums needs a contiguous (rows, cols) x, got strides {x.strides}")
+    rows, cols = x.shape  # contiguous: _check's check_array says so
     kernel = ctx.kernel("bias.cl", "column_sums", dtype=dtype)
     column_groups = -(-cols // COLUMN_GROUP)
     chunks = max(1, min(-(-4 * ctx.info.compute_units // column_groups), rows // CHUNK_ROWS))

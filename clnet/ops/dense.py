@@ -56,7 +56,7 @@ def forward(ctx, x: cla.Array, weights: cla.Array, b: cla.Array, activation: str
     if k == 0 or not fuses_forward(ctx, out.dtype, activation, m, n, k):
         target = out if z is None else z
         blas.gemm(ctx, x, weights, target, trans_b=True)
-        if activation in activations.ROWWISE or not (target.flags.c_contiguous and out.flags.c_contiguous):
+        if activation in activations.ROWWISE:
             bias.add_bias(ctx, target, b)
             return activations.forward(ctx, activation, target, out=out, alpha=alpha)
         return activations.forward_with_bias(ctx, activation, target, b, out, alpha)  # one pass, not two
@@ -70,8 +70,9 @@ def forward(ctx, x: cla.Array, weights: cla.Array, b: cla.Array, activation: str
     if m == 0:
         return out
     layouts = (blas.layout(x, "x"), blas.layout(weights, "weights"), blas.layout(out, "out"))
-    one, zero, tiles = dtype.type(1), dtype.type(0), blas.settings(ctx, dtype).tiles
-    if blas.settings(ctx, dtype).backend(m, n, k) == "clnet_gpu":
+    chosen = blas.settings(ctx, dtype)
+    one, zero, tiles = dtype.type(1), dtype.type(0), chosen.tiles
+    if chosen.backend(m, n, k) == "clnet_gpu":
         local_gemm.gemm(ctx, x, weights, out, m=m, n=n, k=k, trans_a=False, trans_b=True, layouts=layouts,
                         alpha=one, beta=zero, tiles=blas.local_tiles(ctx, dtype),
                         epilogue=tiled_gemm.Epilogue(b, activation, z, alpha=alpha))
