@@ -121,7 +121,8 @@ def test_tile_candidates_follow_the_devices_native_vector_width(ctx, kind, nativ
 
     from clnet.tuning import search
 
-    info = replace(ctx.info, type=kind, native_float_width=native, native_double_width=max(native // 2, 1))
+    info = replace(ctx.info, type=kind, native_float_width=native, native_double_width=max(native // 2, 1),
+                   vendor="GenuineIntel")
     for dtype, scale in (("float32", 1), ("float64", 2)):
         tiles = search.candidate_tiles(info, dtype, quick=False)
         expected = {w if w is None else w // scale for w in widths}
@@ -129,6 +130,19 @@ def test_tile_candidates_follow_the_devices_native_vector_width(ctx, kind, nativ
         assert len(tiles) == len(set(tiles)) and TileParams() in tiles
         wider = [t for t in tiles if t.width and t.width * scale > 8]
         assert all(t.rows in search.ROWS["wide"] for t in wider)  # 512-bit: the rows AVX-512's registers hold
+
+
+def test_pocl_on_amd_cpus_keeps_to_256_bit_vectors(ctx):
+    """PoCL 3.0's compiler crashed (SIGSEGV) on every 512-bit GEMM tile for an AMD EPYC with
+    AVX-512: there native_width caps at 256 bits, on Intel's CPUs it does not."""
+    from dataclasses import replace
+
+    amd = replace(ctx.info, type="CPU", platform="Portable Computing Language", vendor="AuthenticAMD",
+                  native_float_width=16, native_double_width=8)
+    assert (amd.native_width("float32"), amd.native_width("float64")) == (8, 4)
+    intel = replace(amd, vendor="GenuineIntel")
+    assert (intel.native_width("float32"), intel.native_width("float64")) == (16, 8)
+    assert replace(amd, platform="Intel(R) OpenCL").native_width("float32") == 16
 
 
 def test_the_gpu_kernels_tiles_are_searched_kept_and_applied(ctx, cache):

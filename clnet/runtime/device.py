@@ -60,8 +60,14 @@ class DeviceInfo:
         return f"{self.platform}|{self.name}|{self.driver_version}"
 
     def native_width(self, dtype) -> int:
-        """Elements of `dtype` (float32 or float64) in one of the device's native vectors."""
-        return self.native_float_width if np.dtype(dtype) == np.float32 else self.native_double_width
+        """Elements of `dtype` (float32 or float64) in one of the device's native vectors, as far
+        as clnet's kernels use them: PoCL 3.0's compiler crashes (SIGSEGV) building any 512-bit
+        GEMM tile for AMD's AVX-512 CPUs (Zen 4, seen on an EPYC), so there they are 256 bits; on
+        Intel's CPUs, and with Intel's runtime on AMD's, 512-bit tiles build and run."""
+        native = self.native_float_width if np.dtype(dtype) == np.float32 else self.native_double_width
+        if self.is_pocl and self.type == "CPU" and "amd" in self.vendor.lower():
+            return min(native, 32 // np.dtype(dtype).itemsize)
+        return native
 
     @property
     def largest_allocation(self) -> int:
