@@ -9,6 +9,7 @@
 ##   cross_entropy after a softmax (rows of y sum to 1: one-hot or probabilities):
 ##                    C = -sum(y ln a) / batch
 ##   cross_entropy after a log_softmax (a = ln p): C = -sum(y a) / batch, its value the softmax's
+##   cross_entropy on a linear output: the outputs are logits, softmax's (sigmoid's for one output)
 ##   In each, the activation's derivative folds in: dC/dz = (p - y) / batch, finite where the
 ##   activation saturates. Their values are computed from the logits z, never from ln a, so
 ##   that they stay exact for any z: softplus(z) - y z, and logsumexp(z) - y . z per row.
@@ -19,6 +20,7 @@
     # dC/da (or dC/dz) up to the scale, per element of the output a and target y, by kernel suffix
     DELTAS = {"": "(a - y)",                                 # quadratic, mse; cross-entropies: dC/dz
               "_exp": "(exp(a) - y)",                        # cross_entropy after a log_softmax (a = ln p)
+              "_sigmoid": "(1 / (1 + exp(-a)) - y)",         # cross_entropy on one logit (a linear output)
               "_sign": "sign(a - y)",                        # mae (0 where a = y, as PyTorch's L1Loss)
               "_clamp": "clamp(a - y, (real)-1, (real)1)"}   # huber, delta 1
 %>
@@ -29,6 +31,21 @@ ${kernel("difference" + suffix, "const real *a, const real *y, real *delta, real
 }
 
 % endfor
+// delta = (softmax(a) - y) * scale per row of (rows, cols) logits a: cross-entropy on a linear
+// output (PyTorch's CrossEntropyLoss). One work-item per row.
+${kernel("softmax_difference", "const real *a, const real *y, real *delta, real scale, index_t rows, index_t cols")} {
+    const index_t r = get_global_id(0);
+    if (r >= rows) return;
+    __global const real *z = a_p + a_off + (size_t)r * cols;
+    __global const real *t = y_p + y_off + (size_t)r * cols;
+    __global real *d = delta_p + delta_off + (size_t)r * cols;
+    real top = z[0];
+    for (index_t j = 1; j < cols; j++) top = fmax(top, z[j]);
+    real total = 0;
+    for (index_t j = 0; j < cols; j++) total += exp(z[j] - top);
+    for (index_t j = 0; j < cols; j++) d[j] = (exp(z[j] - top) / total - t[j]) * scale;
+}
+
 ## One work-group sums `term` over `count` items (elements or rows) into out[index], scaled.
 ## A cost is read once per call or per epoch, so one group is enough. The <name>_delta variant
 ## also writes delta (`difference`, or `difference<suffix>` for <name>_delta<suffix>), saving a
@@ -67,8 +84,10 @@ ${cost_sum("huber_sum", "rows * cols", """const real d = fabs(x_p[x_off + i] - y
 % endfor
 ## x holds the logits z: -(y ln sigmoid(z) + (1 - y) ln(1 - sigmoid(z))) = max(z, 0) - y z + ln(1 + exp(-|z|))
 % for delta in (False, True):
+% for suffix in ([""] if not delta else ["", "_sigmoid"]):
 ${cost_sum("sigmoid_cross_entropy_sum", "rows * cols", """const real z = x_p[x_off + i];
-        sum += fmax(z, (real)0) - y_p[y_off + i] * z + log1p(exp(-fabs(z)));""", delta)}
+        sum += fmax(z, (real)0) - y_p[y_off + i] * z + log1p(exp(-fabs(z)));""", delta, suffix)}
+% endfor
 % endfor
 ## per row: -sum_j y_j ln softmax(z)_j = sum_j y_j (logsumexp(z) - z_j)
 % for delta in (False, True):

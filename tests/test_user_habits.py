@@ -53,7 +53,7 @@ def test_integer_targets_of_a_regression_are_values(ctx):
 
 def test_ambiguous_integer_targets_name_both_readings(ctx):
     x, _ = regression_data()
-    net = clnet.InferenceNetwork(ctx, 5, [clnet.FullyConnected(3)], dtype=np.float64)
+    net = clnet.InferenceNetwork(ctx, 5, [clnet.FullyConnected(3, "tanh")], dtype=np.float64)
     with pytest.raises(ValueError, match=r"as class labels they need a softmax output layer or cost='cross_entropy'; "
                                          r"as values they need shape \(40, 3\)"):
         train(net, x, np.arange(40) % 3)

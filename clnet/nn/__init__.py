@@ -1,8 +1,10 @@
 """Layers and networks: the layer protocol (blueprint, inference and training halves), clnet's
 layers (fully-connected, activation, flatten, dropout), the registry that saving uses, networks
-whose parameters are views of one device buffer, weight initialization, backpropagation."""
+whose parameters are views of one device buffer, blocks whose inside branches (residual, concatenation,
+product), weight initialization, backpropagation."""
 
 from .activation import Activation, ActivationLayer
+from .blocks import Add, Branches, Concat, Multiply, Residual
 from .conv2d import Conv2d
 from .dropout import Dropout
 from .flatten import Flatten
@@ -15,7 +17,8 @@ from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .protocol import BuiltLayer, Layer, LayerTraining, Link, Parameter, Step, in_place_delta
 from .registry import register_layer
 
-__all__ = ["INIT_METHODS", "Activation", "ActivationLayer", "AvgPool2d", "BatchNorm", "BuiltLayer", "Conv2d",
+__all__ = ["INIT_METHODS", "Activation", "ActivationLayer", "Add", "AvgPool2d", "BatchNorm", "Branches", "BuiltLayer",
+           "Concat", "Conv2d", "Multiply", "Residual",
            "Dropout", "FlatArrays", "Flatten", "FullyConnected", "FullyConnectedLayer", "GlobalAvgPool2d", "Layer",
            "LayerNorm", "LayerTraining", "Link", "MaxPool2d", "Network", "Parameter", "Step", "TrainingNetwork",
            "in_place_delta", "init", "register_layer"]

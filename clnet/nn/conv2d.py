@@ -226,7 +226,7 @@ class Conv2dTraining(LayerTraining):
             delta = self.delta[first:last]
             if activation is not None:  # delta becomes dC/dz, in place
                 activations.backward(ctx, activation, saved[first:last], delta, layer.alpha)
-            conv.backward(ctx, self.x[first:last], delta, layer.weights, self.gradients["weights"],
+            conv.backward(ctx, self.x[first:last], delta, layer.weights, self.gradients.get("weights"),
                           self.gradients.get("bias"), None if self.grad_x is None else self.grad_x[first:last],
                           self.flipped, self.cols, self.product, layer.geometry, accumulate=first > 0)
 

@@ -124,7 +124,8 @@ class FullyConnectedTraining(LayerTraining):
         self.z = cla.empty(queue, shape, layer.dtype) if layer.spec.keeps_z(self.is_output) else None
         self.out = cla.empty(queue, shape, layer.dtype) if layer.dropout else self.a
         self.delta = cla.empty(queue, shape, layer.dtype)
-        self.grad_weights, self.grad_bias = self.gradients["weights"], self.gradients["bias"]
+        # none when the layer is frozen: its backward pass only passes dC/dx on
+        self.grad_weights, self.grad_bias = self.gradients.get("weights"), self.gradients.get("bias")
         self._mask: tuple[int, int, int] | None = None  # (key, step, first element) of the last forward's dropout
 
     @property
@@ -149,9 +150,12 @@ class FullyConnectedTraining(LayerTraining):
             key, step, first = self._mask
             dropout_op.apply(ctx, self.delta, self.delta, layer.dropout, key, self.index, step, first)
         saved = self.z if activations.reads(layer.activation) == "z" else self.a
-        dense.backward_bias(ctx, None if skip_activation_derivative else layer.activation, saved, self.delta,
-                            self.grad_bias, layer.alpha)
-        blas.gemm(ctx, self.delta, self.x, self.grad_weights, trans_a=True)
+        activation = None if skip_activation_derivative else layer.activation
+        if self.grad_bias is not None:
+            dense.backward_bias(ctx, activation, saved, self.delta, self.grad_bias, layer.alpha)
+            blas.gemm(ctx, self.delta, self.x, self.grad_weights, trans_a=True)
+        elif activation not in (None, "linear"):
+            activations.backward(ctx, activation, saved, self.delta, layer.alpha)
         if self.grad_x is not None:
             blas.gemm(ctx, self.delta, layer.weights, self.grad_x)
 

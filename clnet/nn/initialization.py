@@ -14,7 +14,9 @@
     lecun            N(0, 1 / fan_in)                           0
 
 Each layer says what its parameters are (clnet.nn.protocol.Parameter): weights with their fan-in
-and fan-out, biases, or arrays that start at zeros or ones (which no method changes). The scaled
+and fan-out, biases, or arrays that start at zeros or ones (which no method changes); the network's
+placement (clnet.nn.placement) tells each the activation after it and a bias its weights' fan-in,
+inside blocks too, so "auto" and PyTorch's ranges are per parameter. The scaled
 methods set biases to zero: a bias adds no variance to keep in check, and zero is what the papers
 (and PyTorch's and Keras' versions of them) start from. The same seed gives the same network on
 every device: layer by layer, each weight and bias in order takes the next numbers of the stream.
@@ -44,25 +46,15 @@ def method_for(activation: str) -> str:
     return "pytorch" if activation in RELU_FAMILY else "xavier"
 
 
-def _auto_activation(specs: list, placements: list, i: int) -> str:
-    """The activation that follows layer i's weights: its own, or, when it applies none, that of
-    the parameterless layer right after it (FullyConnected(64) then Activation("relu")), not that
-    of the next layer with weights of its own."""
-    own = specs[i].activation
-    if own == "linear" and i + 1 < len(specs) and not placements[i + 1].parameters:
-        return specs[i + 1].activation
-    return own
-
-
-def _draw(g: Philox, method: str, parameter: Parameter, array: cla.Array, fan_in: int) -> None:
-    """Fill one parameter; fan_in: that of the layer's weights (PyTorch's bias range uses it)."""
+def _draw(g: Philox, method: str, parameter: Parameter, array: cla.Array) -> None:
+    """Fill one parameter (a bias's fan_in is its layer's weights', which PyTorch's range uses)."""
     ctx = g.ctx
     if parameter.init in ("zeros", "ones"):
         memory.fill(ctx, array, 0.0 if parameter.init == "zeros" else 1.0)
     elif method in ("uniform01", "gaussian"):  # weights and biases alike
         (g.uniform if method == "uniform01" else g.normal)(array)
     elif method in ("uniform", "pytorch"):
-        limit = 1 / math.sqrt(fan_in)
+        limit = 1 / math.sqrt(parameter.fan_in)
         g.uniform(array, -limit, limit)
     elif parameter.init == "bias":
         memory.fill(ctx, array, 0.0)
@@ -89,10 +81,9 @@ def init(net, method: str = "auto", seed: int | None = None):
     if method not in INIT_METHODS:
         raise ValueError(f"unknown init method {method!r}; choose one of {', '.join(INIT_METHODS)}")
     g = Philox(net.ctx, secrets.randbits(64) if seed is None else seed)
-    for i, (layer, placed) in enumerate(zip(layers, placements)):
-        chosen = method_for(_auto_activation(net.specs, placements, i)) if method == "auto" else method
-        fan_in = next((p.fan_in for p in placed.parameters if p.init == "weight"), 1)
-        for parameter in placed.parameters:
-            _draw(g, chosen, parameter, layer.arrays[parameter.name], fan_in)
+    for layer, placed in zip(layers, placements):
+        for parameter in placed.parameters:  # each knows its fan-in and the activation after it
+            chosen = method_for(parameter.activation or "linear") if method == "auto" else method
+            _draw(g, chosen, parameter, layer.arrays[parameter.name])
     net.seed = g.seed
     return net

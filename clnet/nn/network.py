@@ -13,52 +13,30 @@ statistics) in a third (`state_buffer`, None when no layer has any); the layers'
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pyopencl.array as cla
 
-from ..ops import blas, memory
+from ..ops import memory
 from ..ops.arrays import check_sample_shape, host_batch, to_device_batch
 from ..runtime import allocation
-from ..runtime.errors import ContextClosedError
-from ..runtime.kernels import LaunchPlan
 from . import initialization, registry
 from .parameters import FlatArrays
-from .protocol import BuiltLayer, Layer, LayerTraining, Link, Parameter, Step
+from .placement import check_layers, place
+from .protocol import BuiltLayer, Layer
+from .summary import summary as summary_table
+from .training_network import TrainingNetwork
 
 
-@dataclass(frozen=True)
-class Placement:
-    """Where a layer sits in a network: its input and output shapes and its parameters."""
-
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
-    parameters: list[Parameter]
-
-
-def place(input_shape: tuple[int, ...], specs: Sequence[Layer]) -> list[Placement]:
-    """The shapes and parameters of each layer of a network on samples of `input_shape`;
-    ValueError naming the layer that cannot take its input. No device is needed."""
-    placements, shape = [], tuple(input_shape)
-    for i, spec in enumerate(specs):
-        try:
-            out = tuple(int(n) for n in spec.output_shape(shape))
-        except ValueError as exc:
-            raise ValueError(f"layer {i} ({spec!r}): {exc}") from exc
-        placements.append(Placement(shape, out, list(spec.parameters(shape))))
-        shape = out
-    return placements
-
-
-def check_layers(layers) -> list[Layer]:
-    layers = list(layers) if isinstance(layers, Sequence) else layers
-    if not isinstance(layers, list) or not layers or not all(isinstance(layer, Layer) for layer in layers):
-        raise TypeError(f"layers must be a non-empty list of clnet.FullyConnected, Activation, Flatten, Dropout "
-                        f"or other clnet.Layer objects, got {layers!r}")
+def check_network_layers(layers) -> list[Layer]:
+    layers = check_layers(layers)
+    if not layers:
+        raise TypeError("layers must be a non-empty list of clnet.FullyConnected, Conv2d, Activation, Flatten, "
+                        "Dropout or other clnet.Layer objects, got []")
     if layers[-1].dropout:
         raise ValueError("dropout on the output layer is not supported: give it to a hidden layer")
     return layers
@@ -83,21 +61,13 @@ class Network:
         except ValueError:
             raise ValueError(f"a network needs a positive whole number of inputs, or a tuple of them (the shape of "
                              f"one sample), got {inputs!r}") from None
-        self.specs = check_layers(layers)
+        self.specs = check_network_layers(layers)
         if init is not None and init not in initialization.INIT_METHODS:
             raise ValueError(f"unknown init method {init!r}; choose one of "
                              f"{', '.join(initialization.INIT_METHODS)}, or None")
         self.ctx = ctx
         self.dtype = ctx.real_dtype(dtype)
-        self.placements = place(self.input_shape, self.specs)
-        self.output_shape = self.placements[-1].output_shape
-        self.parameter_buffer, self.state_buffer = self._allocate()
-        arrays = self._arrays_by_layer()
-        self.layers: list[BuiltLayer] = [spec.build(ctx, placed.input_shape, self.dtype, found) for spec, placed, found
-                                         in zip(self.specs, self.placements, arrays)]
-        self._gradient_buffer: FlatArrays | None = None
-        self._kept: FlatArrays | None = None
-        self._training: dict[int, TrainingNetwork] = {}
+        self._lay_out()
         self.seed: int | None = None
         self._being_trained = threading.Lock()
         if init is not None:
@@ -115,6 +85,63 @@ class Network:
             yield
         finally:
             self._being_trained.release()
+
+    def _lay_out(self) -> None:
+        """Place the layers, allocate the parameter and state buffers, build the layers on views."""
+        self.placements = place(self.input_shape, self.specs)
+        self.output_shape = self.placements[-1].output_shape
+        self.parameter_buffer, self.state_buffer = self._allocate()
+        arrays = self._arrays_by_layer()
+        self.layers: list[BuiltLayer] = [spec.build(self.ctx, placed.input_shape, self.dtype, found) for spec, placed,
+                                         found in zip(self.specs, self.placements, arrays)]
+        self._gradient_buffer: FlatArrays | None = None
+        self._kept: FlatArrays | None = None
+        self._training: dict[int, TrainingNetwork] = {}
+
+    def freeze(self, layers: int | Sequence[int] | slice | None = None) -> None:
+        """Freeze layers (indices into `specs`, a slice, or None: every layer but the last, the
+        body under a new head): their parameters stop training (the optimizer and the gradients
+        skip them, and nothing before them is backpropagated through) while they still compute as
+        in training (batch statistics too, as PyTorch's modules with requires_grad False). The
+        network's buffers are laid out anew with the same values; saving, checkpoints and resume
+        keep the choice (`Layer.trainable`)."""
+        self._set_trainable(range(len(self.specs) - 1) if layers is None else layers, False)
+
+    def unfreeze(self, layers: int | Sequence[int] | slice | None = None) -> None:
+        """Let frozen layers (indices, a slice, or None: all) train again; see `freeze`."""
+        self._set_trainable(range(len(self.specs)) if layers is None else layers, True)
+
+    def _set_trainable(self, layers, trainable: bool) -> None:
+        indices = list(range(len(self.specs)))
+        try:
+            chosen = indices[layers] if isinstance(layers, slice) else [indices[i] for i in (
+                [layers] if isinstance(layers, (int, np.integer)) else layers)]
+        except (IndexError, TypeError):
+            raise ValueError(f"layers must be indices of this network's {len(self.specs)} layers, a slice or None, "
+                             f"got {layers!r}") from None
+        with self.trained_by("freeze" if not trainable else "unfreeze"):
+            arrays = self.host_arrays()
+            self.specs = list(self.specs)
+            for i in set(chosen):
+                self.specs[i] = copy.copy(self.specs[i])  # the blueprint may be another network's too
+                self.specs[i].trainable = trainable
+            self._release_buffers()
+            self._lay_out()
+            self.set_arrays(arrays)
+
+    def with_head(self, layers: Sequence[Layer], keep: int | None = None, seed: int = 0) -> Network:
+        """A new network of this type on the same device: this one's first `keep` layers (None: all
+        but the last) with their arrays and frozen choice, then `layers` initialized by "auto"
+        from `seed`; how an imported classifier gets a head for other classes."""
+        keep = len(self.specs) - 1 if keep is None else keep
+        if not 0 <= keep <= len(self.specs):
+            raise ValueError(f"keep must be in 0..{len(self.specs)}, got {keep}")
+        net = type(self)(self.ctx, self.input_shape, list(self.specs[:keep]) + list(layers), self.dtype, seed=seed)
+        kept = self.host_arrays()
+        for name, target in net.named_arrays().items():
+            if int(name.split(".")[0].removeprefix("layer_")) < keep:
+                target.set(np.ascontiguousarray(kept[name], dtype=self.dtype))
+        return net
 
     def _allocate(self) -> tuple[FlatArrays, FlatArrays | None]:
         trainable = [p.shape for placed in self.placements for p in placed.parameters if p.trainable]
@@ -198,22 +225,10 @@ class Network:
         self.set_arrays(dict(zip(names, weights)))
 
     def summary(self, print_fn=print) -> str:
-        """A table of the layers, their output shapes and parameter counts, with the totals (as
-        Keras' summary); printed with print_fn (None: not printed) and returned."""
-        rows = [("layer", "output shape", "parameters")]
-        trainable = state = 0
-        for i, (spec, placed) in enumerate(zip(self.specs, self.placements)):
-            counts = [(math.prod(p.shape), p.trainable) for p in placed.parameters]
-            trainable += sum(n for n, t in counts if t)
-            state += sum(n for n, t in counts if not t)
-            rows.append((f"{i}: {spec.brief()}", str((None, *placed.output_shape)), f"{sum(n for n, _ in counts):,}"))
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-                 for row in rows]
-        lines.insert(1, "-" * len(lines[0]))
-        lines.append(f"input {(None, *self.input_shape)}, {self.dtype.name}, on {self.ctx.info.name}")
-        lines.append(f"parameters: {trainable + state:,} ({trainable:,} trainable, {state:,} state)")
-        text = "\n".join(lines)
+        """A table of the layers (and those inside blocks), their output shapes and parameter
+        counts, with the totals (as Keras' summary); printed with print_fn (None: not printed)
+        and returned."""
+        text = summary_table(self)
         if print_fn is not None:
             print_fn(text)
         return text
@@ -324,22 +339,32 @@ class Network:
             return (scores[:, 0] > 0.5).astype(np.int64)
         return scores.argmax(axis=1)
 
+    @property
+    def gives_logits(self) -> bool:
+        """Whether the outputs may be read as logits: a linear output layer of several outputs (a
+        PyTorch classifier's head, trained with cross-entropy)."""
+        return self.output_activation == "linear" and len(self.output_shape) == 1 and self.output_shape[0] > 1
+
     def predict_proba(self, x, batch_size: int = 4096) -> np.ndarray:
         """Class probabilities for x as numpy (samples, classes), as scikit-learn's classifiers give
-        them: a softmax's outputs, exp of a log_softmax's, or (1 - p, p) for one sigmoid output.
-        ValueError for a network that is not a classifier."""
-        if not self.is_classifier:
-            raise ValueError(f"predict_proba is for classifiers (a softmax or sigmoid output layer); this network's "
-                             f"output is {self.output_activation}: use predict for its values")
+        them: a softmax's outputs, exp of a log_softmax's, (1 - p, p) for one sigmoid output, or
+        the softmax of a linear output layer's logits (several outputs). ValueError otherwise."""
+        if not (self.is_classifier or self.gives_logits):
+            raise ValueError(f"predict_proba is for classifiers (a softmax or sigmoid output layer, or linear logits "
+                             f"of several classes); this network's output is {self.output_activation}: use predict")
         scores = self.outputs_of(x, batch_size)
+        if self.gives_logits:
+            shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+            return shifted / shifted.sum(axis=1, keepdims=True)
         if self.output_activation == "log_softmax":
             return np.exp(scores)
         return np.column_stack([1 - scores[:, 0], scores[:, 0]]) if self.outputs == 1 else scores
 
     def accuracy(self, x, labels) -> float:
         """The fraction of samples whose `predict` equals labels (class indices or one-hot rows);
-        for classifiers only (a softmax or sigmoid output layer)."""
-        if not self.is_classifier:
+        for classifiers only (a softmax or sigmoid output layer, or linear logits of several
+        classes, whose largest is the prediction)."""
+        if not (self.is_classifier or self.gives_logits):
             raise ValueError(f"accuracy is for classifiers (a softmax or sigmoid output layer); this network's output "
                              f"is {self.output_activation}: evaluate(x, y) gives the cost, MSE, MAE and R²")
         labels = np.asarray(labels.get() if isinstance(labels, cla.Array) else labels)
@@ -353,13 +378,16 @@ class Network:
             bad = labels[(labels < 0) | (labels >= classes)] if labels.dtype.kind in "iub" else labels[:5]
             raise ValueError(f"labels must be class indices in 0..{classes - 1} for this network's {self.outputs} "
                              f"output(s) (or one-hot rows), got {bad[:5]}")
-        predicted = self.predict(x)
+        predicted = self.outputs_of(x).argmax(axis=1) if self.gives_logits else self.predict(x)
         if labels.shape != predicted.shape:
             raise ValueError(f"labels must have one entry per sample ({predicted.shape[0]}), got {labels.shape}")
         return float(np.mean(predicted == labels))
 
     def release(self) -> None:
         """Drop the device memory of the parameters and gradients (the context does this on close)."""
+        self._release_buffers()
+
+    def _release_buffers(self) -> None:
         for training in self._training.values():
             training.release()
         self._training.clear()
@@ -372,161 +400,3 @@ class Network:
     def __repr__(self) -> str:
         shape = " -> ".join([" x ".join(map(str, self.input_shape))] + [spec.brief() for spec in self.specs])
         return f"InferenceNetwork({shape}, {self.dtype.name}, on {self.ctx.info.name!r})"
-
-
-def training_buffers(net: Network, batch: int) -> dict[str, int]:
-    """The device buffers (description: bytes) a TrainingNetwork for `batch` rows allocates."""
-    item, found, last = net.dtype.itemsize, {}, len(net.specs) - 1
-    for i, (spec, placed) in enumerate(zip(net.specs, net.placements)):
-        for kind, size in spec.training_bytes(batch, placed.input_shape, item, i == last).items():
-            found[f"layer {i}'s {kind}"] = size
-    if net._gradient_buffer is None:
-        found["the gradient buffer"] = net.parameter_buffer.flat.size * item
-    return found
-
-
-class TrainingNetwork:
-    """A network set up to train on the batch x: shares `net`'s weights and gradient buffer,
-    and allocates every other buffer of a training step once, here.
-
-    Layers with dropout draw their mask from Philox with key `dropout_key` and counter
-    (element, layer, `step`): set both before `forward` (fit sets the step to the optimizer's
-    step count; sgd counts its epochs), and the backward pass reuses the same mask. The element
-    counts from `row_offset` rows into the step's whole batch (an MPI rank's part of it)."""
-
-    def __init__(self, net: Network, x):
-        if not isinstance(net, Network):
-            raise TypeError(f"TrainingNetwork needs an InferenceNetwork, got {type(net).__name__}")
-        self.net, self.ctx = net, net.ctx
-        self.x = to_device_batch(self.ctx, x, net.input_shape, net.dtype)
-        self.batch = self.x.shape[0]
-        purpose, advice = f"training on batches of {self.batch}", "use a smaller batch_size or smaller layers"
-        buffers = training_buffers(net, self.batch)
-        allocation.check(self.ctx, buffers, purpose, advice)
-        self.layers: list[LayerTraining] = []
-        allocation.guarded(self.ctx, purpose, advice, lambda: self._allocate(net))
-        # the layers' buffers (the gradient buffer counts itself)
-        self.ctx.track(self, sum(size for name, size in buffers.items() if name != "the gradient buffer"))
-        self.dropout_key, self.step, self.row_offset = 0, 0, 0
-        self._closed = False
-        # the forward and backward passes are recorded once and replayed (Context.record), each
-        # run of layers whose launches and arguments are the same every step as one plan
-        self._plans: dict[tuple, LaunchPlan | None] = {}  # None: not replayable, run live
-        self.ctx.own(self)
-
-    def _allocate(self, net: Network) -> None:
-        gradients = iter(net.gradient_buffer.views)
-        x, previous, needs_gradient = self.x, None, False
-        for index, (layer, placed) in enumerate(zip(net.layers, net.placements)):
-            link = Link(self.batch, x, previous.delta if needs_gradient else None,
-                        {p.name: next(gradients) for p in placed.parameters if p.trainable}, layer.arrays, index,
-                        index == len(net.layers) - 1)
-            trainer = layer.training(link)
-            if trainer.out is None or tuple(trainer.out.shape) != (self.batch, *placed.output_shape):
-                raise TypeError(f"layer {index} ({layer.spec!r}): its training half must set `out` to a "
-                                f"{(self.batch, *placed.output_shape)} array")
-            self.layers.append(trainer)
-            needs_gradient = needs_gradient or any(p.trainable for p in placed.parameters)
-            if needs_gradient and trainer.delta is None:
-                raise TypeError(f"layer {index} ({layer.spec!r}): its training half must set `delta`, which the "
-                                "next layer writes dC/d(out) into")
-            x, previous = trainer.out, trainer
-        self._segments = self._split(self.layers)
-
-    @staticmethod
-    def _split(layers: list[LayerTraining]) -> list[tuple[int, tuple[LayerTraining, ...], bool]]:
-        """The passes' parts, in forward order: (first layer, its training halves, replayable),
-        each run of consecutive replayable layers one part (recorded as one plan), every other
-        layer a part of its own (run live)."""
-        parts: list = []
-        for index, trainer in enumerate(layers):
-            if trainer.replayable and parts and parts[-1][2]:
-                parts[-1] = (parts[-1][0], parts[-1][1] + (trainer,), True)
-            else:
-                parts.append((index, (trainer,), trainer.replayable))
-        return parts
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ContextClosedError("this training network's context is closed; its buffers were released")
-
-    @property
-    def output(self) -> cla.Array:
-        """The output of the last forward pass, (batch, *output_shape)."""
-        self._check_open()
-        return self.layers[-1].out
-
-    @property
-    def logits(self) -> cla.Array:
-        """The output layer's output before its activation, of the last forward pass."""
-        self._check_open()
-        return self.layers[-1].logits
-
-    @property
-    def output_gradient(self) -> cla.Array:
-        """Where the cost writes dC/d(output) before `backward` (the last layer's delta)."""
-        self._check_open()
-        return self.layers[-1].delta
-
-    def forward(self, drop: bool = True) -> cla.Array:
-        """Queue the forward pass over the batch, with dropout (of `dropout_key` and `step`) unless
-        drop is False; returns the output (not waited on)."""
-        self._check_open()
-        step = Step(drop, self.dropout_key, self.step, self.row_offset)
-        for first, trainers, replayable in self._segments:
-            if replayable:
-                self._run(("forward", drop, first), lambda trainers=trainers: [t.forward(step) for t in trainers])
-            else:
-                trainers[0].forward(step)
-        return self.layers[-1].out
-
-    def backward(self, skip_output_derivative: bool = False) -> None:
-        """Queue backpropagation from `output_gradient`: every layer's parameter gradients.
-
-        skip_output_derivative: the output gradient is already dC/dz of the last layer's
-        activation (as the cross-entropy costs give it)."""
-        self._check_open()
-        last = self.layers[-1]
-        for first, trainers, replayable in reversed(self._segments):
-            def queue_pass(trainers=trainers) -> None:
-                for trainer in reversed(trainers):
-                    if trainer is last and skip_output_derivative:
-                        trainer.backward(skip_activation_derivative=True)
-                    else:
-                        trainer.backward()
-            if replayable:
-                self._run(("backward", skip_output_derivative, first), queue_pass)
-            else:
-                queue_pass()
-
-    def _run(self, key: tuple, queue_pass) -> None:
-        """Queue part of a pass: replay its recorded plan, else run it (recording it)."""
-        key += (blas.settings_key(self.ctx, self.net.dtype),)
-        if key in self._plans:
-            plan = self._plans[key]
-            if plan is None:  # it could not be recorded (CLBlast): live, without recording again
-                queue_pass()
-            else:
-                self.ctx.replay(plan)
-            return
-        with self.ctx.record() as plan:
-            queue_pass()
-        self._plans[key] = plan if plan.complete else None
-
-    def gradients(self) -> list[cla.Array]:
-        """The gradients of the last `backward`, in `net.parameters()` order (views of
-        `net.gradient_buffer`)."""
-        self._check_open()
-        return self.net.gradient_buffer.views
-
-    def release(self) -> None:
-        if not self._closed and not self.ctx.closed:
-            self.ctx.untrack(self)
-        self._closed = True
-        self.x = None
-        self._plans.clear()
-        for trainer in self.layers:
-            trainer.release()
-
-    def __repr__(self) -> str:
-        return f"TrainingNetwork(batch {self.batch}, {self.net!r})"

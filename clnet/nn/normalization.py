@@ -204,7 +204,7 @@ class NormTraining(LayerTraining):
         layer, ctx, eps = self.layer, self.ctx, self.layer.spec.eps
         _, rows, features = self.segments
         scale = self.arrays.get("scale")
-        if scale is not None:  # dgamma and dbeta: sums over the rows, each with its statistics
+        if "scale" in self.gradients:  # dgamma and dbeta (not when frozen): sums over the rows
             norm.sums(ctx, self.delta, self.x, self.mean, self.var, None, eps,
                       self.gradients["shift"].reshape(features), self.gradients["scale"].reshape(features),
                       (rows, features, 1), stats_by="outer")

@@ -42,8 +42,11 @@ class Parameter:
 
     init: "weight" (drawn by the network's init method, He/Xavier/LeCun from fan_in and fan_out),
     "bias" (zero under the scaled methods, drawn under "uniform" and "gaussian"), "zeros" or
-    "ones". trainable=False: state that training changes by itself (running statistics), kept in
-    the network's state buffer, saved and checkpointed, never touched by the optimizer."""
+    "ones". trainable=False: state that training changes by itself (running statistics), or the
+    parameters of a frozen layer, kept in the network's state buffer, saved and checkpointed, never
+    touched by the optimizer. activation: the activation that follows it, which init="auto" picks
+    He/Xavier/PyTorch's default by (None: the network's placement fills it in); a bias's fan_in is
+    its layer's weights' (filled in the same way when left at 1)."""
 
     name: str
     shape: tuple[int, ...]
@@ -51,6 +54,7 @@ class Parameter:
     fan_in: int = 1
     fan_out: int = 1
     trainable: bool = True
+    activation: str | None = None
 
     def __post_init__(self):
         if self.init not in INITS:
@@ -90,11 +94,20 @@ class Layer:
     Subclasses override what differs from an elementwise layer without parameters. `activation`
     (and `alpha`) name the activation the layer applies last, where it applies one ("linear"
     otherwise): the cost checks the output layer's, and init="auto" picks He or Xavier by it.
-    `dropout` > 0 marks a layer that drops outputs while training (never the last layer)."""
+    `dropout` > 0 marks a layer that drops outputs while training (never the last layer).
+    `trainable` = False freezes the layer: its parameters stay as they are (kept with the state,
+    no gradients), while it still computes as it does in training (batch statistics included, as a
+    PyTorch module whose parameters do not require gradients); saving and resuming keep it."""
 
     activation: str = "linear"
     alpha: float | None = None
     dropout: float = 0.0
+    trainable: bool = True
+
+    def positions(self) -> int:
+        """How many layer positions it takes (dropout masks are drawn by position): 1, or the
+        layers inside a block."""
+        return 1
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The shape of a sample's output for a sample's input shape; ValueError when this layer
@@ -130,14 +143,15 @@ class Layer:
         return cls(**config)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.config().items())})"
+        frozen = ", trainable=False" if not self.trainable else ""
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.config().items())}{frozen})"
 
     def brief(self) -> str:
         """A few words for a network's repr (the layer's repr unless it has a shorter form)."""
         return repr(self)
 
     def __eq__(self, other) -> bool:
-        return type(other) is type(self) and other.config() == self.config()
+        return type(other) is type(self) and other.config() == self.config() and other.trainable == self.trainable
 
     def __hash__(self) -> int:
         return hash(repr(self))

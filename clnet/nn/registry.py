@@ -25,13 +25,17 @@ def register_layer(cls: type[Layer], name: str | None = None) -> type[Layer]:
 
 
 def describe(layer: Layer) -> dict:
-    """The plain description of a layer: {"type": its registered name, "config": its config}."""
+    """The plain description of a layer: {"type": its registered name, "config": its config}, and
+    "trainable": False for a frozen one."""
     name = getattr(type(layer), "type_name", None)
     if _TYPES.get(name) is not type(layer):
         raise ValueError(f"the layer type {type(layer).__name__} is not registered: call "
                          f"clnet.register_layer({type(layer).__name__}) so that networks holding it can be saved "
                          "and loaded")
-    return {"type": name, "config": layer.config()}
+    found = {"type": name, "config": layer.config()}
+    if not layer.trainable:
+        found["trainable"] = False
+    return found
 
 
 def from_description(description: dict) -> Layer:
@@ -44,7 +48,10 @@ def from_description(description: dict) -> Layer:
     if cls is None:
         raise ValueError(f"unknown layer type {name!r}: register it with clnet.register_layer before loading "
                          f"(registered: {', '.join(sorted(_TYPES))})")
-    return cls.from_config(dict(config))
+    layer = cls.from_config(dict(config))
+    if description.get("trainable", True) is False:
+        layer.trainable = False
+    return layer
 
 
 def registered() -> dict[str, type[Layer]]:

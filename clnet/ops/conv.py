@@ -263,11 +263,11 @@ def flip_weights(ctx, weights: cla.Array, flipped: cla.Array, geometry: Geometry
                   groups=geometry.groups, kh=geometry.kh, kw=geometry.kw)
 
 
-def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weights: cla.Array,
+def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weights: cla.Array | None,
              grad_bias: cla.Array | None, grad_x: cla.Array | None, flipped: cla.Array | None, cols: cla.Array,
              product: cla.Array, geometry: Geometry, accumulate: bool) -> None:
     """From delta = dC/dz (samples, out, out_h, out_w) of a chunk of images x: the filters' and the
-    bias's gradients (added to with accumulate) and dC/dx into grad_x (unless None). cols,
+    bias's gradients (added to with accumulate; None: frozen) and dC/dx into grad_x (unless None). cols,
     product: the flat workspace; flipped: the filters' size (input_gradients). Queued.
 
     The filters' gradient is im2col and a GEMM: a direct kernel (each work-item summing a few
@@ -278,9 +278,10 @@ def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weigh
     delta_columns(ctx, delta, delta, dz, None)  # (samples, out, pixels) -> (out, samples * pixels)
     if grad_bias is not None:
         row_sums(ctx, dz, grad_bias, accumulate)
-    plain = cols[:geometry.rows * columns].reshape(geometry.rows, columns)
-    im2col(ctx, x, plain, geometry)
-    weight_gradients(ctx, dz, plain, grad_weights, geometry, accumulate)
+    if grad_weights is not None:
+        plain = cols[:geometry.rows * columns].reshape(geometry.rows, columns)
+        im2col(ctx, x, plain, geometry)
+        weight_gradients(ctx, dz, plain, grad_weights, geometry, accumulate)
     if grad_x is not None:
         input_gradients(ctx, weights, delta, dz, flipped, cols, product, grad_x, geometry)
 

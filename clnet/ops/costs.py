@@ -14,6 +14,9 @@
                                                                   one-hot or probabilities)
                    C = -sum(y a) / batch                          after a log_softmax (a = ln p:
                                                                   PyTorch's NLLLoss)
+                   on a linear output, the outputs are logits z:  softmax's from z (PyTorch's
+                                                                  CrossEntropyLoss), sigmoid's for
+                                                                  one output (BCEWithLogitsLoss)
 
 Gradients are of C, so they are averaged over the batch. Aliases (`ALIASES`) take the names users
 know: "mean_squared_error"; "mean_absolute_error" and "l1"; "huber_loss" and "smooth_l1";
@@ -29,7 +32,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from .arrays import check_array, launch_elementwise, reduction_items
+from .arrays import check_array, launch, launch_elementwise, reduction_items
 
 COSTS = ("quadratic", "mse", "mae", "huber", "cross_entropy")
 ALIASES = {"mean_squared_error": "mse", "mean_absolute_error": "mae", "l1": "mae", "huber_loss": "huber",
@@ -39,7 +42,7 @@ ELEMENT_MEANS = ("mse", "mae", "huber")  # averaged over every element, not only
 # each elementwise cost: (its value's kernel in costs.cl, the suffix of its delta kernels)
 ELEMENTWISE = {"quadratic": ("quadratic_sum", ""), "mse": ("quadratic_sum", ""), "mae": ("absolute_sum", "_sign"),
                "huber": ("huber_sum", "_clamp")}
-CROSS_ENTROPY_ACTIVATIONS = ("sigmoid", "softmax", "log_softmax")
+CROSS_ENTROPY_ACTIVATIONS = ("sigmoid", "softmax", "log_softmax", "linear")  # linear: logits
 # Outputs up to this size: the cost's one work-group also writes the gradient (256 x 10: 26
 # against 36 us); at 1000 x 10 the parallel `difference` kernel beside it won (44 against 48 us).
 FUSED_DELTA = 1 << 12
@@ -52,8 +55,8 @@ def check_cost(name: str, activation: str) -> str:
                          f"(or their aliases {', '.join(ALIASES)})")
     name = ALIASES.get(name, name)
     if name == "cross_entropy" and activation not in CROSS_ENTROPY_ACTIVATIONS:
-        raise ValueError(f"the cross_entropy cost needs a sigmoid, softmax or log_softmax output layer, got "
-                         f"{activation!r}")
+        raise ValueError(f"the cross_entropy cost needs a sigmoid, softmax or log_softmax output layer, or a linear "
+                         f"one (its outputs are then logits), got {activation!r}")
     return name
 
 
@@ -91,18 +94,26 @@ def output_delta(ctx, name: str, a: cla.Array, y: cla.Array, delta: cla.Array, a
     """
     dtype = _check(ctx, a, y)
     check_array(ctx, delta, "delta", dtype=dtype, shape=a.shape)
-    kernel = ctx.kernel("costs.cl", "difference" + _delta_suffix(name, activation), dtype=dtype)
     scale = scales(ALIASES.get(name, name), *a.shape)[1]
+    if _softmax_of_logits(name, activation, a.shape[1]):  # a row's softmax first: one work-item per row
+        kernel = ctx.kernel("costs.cl", "softmax_difference", dtype=dtype)
+        return launch(ctx, kernel, a.shape[0], a=a, y=y, delta=delta, scale=scale, rows=a.shape[0], cols=a.shape[1])
+    kernel = ctx.kernel("costs.cl", "difference" + _delta_suffix(name, activation), dtype=dtype)
     return launch_elementwise(ctx, kernel, a.size, dtype, a=a, y=y, delta=delta, scale=scale, n=a.size)
+
+
+def _softmax_of_logits(name: str, activation: str, cols: int) -> bool:
+    """Cross-entropy on the logits of a linear output of several columns: softmax's."""
+    return ALIASES.get(name, name) == "cross_entropy" and activation == "linear" and cols > 1
 
 
 def _delta_suffix(name: str, activation: str) -> str:
     """The suffix of the kernels that write this cost's delta (kernels/costs.cl's DELTAS):
-    cross_entropy's after a log_softmax is p - y with p = exp(a)."""
+    cross_entropy's after a log_softmax is p - y with p = exp(a), on one logit sigmoid(a) - y."""
     name = ALIASES.get(name, name)
     if name in ELEMENTWISE:
         return ELEMENTWISE[name][1]
-    return "_exp" if activation == "log_softmax" else ""
+    return {"log_softmax": "_exp", "linear": "_sigmoid"}.get(activation, "")
 
 
 def skips_activation_derivative(name: str) -> bool:
@@ -124,12 +135,13 @@ def value_into(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: c
     dtype = _check(ctx, x, y, ("a" if elementwise else "z", "y"))
     rows, cols = x.shape
     scale, delta_scale = scales(name, rows, cols, batches)
-    # log_softmax's cross-entropy is softmax's, from the same logits
-    kernel_name = ELEMENTWISE[name][0] if elementwise else f"{activation.removeprefix('log_')}_cross_entropy_sum"
+    # log_softmax's cross-entropy is softmax's, from the same logits; a linear output's are logits
+    logits_of = {"log_softmax": "softmax", "linear": "softmax" if cols > 1 else "sigmoid"}.get(activation, activation)
+    kernel_name = ELEMENTWISE[name][0] if elementwise else f"{logits_of}_cross_entropy_sum"
     items = reduction_items(ctx)
     extra = {}
     if delta is not None:
-        if a.size > FUSED_DELTA:
+        if a.size > FUSED_DELTA or _softmax_of_logits(name, activation, cols):
             output_delta(ctx, name, a, y, delta, activation)
         else:
             check_array(ctx, a, "a", dtype=dtype, shape=x.shape)

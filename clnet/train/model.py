@@ -26,14 +26,16 @@ class InferenceNetwork(Network):
 
     def evaluate(self, x, y, cost: str | None = None) -> dict[str, float]:
         """The network's figures on (x, y), targets as fit takes them: "cost" (cost None: the one
-        fit would choose) and, for a classifier, "accuracy", as fit's validation computes them;
+        fit would choose) and, for a classifier (or logits with cross-entropy), "accuracy", as fit's
+        validation computes them;
         for any other output layer "mse", "mae" and "r2" (the coefficient of determination,
         averaged over the outputs as scikit-learn's r2_score)."""
         activation = self.output_activation
         cost = costs.check_cost(cost or default_cost(activation, self.outputs, y)[0], activation)
-        validation = Validation(self, (x, y), cost, accuracy=self.is_classifier)
+        classes = self.is_classifier or (self.gives_logits and cost == "cross_entropy")
+        validation = Validation(self, (x, y), cost, accuracy=classes)
         found_cost, accuracy = validation.evaluate()
-        if self.is_classifier:
+        if classes:
             return {"cost": found_cost, "accuracy": accuracy}
         a = self.outputs_of(validation.x).astype(np.float64).reshape(validation.rows, -1)
         t = validation.y.get().astype(np.float64).reshape(validation.rows, -1)

@@ -2,8 +2,9 @@
 
 Targets are values (rows, outputs), a 1-D array of values for a one-output network, or integer
 class labels (rows,), turned into one-hot rows (a 0/1 column for one output). Integer targets are
-class labels where the cost is cross-entropy or the output layer is a classifier's (softmax or log_softmax, or
-sigmoid with one output), and values otherwise; where both readings are possible and neither is
+class labels where the cost is cross-entropy or the output layer is a classifier's (softmax or
+log_softmax, or sigmoid with one output) or a linear one of several outputs (logits), and values
+otherwise; where both readings are possible and neither is
 implied, the error says both and how to choose.
 """
 
@@ -31,14 +32,23 @@ def class_labels(y) -> np.ndarray | None:
 def labels_mean_classes(activation: str, outputs, cost: str | None) -> bool:
     """Whether integer targets are class labels for this output layer and cost."""
     return (cost is not None and costs.ALIASES.get(cost, cost) == "cross_entropy") or activation in ROWWISE \
-        or (activation == "sigmoid" and outputs == 1)
+        or (activation == "sigmoid" and outputs == 1) or gives_logits(activation, outputs)
+
+
+def gives_logits(activation: str, outputs) -> bool:
+    """A linear output of several columns, whose class labels make its outputs logits (an imported
+    PyTorch classifier's head): cross-entropy of their softmax."""
+    return activation == "linear" and isinstance(outputs, int) and outputs > 1
 
 
 def default_cost(activation: str, outputs, y) -> tuple[str, str]:
-    """The cost fit uses when none is given, and why: cross-entropy for a softmax output, or a
-    sigmoid output with class labels (or 0/1 targets); the quadratic cost otherwise."""
+    """The cost fit uses when none is given, and why: cross-entropy for a softmax output, a sigmoid
+    output with class labels (or 0/1 targets), or class labels for a linear output of several
+    columns (logits, PyTorch's CrossEntropyLoss); the quadratic cost otherwise."""
     if activation in ROWWISE:
         return "cross_entropy", f"the output layer is {activation}"
+    if gives_logits(activation, outputs) and class_labels(y) is not None:
+        return "cross_entropy", "class labels for a linear output layer: its outputs are logits (softmax cross-entropy)"
     if activation == "sigmoid":
         host = y.get() if isinstance(y, cla.Array) else np.asarray(y)
         if class_labels(host) is not None or (host.size and np.isin(host, (0, 1)).all()):

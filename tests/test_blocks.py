@@ -1,0 +1,221 @@
+"""Networks that branch (issue 30): residual, concatenation and squeeze-and-excitation blocks,
+nested too, against the same model built from torch.nn's modules (tests/torch_mirror.py): the
+forward pass, dC/dx and every parameter's gradient of a block, float64 to 1e-10; three SGD steps
+of a network holding all three; saving, freezing, initialization and dropout inside blocks."""
+
+import numpy as np
+import pyopencl.array as cla
+import pytest
+
+import clnet
+from clnet.nn import Link, Step
+
+from .layer_check import tolerance
+
+torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
+from .torch_mirror import mirror, torch_arrays  # noqa: E402
+
+C, R = clnet.Conv2d, clnet.Residual
+
+
+def projection_block(channels):
+    """ResNet's basic block with a projection shortcut (stride 2)."""
+    return R([C(channels, 3, stride=2, padding=1, bias=False), clnet.BatchNorm(), clnet.Activation("relu"),
+              C(channels, 3, padding=1, bias=False), clnet.BatchNorm()],
+             shortcut=[C(channels, 1, stride=2, bias=False), clnet.BatchNorm()])
+
+
+def squeeze_excite(channels, squeezed=2):
+    return clnet.Multiply([], [clnet.GlobalAvgPool2d(), C(squeezed, 1, activation="relu"),
+                               C(channels, 1, activation="sigmoid")])
+
+
+BLOCKS = {
+    "residual": ((3, 7, 6), projection_block(5)),
+    "identity": ((4, 5, 5), R([C(4, 3, padding=1, activation="relu"), C(4, 3, padding=1)])),
+    "concat": ((3, 6, 5), clnet.Concat([C(3, 1, activation="relu")], [C(2, 3, padding=1, activation="tanh")], [])),
+    "dense": ((4, 5, 6), clnet.Concat([], [clnet.BatchNorm(), clnet.Activation("relu"), C(3, 3, padding=1)])),
+    "squeeze_excite": ((6, 5, 4), squeeze_excite(6)),
+    "nested": ((4, 6, 6), R([C(4, 3, padding=1, activation="silu"),
+                             clnet.Multiply([], [clnet.GlobalAvgPool2d(), clnet.Flatten(),
+                                                 clnet.FullyConnected(3, "relu"), clnet.FullyConnected(4, "sigmoid")]),
+                             clnet.Concat([C(2, 1)], [clnet.Activation("relu"), C(2, 1)])])),
+}
+
+
+def randomize(net, rng):
+    """Parameters away from their initial values, running variances positive."""
+    arrays = {name: (np.abs(a) + 0.5 if "running_var" in name else rng.normal(size=a.shape)).astype(net.dtype)
+              for name, a in net.host_arrays().items()}
+    net.set_arrays(arrays)
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+def test_a_block_equals_pytorch(ctx, dtype, name):
+    shape, block = BLOCKS[name]
+    net = clnet.InferenceNetwork(ctx, shape, [block], dtype=dtype)
+    rng = np.random.default_rng(1)
+    randomize(net, rng)
+    model = mirror(net, dtype).train()
+    x = rng.normal(size=(3, *shape)).astype(dtype)
+    layer = net.layers[0]
+    views = iter(net.gradient_buffer.views)
+    gradients = {p.name: next(views) for p in net.placements[0].parameters if p.trainable}
+    trainer = layer.training(Link(3, cla.to_device(ctx.queue, x), cla.empty(ctx.queue, x.shape, net.dtype),
+                                  gradients, layer.arrays, 0, True))
+    trainer.forward(Step())
+    xt = torch.tensor(x, requires_grad=True)
+    expected = model(xt)
+    g = rng.normal(size=expected.shape).astype(dtype)
+    expected.backward(torch.tensor(g))
+    trainer.delta.set(g)
+    trainer.backward()
+    tol = tolerance(dtype)
+    np.testing.assert_allclose(trainer.out.get(), expected.detach().numpy(), **tol)
+    np.testing.assert_allclose(trainer.grad_x.get(), xt.grad.numpy(), **tol)
+    found = torch_arrays(model, net)
+    for p, gradient in zip([p for p in net.placements[0].parameters if p.trainable], net.gradient_buffer.views):
+        np.testing.assert_allclose(gradient.get(), found[f"layer_0.{p.name}"].grad.numpy(), **tol, err_msg=p.name)
+    for key, value in net.host_arrays().items():  # the running statistics, after one training pass
+        if "running" in key:
+            np.testing.assert_allclose(value, found[key].numpy(), **tol, err_msg=key)
+    model.eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x).get(), model(torch.tensor(x)).numpy(), **tol)
+
+
+def branching_net(ctx, dtype, seed=0):
+    return clnet.InferenceNetwork(ctx, (3, 8, 8), [
+        C(4, 3, padding=1, bias=False), clnet.BatchNorm(), clnet.Activation("relu"),
+        projection_block(6), clnet.Activation("relu"),
+        clnet.Concat([C(2, 1, activation="relu")], [C(3, 3, padding=1, activation="relu")], []),
+        squeeze_excite(11, 3), clnet.GlobalAvgPool2d(), clnet.Flatten(), clnet.FullyConnected(4)],
+        dtype=dtype, seed=seed)
+
+
+def test_three_sgd_steps_equal_pytorch_training(ctx, dtype):
+    """Cross-entropy on the logits of a linear output (PyTorch's CrossEntropyLoss), SGD with
+    momentum, batch statistics and running statistics, through all three kinds of block."""
+    net = branching_net(ctx, dtype)
+    rng = np.random.default_rng(5)
+    x, labels = rng.normal(size=(6, 3, 8, 8)).astype(dtype), rng.integers(0, 4, 6)
+    model = mirror(net, dtype).train()
+    history = net.fit(x, labels, epochs=3, batch_size=6, optimizer=clnet.SGD(0.1, momentum=0.9), progress=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    losses = []
+    for _ in range(3):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(torch.tensor(x)), torch.tensor(labels))
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    tol = tolerance(dtype)
+    np.testing.assert_allclose(history, losses, **tol)
+    found = torch_arrays(model, net)
+    for key, value in net.host_arrays().items():
+        np.testing.assert_allclose(value, found[key].detach().numpy(), **tol, err_msg=key)
+    probabilities = net.predict_proba(x)
+    model.eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(probabilities, torch.softmax(model(torch.tensor(x)), 1).numpy(), **tol)
+
+
+def test_blocks_save_load_and_describe_themselves(ctx, tmp_path):
+    net = branching_net(ctx, np.float64, seed=3)
+    path = net.save(tmp_path / "branching")
+    loaded = clnet.load(path, ctx)
+    assert loaded.specs == net.specs and repr(loaded.specs[3]).startswith("Residual([Conv2d(")
+    x = np.random.default_rng(0).normal(size=(2, 3, 8, 8))
+    np.testing.assert_array_equal(loaded(x).get(), net(x).get())
+    assert "layer_3.shortcut.0.weights" in net.named_arrays() and "layer_5.branch1.0.bias" in net.named_arrays()
+    text = net.summary(print_fn=None)
+    assert "shortcut.1: batch norm" in text and "branch2: the input itself" in text
+
+
+def test_each_parameter_is_initialized_by_its_own_fan_in_and_activation(ctx):
+    """Inside blocks each weight gets PyTorch's default (relu after it) or Xavier by its own
+    fan-in and fan-out: the spreads match the formulas."""
+    block = R([C(32, 3, padding=1, activation="relu"), C(32, 3, padding=1, activation="tanh")])
+    net = clnet.InferenceNetwork(ctx, (32, 4, 4), [block], dtype=np.float64, seed=2)
+    params = {p.name: p for p in net.placements[0].parameters}
+    assert params["body.0.weights"].activation == "relu" and params["body.1.weights"].activation == "tanh"
+    assert params["body.0.bias"].fan_in == 32 * 9
+    arrays = net.host_arrays()
+    relu_w, tanh_w = arrays["layer_0.body.0.weights"], arrays["layer_0.body.1.weights"]
+    limit = 1 / np.sqrt(32 * 9)  # PyTorch's default: U(-limit, limit), standard deviation limit / sqrt(3)
+    assert np.abs(relu_w).max() <= limit and abs(relu_w.std() - limit / np.sqrt(3)) < 0.05 * limit
+    assert np.abs(arrays["layer_0.body.0.bias"]).max() <= limit and np.abs(arrays["layer_0.body.0.bias"]).max() > 0
+    xavier = np.sqrt(2 / (32 * 9 + 32 * 9))
+    assert abs(tanh_w.std() - xavier) < 0.05 * xavier and not arrays["layer_0.body.1.bias"].any()
+
+
+def test_dropout_inside_blocks_draws_a_mask_per_layer(ctx):
+    """Two dropout layers in two branches of one block drop different elements (each has its
+    position), and a layer after the block has a position of its own."""
+    block = clnet.Concat([clnet.Dropout(0.5)], [clnet.Dropout(0.5)])
+    net = clnet.InferenceNetwork(ctx, 64, [clnet.FullyConnected(64), block, clnet.Dropout(0.5),
+                                           clnet.FullyConnected(1)], dtype=np.float64)
+    training = clnet.TrainingNetwork(net, np.ones((2, 64)))
+    training.forward()
+    first, second = (chain[0].out.get() != 0 for chain in training.layers[1].chains)
+    assert first.mean() == pytest.approx(0.5, abs=0.15) and (first != second).mean() > 0.3
+    assert [t.index for chain in training.layers[1].chains for t in chain] == [1, 2]
+    assert training.layers[2].index == 3
+
+
+def test_blocks_refuse_what_they_cannot_merge(ctx):
+    with pytest.raises(ValueError, match="at least two branches"):
+        clnet.Concat([C(2, 1)])
+    with pytest.raises(ValueError, match="must give one shape"):
+        clnet.InferenceNetwork(ctx, (3, 4, 4), [R([C(5, 1)])])
+    with pytest.raises(ValueError, match="the others must agree"):
+        clnet.InferenceNetwork(ctx, (3, 4, 4), [clnet.Concat([C(2, 1)], [clnet.MaxPool2d(2)])])
+    with pytest.raises(ValueError, match=r"factor must have the main branch's shape \(3, 4, 4\)"):
+        clnet.InferenceNetwork(ctx, (3, 4, 4), [clnet.Multiply([], [clnet.GlobalAvgPool2d(), C(2, 1)])])
+    with pytest.raises(ValueError, match="layer 0 .*body: layer 1"):
+        clnet.InferenceNetwork(ctx, (3, 4, 4), [R([C(3, 1), clnet.FullyConnected(3)])])
+    with pytest.raises(TypeError, match="branch 1 of Add must be a list of"):
+        clnet.Add([C(2, 1)], "conv")
+
+
+def test_a_frozen_body_keeps_its_weights_while_the_head_trains_as_pytorchs(ctx, tmp_path):
+    net = branching_net(ctx, np.float64, seed=4)
+    net.freeze()  # every layer but the last
+    assert [p.shape for p in net.parameters()] == [(4, 11), (4,)] and "(frozen)" in net.summary(print_fn=None)
+    rng = np.random.default_rng(6)
+    x, labels = rng.normal(size=(6, 3, 8, 8)), rng.integers(0, 4, 6)
+    model = mirror(net, np.float64).train()
+    for p in model[:-1].parameters():
+        p.requires_grad = False
+    before = net.host_arrays()
+    net.fit(x, labels, epochs=3, batch_size=6, optimizer=clnet.SGD(0.1, momentum=0.9), progress=False,
+            checkpoint=tmp_path / "frozen.npz")
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
+    for _ in range(3):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(torch.tensor(x)), torch.tensor(labels)).backward()
+        optimizer.step()
+    found, after = torch_arrays(model, net), net.host_arrays()
+    for key, value in after.items():
+        np.testing.assert_allclose(value, found[key].detach().numpy(), rtol=1e-10, atol=1e-11, err_msg=key)
+        if "running" not in key and not key.startswith("layer_9."):
+            assert np.array_equal(value, before[key]), key  # frozen: bit for bit
+    assert not np.array_equal(after["layer_9.weights"], before["layer_9.weights"])
+    loaded = clnet.load(tmp_path / "frozen.npz", ctx)
+    assert [s.trainable for s in loaded.specs] == [False] * 9 + [True]
+    again = branching_net(ctx, np.float64, seed=4)  # not frozen: its checkpoint settings differ
+    with pytest.raises(ValueError, match="network"):
+        again.fit(x, labels, epochs=3, batch_size=6, optimizer=clnet.SGD(0.1, momentum=0.9), progress=False,
+                  checkpoint=tmp_path / "frozen.npz", resume=True)
+    net.unfreeze()
+    assert len(net.parameters()) == len([k for k in after if "running" not in k])
+
+
+def test_a_new_head_keeps_the_body_and_its_arrays(ctx):
+    net = branching_net(ctx, np.float64, seed=4)
+    net.freeze()
+    headed = net.with_head([clnet.FullyConnected(7)])
+    assert headed.output_shape == (7,) and not headed.specs[3].trainable and headed.specs[-1].trainable
+    old, new = net.host_arrays(), headed.host_arrays()
+    assert all(np.array_equal(new[k], old[k]) for k in old if not k.startswith("layer_9."))
+    assert new["layer_9.weights"].shape == (7, 11)
