@@ -22,6 +22,7 @@
     GELU_TANH_U = "((real)0.7978845608028654 * (z + (real)0.044715 * z * z * z))"
     GELU_TANH_S = "(1 / (1 + exp(-2 * " + GELU_TANH_U + ")))"
     GELU_TANH_T = "(1 / (1 + exp(2 * " + GELU_TANH_U + ")))"
+    HARD_SIGMOID_Z = "select(select((z + 3) / 6, ZERO, z <= -3), ONE, z >= 3)"  # NaN stays NaN
     ACTIVATIONS = {
         "linear": ("z", "ONE", "a", None),
         # exp(-|z|) <= 1: never overflows, on either side
@@ -45,6 +46,11 @@
                       + " * (real)0.7978845608028654 * (1 + (real)0.134145 * z * z)", "z", None),
         # silu (swish): z * sigmoid(z); f' = s (1 + z (1 - s)), s = sigmoid(z)
         "silu": ("z * " + SIGMOID_Z, SIGMOID_Z + " * (1 + z * (1 - " + SIGMOID_Z + "))", "z", None),
+        # PyTorch's hardsigmoid, relu6(z + 3) / 6 (MobileNetV3); f' = 1/6 strictly between the kinks
+        "hardsigmoid": (HARD_SIGMOID_Z, "select(ZERO, ONE / 6, (a > 0) & (a < 1))", "a", None),
+        # hardswish, z * hardsigmoid(z): not monotonic; PyTorch's f' is z / 3 + 1/2 on [-3, 3]
+        "hardswish": ("z * " + HARD_SIGMOID_Z, "select(select(z / 3 + (real)0.5, ZERO, z < -3), ONE, z > 3)", "z",
+                      None),
     }
 
     def signature_extra(name):

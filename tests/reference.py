@@ -152,6 +152,10 @@ def activation(name, z):
         return 0.5 * z * (1 + np.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z**3)))
     if name == "silu":  # z * sigmoid(z)
         return z * activation("sigmoid", z)
+    if name == "hardsigmoid":  # relu6(z + 3) / 6
+        return np.minimum(np.maximum(z + 3, 0), 6) / 6
+    if name == "hardswish":
+        return z * np.minimum(np.maximum(z + 3, 0), 6) / 6
     raise ValueError(name)
 
 
@@ -181,6 +185,10 @@ def activation_derivative(name, z):
     if name == "silu":
         s = activation("sigmoid", z)
         return s * (1 + z * (1 - s))
+    if name == "hardsigmoid":
+        return ((z > -3) & (z < 3)) / 6.0
+    if name == "hardswish":  # PyTorch's: 0 below -3, z / 3 + 1/2 up to 3, 1 beyond
+        return np.where(z < -3, 0.0, np.where(z <= 3, z / 3 + 0.5, 1.0))
     raise ValueError(name)
 
 

@@ -1,6 +1,7 @@
-"""Activations whose derivative reads the input (gelu, gelu_tanh, silu) against PyTorch, forward
-and backward, alone and inside a trained network; activations with a parameter (leaky_relu and
-elu with any alpha) through save, checkpoints and ONNX."""
+"""Activations whose derivative reads the input (gelu, gelu_tanh, silu, hardswish), and
+hardsigmoid, against PyTorch, forward and backward, alone and inside a trained network;
+activations with a parameter (leaky_relu and elu with any alpha) through save, checkpoints and
+ONNX."""
 
 import numpy as np
 import pyopencl.array as cla
@@ -9,18 +10,22 @@ import pytest
 import clnet
 from clnet.ops import activations
 
+from . import reference
+
 torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
 
 TORCH = {"gelu": lambda t: torch.nn.functional.gelu(t),
          "gelu_tanh": lambda t: torch.nn.functional.gelu(t, approximate="tanh"),
          "silu": torch.nn.functional.silu,
+         "hardswish": torch.nn.functional.hardswish, "hardsigmoid": torch.nn.functional.hardsigmoid,
          ("leaky_relu", 0.2): lambda t: torch.nn.functional.leaky_relu(t, 0.2),
          ("elu", 0.7): lambda t: torch.nn.functional.elu(t, 0.7),
          "tanh": torch.tanh, "linear": lambda t: t}
-Z = np.concatenate([[-100, -30, -5, -1, -1e-3, 0, 1e-3, 0.5, 1, 5, 30, 100], np.linspace(-8, 8, 37)])
+Z = np.concatenate([[-100, -30, -5, -3.5, -1, -1e-3, 0, 1e-3, 0.5, 1, 2.5, 5, 30, 100], np.linspace(-8, 8, 37)])
 
 
-@pytest.mark.parametrize("spec", ["gelu", "gelu_tanh", "silu", ("leaky_relu", 0.2), ("elu", 0.7)])
+@pytest.mark.parametrize("spec", ["gelu", "gelu_tanh", "silu", "hardswish", "hardsigmoid", ("leaky_relu", 0.2),
+                                  ("elu", 0.7)])
 def test_forward_and_backward_equal_pytorchs(ctx, dtype, spec):
     name, alpha = activations.parse(spec)
     z = Z.astype(dtype)
@@ -33,6 +38,9 @@ def test_forward_and_backward_equal_pytorchs(ctx, dtype, spec):
     activations.backward(ctx, name, z_dev if activations.reads(name) == "z" else a, grad, alpha)
     tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == np.float64 else {"rtol": 2e-6, "atol": 2e-6}
     np.testing.assert_allclose(a.get(), expected.detach().numpy(), **tol)
+    if name == "hardsigmoid" and dtype == np.float64:  # PyTorch's float64 slope is float32's 1/6
+        np.testing.assert_allclose(grad.get(), t.grad.numpy(), rtol=1e-7)
+        tol, t.grad = {"rtol": 1e-15}, torch.tensor(3 * reference.activation_derivative(name, Z))
     np.testing.assert_allclose(grad.get(), t.grad.numpy(), **tol)
 
 

@@ -5,8 +5,9 @@ below): a fully-connected layer is a Gemm (transB=1) and its activation's nodes,
 Conv and its activation's, pooling MaxPool, AveragePool or GlobalAveragePool, batch norm
 BatchNormalization (inference), Flatten is Flatten, dropout is left out (inference); float32
 or float64, with a dynamic batch dimension. Activations: Sigmoid, Tanh, Relu, LeakyRelu and Elu
-with their alpha, Softmax and LogSoftmax axis=1, Clip(0, 6) for relu6, Identity for linear;
-gelu, gelu_tanh and silu as the few opset-13 nodes that compute them.
+with their alpha, Softmax and LogSoftmax axis=1, Clip(0, 6) for relu6, Identity for linear,
+HardSigmoid(1/6, 1/2) for hardsigmoid; gelu, gelu_tanh, silu and hardswish as the few opset-13
+nodes that compute them. Blocks write each branch's nodes and Add, Concat (axis 1) or Mul.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ OPSET = 13  # the default: onnxruntime from 1.10, TensorRT 8, OpenVINO 2022 read
 OPSETS = range(13, 22)  # the nodes written here mean the same in each of these
 EXPORTED = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "leaky_relu": "LeakyRelu", "elu": "Elu",
             "softmax": "Softmax", "log_softmax": "LogSoftmax", "linear": "Identity"}
-# and relu6 (Clip), gelu, gelu_tanh, silu: see Graph.activation
+# and relu6 (Clip), gelu, gelu_tanh, silu, hardsigmoid, hardswish: see Graph.activation
 
 
 def onnx_package():
@@ -71,6 +72,10 @@ class Graph:
             return self.node(EXPORTED[name], [x])
         if name == "silu":  # x * sigmoid(x)
             return self.node("Mul", [x, self.node("Sigmoid", [x])])
+        if name == "hardsigmoid":  # PyTorch's: alpha 1/6, beta 1/2
+            return self.node("HardSigmoid", [x], alpha=1 / 6, beta=0.5)
+        if name == "hardswish":  # x * hardsigmoid(x): HardSwish is from opset 14
+            return self.node("Mul", [x, self.node("HardSigmoid", [x], alpha=1 / 6, beta=0.5)])
         if name == "gelu":  # x * 0.5 * (1 + erf(x / sqrt(2)))
             erf = self.node("Erf", [self.node("Div", [x, self.constant(math.sqrt(2))])])
             return self.node("Mul", [x, self.node("Mul", [self.node("Add", [erf, self.constant(1.0)]),

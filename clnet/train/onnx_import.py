@@ -1,22 +1,26 @@
-"""ONNX import (the `onnx` package: clnet[onnx]): the chain of nodes that torch.onnx.export (both
-exporters), scikit-learn's converters (skl2onnx) and other exporters write for multilayer
-perceptrons and CNNs, as clnet layers.
+"""ONNX import (the `onnx` package: clnet[onnx]): what torch.onnx.export (both exporters),
+scikit-learn's converters (skl2onnx) and other exporters write for multilayer perceptrons, CNNs
+and the classifiers of torchvision, as clnet layers. The graph is read as nested branches first
+(clnet.train.onnx_graph: shape computations dropped, activations written as several nodes
+recognised, merges found); each chain of nodes then becomes layers:
 
     Gemm, MatMul (+ Add)        FullyConnected      Conv              Conv2d
     an activation after either  fused into it       any other         Activation
-      (Clip(0, 6) is relu6, Clip(0) relu; LogSoftmax log_softmax)
-    MaxPool, AveragePool        MaxPool2d, AvgPool2d (ceil_mode off, no dilation)
+      (Clip(0, 6) is relu6, Clip(0) relu; LogSoftmax log_softmax; HardSigmoid(1/6, 1/2)
+      hardsigmoid; HardSwish, x * Sigmoid(x), x * HardSigmoid(x), GELU's Erf and tanh forms)
+    MaxPool, AveragePool        MaxPool2d, AvgPool2d (ceil_mode too; no dilation)
     GlobalAveragePool, ReduceMean over (H, W) keeping them             GlobalAvgPool2d
     BatchNormalization (inference)                                     BatchNorm
     Flatten (axis 1), Reshape to (batch, features)                     Flatten
+    Add, Mul, Concat (axis 1) of branches from one tensor              Residual / Add, Multiply, Concat
     Identity, Dropout, Constant, Cast to a float type                  nothing
     Transpose, Cast or Identity of a constant                          folded into the constant
     a classifier head after the probabilities (ArgMax, ZipMap,         left out, with a logged note:
       ArrayFeatureExtractor; scikit-learn's [1 - p, p] of a sigmoid)   predict gives class indices
 
-Anything else, or an attribute clnet's layers do not have (asymmetric padding other than
-"same", ceil_mode, dilated pooling), raises ValueError naming the operator, the attribute and
-the node.
+Anything else raises one ValueError naming every unsupported operator and its nodes; an attribute
+clnet's layers do not have (asymmetric padding other than "same", dilated pooling) names the
+operator, the attribute and the node.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import os
 import numpy as np
 
 from ..nn.activation import Activation
+from ..nn.blocks import Add, Concat, Multiply, Residual
 from ..nn.conv2d import Conv2d
 from ..nn.flatten import Flatten
 from ..nn.fully_connected import FullyConnected
@@ -35,6 +40,7 @@ from ..nn.normalization import BatchNorm
 from ..nn.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from ..ops import activations
 from .onnx_export import EXPORTED, onnx_package
+from .onnx_graph import FORMS, MERGE_OPS, Graph, Merge, Node
 
 log = logging.getLogger("clnet")
 
@@ -42,16 +48,16 @@ ACTIVATION_OPS = {op: name for name, op in EXPORTED.items() if op != "Identity"}
 NO_OPS = ("Identity", "Dropout", "Cast")  # Cast: to a float type only (`Reader.read`)
 LAYER_OPS = ("Gemm", "MatMul", "Add", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean",
              "BatchNormalization", "Flatten", "Reshape")
-SUPPORTED = (*LAYER_OPS, *ACTIVATION_OPS, "Clip", "Gelu", *NO_OPS)
+SUPPORTED = (*LAYER_OPS, *ACTIVATION_OPS, "Clip", "Gelu", "HardSwish", "HardSigmoid", *MERGE_OPS, *NO_OPS)
 HEAD_OPS = ("ArgMax", "ZipMap")  # what classifier heads read the probabilities with
 FOLDED = ("Identity", "Cast", "Transpose")  # of a constant: computed here
 
 
 def read(path: str | os.PathLike) -> tuple[tuple[int, ...], list, np.dtype, dict[str, np.ndarray]]:
     """(sample shape, layers, dtype, arrays by name) of the ONNX model at `path`; ValueError
-    naming an operator or a form clnet cannot run, with what it supports."""
+    naming the operators or forms clnet cannot run, with what it supports."""
     onnx = onnx_package()
-    from onnx import numpy_helper
+    from onnx import helper, numpy_helper
 
     model = onnx.load(str(path))
     graph = model.graph
@@ -64,13 +70,23 @@ def read(path: str | os.PathLike) -> tuple[tuple[int, ...], list, np.dtype, dict
     inputs = [i for i in graph.input if i.name not in values]
     if len(inputs) != 1:
         raise ValueError(f"{path}: a network takes one input, the model has {[i.name for i in inputs]}")
-    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim][1:]
+    tensor_type = inputs[0].type.tensor_type
+    dims = [d.dim_value for d in tensor_type.shape.dim][1:]
     opset = max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] or [0])
+    nodes = [Node(n.op_type, n.name, list(n.input), n.output[0],
+                  {a.name: helper.get_attribute_value(a) for a in n.attribute})
+             for n in _without_head(path, graph.node, values) if n.output[0] not in values]
+    sink = graph.output[0].name if len(graph.output) == 1 else None
+    if nodes and (sink is None or sink not in {n.output for n in nodes}):
+        sink = nodes[-1].output  # what a cut-off head read
     reader = Reader(path, values, inputs[0].name, dims, opset)
-    for node in _without_head(path, graph.node, values):
-        if node.output[0] not in values:
-            reader.read(node, {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute})
-    return reader.finish()
+    if not nodes:
+        raise ValueError(f"{path}: the model computes nothing from its input {inputs[0].name!r}")
+    found = Graph(nodes, values, inputs[0].name, sink)
+    reader.check_supported(found.nodes)
+    for item in found.nest(reader.fail):
+        reader.take(item)
+    return reader.finish(np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)))
 
 
 def _fold(onnx, node, value: np.ndarray) -> np.ndarray:
@@ -116,18 +132,33 @@ def _without_head(path, nodes, values: dict) -> list:
 
 
 class Reader:
-    """Walks the chain of nodes, fusing an activation into the layer before it when that layer
-    takes one, and collects the layers and their arrays."""
+    """Walks a chain of nodes (and merges, whose branches it reads with readers of their own),
+    fusing an activation into the layer before it when that layer takes one, and collects the
+    layers and their arrays."""
 
     def __init__(self, path, values: dict, current: str, dims: list[int], opset: int):
-        self.path, self.values, self.current, self.dims = path, values, current, dims
+        self.path, self.values, self.current, self.dims, self.opset = path, values, current, list(dims), opset
         self.rank = len(dims) + 1
         self.supported = SUPPORTED if opset >= 20 else tuple(op for op in SUPPORTED if op != "Gelu")  # Gelu: opset 20
         self.layers: list = []  # (layer, {name: array})
         self.pending: tuple | None = None  # (make(activation) -> layer, arrays): a layer awaiting its activation
 
     def fail(self, node, what: str) -> ValueError:
-        return ValueError(f"{self.path}: {node.op_type} node {node.name!r}: {what}")
+        if node is None:
+            return ValueError(f"{self.path}: {what}")
+        return ValueError(f"{self.path}: {node.op} node {node.name!r}: {what}")
+
+    def check_supported(self, nodes: list[Node]) -> None:
+        """One error naming every operator clnet cannot import, with its nodes."""
+        unsupported: dict[str, list[str]] = {}
+        for node in nodes:
+            if node.op not in self.supported and node.op not in FORMS:
+                unsupported.setdefault(node.op, []).append(node.name)
+        if unsupported:
+            named = "; ".join(f"{op!r} (node{'s' * (len(names) > 1)} {', '.join(map(repr, names[:5]))}"
+                              f"{', ...' if len(names) > 5 else ''})" for op, names in unsupported.items())
+            raise ValueError(f"{self.path}: unsupported ONNX operator{'s' * (len(unsupported) > 1)} {named}; clnet "
+                             f"imports {', '.join(self.supported)}")
 
     def flush(self, activation="linear") -> None:
         make, arrays = self.pending
@@ -141,15 +172,16 @@ class Reader:
             self.flush()
         self.layers.append((layer, arrays or {}))
 
-    def read(self, node, attributes: dict) -> None:
-        op = node.op_type
-        if op not in self.supported:
-            raise ValueError(f"{self.path}: unsupported ONNX operator {op!r} (node {node.name!r}); clnet imports "
-                             f"{', '.join(self.supported)}")
-        data = [name for name in node.input if name and name not in self.values]
-        if data != [self.current]:
-            raise ValueError(f"{self.path}: node {node.name!r} ({op}) does not continue the chain from "
-                             f"{self.current!r}: clnet imports a sequence of layers")
+    def take(self, item) -> None:
+        """Read the next node of the chain, or a merge of branches."""
+        if isinstance(item, Merge):
+            self.merge(item)
+        else:
+            self.read(item)
+        self.current = item.node.output if isinstance(item, Merge) else item.output
+
+    def read(self, node: Node) -> None:
+        op, attributes = node.op, node.attributes
         if op in ("Gemm", "MatMul"):
             self.add_pending(_linear(self, op, node, attributes))
         elif op == "Add":
@@ -170,9 +202,57 @@ class Reader:
             self.cast(node, attributes)
         elif op == "Clip":
             self.activation(_clip(self, node, attributes))
+        elif op in FORMS:  # recognised from several nodes (clnet.train.onnx_graph)
+            self.activation(op)
+        elif op in ("Mul", "Concat"):
+            raise self.fail(node, "a product or concatenation with a constant; clnet imports them of branches")
         elif op not in NO_OPS:
             self.activation(_activation(self, op, node, attributes))
-        self.current = node.output[0]
+
+    def merge(self, merge: Merge) -> None:
+        """A block: each branch read from the fork's shape by a reader of its own."""
+        if self.pending is not None:
+            self.flush()
+        node, shape = merge.node, self.sample_shape()
+        parts = []
+        for branch in merge.branches:
+            reader = Reader(self.path, self.values, merge.fork, list(shape), self.opset)
+            for item in branch:
+                reader.take(item)
+            if reader.pending is not None:
+                reader.flush()
+            parts.append(reader.layers)
+        block = self.block(node, parts, shape)
+        arrays = {f"{block.branch_name(b)}.{j}.{name}": array for b, part in enumerate(parts)
+                  for j, (_, found) in enumerate(part) for name, array in found.items()}
+        self.layers.append((block, arrays))
+
+    def block(self, node: Node, parts: list[list], shape: tuple[int, ...]):
+        """The clnet block of a merge node over these branches (reordered as the block wants them)."""
+        branches = [[layer for layer, _ in part] for part in parts]
+        try:
+            if node.op == "Concat":
+                if node.attributes.get("axis") not in (1, 1 - len(shape) - 1):
+                    raise self.fail(node, f"axis {node.attributes.get('axis')}; clnet concatenates along axis 1")
+                return Concat(*branches)
+            if node.op == "Mul":
+                sizes = [math.prod(_shape_after(branch, shape)) for branch in branches]
+                if len(branches) != 2:
+                    raise self.fail(node, "a product of more than two branches")
+                if sizes[0] < sizes[1]:  # the factor broadcast over the other
+                    parts.reverse()
+                    branches.reverse()
+                return Multiply(*branches)
+            if len(branches) == 2:  # the longer branch is the body, as ResNet's
+                if len(branches[0]) < len(branches[1]):
+                    parts.reverse()
+                    branches.reverse()
+                return Residual(branches[0], branches[1] or None)
+            return Add(*branches)
+        except ValueError as exc:
+            if str(exc).startswith(str(self.path)):
+                raise
+            raise self.fail(node, str(exc)) from exc
 
     def add_pending(self, pending: tuple) -> None:
         if self.pending is not None:
@@ -183,7 +263,7 @@ class Reader:
         _, arrays = self.pending or (None, {})
         if "bias" not in arrays or arrays["bias"] is not None:
             raise self.fail(node, "an Add that is not the bias of a MatMul")
-        bias = self.values[next(name for name in node.input if name in self.values)].reshape(-1)
+        bias = self.values[next(name for name in node.inputs if name in self.values)].reshape(-1)
         arrays["bias"] = bias
 
     def cast(self, node, attributes: dict) -> None:
@@ -195,10 +275,10 @@ class Reader:
             raise self.fail(node, f"a cast to {to}; clnet's networks compute in float32 or float64")
 
     def global_average(self, node, attributes: dict) -> None:
-        if node.op_type == "ReduceMean":
+        if node.op == "ReduceMean":
             axes = attributes.get("axes")
-            if axes is None and len(node.input) > 1:
-                axes = self.values[node.input[1]]
+            if axes is None and len(node.inputs) > 1:
+                axes = self.values[node.inputs[1]]
             if self.rank != 4 or sorted(int(a) % 4 for a in np.ravel(axes)) != [2, 3] or not attributes.get(
                     "keepdims", 1):
                 raise self.fail(node, "clnet imports ReduceMean only as a global average pool (axes 2 and 3 of "
@@ -207,10 +287,10 @@ class Reader:
 
     def flatten(self, node, attributes: dict) -> None:
         features = math.prod(self.sample_shape())
-        if node.op_type == "Flatten" and attributes.get("axis", 1) != 1:
+        if node.op == "Flatten" and attributes.get("axis", 1) != 1:
             raise self.fail(node, f"axis {attributes['axis']}; clnet flattens each sample (axis 1)")
-        if node.op_type == "Reshape":
-            shape = [int(n) for n in np.ravel(self.values[node.input[1]])]
+        if node.op == "Reshape" and not attributes.get("computed"):  # a computed shape: the dynamo's flatten
+            shape = [int(n) for n in np.ravel(self.values[node.inputs[1]])]
             if len(shape) != 2 or shape[1] not in (features, -1):
                 raise self.fail(node, f"a reshape to {shape}; clnet imports only a flattening one, (batch, "
                                       f"{features})")
@@ -226,31 +306,36 @@ class Reader:
 
     def sample_shape(self) -> tuple[int, ...]:
         """The shape of a sample after the layers read so far."""
-        shape = tuple(self.dims)
-        for layer, _ in self.layers + ([(self.pending[0]("linear"), {})] if self.pending else []):
-            shape = layer.output_shape(shape)
-        return shape
+        layers = [layer for layer, _ in self.layers] + ([self.pending[0]("linear")] if self.pending else [])
+        return _shape_after(layers, tuple(self.dims))
 
-    def finish(self) -> tuple[tuple[int, ...], list, np.dtype, dict[str, np.ndarray]]:
+    def finish(self, input_dtype: np.dtype) -> tuple[tuple[int, ...], list, np.dtype, dict[str, np.ndarray]]:
         if self.pending is not None:
             self.flush()
+        if not self.layers:
+            self.layers.append((Activation("linear"), {}))  # the model is its input
         weights = [arrays["weights"] for _, arrays in self.layers if "weights" in arrays]
-        if not weights:
-            raise ValueError(f"{self.path}: the model has no Gemm, MatMul or Conv layer")
         if self.dims and all(d > 0 for d in self.dims):
             input_shape = tuple(self.dims)
-        elif isinstance(self.layers[0][0], FullyConnected):
+        elif weights and isinstance(self.layers[0][0], FullyConnected):
             input_shape = (weights[0].shape[1],)
         else:
             raise ValueError(f"{self.path}: the input's dimensions {self.dims} are not all known")
         arrays = {f"layer_{i}.{name}": array for i, (_, found) in enumerate(self.layers)
                   for name, array in found.items()}
-        return input_shape, [layer for layer, _ in self.layers], np.dtype(weights[0].dtype), arrays
+        dtype = np.dtype(weights[0].dtype) if weights else input_dtype
+        return input_shape, [layer for layer, _ in self.layers], dtype, arrays
+
+
+def _shape_after(layers: list, shape: tuple[int, ...]) -> tuple[int, ...]:
+    for layer in layers:
+        shape = layer.output_shape(shape)
+    return shape
 
 
 def _linear(reader: Reader, op: str, node, attributes: dict) -> tuple:
     """A fully-connected layer awaiting its activation, from a Gemm or MatMul of constant weights."""
-    weights = [reader.values.get(name) for name in node.input[1:2]]
+    weights = [reader.values.get(name) for name in node.inputs[1:2]]
     if not weights or weights[0] is None or weights[0].ndim != 2:
         raise reader.fail(node, "needs a constant 2-D weight matrix")
     if op == "MatMul":
@@ -259,14 +344,14 @@ def _linear(reader: Reader, op: str, node, attributes: dict) -> tuple:
         if attributes.get("transA", 0) or attributes.get("alpha", 1.0) != 1.0 or attributes.get("beta", 1.0) != 1.0:
             raise reader.fail(node, "transA, alpha or beta other than 0, 1, 1")
         w = weights[0] if attributes.get("transB", 0) else weights[0].T
-        bias = reader.values.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        bias = reader.values.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
     arrays = {"weights": np.ascontiguousarray(w), "bias": None if bias is None else bias.reshape(-1)}
     return (lambda activation: FullyConnected(w.shape[0], activation)), arrays
 
 
 def _conv(reader: Reader, node, attributes: dict) -> tuple:
     """A Conv2d awaiting its activation, from a 2-D Conv of constant weights."""
-    weights = reader.values.get(node.input[1])
+    weights = reader.values.get(node.inputs[1])
     if weights is None or weights.ndim != 4:
         raise reader.fail(node, "clnet imports 2-D convolutions with constant (out, in, kh, kw) weights")
     if attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
@@ -282,7 +367,7 @@ def _conv(reader: Reader, node, attributes: dict) -> tuple:
     else:
         raise reader.fail(node, f"asymmetric pads {[top, left, bottom, right]}; clnet's Conv2d pads both sides "
                                 "alike (or as padding='same')")
-    bias = reader.values.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    bias = reader.values.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
     arrays = {"weights": weights, **({} if bias is None else {"bias": bias})}
     group = int(attributes.get("group", 1))
     return (lambda activation: Conv2d(weights.shape[0], kernel, stride, padding, dilation, group, bias is not None,
@@ -300,7 +385,7 @@ def _pool(reader: Reader, node, attributes: dict):
     if (top, left) != (bottom, right):
         raise reader.fail(node, f"asymmetric pads {[top, left, bottom, right]}")
     kernel, stride = tuple(attributes["kernel_shape"]), tuple(attributes.get("strides", (1, 1)))
-    if node.op_type == "MaxPool":
+    if node.op == "MaxPool":
         return MaxPool2d(kernel, stride, (top, left))
     return AvgPool2d(kernel, stride, (top, left), bool(attributes.get("count_include_pad", 0)))
 
@@ -308,7 +393,7 @@ def _pool(reader: Reader, node, attributes: dict):
 def _batch_norm(reader: Reader, node, attributes: dict) -> tuple:
     if attributes.get("training_mode", 0):
         raise reader.fail(node, "training_mode=1; clnet imports inference batch normalization")
-    scale, shift, mean, var = (reader.values.get(name) for name in node.input[1:5])
+    scale, shift, mean, var = (reader.values.get(name) for name in node.inputs[1:5])
     if any(a is None for a in (scale, shift, mean, var)):
         raise reader.fail(node, "needs constant scale, bias, mean and variance")
     # ONNX's momentum weighs the running value, PyTorch's the batch; both kept in float32 (0.9 is 0.89999998)
@@ -321,7 +406,7 @@ def _clip(reader: Reader, node, attributes: dict) -> str:
     """relu6 for Clip(0, 6), relu for Clip(0) (bounds as inputs from opset 11, attributes before)."""
     bounds = []
     for i, (name, unbounded) in enumerate((("min", -np.inf), ("max", np.inf)), start=1):
-        given = node.input[i] if len(node.input) > i and node.input[i] else None
+        given = node.inputs[i] if len(node.inputs) > i and node.inputs[i] else None
         bounds.append(float(np.ravel(reader.values[given])[0]) if given else float(attributes.get(name, unbounded)))
     if bounds == [0.0, 6.0]:
         return "relu6"
@@ -337,6 +422,14 @@ def _activation(reader: Reader, op: str, node, attributes: dict):
     if op == "Gelu":
         approximate = attributes.get("approximate", b"none")
         return "gelu_tanh" if approximate in (b"tanh", "tanh") else "gelu"
+    if op == "HardSwish":
+        return "hardswish"
+    if op == "HardSigmoid":  # PyTorch's is alpha 1/6, beta 1/2 (kept in float32)
+        alpha, beta = attributes.get("alpha", 0.2), attributes.get("beta", 0.5)
+        if abs(alpha - 1 / 6) > 1e-7 or beta != 0.5:
+            raise reader.fail(node, f"HardSigmoid(alpha={alpha:.7g}, beta={beta:.7g}); clnet's hardsigmoid is "
+                                    "PyTorch's, alpha 1/6 and beta 1/2")
+        return "hardsigmoid"
     name = ACTIVATION_OPS[op]
     if name in activations.DEFAULT_ALPHA:
         # ONNX keeps alpha in float32: its shortest decimal is what the exporter was given (0.01)
