@@ -37,13 +37,16 @@ system-deps:
 	fi
 
 # PyTorch (CPU) is a reference the tests compare with (ONNX import); where that build is not to
-# be had, those tests skip and everything else runs.
+# be had, those tests skip and everything else runs. torchvision's classifiers are the models the
+# import tests bring: its wheel asks for a CUDA torch, so it goes in without its dependencies.
 TORCH ?= torch==2.13.0
+TORCHVISION ?= torchvision==0.28.0
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[pocl,intel,clblast,test,examples,plot,mpi,onnx]' ruff
 	$(BIN)/pip install -q '$(TORCH)' || echo "PyTorch ($(TORCH)) not installed: the tests that compare with it skip"
+	$(BIN)/pip install -q --no-deps '$(TORCHVISION)' || echo "$(TORCHVISION) not installed: the model zoo tests skip"
 	touch $@
 
 clean:

@@ -17,6 +17,7 @@ from .app.selfcheck import check_device
 from .nn import (
     INIT_METHODS,
     Activation,
+    AdaptiveAvgPool2d,
     Add,
     AvgPool2d,
     BatchNorm,
@@ -68,6 +69,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS",
     "Activation",
+    "AdaptiveAvgPool2d",
     "Add",
     "AvgPool2d",
     "BatchNorm",

@@ -16,7 +16,8 @@
 <%include file="common.cl"/>
 <%
     kh, kw, sh, sw, ph, pw = (context.get(n, 1) for n in ("kh", "kw", "sh", "sw", "ph", "pw"))
-    padded = ph > 0 or pw > 0
+    ceil = context.get("ceil", False)  # ceil_mode: the last windows may reach past the padding
+    padded = ph > 0 or pw > 0 or ceil
     geometry = "index_t planes, index_t height, index_t width, index_t out_h, index_t out_w"
 %>
 <%def name="window(body)">
@@ -38,8 +39,10 @@
 % endfor
     }
 </%def>
-## The divisor of window (oy, ox): kh * kw with count_include_pad, else the pixels of the image in it.
-<%def name="divisor(oy, ox)">(count_pad ? (real)${kh * kw} : (real)((min((int)(${oy}) * ${sh} - ${ph} + ${kh}, (int)height) - max((int)(${oy}) * ${sh} - ${ph}, 0)) * (min((int)(${ox}) * ${sw} - ${pw} + ${kw}, (int)width) - max((int)(${ox}) * ${sw} - ${pw}, 0))))</%def>
+## The divisor of window (oy, ox): kh * kw with count_include_pad (in ceil_mode, the part of it
+## within the padded image, as PyTorch), else the pixels of the image in it.
+<%def name="padded_size(oy, ox)">(real)((min((int)(${oy}) * ${sh} - ${ph} + ${kh}, (int)height + ${ph}) - ((int)(${oy}) * ${sh} - ${ph})) * (min((int)(${ox}) * ${sw} - ${pw} + ${kw}, (int)width + ${pw}) - ((int)(${ox}) * ${sw} - ${pw})))</%def>
+<%def name="divisor(oy, ox)">(count_pad ? ${padded_size(oy, ox) if ceil else "(real)%d" % (kh * kw)} : (real)((min((int)(${oy}) * ${sh} - ${ph} + ${kh}, (int)height) - max((int)(${oy}) * ${sh} - ${ph}, 0)) * (min((int)(${ox}) * ${sw} - ${pw} + ${kw}, (int)width) - max((int)(${ox}) * ${sw} - ${pw}, 0))))</%def>
 
 // One work-item per output row of a plane (a sample's channel).
 ${kernel("max_forward", "const real *x, real *out, uint *where, " + geometry)} {
@@ -137,6 +140,45 @@ ${windows_of("sum += dy_p[dy_off + outputs + (size_t)oy * out_w + ox] / " + capt
     }
 }
 % endif
+
+// PyTorch's adaptive average: one work-item per output row of a plane.
+${kernel("adaptive_avg_forward", "const real *x, real *out, " + geometry)} {
+    const index_t item = get_global_id(0);
+    if (item >= planes * out_h) return;
+    const index_t plane = item / out_h, oy = item % out_h;
+    __global const real *image = x_p + x_off + (size_t)plane * height * width;
+    const index_t y0 = oy * height / out_h, y1 = ((oy + 1) * height + out_h - 1) / out_h;
+    for (index_t ox = 0; ox < out_w; ox++) {
+        const index_t x0 = ox * width / out_w, x1 = ((ox + 1) * width + out_w - 1) / out_w;
+        real sum = 0;
+        for (index_t y = y0; y < y1; y++)
+            for (index_t x = x0; x < x1; x++) sum += image[y * width + x];
+        out_p[out_off + (size_t)item * out_w + ox] = sum / (real)((y1 - y0) * (x1 - x0));
+    }
+}
+
+// Its gradient, gathered: one work-item per input row of a plane sums the windows holding each pixel
+// (oy from floor(iy out_h / height) to ceil((iy + 1) out_h / height) - 1; the same across).
+${kernel("adaptive_avg_backward", "const real *dy, real *dx, " + geometry)} {
+    const index_t item = get_global_id(0);
+    if (item >= planes * height) return;
+    const index_t plane = item / height, iy = item % height;
+    __global const real *grads = dy_p + dy_off + (size_t)plane * out_h * out_w;
+    const index_t oy_from = iy * out_h / height, oy_to = min(((iy + 1) * out_h + height - 1) / height, out_h);
+    for (index_t ix = 0; ix < width; ix++) {
+        const index_t ox_from = ix * out_w / width, ox_to = min(((ix + 1) * out_w + width - 1) / width, out_w);
+        real sum = 0;
+        for (index_t oy = oy_from; oy < oy_to; oy++) {
+            const index_t y0 = oy * height / out_h, y1 = ((oy + 1) * height + out_h - 1) / out_h;
+            if (iy < y0 || iy >= y1) continue;
+            for (index_t ox = ox_from; ox < ox_to; ox++) {
+                const index_t x0 = ox * width / out_w, x1 = ((ox + 1) * width + out_w - 1) / out_w;
+                if (ix >= x0 && ix < x1) sum += grads[oy * out_w + ox] / (real)((y1 - y0) * (x1 - x0));
+            }
+        }
+        dx_p[dx_off + (size_t)item * width + ix] = sum;
+    }
+}
 
 // One work-item per plane: out[plane] = the mean of its pixels.
 ${kernel("global_avg_forward", "const real *x, real *out, index_t planes, index_t pixels")} {

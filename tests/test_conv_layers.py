@@ -54,6 +54,17 @@ def test_conv2d_in_chunks_equals_one_chunk(ctx, monkeypatch):
     (clnet.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
      torch.nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False), (4, 7, 8), 2),
     (clnet.GlobalAvgPool2d(), torch.nn.AdaptiveAvgPool2d(1), (6, 5, 7), 3),
+    # ceil_mode (SqueezeNet's pooling): last windows that start in the image and reach past it
+    (clnet.MaxPool2d(3, stride=2, ceil_mode=True), torch.nn.MaxPool2d(3, stride=2, ceil_mode=True), (3, 8, 7), 2),
+    (clnet.MaxPool2d(2, ceil_mode=True), torch.nn.MaxPool2d(2, ceil_mode=True), (2, 7, 5), 2),
+    (clnet.AvgPool2d(3, stride=2, padding=1, ceil_mode=True),
+     torch.nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True), (3, 8, 6), 2),
+    (clnet.AvgPool2d(2, stride=3, ceil_mode=True, count_include_pad=False),
+     torch.nn.AvgPool2d(2, stride=3, ceil_mode=True, count_include_pad=False), (2, 8, 7), 2),
+    # adaptive: uneven windows, even ones, and more outputs than inputs
+    (clnet.AdaptiveAvgPool2d((3, 2)), torch.nn.AdaptiveAvgPool2d((3, 2)), (3, 7, 5), 2),
+    (clnet.AdaptiveAvgPool2d(4), torch.nn.AdaptiveAvgPool2d(4), (2, 8, 8), 1),
+    (clnet.AdaptiveAvgPool2d((5, 3)), torch.nn.AdaptiveAvgPool2d((5, 3)), (2, 3, 2), 2),
 ])
 def test_pooling_equals_pytorch(ctx, dtype, spec, module, shape, batch):
     compare(ctx, spec, module, shape, batch, dtype)

@@ -158,7 +158,7 @@ def test_a_pytorch_cnn_with_batch_norm_imports_with_pytorchs_predictions(ctx, tm
 def test_cnn_attributes_clnet_does_not_have_are_named(ctx, tmp_path):
     torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
     x = torch.randn(2, 1, 8, 8)
-    for module, message in [(torch.nn.MaxPool2d(3, stride=2, ceil_mode=True), "MaxPool node .*ceil_mode=1"),
+    for module, message in [(torch.nn.MaxPool2d(3, stride=2, dilation=2), "MaxPool node .*dilations \\[2, 2\\]"),
                             (torch.nn.Conv2d(1, 2, 3, padding=(1, 0), padding_mode="zeros"), None)]:
         path = tmp_path / "m.onnx"
         model = torch.nn.Sequential(module, torch.nn.Flatten(), torch.nn.LazyLinear(2))

@@ -13,12 +13,14 @@ from .initialization import INIT_METHODS, init
 from .network import Network, TrainingNetwork
 from .normalization import BatchNorm, LayerNorm
 from .parameters import FlatArrays
-from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .protocol import BuiltLayer, Layer, LayerTraining, Link, Parameter, Step, in_place_delta
 from .registry import register_layer
 
-__all__ = ["INIT_METHODS", "Activation", "ActivationLayer", "Add", "AvgPool2d", "BatchNorm", "Branches", "BuiltLayer",
-           "Concat", "Conv2d", "Multiply", "Residual",
-           "Dropout", "FlatArrays", "Flatten", "FullyConnected", "FullyConnectedLayer", "GlobalAvgPool2d", "Layer",
-           "LayerNorm", "LayerTraining", "Link", "MaxPool2d", "Network", "Parameter", "Step", "TrainingNetwork",
-           "in_place_delta", "init", "register_layer"]
+__all__ = [
+    "Activation", "ActivationLayer", "AdaptiveAvgPool2d", "Add", "AvgPool2d", "BatchNorm", "Branches",
+    "BuiltLayer", "Concat", "Conv2d", "Dropout", "FlatArrays", "Flatten", "FullyConnected",
+    "FullyConnectedLayer", "GlobalAvgPool2d", "INIT_METHODS", "Layer", "LayerNorm", "LayerTraining", "Link",
+    "MaxPool2d", "Multiply", "Network", "Parameter", "Residual", "Step", "TrainingNetwork", "in_place_delta",
+    "init", "register_layer"
+]

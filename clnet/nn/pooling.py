@@ -1,6 +1,7 @@
 """Pooling layers over (channels, height, width) samples, PyTorch's: MaxPool2d, AvgPool2d
-(count_include_pad=True by default) and GlobalAvgPool2d (AdaptiveAvgPool2d(1): (c, 1, 1) out).
-No parameters; the backward passes gather (clnet.ops.pool), so they need no zeroing."""
+(count_include_pad=True by default; both with ceil_mode), AdaptiveAvgPool2d(output_size) and
+GlobalAvgPool2d (AdaptiveAvgPool2d(1): (c, 1, 1) out). No parameters; the backward passes of
+overlapping windows gather (clnet.ops.pool), so they need no zeroing."""
 
 from __future__ import annotations
 
@@ -23,17 +24,18 @@ class _WindowPool(Layer):
     """What MaxPool2d and AvgPool2d share: the windows and their checks."""
 
     def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
-                 padding: int | tuple[int, int] = 0):
+                 padding: int | tuple[int, int] = 0, ceil_mode: bool = False):
         self.kernel_size = _pair("kernel_size", kernel_size, 1)
         self.stride = self.kernel_size if stride is None else _pair("stride", stride, 1)
         self.padding = _pair("padding", padding, 0)
+        self.ceil_mode = bool(ceil_mode)
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"padding {self.padding} must be at most half the kernel size {self.kernel_size} "
                              "(as in PyTorch)")
 
     @property
     def window(self) -> pool.Window:
-        return pool.Window(*self.kernel_size, *self.stride, *self.padding)
+        return pool.Window(*self.kernel_size, *self.stride, *self.padding, self.ceil_mode)
 
     def output_shape(self, input_shape):
         channels, height, width = _images(type(self).__name__, input_shape)
@@ -43,14 +45,16 @@ class _WindowPool(Layer):
         return channels, out_h, out_w
 
     def config(self) -> dict:
-        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
+        found = {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
+        return {**found, "ceil_mode": True} if self.ceil_mode else found  # older files have no ceil_mode
 
     def brief(self) -> str:
         return f"{type(self).__name__[:3].lower()} pool {self.kernel_size[0]}x{self.kernel_size[1]}"
 
 
 class MaxPool2d(_WindowPool):
-    """The max of each kernel_size window, every stride (default: kernel_size) pixels."""
+    """The max of each kernel_size window, every stride (default: kernel_size) pixels; ceil_mode:
+    the output size rounded up (a last window that starts in the image counts), as PyTorch's."""
 
     def build(self, ctx, input_shape, dtype, arrays) -> PoolLayer:
         return PoolLayer(self, ctx, input_shape, dtype, arrays)
@@ -61,8 +65,8 @@ class AvgPool2d(_WindowPool):
     default), else only the image's pixels do."""
 
     def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
-                 padding: int | tuple[int, int] = 0, count_include_pad: bool = True):
-        super().__init__(kernel_size, stride, padding)
+                 padding: int | tuple[int, int] = 0, count_include_pad: bool = True, ceil_mode: bool = False):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = bool(count_include_pad)
 
     def config(self) -> dict:
@@ -70,6 +74,26 @@ class AvgPool2d(_WindowPool):
 
     def build(self, ctx, input_shape, dtype, arrays) -> PoolLayer:
         return PoolLayer(self, ctx, input_shape, dtype, arrays)
+
+
+class AdaptiveAvgPool2d(Layer):
+    """PyTorch's AdaptiveAvgPool2d(output_size): (channels, h, w) -> (channels, *output_size), each
+    output the mean of a window floor(i h / n) .. ceil((i + 1) h / n) - 1 (alexnet's 6x6, vgg's 7x7)."""
+
+    def __init__(self, output_size: int | tuple[int, int]):
+        self.output_size = _pair("output_size", output_size, 1)
+
+    def output_shape(self, input_shape):
+        return (_images("AdaptiveAvgPool2d", input_shape)[0], *self.output_size)
+
+    def config(self) -> dict:
+        return {"output_size": list(self.output_size)}
+
+    def build(self, ctx, input_shape, dtype, arrays) -> PoolLayer:
+        return PoolLayer(self, ctx, input_shape, dtype, arrays)
+
+    def brief(self) -> str:
+        return f"adaptive avg pool {self.output_size[0]}x{self.output_size[1]}"
 
 
 class GlobalAvgPool2d(Layer):
@@ -97,6 +121,8 @@ class PoolLayer(BuiltLayer):
             pool.max_forward(self.ctx, x, out, where, spec.window)
         elif isinstance(spec, AvgPool2d):
             pool.avg_forward(self.ctx, x, out, spec.window, spec.count_include_pad)
+        elif isinstance(spec, AdaptiveAvgPool2d):
+            pool.adaptive_avg_forward(self.ctx, x, out)
         else:
             pool.global_avg_forward(self.ctx, x, out)
         return out
@@ -106,10 +132,19 @@ class PoolLayer(BuiltLayer):
 
     def to_onnx(self, graph, x: str, arrays) -> str:
         spec = self.spec
-        if isinstance(spec, GlobalAvgPool2d):
+        if isinstance(spec, GlobalAvgPool2d) or (isinstance(spec, AdaptiveAvgPool2d) and spec.output_size == (1, 1)):
             return graph.node("GlobalAveragePool", [x])
+        if isinstance(spec, AdaptiveAvgPool2d):  # ONNX has none: an AveragePool where the windows are even
+            sizes = self.input_shape[1:]
+            if any(n % m for n, m in zip(sizes, spec.output_size)):
+                raise ValueError(f"{spec!r} on {sizes[0]}x{sizes[1]} images has no ONNX form (windows of unequal "
+                                 "sizes; ONNX has no adaptive pooling)")
+            kernel = [n // m for n, m in zip(sizes, spec.output_size)]
+            return graph.node("AveragePool", [x], kernel_shape=kernel, strides=kernel)
         pads = [spec.padding[0], spec.padding[1], spec.padding[0], spec.padding[1]]
         attributes = {"kernel_shape": list(spec.kernel_size), "strides": list(spec.stride), "pads": pads}
+        if spec.ceil_mode:
+            attributes["ceil_mode"] = 1
         if isinstance(spec, AvgPool2d):
             attributes["count_include_pad"] = int(spec.count_include_pad)
             return graph.node("AveragePool", [x], **attributes)
@@ -137,6 +172,8 @@ class PoolTraining(LayerTraining):
             pool.max_backward(self.ctx, self.delta, self.where, self.grad_x, spec.window)
         elif isinstance(spec, AvgPool2d):
             pool.avg_backward(self.ctx, self.delta, self.grad_x, spec.window, spec.count_include_pad)
+        elif isinstance(spec, AdaptiveAvgPool2d):
+            pool.adaptive_avg_backward(self.ctx, self.delta, self.grad_x)
         else:
             pool.global_avg_backward(self.ctx, self.delta, self.grad_x)
 
@@ -145,5 +182,5 @@ class PoolTraining(LayerTraining):
         self.where = None
 
 
-for _layer in (MaxPool2d, AvgPool2d, GlobalAvgPool2d):
+for _layer in (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, GlobalAvgPool2d):
     register_layer(_layer)

@@ -1,5 +1,6 @@
 """Pooling over (samples, channels, height, width) images (kernels/pool.cl): max and average
-over windows, PyTorch's MaxPool2d and AvgPool2d (ceil_mode off), and the global average.
+over windows, PyTorch's MaxPool2d and AvgPool2d (ceil_mode too), its AdaptiveAvgPool2d, and the
+global average.
 Every call is queued, not waited on."""
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ LOCAL = 8  # work-items per group: one image row each
 
 @dataclass(frozen=True)
 class Window:
-    """Windows of kh x kw pixels every (sh, sw), the images padded by (ph, pw) on each side."""
+    """Windows of kh x kw pixels every (sh, sw), the images padded by (ph, pw) on each side; ceil:
+    PyTorch's ceil_mode (a last window that starts in the image or its left padding counts)."""
 
     kh: int
     kw: int
@@ -26,9 +28,14 @@ class Window:
     sw: int
     ph: int
     pw: int
+    ceil: bool = False
 
     def output(self, height: int, width: int) -> tuple[int, int]:
-        return (height + 2 * self.ph - self.kh) // self.sh + 1, (width + 2 * self.pw - self.kw) // self.sw + 1
+        return self._size(height, self.kh, self.sh, self.ph), self._size(width, self.kw, self.sw, self.pw)
+
+    def _size(self, n: int, k: int, s: int, p: int) -> int:
+        out = (n + 2 * p - k + (s - 1 if self.ceil else 0)) // s + 1
+        return out - 1 if self.ceil and (out - 1) * s >= n + p else out
 
     @property
     def apart(self) -> bool:
@@ -38,7 +45,7 @@ class Window:
     def params(self, dtype) -> dict:
         """The template params: the window is compiled in."""
         return {"dtype": dtype, "kh": self.kh, "kw": self.kw, "sh": self.sh, "sw": self.sw, "ph": self.ph,
-                "pw": self.pw}
+                "pw": self.pw, "ceil": self.ceil}
 
     def arguments(self, x_shape: tuple[int, ...]) -> dict:
         samples, channels, height, width = x_shape
@@ -119,3 +126,30 @@ def global_avg_backward(ctx, dy: cla.Array, dx: cla.Array) -> cl.Event:
     planes, pixels = dx.shape[0] * dx.shape[1], dx.shape[2] * dx.shape[3]
     kernel = ctx.kernel("pool.cl", "global_avg_backward", dtype=dtype)
     return kernel(ctx.queue, *_launch(planes), dy=dy, dx=dx, planes=planes, pixels=pixels)
+
+
+def _adaptive(ctx, x: cla.Array, out: cla.Array, names: tuple[str, str]) -> tuple[np.dtype, dict]:
+    dtype = ctx.real_dtype(x.dtype)
+    check_array(ctx, x, names[0])
+    check_array(ctx, out, names[1], dtype=dtype)
+    if x.ndim != 4 or out.ndim != 4 or out.shape[:2] != x.shape[:2]:
+        raise ValueError(f"{names[0]} {tuple(x.shape)} and {names[1]} {tuple(out.shape)} must be (samples, channels, "
+                         "height, width) of the same samples and channels")
+    samples, channels, height, width = x.shape
+    return dtype, {"planes": samples * channels, "height": height, "width": width, "out_h": out.shape[2],
+                   "out_w": out.shape[3]}
+
+
+def adaptive_avg_forward(ctx, x: cla.Array, out: cla.Array) -> cl.Event:
+    """out (samples, channels, out_h, out_w) = PyTorch's adaptive average of x over windows that
+    cover each side evenly (floor(i s / n) to ceil((i + 1) s / n))."""
+    dtype, args = _adaptive(ctx, x, out, ("x", "out"))
+    kernel = ctx.kernel("pool.cl", "adaptive_avg_forward", dtype=dtype)
+    return kernel(ctx.queue, *_launch(args["planes"] * args["out_h"]), x=x, out=out, **args)
+
+
+def adaptive_avg_backward(ctx, dy: cla.Array, dx: cla.Array) -> cl.Event:
+    """dx = the gradient of adaptive_avg_forward's input from dy (gathered: no pixel written twice)."""
+    dtype, args = _adaptive(ctx, dx, dy, ("dx", "dy"))
+    kernel = ctx.kernel("pool.cl", "adaptive_avg_backward", dtype=dtype)
+    return kernel(ctx.queue, *_launch(args["planes"] * args["height"]), dy=dy, dx=dx, **args)

@@ -375,8 +375,6 @@ def _conv(reader: Reader, node, attributes: dict) -> tuple:
 
 
 def _pool(reader: Reader, node, attributes: dict):
-    if attributes.get("ceil_mode", 0):
-        raise reader.fail(node, "ceil_mode=1; clnet's pooling rounds the output size down")
     if any(d != 1 for d in attributes.get("dilations", ())):
         raise reader.fail(node, f"dilations {list(attributes['dilations'])}; clnet's pooling has none")
     if attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
@@ -385,9 +383,10 @@ def _pool(reader: Reader, node, attributes: dict):
     if (top, left) != (bottom, right):
         raise reader.fail(node, f"asymmetric pads {[top, left, bottom, right]}")
     kernel, stride = tuple(attributes["kernel_shape"]), tuple(attributes.get("strides", (1, 1)))
+    ceil = bool(attributes.get("ceil_mode", 0))
     if node.op == "MaxPool":
-        return MaxPool2d(kernel, stride, (top, left))
-    return AvgPool2d(kernel, stride, (top, left), bool(attributes.get("count_include_pad", 0)))
+        return MaxPool2d(kernel, stride, (top, left), ceil)
+    return AvgPool2d(kernel, stride, (top, left), bool(attributes.get("count_include_pad", 0)), ceil)
 
 
 def _batch_norm(reader: Reader, node, attributes: dict) -> tuple:
