@@ -219,3 +219,54 @@ def test_a_new_head_keeps_the_body_and_its_arrays(ctx):
     old, new = net.host_arrays(), headed.host_arrays()
     assert all(np.array_equal(new[k], old[k]) for k in old if not k.startswith("layer_9."))
     assert new["layer_9.weights"].shape == (7, 11)
+
+
+KILLED_RUN = """\\
+import os, signal, sys
+sys.path.insert(0, sys.argv[3])
+import numpy as np, clnet
+from tests.test_blocks import branching_data, branching_net
+
+class KilledMidEpoch(clnet.SGD):
+    def step(self, params, grads, keep=None):
+        super().step(params, grads, keep)
+        if self.steps == 7:  # epoch 3 of 3 steps each, first step
+            params.ctx.finish()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+x, labels = branching_data()
+with clnet.Context(sys.argv[2]) as ctx:
+    branching_net(ctx, np.float64, seed=2).fit(x, labels, epochs=4, batch_size=4, seed=5, progress=False,
+        optimizer=KilledMidEpoch(0.05, momentum=0.9), checkpoint=sys.argv[1], resume=True)
+"""
+
+
+def branching_data():
+    rng = np.random.default_rng(8)
+    return rng.normal(size=(12, 3, 8, 8)), rng.integers(0, 4, 12)
+
+
+def test_a_killed_residual_network_resumes_bit_for_bit(ctx, tmp_path):
+    """Batch norm's running statistics, momentum and the shuffling all come back."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .conftest import TEST_DEVICE
+
+    path, root = tmp_path / "killed.npz", Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", KILLED_RUN, str(path), TEST_DEVICE, str(root)],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    x, labels = branching_data()
+    runs = []
+    for checkpoint in (path, None):
+        net = branching_net(ctx, np.float64, seed=2)
+        history = net.fit(x, labels, epochs=4, batch_size=4, seed=5, progress=False,
+                          optimizer=clnet.SGD(0.05, momentum=0.9), checkpoint=checkpoint,
+                          resume=checkpoint is not None)
+        runs.append((list(history), net.host_arrays()))
+    (resumed, arrays), (whole, expected) = runs
+    assert resumed == whole
+    assert all(np.array_equal(arrays[k], expected[k]) for k in expected)

@@ -333,3 +333,53 @@ def test_scikit_learns_mlps_import_with_their_predictions(ctx, tmp_path, caplog,
     assert f"the model's labels, in that order: {model.classes_.tolist()}" in caplog.text
     np.testing.assert_allclose(net.predict_proba(x), model.predict_proba(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(model.classes_[net.predict(x)], model.predict(x))
+
+
+@pytest.mark.parametrize("name", clnet.ACTIVATIONS)
+def test_every_activation_exports_and_imports_back_to_itself(ctx, tmp_path, name):
+    """Fused into a layer and alone (a network of one activation is a network too), at the
+    default opset and at the newest."""
+    x = np.random.default_rng(3).normal(size=(6, 4)) * 4
+    for layers in ([clnet.FullyConnected(5, name)], [clnet.Activation(name)]):
+        net = clnet.InferenceNetwork(ctx, 4, layers, dtype=np.float64, seed=2)
+        for opset in (13, 21):
+            back = clnet.from_onnx(net.to_onnx(tmp_path / f"{name}.onnx", opset=opset), ctx)
+            assert [(type(s), s.activation) for s in back.specs] == [(type(s), s.activation) for s in net.specs]
+            np.testing.assert_allclose(back(x).get(), net(x).get(), rtol=1e-12, atol=1e-12)
+
+
+def test_a_network_without_weights_imports(ctx, tmp_path):
+    net = clnet.InferenceNetwork(ctx, (2, 6, 6), [clnet.MaxPool2d(2), clnet.BatchNorm(), clnet.GlobalAvgPool2d()],
+                                 dtype=np.float32)
+    net.set_arrays({**net.host_arrays(), "layer_1.running_mean": np.array([0.5, -1], np.float32)})
+    back = clnet.from_onnx(net.to_onnx(tmp_path / "pool.onnx"), ctx)
+    x = np.random.default_rng(0).normal(size=(3, 2, 6, 6)).astype(np.float32)
+    assert back.specs == net.specs and back.dtype == np.float32
+    np.testing.assert_allclose(back(x).get(), net(x).get(), rtol=1e-6)
+
+
+def test_unsupported_nodes_are_all_named_in_one_error(ctx, tmp_path):
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sin", ["a"], ["b"], name="sine"),
+             helper.make_node("Floor", ["b"], ["c"], name="floor"), helper.make_node("Sin", ["c"], ["y"], name="again")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "m.onnx"))
+    with pytest.raises(ValueError, match=r"unsupported ONNX operators 'Sin' \(nodes 'sine', 'again'\); 'Floor' "
+                                         r"\(node 'floor'\); clnet imports Gemm"):
+        clnet.from_onnx(tmp_path / "m.onnx", ctx)
+
+
+def test_branches_that_do_not_nest_are_refused_with_the_node(ctx, tmp_path):
+    """a feeds both the sum and the product after it: no nesting of blocks computes that once."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="first"), helper.make_node("Tanh", ["a"], ["b"]),
+             helper.make_node("Add", ["a", "b"], ["c"], name="sum"), helper.make_node("Sigmoid", ["c"], ["d"]),
+             helper.make_node("Mul", ["d", "b"], ["y"], name="product")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "m.onnx"))
+    with pytest.raises(ValueError, match="node .*used by two branches that do not meet"):
+        clnet.from_onnx(tmp_path / "m.onnx", ctx)

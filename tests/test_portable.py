@@ -289,10 +289,55 @@ CNN_LAYERS = {  # issue 21's kernels at small, odd sizes: (layer, PyTorch module
     "max pool": (lambda: clnet.MaxPool2d(3, stride=2, padding=1), "MaxPool2d(3, stride=2, padding=1)", (2, 5, 6), 2),
     "avg pool": (lambda: clnet.AvgPool2d(2), "AvgPool2d(2)", (3, 5, 4), 2),
     "global avg": (lambda: clnet.GlobalAvgPool2d(), "AdaptiveAvgPool2d(1)", (3, 3, 5), 2),
+    "ceil max pool": (lambda: clnet.MaxPool2d(3, stride=2, ceil_mode=True), "MaxPool2d(3, 2, ceil_mode=True)",
+                      (2, 6, 5), 2),
+    "ceil avg pool": (lambda: clnet.AvgPool2d(2, stride=2, padding=1, ceil_mode=True),
+                      "AvgPool2d(2, 2, padding=1, ceil_mode=True)", (2, 5, 6), 2),
+    "adaptive avg": (lambda: clnet.AdaptiveAvgPool2d((3, 2)), "AdaptiveAvgPool2d((3, 2))", (2, 5, 7), 2),
     "batch norm": (lambda: clnet.BatchNorm(), "BatchNorm2d(3)", (3, 2, 5), 2),
     "batch norm 1d": (lambda: clnet.BatchNorm(), "BatchNorm1d(ODD)", (ODD,), 3),
     "layer norm": (lambda: clnet.LayerNorm(ODD), "LayerNorm(ODD)", (2, ODD), 2),
 }
+
+
+def test_merges_of_branches(ctx, dtype):
+    """kernels/merge.cl (where blocks' branches meet) on views at odd offsets, against numpy."""
+    from clnet.ops import merge
+
+    rng = np.random.default_rng(4)
+    a, b, g = rng.normal(size=(3, 2, ODD)), rng.normal(size=(3, 2, ODD)), rng.normal(size=(3, 2))
+    (_, ad), (_, bd), (_, gd) = view(ctx, a, dtype), view(ctx, b, dtype, 2), view(ctx, g, dtype, 1)
+    _, out = view(ctx, np.zeros_like(a), dtype, 5)
+    merge.add(ctx, ad, bd, out)
+    np.testing.assert_allclose(out.get(), a + b, **tol(dtype))
+    merge.multiply(ctx, ad, bd, out)
+    np.testing.assert_allclose(out.get(), a * b, **tol(dtype))
+    merge.scale_runs(ctx, ad, gd, out)
+    np.testing.assert_allclose(out.get(), a * g[..., None], **tol(dtype))
+    _, dots = view(ctx, np.zeros_like(g), dtype, 3)
+    merge.run_dots(ctx, ad, bd, dots)
+    np.testing.assert_allclose(dots.get(), (a * b).sum(axis=2), **tol(dtype))
+    _, wide = view(ctx, np.zeros((3, 5, ODD)), dtype, 7)
+    merge.copy_columns(ctx, ad, wide, 0, 2 * ODD, 2 * ODD)  # into channels 2..3 of 5
+    np.testing.assert_allclose(wide.get()[:, 2:4], a, **tol(dtype))
+    assert not wide.get()[:, :2].any() and not wide.get()[:, 4:].any()
+
+
+def test_cross_entropy_on_logits(ctx, dtype):
+    """A linear output's cross-entropy: softmax's value and gradient from the logits (one work-item
+    per row), and sigmoid's for one output."""
+    rng = np.random.default_rng(6)
+    for cols in (ODD, 1):
+        z, labels = rng.normal(size=(5, cols)) * 3, rng.integers(0, max(cols, 2), 5)
+        y = np.eye(cols)[labels] if cols > 1 else labels[:, None].astype(float)
+        (_, zd), (_, yd) = view(ctx, z, dtype), view(ctx, y, dtype, 2)
+        _, delta = view(ctx, np.zeros_like(z), dtype, 1)
+        out = cla.zeros(ctx.queue, 2, dtype)
+        costs.value_into(ctx, "cross_entropy", "linear", zd, zd, yd, out, 1, delta=delta)
+        p = ref.softmax(z) if cols > 1 else 1 / (1 + np.exp(-z))
+        value = -(y * np.log(p)).sum() / 5 if cols > 1 else -(y * np.log(p) + (1 - y) * np.log(1 - p)).sum() / 5
+        np.testing.assert_allclose(out.get()[1], value, **tol(dtype))
+        np.testing.assert_allclose(delta.get(), (p - y) / 5, **tol(dtype))
 
 
 @pytest.mark.parametrize("gemm", ["the device's", "clnet"])  # clnet's: conv_direct on every device

@@ -39,7 +39,9 @@ class TrainingNetwork:
     counts from `row_offset` rows into the step's whole batch (an MPI rank's part of it)."""
 
     def __init__(self, net, x):
-        if not hasattr(net, "gradient_buffer") or not hasattr(net, "placements"):
+        from .network import Network  # here: network.py imports this module
+
+        if not isinstance(net, Network):
             raise TypeError(f"TrainingNetwork needs an InferenceNetwork, got {type(net).__name__}")
         self.net, self.ctx = net, net.ctx
         self.x = to_device_batch(self.ctx, x, net.input_shape, net.dtype)
