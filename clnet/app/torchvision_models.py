@@ -63,3 +63,40 @@ def export(model, x, path: str | Path, dynamo: bool = False) -> Path:
         torch.onnx.export(model, (torch.tensor(np.asarray(x, np.float32)),), str(path), input_names=["x"],
                           output_names=["y"], **options)
     return path
+
+
+def imported(ctx, name: str, size: int, seed: int = 0, classes: int = 1000, dtype=np.float32):
+    """(torchvision's `name` as `classifier` makes it, the clnet network imported from its ONNX
+    export) for size x size images. alexnet's and vgg's adaptive pooling is written by the
+    exporters as a plain pooling only where it is one (224 x 224): they are exported there without
+    it and given clnet's AdaptiveAvgPool2d before their Flatten, on images of `size`."""
+    import tempfile
+
+    import torch
+
+    from ..nn.pooling import AdaptiveAvgPool2d
+    from ..train.model import InferenceNetwork, from_onnx
+
+    model = classifier(name, seed, classes)
+    pooled = getattr(model, "avgpool", None)
+    adaptive = name.startswith(("vgg", "alexnet")) and isinstance(pooled, torch.nn.AdaptiveAvgPool2d)
+    if adaptive:
+        model.avgpool = torch.nn.Identity()
+    at = 224 if adaptive else size
+    with tempfile.TemporaryDirectory() as folder:
+        net = from_onnx(export(model, np.zeros((2, 3, at, at), np.float32), Path(folder) / "m.onnx"), ctx, dtype)
+    if not adaptive:
+        return model, net
+    model.avgpool = pooled
+    specs, arrays = list(net.specs), net.host_arrays()
+    flatten = next(i for i, spec in enumerate(specs) if type(spec).__name__ == "Flatten")
+    specs.insert(flatten, AdaptiveAvgPool2d(pooled.output_size))
+    renamed = {}
+    for key, array in arrays.items():
+        index, rest = key.split(".", 1)
+        i = int(index.removeprefix("layer_"))
+        renamed[f"layer_{i + (i >= flatten)}.{rest}"] = array
+    net.release()
+    resized = InferenceNetwork(ctx, (3, size, size), specs, dtype=dtype, init=None)
+    resized.set_arrays(renamed)
+    return model, resized

@@ -27,6 +27,7 @@ from ..runtime import allocation
 from . import initialization, registry
 from .parameters import FlatArrays
 from .placement import check_layers, place
+from .prediction import Predictions
 from .protocol import BuiltLayer, Layer
 from .summary import summary as summary_table
 from .training_network import TrainingNetwork
@@ -42,10 +43,7 @@ def check_network_layers(layers) -> list[Layer]:
     return layers
 
 
-CLASSIFIER_ACTIVATIONS = ("softmax", "log_softmax", "sigmoid")
-
-
-class Network:
+class Network(Predictions):
     """A sequence of layers on one device, for float32 or float64.
 
     `inputs` is the shape of one sample: an int for (batch, features) data, a tuple for other
@@ -312,76 +310,6 @@ class Network:
         widest = max(max(a, b) * item for a, b in sizes)
         free = max(info.global_mem_bytes - self.ctx.memory_in_use, 0)
         return max(1, min(free // 2 // per_row, info.largest_allocation // widest))
-
-    @property
-    def is_classifier(self) -> bool:
-        """Whether the output layer is a classifier's: (batch, outputs) through softmax or sigmoid."""
-        return len(self.output_shape) == 1 and self.output_activation in CLASSIFIER_ACTIVATIONS
-
-    def outputs_of(self, x, batch_size: int = 4096) -> np.ndarray:
-        """The network's output for x as one numpy array, computed in batches of batch_size rows."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-        if not isinstance(x, cla.Array):
-            x = host_batch(x, self.input_shape, self.dtype)  # converted once, not per batch
-        outputs = [self(x[i:i + batch_size]).get() for i in range(0, x.shape[0], batch_size)]
-        return np.concatenate(outputs) if outputs else np.zeros((0, *self.output_shape), self.dtype)
-
-    def predict(self, x, batch_size: int = 4096) -> np.ndarray:
-        """Predictions for x as numpy: for a classifier (softmax or sigmoid output) class indices,
-        the index of the largest output, or output > 0.5 for a single output; for any other
-        output layer the values, (samples,) for one output (as scikit-learn's regressors give),
-        else (samples, *output_shape). Runs in batches of batch_size rows."""
-        scores = self.outputs_of(x, batch_size)
-        if not self.is_classifier:
-            return scores[:, 0] if self.outputs == 1 else scores
-        if self.outputs == 1 and self.output_activation == "sigmoid":
-            return (scores[:, 0] > 0.5).astype(np.int64)
-        return scores.argmax(axis=1)
-
-    @property
-    def gives_logits(self) -> bool:
-        """Whether the outputs may be read as logits: a linear output layer of several outputs (a
-        PyTorch classifier's head, trained with cross-entropy)."""
-        return self.output_activation == "linear" and len(self.output_shape) == 1 and self.output_shape[0] > 1
-
-    def predict_proba(self, x, batch_size: int = 4096) -> np.ndarray:
-        """Class probabilities for x as numpy (samples, classes), as scikit-learn's classifiers give
-        them: a softmax's outputs, exp of a log_softmax's, (1 - p, p) for one sigmoid output, or
-        the softmax of a linear output layer's logits (several outputs). ValueError otherwise."""
-        if not (self.is_classifier or self.gives_logits):
-            raise ValueError(f"predict_proba is for classifiers (a softmax or sigmoid output layer, or linear logits "
-                             f"of several classes); this network's output is {self.output_activation}: use predict")
-        scores = self.outputs_of(x, batch_size)
-        if self.gives_logits:
-            shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-            return shifted / shifted.sum(axis=1, keepdims=True)
-        if self.output_activation == "log_softmax":
-            return np.exp(scores)
-        return np.column_stack([1 - scores[:, 0], scores[:, 0]]) if self.outputs == 1 else scores
-
-    def accuracy(self, x, labels) -> float:
-        """The fraction of samples whose `predict` equals labels (class indices or one-hot rows);
-        for classifiers only (a softmax or sigmoid output layer, or linear logits of several
-        classes, whose largest is the prediction)."""
-        if not (self.is_classifier or self.gives_logits):
-            raise ValueError(f"accuracy is for classifiers (a softmax or sigmoid output layer); this network's output "
-                             f"is {self.output_activation}: evaluate(x, y) gives the cost, MSE, MAE and R²")
-        labels = np.asarray(labels.get() if isinstance(labels, cla.Array) else labels)
-        if labels.ndim == 2 and labels.shape[1] > 1:
-            labels = labels.argmax(axis=1)
-        labels = labels.reshape(-1)
-        if labels.dtype.kind == "f" and np.array_equal(labels, np.round(labels)):
-            labels = labels.astype(np.int64)  # whole numbers written as floats
-        classes = max(self.outputs, 2) if isinstance(self.outputs, int) else 0
-        if labels.size and (labels.dtype.kind not in "iub" or labels.min() < 0 or labels.max() >= classes):
-            bad = labels[(labels < 0) | (labels >= classes)] if labels.dtype.kind in "iub" else labels[:5]
-            raise ValueError(f"labels must be class indices in 0..{classes - 1} for this network's {self.outputs} "
-                             f"output(s) (or one-hot rows), got {bad[:5]}")
-        predicted = self.outputs_of(x).argmax(axis=1) if self.gives_logits else self.predict(x)
-        if labels.shape != predicted.shape:
-            raise ValueError(f"labels must have one entry per sample ({predicted.shape[0]}), got {labels.shape}")
-        return float(np.mean(predicted == labels))
 
     def release(self) -> None:
         """Drop the device memory of the parameters and gradients (the context does this on close)."""

@@ -33,22 +33,19 @@ import numpy as np
 
 from ..nn.activation import Activation
 from ..nn.blocks import Add, Concat, Multiply, Residual
-from ..nn.conv2d import Conv2d
 from ..nn.flatten import Flatten
 from ..nn.fully_connected import FullyConnected
-from ..nn.normalization import BatchNorm
-from ..nn.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
-from ..ops import activations
-from .onnx_export import EXPORTED, onnx_package
+from ..nn.pooling import GlobalAvgPool2d
+from . import onnx_layers
+from .onnx_export import onnx_package
 from .onnx_graph import FORMS, MERGE_OPS, Graph, Merge, Node
 
 log = logging.getLogger("clnet")
 
-ACTIVATION_OPS = {op: name for name, op in EXPORTED.items() if op != "Identity"}
 NO_OPS = ("Identity", "Dropout", "Cast")  # Cast: to a float type only (`Reader.read`)
 LAYER_OPS = ("Gemm", "MatMul", "Add", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean",
              "BatchNormalization", "Flatten", "Reshape")
-SUPPORTED = (*LAYER_OPS, *ACTIVATION_OPS, "Clip", "Gelu", "HardSwish", "HardSigmoid", *MERGE_OPS, *NO_OPS)
+SUPPORTED = (*LAYER_OPS, *onnx_layers.ACTIVATION_OPS, "Clip", "Gelu", "HardSwish", "HardSigmoid", *MERGE_OPS, *NO_OPS)
 HEAD_OPS = ("ArgMax", "ZipMap")  # what classifier heads read the probabilities with
 FOLDED = ("Identity", "Cast", "Transpose")  # of a constant: computed here
 
@@ -183,17 +180,17 @@ class Reader:
     def read(self, node: Node) -> None:
         op, attributes = node.op, node.attributes
         if op in ("Gemm", "MatMul"):
-            self.add_pending(_linear(self, op, node, attributes))
+            self.add_pending(onnx_layers.linear(self, op, node, attributes))
         elif op == "Add":
             self.bias(node)
         elif op == "Conv":
-            self.add_pending(_conv(self, node, attributes))
+            self.add_pending(onnx_layers.conv(self, node, attributes))
         elif op in ("MaxPool", "AveragePool"):
-            self.add(_pool(self, node, attributes))
+            self.add(onnx_layers.pool(self, node, attributes))
         elif op in ("GlobalAveragePool", "ReduceMean"):
             self.global_average(node, attributes)
         elif op == "BatchNormalization":
-            self.add(*_batch_norm(self, node, attributes))
+            self.add(*onnx_layers.batch_norm(self, node, attributes))
         elif op in ("Flatten", "Reshape"):
             self.flatten(node, attributes)
         elif op == "Identity" and self.pending is not None:  # clnet's own "linear": the layer is whole
@@ -201,13 +198,13 @@ class Reader:
         elif op == "Cast":
             self.cast(node, attributes)
         elif op == "Clip":
-            self.activation(_clip(self, node, attributes))
+            self.activation(onnx_layers.clip(self, node, attributes))
         elif op in FORMS:  # recognised from several nodes (clnet.train.onnx_graph)
             self.activation(op)
         elif op in ("Mul", "Concat"):
             raise self.fail(node, "a product or concatenation with a constant; clnet imports them of branches")
         elif op not in NO_OPS:
-            self.activation(_activation(self, op, node, attributes))
+            self.activation(onnx_layers.activation(self, op, node, attributes))
 
     def merge(self, merge: Merge) -> None:
         """A block: each branch read from the fork's shape by a reader of its own."""
@@ -331,110 +328,3 @@ def _shape_after(layers: list, shape: tuple[int, ...]) -> tuple[int, ...]:
     for layer in layers:
         shape = layer.output_shape(shape)
     return shape
-
-
-def _linear(reader: Reader, op: str, node, attributes: dict) -> tuple:
-    """A fully-connected layer awaiting its activation, from a Gemm or MatMul of constant weights."""
-    weights = [reader.values.get(name) for name in node.inputs[1:2]]
-    if not weights or weights[0] is None or weights[0].ndim != 2:
-        raise reader.fail(node, "needs a constant 2-D weight matrix")
-    if op == "MatMul":
-        w, bias = weights[0].T, None
-    else:
-        if attributes.get("transA", 0) or attributes.get("alpha", 1.0) != 1.0 or attributes.get("beta", 1.0) != 1.0:
-            raise reader.fail(node, "transA, alpha or beta other than 0, 1, 1")
-        w = weights[0] if attributes.get("transB", 0) else weights[0].T
-        bias = reader.values.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
-    arrays = {"weights": np.ascontiguousarray(w), "bias": None if bias is None else bias.reshape(-1)}
-    return (lambda activation: FullyConnected(w.shape[0], activation)), arrays
-
-
-def _conv(reader: Reader, node, attributes: dict) -> tuple:
-    """A Conv2d awaiting its activation, from a 2-D Conv of constant weights."""
-    weights = reader.values.get(node.inputs[1])
-    if weights is None or weights.ndim != 4:
-        raise reader.fail(node, "clnet imports 2-D convolutions with constant (out, in, kh, kw) weights")
-    if attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise reader.fail(node, f"auto_pad {attributes['auto_pad']!r}; clnet imports explicit pads")
-    kernel = tuple(attributes.get("kernel_shape", weights.shape[2:]))
-    stride, dilation = tuple(attributes.get("strides", (1, 1))), tuple(attributes.get("dilations", (1, 1)))
-    top, left, bottom, right = attributes.get("pads", (0, 0, 0, 0))
-    if (top, left) == (bottom, right):
-        padding = (top, left)
-    elif stride == (1, 1) and all(b == t // 2 and a == t - t // 2 for b, a, t in (
-            (top, bottom, dilation[0] * (kernel[0] - 1)), (left, right, dilation[1] * (kernel[1] - 1)))):
-        padding = "same"
-    else:
-        raise reader.fail(node, f"asymmetric pads {[top, left, bottom, right]}; clnet's Conv2d pads both sides "
-                                "alike (or as padding='same')")
-    bias = reader.values.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
-    arrays = {"weights": weights, **({} if bias is None else {"bias": bias})}
-    group = int(attributes.get("group", 1))
-    return (lambda activation: Conv2d(weights.shape[0], kernel, stride, padding, dilation, group, bias is not None,
-                                      activation)), arrays
-
-
-def _pool(reader: Reader, node, attributes: dict):
-    if any(d != 1 for d in attributes.get("dilations", ())):
-        raise reader.fail(node, f"dilations {list(attributes['dilations'])}; clnet's pooling has none")
-    if attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise reader.fail(node, f"auto_pad {attributes['auto_pad']!r}; clnet imports explicit pads")
-    top, left, bottom, right = attributes.get("pads", (0, 0, 0, 0))
-    if (top, left) != (bottom, right):
-        raise reader.fail(node, f"asymmetric pads {[top, left, bottom, right]}")
-    kernel, stride = tuple(attributes["kernel_shape"]), tuple(attributes.get("strides", (1, 1)))
-    ceil = bool(attributes.get("ceil_mode", 0))
-    if node.op == "MaxPool":
-        return MaxPool2d(kernel, stride, (top, left), ceil)
-    return AvgPool2d(kernel, stride, (top, left), bool(attributes.get("count_include_pad", 0)), ceil)
-
-
-def _batch_norm(reader: Reader, node, attributes: dict) -> tuple:
-    if attributes.get("training_mode", 0):
-        raise reader.fail(node, "training_mode=1; clnet imports inference batch normalization")
-    scale, shift, mean, var = (reader.values.get(name) for name in node.inputs[1:5])
-    if any(a is None for a in (scale, shift, mean, var)):
-        raise reader.fail(node, "needs constant scale, bias, mean and variance")
-    # ONNX's momentum weighs the running value, PyTorch's the batch; both kept in float32 (0.9 is 0.89999998)
-    momentum = round(1 - float(str(np.float32(attributes.get("momentum", 0.9)))), 7)
-    eps = float(str(np.float32(attributes.get("epsilon", 1e-5))))
-    return BatchNorm(eps, momentum), {"scale": scale, "shift": shift, "running_mean": mean, "running_var": var}
-
-
-def _clip(reader: Reader, node, attributes: dict) -> str:
-    """relu6 for Clip(0, 6), relu for Clip(0) (bounds as inputs from opset 11, attributes before)."""
-    bounds = []
-    for i, (name, unbounded) in enumerate((("min", -np.inf), ("max", np.inf)), start=1):
-        given = node.inputs[i] if len(node.inputs) > i and node.inputs[i] else None
-        bounds.append(float(np.ravel(reader.values[given])[0]) if given else float(attributes.get(name, unbounded)))
-    if bounds == [0.0, 6.0]:
-        return "relu6"
-    if bounds == [0.0, np.inf]:
-        return "relu"
-    raise reader.fail(node, f"Clip({bounds[0]}, {bounds[1]}); clnet imports Clip(0, 6) as relu6 and Clip(0) as relu")
-
-
-def _activation(reader: Reader, op: str, node, attributes: dict):
-    """The activation (a name, or (name, alpha)) of an activation node."""
-    if op in ("Softmax", "LogSoftmax") and attributes.get("axis", -1) not in (1, -1):
-        raise reader.fail(node, f"a {op} over axis {attributes['axis']}; clnet's is over axis 1")
-    if op == "Gelu":
-        approximate = attributes.get("approximate", b"none")
-        return "gelu_tanh" if approximate in (b"tanh", "tanh") else "gelu"
-    if op == "HardSwish":
-        return "hardswish"
-    if op == "HardSigmoid":  # PyTorch's is alpha 1/6, beta 1/2 (kept in float32)
-        alpha, beta = attributes.get("alpha", 0.2), attributes.get("beta", 0.5)
-        if abs(alpha - 1 / 6) > 1e-7 or beta != 0.5:
-            raise reader.fail(node, f"HardSigmoid(alpha={alpha:.7g}, beta={beta:.7g}); clnet's hardsigmoid is "
-                                    "PyTorch's, alpha 1/6 and beta 1/2")
-        return "hardsigmoid"
-    name = ACTIVATION_OPS[op]
-    if name in activations.DEFAULT_ALPHA:
-        # ONNX keeps alpha in float32: its shortest decimal is what the exporter was given (0.01)
-        alpha = float(str(np.float32(attributes.get("alpha", activations.DEFAULT_ALPHA[name]))))
-        try:
-            return activations.parse((name, alpha))
-        except ValueError as exc:
-            raise reader.fail(node, str(exc)) from exc
-    return name
