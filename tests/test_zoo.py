@@ -41,3 +41,14 @@ def test_a_torchvision_classifier_imports_with_pytorchs_outputs(ctx, tmp_path, n
     if exporter == "legacy":  # clnet's export of what it imported, in onnxruntime
         session = ort.InferenceSession(str(net.to_onnx(tmp_path / "again.onnx")))
         close(session.run(None, {"x": x})[0], found)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_the_fine_tuning_example_trains_the_head_alone(ctx):
+    pytest.importorskip("sklearn", reason="needs scikit-learn (the examples extra)")
+    from clnet.app.demo import load_example
+
+    result = load_example("finetune").run(ctx, epochs=4, progress=False)
+    assert result["frozen"] and result["onnxruntime"]
+    assert result["accuracy"] > result["chance"] + 0.3 and result["loaded"] == result["accuracy"]
+    assert result["trainable"] == 512 * 10 + 10  # the new head's weights and bias, nothing else

@@ -72,6 +72,25 @@ def _digits(ctx) -> None:
           f"(train {result['train_accuracy']:.3f}), {result['epochs']} epochs in {result['seconds']:.1f} s")
 
 
+def _finetune(ctx) -> None:
+    print("\nFine-tuning an imported classifier: torchvision's resnet18 (random weights) through ONNX, a new "
+          "10-class head, the body frozen, on the digits as 3x32x32 images:")
+    try:
+        import onnxruntime  # noqa: F401
+        import sklearn  # noqa: F401
+
+        from .torchvision_models import load_torchvision
+        load_torchvision()
+    except ImportError as exc:
+        print(f"  skipped: needs PyTorch, torchvision, onnxruntime and scikit-learn (make test installs them): {exc}")
+        return
+    result = load_example("finetune").run(ctx, progress=False)
+    print(f"  test accuracy {result['accuracy']:.3f} on {result['test']} images, chance {result['chance']:.2f} "
+          f"(+{result['accuracy'] - result['chance']:.2f}), {result['epochs']} epochs in {result['seconds']:.1f} s; "
+          f"the body's weights bit-identical: {result['frozen']}; onnxruntime runs the export alike: "
+          f"{result['onnxruntime']}")
+
+
 def run_demo(spec: str | None = None) -> int:
     """Print the device table, say which device was chosen and why, and run the examples."""
     infos = devices()
@@ -114,4 +133,5 @@ def run_demo(spec: str | None = None) -> int:
               "(article: 10 epochs in 2.3 s for a batch of 10000 on its GPU)")
         del big, training
         _digits(ctx)
+        _finetune(ctx)
     return 0
