@@ -23,6 +23,8 @@ ACTIVATIONS = {"linear": lambda t: t, "relu": torch.relu, "tanh": torch.tanh,
     ((3, 9, 8), 2, 5, (3, 2), {"stride": 2, "padding": 1, "activation": "relu"}),
     ((4, 9, 9), 1, 6, 3, {"padding": "same", "dilation": 2, "groups": 2, "activation": "gelu"}),
     ((5, 6, 7), 2, 5, 2, {"padding": "same", "groups": 5, "bias": False, "activation": "tanh"}),  # depthwise
+    ((6, 9, 8), 3, 6, 3, {"stride": 2, "padding": 1, "groups": 6, "activation": "relu"}),  # MobileNet's stride 2
+    ((4, 7, 9), 2, 4, (3, 5), {"padding": (2, 1), "dilation": (2, 1), "groups": 4, "activation": "gelu"}),
     ((1, 11, 10), 3, 9, 5, {"stride": (2, 3), "padding": (2, 1), "activation": ("leaky_relu", 0.2)}),
     ((6, 5, 5), 4, 3, 1, {"stride": 2}),
 ])

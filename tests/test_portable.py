@@ -286,6 +286,8 @@ CNN_LAYERS = {  # issue 21's kernels at small, odd sizes: (layer, PyTorch module
              (2, 5, 6), 2),
     "depthwise": (lambda: clnet.Conv2d(4, 2, padding="same", groups=2), "Conv2d(2, 4, 2, padding='same', groups=2)",
                   (2, 5, 3), 1),
+    "depthwise s2": (lambda: clnet.Conv2d(3, 3, stride=2, padding=1, groups=3),
+                     "Conv2d(3, 3, 3, stride=2, padding=1, groups=3)", (3, 5, 6), 2),
     "max pool": (lambda: clnet.MaxPool2d(3, stride=2, padding=1), "MaxPool2d(3, stride=2, padding=1)", (2, 5, 6), 2),
     "avg pool": (lambda: clnet.AvgPool2d(2), "AvgPool2d(2)", (3, 5, 4), 2),
     "global avg": (lambda: clnet.GlobalAvgPool2d(), "AdaptiveAvgPool2d(1)", (3, 3, 5), 2),

@@ -20,7 +20,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from . import activations, blas
+from . import activations, blas, depthwise
 from .arrays import check_array, reduction_items, vector_width
 
 WORKSPACE_BYTES = 64 << 20  # a convolution's column matrix and product, per chunk of images
@@ -178,6 +178,11 @@ def forward(ctx, x: cla.Array, weights: cla.Array, bias: cla.Array | None, out: 
     when given; cols and product: the flat workspace (workspace_bytes). Queued."""
     dtype = ctx.real_dtype(x.dtype)
     _images(ctx, x, geometry, "x")
+    if depthwise.applies(geometry):  # one filter per channel: kernels of their own
+        depthwise.forward(ctx, x, weights, bias, out if z is None else z, geometry)
+        if z is not None or activation != "linear":
+            activations.forward(ctx, activation, out if z is None else z, out, alpha)
+        return
     if direct(ctx, dtype, geometry):
         _direct(ctx, x, weights, bias, out, activation, alpha, z, cols, geometry)
         return
@@ -273,6 +278,9 @@ def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weigh
     The filters' gradient is im2col and a GEMM: a direct kernel (each work-item summing a few
     filter weights over every sample and pixel) streamed the whole delta per work-item and ran at
     half that speed (27 against 19 ms on the CIFAR network's 32 -> 32 layer, bench/RESULTS.md)."""
+    if depthwise.applies(geometry):
+        depthwise.backward(ctx, x, delta, weights, grad_weights, grad_bias, grad_x, geometry, accumulate)
+        return
     columns = x.shape[0] * geometry.pixels
     dz = product[:geometry.out_channels * columns].reshape(geometry.out_channels, columns)
     delta_columns(ctx, delta, delta, dz, None)  # (samples, out, pixels) -> (out, samples * pixels)
