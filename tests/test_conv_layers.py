@@ -27,6 +27,7 @@ ACTIVATIONS = {"linear": lambda t: t, "relu": torch.relu, "tanh": torch.tanh,
     ((4, 7, 9), 2, 4, (3, 5), {"padding": (2, 1), "dilation": (2, 1), "groups": 4, "activation": "gelu"}),
     ((1, 11, 10), 3, 9, 5, {"stride": (2, 3), "padding": (2, 1), "activation": ("leaky_relu", 0.2)}),
     ((6, 5, 5), 4, 3, 1, {"stride": 2}),
+    ((8, 3, 3), 1, 4, 3, {"padding": 1}),  # few columns: the filters' gradient without a transpose
 ])
 def test_conv2d_equals_pytorch(ctx, dtype, shape, batch, out, kernel, options):
     torch_options = {k: v for k, v in options.items() if k != "activation"}
@@ -35,13 +36,15 @@ def test_conv2d_equals_pytorch(ctx, dtype, shape, batch, out, kernel, options):
             activation=ACTIVATIONS[options.get("activation", "linear")])
 
 
-def test_conv2d_in_chunks_equals_one_chunk(ctx, monkeypatch):
-    """A workspace of two images: the passes run image by image, with the same numbers."""
+@pytest.mark.parametrize("spec, shape", [(clnet.Conv2d(4, 3, padding=1, activation="tanh"), (3, 8, 8)),
+                                         (clnet.Conv2d(4, 3, padding=1, activation="tanh"), (16, 2, 2))])
+def test_conv2d_in_chunks_equals_one_chunk(ctx, monkeypatch, spec, shape):
+    """A workspace of two images: the passes run image by image, with the same numbers (the
+    filters' gradient added up chunk by chunk, transposed or, with few columns, in place)."""
     from clnet.ops import conv
 
-    spec, shape = clnet.Conv2d(4, 3, padding=1, activation="tanh"), (3, 8, 8)
     monkeypatch.setattr(conv, "WORKSPACE_BYTES", 2 * sum(conv.workspace_bytes(spec.geometry(shape), 1, 8)))
-    net = compare(ctx, spec, torch.nn.Conv2d(3, 4, 3, padding=1), shape, 5, np.float64,
+    net = compare(ctx, spec, torch.nn.Conv2d(shape[0], 4, 3, padding=1), shape, 5, np.float64,
                   activation=torch.tanh)
     training = clnet.TrainingNetwork(net, np.zeros((5, *shape)))
     assert training.layers[0].chunk == 2

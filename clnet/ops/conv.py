@@ -27,6 +27,7 @@ WORKSPACE_BYTES = 64 << 20  # a convolution's column matrix and product, per chu
 ROW_GROUP = 8  # vectors of an output row per work-group in conv_output and conv_delta
 FIXED_KW = 7  # filters up to this wide get conv_direct's row loop unrolled (a build per width)
 MAX_TILE_COLUMNS = 64  # the widest tile clnet's GEMM uses (what a packed column matrix is padded to)
+TRANSPOSE_BLOCK = 16  # the squares flip_weights and transpose_into work in (BLOCK in conv.cl)
 
 
 @dataclass(frozen=True)
@@ -165,11 +166,13 @@ def _groups(geometry: Geometry, weights: cla.Array):
 
 def direct(ctx, dtype, geometry: Geometry) -> bool:
     """Whether conv_direct computes this convolution: stride 1 where clnet's GEMM would run the
-    product (its register tile on CPUs; GPUs with CLBlast keep im2col and CLBlast)."""
+    product (its register tile on CPUs; GPUs with CLBlast keep im2col and CLBlast), on output rows
+    at least as wide as its tile (2 vectors): a narrower row leaves most of the tile idle (resnet18
+    on 64x64 images, rows of 8 to 2 pixels: its 3x3 layers took 2.4x as long as by im2col)."""
     columns, per_out, per_row = geometry.pixels, geometry.out_channels // geometry.groups, \
         geometry.rows // geometry.groups
-    return (geometry.sh, geometry.sw) == (1, 1) and blas.settings(ctx, dtype).backend(
-        per_out, columns * 64, per_row) == "clnet"
+    return (geometry.sh, geometry.sw) == (1, 1) and geometry.out_w >= 2 * _tiles(ctx, dtype)["width"] and \
+        blas.settings(ctx, dtype).backend(per_out, columns * 64, per_row) == "clnet"
 
 
 def forward(ctx, x: cla.Array, weights: cla.Array, bias: cla.Array | None, out: cla.Array, activation: str,
@@ -242,18 +245,23 @@ def _tiles(ctx, dtype) -> dict:
 def weight_gradients(ctx, dz: cla.Array, cols: cla.Array, grad_weights: cla.Array, geometry: Geometry,
                      accumulate: bool) -> None:
     """grad_weights (+)= dz @ cols.T per group, cols the plain column matrix, computed as
-    cols @ dz.T (the orientation clnet's GEMM runs fastest here: rows of cols read in place) and
-    transposed into place. Queued."""
+    cols @ dz.T (the orientation clnet's GEMM runs fastest on long columns: rows of cols read in
+    place) and transposed into place, or directly where the columns are few. Queued."""
     dtype = ctx.real_dtype(dz.dtype)
     filters, per_out, per_row = _groups(geometry, grad_weights)
+    if 2 * dz.shape[1] < per_row:  # short in k (small images): dz @ cols.T in place beats a transpose
+        for i, dw in enumerate(filters):  # resnet18's 512 -> 512 on 2x2: 2.4 against 7.0 ms
+            blas.gemm(ctx, dz[i * per_out:(i + 1) * per_out], cols[i * per_row:(i + 1) * per_row], dw,
+                      trans_b=True, beta=1.0 if accumulate else 0.0)
+        return
     transposed = cla.Array(ctx.queue, (per_row, per_out), dtype,
                            data=ctx.scratch("conv.weight_gradient", per_row * per_out * dtype.itemsize))
     kernel = ctx.kernel("conv.cl", "transpose_into", dtype=dtype)
     for i, dw in enumerate(filters):
         blas.gemm(ctx, cols[i * per_row:(i + 1) * per_row], dz[i * per_out:(i + 1) * per_out], transposed,
                   trans_b=True)
-        items = per_out * per_row
-        kernel(ctx.queue, (-(-items // 64) * 64,), (64,), src=transposed, dst=dw, rows=per_out, cols=per_row,
+        blocks = -(-per_out // TRANSPOSE_BLOCK) * -(-per_row // TRANSPOSE_BLOCK)
+        kernel(ctx.queue, (-(-blocks // 64) * 64,), (64,), src=transposed, dst=dw, rows=per_out, cols=per_row,
                accumulate=int(accumulate))
 
 
@@ -262,8 +270,9 @@ def flip_weights(ctx, weights: cla.Array, flipped: cla.Array, geometry: Geometry
     dtype = ctx.real_dtype(weights.dtype)
     check_array(ctx, flipped, "flipped", dtype=dtype)
     kernel = ctx.kernel("conv.cl", "flip_weights", dtype=dtype)
-    items = weights.size
-    return kernel(ctx.queue, (-(-items // 64) * 64,), (64,), w=weights, flipped=flipped,
+    out_g, in_g = geometry.out_channels // geometry.groups, geometry.channels // geometry.groups
+    blocks = geometry.groups * -(-out_g // TRANSPOSE_BLOCK) * -(-in_g // TRANSPOSE_BLOCK)
+    return kernel(ctx.queue, (-(-blocks // 64) * 64,), (64,), w=weights, flipped=flipped,
                   out_channels=geometry.out_channels, in_g=geometry.channels // geometry.groups,
                   groups=geometry.groups, kh=geometry.kh, kw=geometry.kw)
 
