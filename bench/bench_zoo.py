@@ -7,11 +7,12 @@ alone against torch.nn.functional.conv2d.
 Networks: dlprimitives' five (alexnet, resnet18, resnet50, vgg16, mobilenet_v2) and densenet121
 and efficientnet_b0, random weights, float32, 1000 classes, batch 16 of 3x64x64 images. A
 training step is one mini-batch of `fit` (clnet: cross-entropy on the logits, SGD with momentum
-0.9, batch statistics; its data on the device, gathered by index as fit does) or one forward,
-backward and SGD step of the PyTorch model in train mode (torch.set_num_threads(cores); dropout
-set to 0, since the ONNX export, an inference graph, has none); inference is one batch, PyTorch
-in eval mode under no_grad. alexnet and vgg16 are exported at 224 x 224 without their adaptive
-pooling, which clnet's AdaptiveAvgPool2d then does at 64 x 64 (clnet.app.torchvision_models).
+0.9 at a rate of 1e-5, so that the repeated epochs never diverge; batch statistics; its data on
+the device, gathered by index as fit does) or one forward, backward and SGD step of the PyTorch
+model in train mode (torch.set_num_threads(cores); dropout set to 0, since the ONNX export, an
+inference graph, has none); inference is one batch, PyTorch in eval mode under no_grad. alexnet
+and vgg16 are exported at 224 x 224 without their adaptive pooling, which clnet's
+AdaptiveAvgPool2d then does at 64 x 64 (clnet.app.torchvision_models).
 Times: the median of `rounds` medians of `repeats` runs, the libraries alternating. Ratios:
 clnet's time / PyTorch's.
 """
@@ -51,9 +52,9 @@ def runs(ctx, name: str) -> tuple[dict, clnet.InferenceNetwork]:
             module.p = 0.0
     x, y = data()
     x_dev = clnet.ops.arrays.to_device_batch(ctx, x, (3, SIZE, SIZE), np.float32)
-    sgd = clnet.SGD(0.01, momentum=0.9)
+    sgd = clnet.SGD(1e-5, momentum=0.9)  # small: the timed epochs repeat on one batch, and must not diverge
     xt, yt = torch.tensor(x), torch.tensor(y)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-5, momentum=0.9)
 
     def torch_epoch():
         model.train()
