@@ -270,3 +270,55 @@ def test_a_killed_residual_network_resumes_bit_for_bit(ctx, tmp_path):
     (resumed, arrays), (whole, expected) = runs
     assert resumed == whole
     assert all(np.array_equal(arrays[k], expected[k]) for k in expected)
+
+
+RANKS_RUN = """\\
+import sys
+sys.path.insert(0, sys.argv[3])
+import numpy as np, clnet
+from tests.test_blocks import branching_data, plain_branching_net
+
+world = clnet.distributed.World()
+x, labels = branching_data()
+with world.context(sys.argv[2]) as ctx:
+    net = plain_branching_net(ctx, seed=1 + world.rank)  # rank 0's weights reach every rank
+    history = net.fit(x, labels, epochs=2, batch_size=6, optimizer=clnet.SGD(0.05, momentum=0.9), seed=3,
+                      progress=False, world=world)
+    if world.rank == 0:
+        np.savez(sys.argv[1], history=np.array(history), **net.host_arrays())
+"""
+
+
+def plain_branching_net(ctx, seed=0):
+    """Blocks without batch norm, whose statistics would differ between ranks."""
+    return clnet.InferenceNetwork(ctx, (3, 8, 8), [
+        C(4, 3, padding=1, activation="relu"),
+        R([C(6, 3, stride=2, padding=1, activation="relu"), C(6, 3, padding=1)], shortcut=[C(6, 1, stride=2)]),
+        clnet.Activation("relu"), clnet.Concat([C(2, 1, activation="relu")], []), squeeze_excite(8, 2),
+        clnet.GlobalAvgPool2d(), clnet.Flatten(), clnet.FullyConnected(4)], dtype=np.float64, seed=seed)
+
+
+def test_a_network_with_blocks_trains_on_two_ranks_as_one_process(ctx, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .conftest import TEST_DEVICE
+
+    mpiexec = Path(sys.executable).with_name("mpiexec")
+    if not mpiexec.exists():
+        pytest.skip("mpiexec is not in the venv: pip install 'clnet[mpi]'")
+    out, root = tmp_path / "ranks.npz", Path(__file__).resolve().parents[1]
+    result = subprocess.run([str(mpiexec), "-n", "2", sys.executable, "-c", RANKS_RUN, str(out), TEST_DEVICE,
+                             str(root)], capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "POCL_MAX_PTHREAD_COUNT": "1"})
+    assert result.returncode == 0, result.stderr
+    x, labels = branching_data()
+    net = plain_branching_net(ctx, seed=1)
+    history = net.fit(x, labels, epochs=2, batch_size=6, optimizer=clnet.SGD(0.05, momentum=0.9), seed=3,
+                      progress=False)
+    saved = np.load(out)
+    np.testing.assert_allclose(saved["history"], history, rtol=1e-10)
+    for name, value in net.host_arrays().items():
+        np.testing.assert_allclose(saved[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
