@@ -383,3 +383,31 @@ def test_branches_that_do_not_nest_are_refused_with_the_node(ctx, tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "m.onnx"))
     with pytest.raises(ValueError, match="node .*used by two branches that do not meet"):
         clnet.from_onnx(tmp_path / "m.onnx", ctx)
+
+
+def test_a_reshape_by_a_computed_shape_is_a_flatten_and_onnxruntime_agrees(ctx, tmp_path):
+    """The dynamo exporter's form for a dynamic batch: Shape -> Gather -> Unsqueeze -> Concat with
+    -1 -> Reshape, before the head; the shape computation is dropped, the Reshape flattens."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    w, fc = rng.normal(size=(4, 2, 3, 3)).astype(np.float32), rng.normal(size=(3, 4 * 4 * 4)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Shape", ["r"], ["s"]), helper.make_node("Gather", ["s", "zero"], ["b"], axis=0),
+             helper.make_node("Unsqueeze", ["b", "axes"], ["b1"]),
+             helper.make_node("Concat", ["b1", "minus_one"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["r", "shape"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "fc"], ["y"], transB=1)]
+    constants = {"w": w, "fc": fc, "zero": np.array(0, np.int64), "axes": np.array([0], np.int64),
+                 "minus_one": np.array([-1], np.int64)}
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+                              [numpy_helper.from_array(v, k) for k, v in constants.items()])
+    path = tmp_path / "dynamic.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7), str(path))
+    net = clnet.from_onnx(path, ctx)
+    assert [type(s).__name__ for s in net.specs] == ["Conv2d", "Flatten", "FullyConnected"]
+    ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime (the test extra)")
+    x = rng.normal(size=(5, 2, 4, 4)).astype(np.float32)
+    np.testing.assert_allclose(net(x).get(), ort.InferenceSession(str(path)).run(None, {"x": x})[0], rtol=1e-5,
+                               atol=1e-5)
