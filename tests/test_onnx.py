@@ -411,3 +411,24 @@ def test_a_reshape_by_a_computed_shape_is_a_flatten_and_onnxruntime_agrees(ctx, 
     x = rng.normal(size=(5, 2, 4, 4)).astype(np.float32)
     np.testing.assert_allclose(net(x).get(), ort.InferenceSession(str(path)).run(None, {"x": x})[0], rtol=1e-5,
                                atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_pytorchs_own_forms_of_the_newer_activations_import(ctx, tmp_path, dynamo):
+    """What torch.onnx.export writes for GELU (Erf form, and tanh), SiLU, Hardswish and
+    Hardsigmoid at opset 13 (TorchScript) or 18 (dynamo): each one clnet activation again."""
+    torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
+    torch.manual_seed(2)
+    n = torch.nn
+    model = n.Sequential(n.Linear(5, 6), n.GELU(), n.Linear(6, 6), n.SiLU(), n.Linear(6, 6), n.Hardswish(),
+                         n.Linear(6, 6), n.GELU(approximate="tanh"), n.Linear(6, 6), n.Hardsigmoid(),
+                         n.Linear(6, 3)).eval()
+    x = torch.randn(4, 5) * 3
+    path = tmp_path / "acts.onnx"
+    options = {"dynamo": True} if dynamo else {"dynamo": False, "opset_version": 13}
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], **options)
+    net = clnet.from_onnx(path, ctx)
+    assert [s.activation for s in net.specs] == ["gelu", "silu", "hardswish", "gelu_tanh", "hardsigmoid", "linear"]
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x.numpy()).get(), model(x).numpy(), rtol=1e-5, atol=1e-5)

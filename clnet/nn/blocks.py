@@ -166,10 +166,6 @@ class Multiply(Branches):
                              f"scale each channel, got {factor}")
         return main
 
-    @classmethod
-    def from_config(cls, config: dict) -> Multiply:
-        return cls(*config["branches"])
-
 
 class BranchesLayer(BuiltLayer):
     """The inference half: each branch's layers built on views of the block's arrays."""
