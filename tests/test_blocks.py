@@ -322,3 +322,19 @@ def test_a_network_with_blocks_trains_on_two_ranks_as_one_process(ctx, tmp_path)
     np.testing.assert_allclose(saved["history"], history, rtol=1e-10)
     for name, value in net.host_arrays().items():
         np.testing.assert_allclose(saved[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+def test_blocks_export_to_onnx_run_in_onnxruntime_and_import_back(ctx, tmp_path, name):
+    ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime (the test extra)")
+    shape, block = BLOCKS[name]
+    net = clnet.InferenceNetwork(ctx, shape, [block, clnet.GlobalAvgPool2d(), clnet.Flatten(),
+                                              clnet.FullyConnected(3)], dtype=np.float32, seed=4)
+    randomize(net, np.random.default_rng(2))
+    x = np.random.default_rng(3).normal(size=(2, *shape)).astype(np.float32)
+    path = net.to_onnx(tmp_path / f"{name}.onnx")
+    found = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    np.testing.assert_allclose(found, net(x).get(), rtol=1e-4, atol=1e-5)
+    back = clnet.from_onnx(path, ctx)
+    np.testing.assert_allclose(back(x).get(), net(x).get(), rtol=1e-5, atol=1e-6)
+    assert sum(p.size for p in back.parameters()) == sum(p.size for p in net.parameters())

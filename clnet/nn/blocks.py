@@ -216,6 +216,10 @@ class BranchesLayer(BuiltLayer):
                 prefix = f"{self.spec.branch_name(b)}.{j}."
                 current = layer.to_onnx(graph, current, {n: arrays[prefix + n] for n in layer.arrays})
             outs.append(current)
+        shapes = self.spec.branch_shapes(self.input_shape)
+        if self.spec.merge == "multiply" and len(shapes[1]) < len(shapes[0]):  # ONNX broadcasts trailing axes
+            target = [0, shapes[1][0]] + [1] * (len(shapes[0]) - 1)  # (batch, channels, 1, 1); 0: as it is
+            outs[1] = graph.node("Reshape", [outs[1], graph.constant(target, "shape", np.int64)])
         if self.spec.merge == "concat":
             return graph.node("Concat", outs, axis=1)
         op = "Add" if self.spec.merge == "add" else "Mul"

@@ -56,9 +56,11 @@ class Graph:
         self.nodes.append(self.helper.make_node(op, inputs, [out], name=f"{op}_{len(self.nodes)}", **attributes))
         return out
 
-    def constant(self, array, hint: str = "c") -> str:
+    def constant(self, array, hint: str = "c", dtype=None) -> str:
+        """An initializer of the network's dtype (or `dtype`: int64 for shapes); returns its name."""
         name = self._name(hint)
-        self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(array, dtype=self.dtype), name))
+        self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(array, dtype=dtype or self.dtype),
+                                                              name))
         return name
 
     def activation(self, name: str, alpha: float | None, x: str) -> str:

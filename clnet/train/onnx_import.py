@@ -288,6 +288,8 @@ class Reader:
             raise self.fail(node, f"axis {attributes['axis']}; clnet flattens each sample (axis 1)")
         if node.op == "Reshape" and not attributes.get("computed"):  # a computed shape: the dynamo's flatten
             shape = [int(n) for n in np.ravel(self.values[node.inputs[1]])]
+            if self.rank == 2 and len(shape) > 2 and shape[1] == features and not any(n != 1 for n in shape[2:]):
+                return  # (batch, c) as (batch, c, 1, 1): a Multiply's factor, which it broadcasts itself
             if len(shape) != 2 or shape[1] not in (features, -1):
                 raise self.fail(node, f"a reshape to {shape}; clnet imports only a flattening one, (batch, "
                                       f"{features})")
