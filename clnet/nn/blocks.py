@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pyopencl.array as cla
@@ -43,7 +44,7 @@ class Branches(Layer):
 
     merge = "add"
 
-    def __init__(self, *branches):
+    def __init__(self, *branches: Sequence[Layer] | Layer):
         self.branches = [_branch(b, f"branch {i} of {type(self).__name__}") for i, b in enumerate(branches)]
         if len(self.branches) < 2:
             raise ValueError(f"{type(self).__name__} needs at least two branches (a list of layers each, [] for "
@@ -115,7 +116,7 @@ class Residual(Add):
     such as [Conv2d(channels, 1, stride=2, bias=False), BatchNorm()]. Put Activation("relu")
     after it for ResNet's activation after the sum."""
 
-    def __init__(self, body, shortcut=None):
+    def __init__(self, body: Sequence[Layer] | Layer, shortcut: Sequence[Layer] | Layer | None = None):
         super().__init__(body, [] if shortcut is None else shortcut)
 
     def branch_name(self, b: int) -> str:
@@ -156,7 +157,7 @@ class Multiply(Branches):
 
     merge = "multiply"
 
-    def __init__(self, main, factor):
+    def __init__(self, main: Sequence[Layer] | Layer, factor: Sequence[Layer] | Layer):
         super().__init__(main, factor)
 
     def output_shape(self, input_shape):

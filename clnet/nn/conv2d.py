@@ -163,10 +163,18 @@ class Conv2dLayer(BuiltLayer):
         return out
 
     def chunk(self, batch: int, cols: cla.Array, product: cla.Array) -> int:
-        """Images per chunk for a workspace of these buffers."""
-        item = self.dtype.itemsize
-        cols_bytes, product_bytes = conv.workspace_bytes(self.geometry, 1, item)  # per image, at least
-        return max(1, min(batch, cols.size * item // cols_bytes, product.size * item // product_bytes))
+        """Images per chunk for a workspace of these buffers: the most whose workspace fits (one
+        image's, padded to a whole tile of columns, said 1 for every small image)."""
+        have = (cols.size * self.dtype.itemsize, product.size * self.dtype.itemsize)
+        low, high = 1, batch  # workspace_bytes grows with the images: bisect
+        while low < high:
+            middle = (low + high + 1) // 2
+            if all(need <= room for need, room in zip(conv.workspace_bytes(self.geometry, middle,
+                                                                           self.dtype.itemsize), have)):
+                low = middle
+            else:
+                high = middle - 1
+        return low
 
     def _scratch(self, batch: int) -> tuple[cla.Array, cla.Array]:
         g, item = self.geometry, self.dtype.itemsize
@@ -221,6 +229,9 @@ class Conv2dTraining(LayerTraining):
         layer, ctx = self.layer, self.ctx
         activation = None if skip_activation_derivative or layer.activation == "linear" else layer.activation
         saved = self.z if activation is not None and activations.reads(activation) == "z" else self.out
+        # the forward pass in one chunk: its column matrix is still in the workspace
+        kept = layer.chunk(self.batch, self.cols, self.product) == self.batch == self.chunk and \
+            conv.keeps_columns(ctx, layer.dtype, layer.geometry)
         for first in range(0, self.batch, self.chunk):
             last = min(self.batch, first + self.chunk)
             delta = self.delta[first:last]
@@ -228,7 +239,8 @@ class Conv2dTraining(LayerTraining):
                 activations.backward(ctx, activation, saved[first:last], delta, layer.alpha)
             conv.backward(ctx, self.x[first:last], delta, layer.weights, self.gradients.get("weights"),
                           self.gradients.get("bias"), None if self.grad_x is None else self.grad_x[first:last],
-                          self.flipped, self.cols, self.product, layer.geometry, accumulate=first > 0)
+                          self.flipped, self.cols, self.product, layer.geometry, accumulate=first > 0,
+                          columns_kept=kept)
 
     def release(self) -> None:
         super().release()

@@ -199,6 +199,12 @@ def forward(ctx, x: cla.Array, weights: cla.Array, bias: cla.Array | None, out: 
     output(ctx, p, bias, out, activation, alpha, z)
 
 
+def keeps_columns(ctx, dtype, geometry: Geometry) -> bool:
+    """Whether `forward` leaves x's plain column matrix in cols (im2col and a GEMM; not the direct
+    or depthwise kernels), so that the backward pass of the same chunk can use it again."""
+    return not depthwise.applies(geometry) and not direct(ctx, dtype, geometry)
+
+
 def _pad(ctx, x: cla.Array, padded: cla.Array, geometry: Geometry) -> cla.Array:
     """The images x zero-padded (padded_size) into the front of the flat `padded`; returns that part."""
     dtype = ctx.real_dtype(x.dtype)
@@ -279,10 +285,12 @@ def flip_weights(ctx, weights: cla.Array, flipped: cla.Array, geometry: Geometry
 
 def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weights: cla.Array | None,
              grad_bias: cla.Array | None, grad_x: cla.Array | None, flipped: cla.Array | None, cols: cla.Array,
-             product: cla.Array, geometry: Geometry, accumulate: bool) -> None:
+             product: cla.Array, geometry: Geometry, accumulate: bool, columns_kept: bool = False) -> None:
     """From delta = dC/dz (samples, out, out_h, out_w) of a chunk of images x: the filters' and the
     bias's gradients (added to with accumulate; None: frozen) and dC/dx into grad_x (unless None). cols,
-    product: the flat workspace; flipped: the filters' size (input_gradients). Queued.
+    product: the flat workspace; flipped: the filters' size (input_gradients); columns_kept: cols
+    still holds x's column matrix from the forward pass (`keeps_columns`), which is not made again.
+    Queued.
 
     The filters' gradient is im2col and a GEMM: a direct kernel (each work-item summing a few
     filter weights over every sample and pixel) streamed the whole delta per work-item and ran at
@@ -297,7 +305,8 @@ def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weigh
         row_sums(ctx, dz, grad_bias, accumulate)
     if grad_weights is not None:
         plain = cols[:geometry.rows * columns].reshape(geometry.rows, columns)
-        im2col(ctx, x, plain, geometry)
+        if not columns_kept:
+            im2col(ctx, x, plain, geometry)
         weight_gradients(ctx, dz, plain, grad_weights, geometry, accumulate)
     if grad_x is not None:
         input_gradients(ctx, weights, delta, dz, flipped, cols, product, grad_x, geometry)
