@@ -8,9 +8,9 @@ import pyopencl.array as cla
 import pytest
 
 import clnet
-from clnet.nn import Link, Step
+from clnet.nn import Step
 
-from .layer_check import tolerance
+from .layer_check import tolerance, train_half
 
 torch = pytest.importorskip("torch", reason="needs PyTorch (make test installs the CPU build)")
 from .torch_mirror import mirror, torch_arrays  # noqa: E402
@@ -58,11 +58,7 @@ def test_a_block_equals_pytorch(ctx, dtype, name):
     randomize(net, rng)
     model = mirror(net, dtype).train()
     x = rng.normal(size=(3, *shape)).astype(dtype)
-    layer = net.layers[0]
-    views = iter(net.gradient_buffer.views)
-    gradients = {p.name: next(views) for p in net.placements[0].parameters if p.trainable}
-    trainer = layer.training(Link(3, cla.to_device(ctx.queue, x), cla.empty(ctx.queue, x.shape, net.dtype),
-                                  gradients, layer.arrays, 0, True))
+    trainer = train_half(ctx, net, cla.to_device(ctx.queue, x))  # the block, with a buffer for dC/dx
     trainer.forward(Step())
     xt = torch.tensor(x, requires_grad=True)
     expected = model(xt)
