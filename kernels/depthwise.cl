@@ -11,33 +11,59 @@
     geometry = "index_t planes, index_t channels, index_t height, index_t width, index_t out_h, index_t out_w"
 %>
 
-// z = conv(x) (+ bias): one work-item per output row of a plane.
+// z = conv(x) (+ bias): one work-item per output row of a plane, adding one filter row at a time
+// into the output row (in cache); the columns whose taps all fall inside the image are summed
+// without bounds checks (a loop the compiler can vectorize), the few at the edges with them.
+<%def name="taps_of_row(ky, checked)">
+% for kx in range(kw):
+% if checked:
+                if (x0 + ${kx * dw} >= 0 && x0 + ${kx * dw} < (int)width) sum += row[x0 + ${kx * dw}] * taps[${ky * kw + kx}];
+% else:
+                sum += row[x0 + ${kx * dw}] * taps[${ky * kw + kx}];
+% endif
+% endfor
+</%def>
 ${kernel("depthwise_forward", "const real *x, const real *w, const real *bias, real *z, index_t has_bias, " + geometry)} {
     const index_t item = get_global_id(0);
     if (item >= planes * out_h) return;
     const index_t plane = item / out_h, oy = item % out_h, c = plane % channels;
     __global const real *image = x_p + x_off + (size_t)plane * height * width;
     __global const real *filter = w_p + w_off + (size_t)c * ${kh * kw};
+    __global real *out = z_p + z_off + (size_t)item * out_w;
     real taps[${kh * kw}];
     for (int t = 0; t < ${kh * kw}; t++) taps[t] = filter[t];
     const real shift = has_bias ? bias_p[bias_off + c] : (real)0;
-    for (index_t ox = 0; ox < out_w; ox++) {
-        real sum = 0;
+    for (index_t ox = 0; ox < out_w; ox++) out[ox] = shift;
+    // columns ox whose taps are all inside: lo <= ox <= hi
+    const int lo = (${pw} + ${sw} - 1) / ${sw}, last = (int)width - 1 + ${pw} - ${(kw - 1) * dw};
+    const int hi = min(last < 0 ? -1 : last / ${sw}, (int)out_w - 1);
 % for ky in range(kh):
-        {
-            const int y = (int)(oy * ${sh}) - ${ph} + ${ky * dh};
-            if (y >= 0 && y < (int)height) {
-% for kx in range(kw):
-                {
-                    const int xx = (int)(ox * ${sw}) - ${pw} + ${kx * dw};
-                    if (xx >= 0 && xx < (int)width) sum += image[y * (int)width + xx] * taps[${ky * kw + kx}];
-                }
-% endfor
+    {
+        const int y = (int)(oy * ${sh}) - ${ph} + ${ky * dh};
+        if (y >= 0 && y < (int)height) {
+            __global const real *row = image + y * (int)width;
+            int ox = 0;
+            for (; ox < min(lo, (int)out_w); ox++) {
+                const int x0 = ox * ${sw} - ${pw};
+                real sum = 0;
+${taps_of_row(ky, True)}
+                out[ox] += sum;
+            }
+            for (; ox <= hi; ox++) {
+                const int x0 = ox * ${sw} - ${pw};
+                real sum = 0;
+${taps_of_row(ky, False)}
+                out[ox] += sum;
+            }
+            for (; ox < (int)out_w; ox++) {
+                const int x0 = ox * ${sw} - ${pw};
+                real sum = 0;
+${taps_of_row(ky, True)}
+                out[ox] += sum;
             }
         }
-% endfor
-        z_p[z_off + (size_t)item * out_w + ox] = sum + shift;
     }
+% endfor
 }
 
 // dx = the gradient of the input from dz: one work-item per input row of a plane gathers, for
@@ -70,34 +96,45 @@ ${kernel("depthwise_input_gradient", "const real *dz, const real *w, real *dx, "
     }
 }
 
-// dw[c, tap] (+)= the sum over samples and output pixels of dz * the pixel the tap read; one
-// work-item per (channel, tap), and per channel one more for the bias's gradient (sum of dz).
+// dw[c, tap] (+)= the sum over samples and output pixels of dz * the pixel the tap read, and
+// db[c] (+)= the sum of dz: one work-item per channel, which reads each of its planes once (a
+// work-item per tap read them kh * kw times over), in a fixed order.
 ${kernel("depthwise_filter_gradient", "const real *x, const real *dz, real *dw, real *db, index_t has_weights, "
-         "index_t has_bias, "
-         "index_t accumulate, index_t samples, " + geometry)} {
-    const index_t item = get_global_id(0);
-    if (item >= channels * ${kh * kw + 1}) return;
-    const index_t c = item / ${kh * kw + 1}, tap = item % ${kh * kw + 1};
-    if (tap == ${kh * kw} ? !has_bias : !has_weights) return;
-    const int ky = (int)(tap / ${kw}), kx = (int)(tap % ${kw});
-    real sum = 0;
+         "index_t has_bias, index_t accumulate, index_t samples, " + geometry)} {
+    const index_t c = get_global_id(0);
+    if (c >= channels) return;
+    real sums[${kh * kw}], bias_sum = 0;
+    for (int t = 0; t < ${kh * kw}; t++) sums[t] = 0;
     for (index_t n = 0; n < samples; n++) {
         const size_t plane = (size_t)n * channels + c;
         __global const real *image = x_p + x_off + plane * height * width;
         __global const real *grads = dz_p + dz_off + plane * out_h * out_w;
-        if (tap == ${kh * kw}) {
-            for (index_t o = 0; o < out_h * out_w; o++) sum += grads[o];
-            continue;
-        }
         for (index_t oy = 0; oy < out_h; oy++) {
-            const int y = (int)(oy * ${sh}) - ${ph} + ky * ${dh};
-            if (y < 0 || y >= (int)height) continue;
-            for (index_t ox = 0; ox < out_w; ox++) {
-                const int xx = (int)(ox * ${sw}) - ${pw} + kx * ${dw};
-                if (xx >= 0 && xx < (int)width) sum += grads[oy * out_w + ox] * image[y * (int)width + xx];
+            __global const real *dy = grads + oy * out_w;
+            for (index_t ox = 0; ox < out_w; ox++) bias_sum += dy[ox];
+% for ky in range(kh):
+            {
+                const int y = (int)(oy * ${sh}) - ${ph} + ${ky * dh};
+                if (y >= 0 && y < (int)height) {
+% for kx in range(kw):
+                    {   // the columns whose pixel for this tap is inside the image
+                        const int shift = ${kx * dw - pw}, lo = shift >= 0 ? 0 : (-shift + ${sw} - 1) / ${sw};
+                        const int hi = min((int)width - 1 - shift < 0 ? -1 : ((int)width - 1 - shift) / ${sw},
+                                           (int)out_w - 1);
+                        __global const real *from = image + y * (int)width + shift;
+                        real sum = 0;
+                        for (int ox = lo; ox <= hi; ox++) sum += dy[ox] * from[ox * ${sw}];
+                        sums[${ky * kw + kx}] += sum;
+                    }
+% endfor
+                }
             }
+% endfor
         }
     }
-    __global real *to = tap == ${kh * kw} ? db_p + db_off + c : dw_p + dw_off + (size_t)c * ${kh * kw} + tap;
-    *to = accumulate ? *to + sum : sum;
+    if (has_weights) {
+        __global real *to = dw_p + dw_off + (size_t)c * ${kh * kw};
+        for (int t = 0; t < ${kh * kw}; t++) to[t] = accumulate ? to[t] + sums[t] : sums[t];
+    }
+    if (has_bias) db_p[db_off + c] = accumulate ? db_p[db_off + c] + bias_sum : bias_sum;
 }

@@ -54,7 +54,7 @@ def backward(ctx, x: cla.Array, dz: cla.Array, weights: cla.Array, grad_weights:
     params, sizes = _params(dtype, geometry), _sizes(samples, geometry)
     if grad_weights is not None or grad_bias is not None:
         kernel = ctx.kernel("depthwise.cl", "depthwise_filter_gradient", **params)
-        launch(ctx, kernel, geometry.channels * (geometry.kh * geometry.kw + 1), x=x, dz=dz,
+        launch(ctx, kernel, geometry.channels, x=x, dz=dz,
                dw=weights if grad_weights is None else grad_weights, db=weights if grad_bias is None else grad_bias,
                has_weights=int(grad_weights is not None), has_bias=int(grad_bias is not None),
                accumulate=int(accumulate), samples=samples, **sizes)
