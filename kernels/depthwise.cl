@@ -14,6 +14,11 @@
 // z = conv(x) (+ bias): one work-item per output row of a plane, adding one filter row at a time
 // into the output row (in cache); the columns whose taps all fall inside the image are summed
 // without bounds checks (a loop the compiler can vectorize), the few at the edges with them.
+## taps: channel c's filter in private memory
+<%def name="load_taps()">
+    real taps[${kh * kw}];
+    for (int t = 0; t < ${kh * kw}; t++) taps[t] = w_p[w_off + (size_t)c * ${kh * kw} + t];
+</%def>
 <%def name="taps_of_row(ky, checked)">
 % for kx in range(kw):
 % if checked:
@@ -28,10 +33,8 @@ ${kernel("depthwise_forward", "const real *x, const real *w, const real *bias, r
     if (item >= planes * out_h) return;
     const index_t plane = item / out_h, oy = item % out_h, c = plane % channels;
     __global const real *image = x_p + x_off + (size_t)plane * height * width;
-    __global const real *filter = w_p + w_off + (size_t)c * ${kh * kw};
     __global real *out = z_p + z_off + (size_t)item * out_w;
-    real taps[${kh * kw}];
-    for (int t = 0; t < ${kh * kw}; t++) taps[t] = filter[t];
+${load_taps()}
     const real shift = has_bias ? bias_p[bias_off + c] : (real)0;
     for (index_t ox = 0; ox < out_w; ox++) out[ox] = shift;
     // columns ox whose taps are all inside: lo <= ox <= hi
@@ -73,9 +76,7 @@ ${kernel("depthwise_input_gradient", "const real *dz, const real *w, real *dx, "
     if (item >= planes * height) return;
     const index_t plane = item / height, iy = item % height, c = plane % channels;
     __global const real *grads = dz_p + dz_off + (size_t)plane * out_h * out_w;
-    __global const real *filter = w_p + w_off + (size_t)c * ${kh * kw};
-    real taps[${kh * kw}];
-    for (int t = 0; t < ${kh * kw}; t++) taps[t] = filter[t];
+${load_taps()}
     for (index_t ix = 0; ix < width; ix++) {
         real sum = 0;
 % for ky in range(kh):

@@ -334,3 +334,41 @@ def test_blocks_export_to_onnx_run_in_onnxruntime_and_import_back(ctx, tmp_path,
     back = clnet.from_onnx(path, ctx)
     np.testing.assert_allclose(back(x).get(), net(x).get(), rtol=1e-5, atol=1e-6)
     assert sum(p.size for p in back.parameters()) == sum(p.size for p in net.parameters())
+
+
+def test_freezing_and_new_heads_refuse_what_is_not_there(ctx):
+    net = clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(3, "tanh"), clnet.FullyConnected(2)])
+    for bad in (5, [0, 7], "all"):
+        with pytest.raises(ValueError, match="layers must be indices of this network's 2 layers, a slice or None"):
+            net.freeze(bad)
+    assert all(s.trainable for s in net.specs)  # a refused freeze changes nothing
+    with pytest.raises(ValueError, match=r"keep must be in 0..2, got 3"):
+        net.with_head([clnet.FullyConnected(2)], keep=3)
+    with pytest.raises(ValueError, match="output_size must be a whole number >= 1 or a pair of them, got 0"):
+        clnet.AdaptiveAvgPool2d(0)
+    with pytest.raises(ValueError, match=r"AdaptiveAvgPool2d takes \(batch, channels, height, width\) inputs"):
+        clnet.InferenceNetwork(ctx, 4, [clnet.AdaptiveAvgPool2d(2)])
+
+
+def test_what_onnx_cannot_say_is_refused_by_name(ctx, tmp_path):
+    onnx = pytest.importorskip("onnx", reason="needs onnx (the test extra)")
+    net = clnet.InferenceNetwork(ctx, (2, 5, 5), [clnet.AdaptiveAvgPool2d(3)])
+    with pytest.raises(ValueError, match=r"AdaptiveAvgPool2d\(output_size=\[3, 3\]\) on 5x5 images has no ONNX form"):
+        net.to_onnx(tmp_path / "uneven.onnx")
+    from onnx import TensorProto, helper
+
+    def save(nodes, name):
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])])
+        path = tmp_path / name
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+        return path
+
+    steep = save([helper.make_node("HardSigmoid", ["x"], ["y"], alpha=0.2, name="keras_hard_sigmoid")], "hs.onnx")
+    with pytest.raises(ValueError, match="keras_hard_sigmoid': HardSigmoid\\(alpha=0.2, beta=0.5\\); clnet's "
+                                         "hardsigmoid is PyTorch's, alpha 1/6 and beta 1/2"):
+        clnet.from_onnx(steep, ctx)
+    stacked = save([helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Tanh", ["x"], ["b"]),
+                    helper.make_node("Concat", ["a", "b"], ["y"], axis=0, name="rows")], "concat.onnx")
+    with pytest.raises(ValueError, match="Concat node 'rows': axis 0; clnet concatenates along axis 1"):
+        clnet.from_onnx(stacked, ctx)

@@ -53,6 +53,10 @@ class Branches(Layer):
     def branch_name(self, b: int) -> str:
         return f"branch{b}"
 
+    def prefix(self, b: int, j: int) -> str:
+        """What the names of layer j of branch b start with among the block's arrays."""
+        return f"{self.branch_name(b)}.{j}."
+
     def positions(self) -> int:
         return max(1, sum(spec.positions() for branch in self.branches for spec in branch))
 
@@ -76,7 +80,7 @@ class Branches(Layer):
         return shapes[0]
 
     def parameters(self, input_shape):
-        return [dataclasses.replace(p, name=f"{self.branch_name(b)}.{j}.{p.name}")
+        return [dataclasses.replace(p, name=self.prefix(b, j) + p.name)
                 for b, placed in enumerate(self.placements(input_shape))
                 for j, layer in enumerate(placed) for p in layer.parameters]
 
@@ -86,7 +90,7 @@ class Branches(Layer):
         for b, (branch, placed) in enumerate(zip(self.branches, self.placements(input_shape))):
             for j, (spec, at) in enumerate(zip(branch, placed)):
                 for kind, size in spec.training_bytes(batch, at.input_shape, itemsize, False).items():
-                    found[f"{self.branch_name(b)}.{j}'s {kind}"] = size
+                    found[f"{self.prefix(b, j)[:-1]}'s {kind}"] = size
         return found
 
     def build(self, ctx, input_shape, dtype, arrays) -> BranchesLayer:
@@ -177,7 +181,7 @@ class BranchesLayer(BuiltLayer):
         self.branches: list[list[BuiltLayer]] = []
         for b, (branch, placed) in enumerate(zip(spec.branches, self.placements)):
             self.branches.append([layer.build(ctx, at.input_shape, self.dtype, {
-                p.name: arrays[f"{spec.branch_name(b)}.{j}.{p.name}"] for p in at.parameters})
+                p.name: arrays[spec.prefix(b, j) + p.name] for p in at.parameters})
                 for j, (layer, at) in enumerate(zip(branch, placed))])
 
     def forward(self, x: cla.Array, out: cla.Array | None = None) -> cla.Array:
@@ -208,22 +212,16 @@ class BranchesLayer(BuiltLayer):
 
     def to_onnx(self, graph, x: str, arrays: dict[str, np.ndarray]) -> str:
         """Each branch's nodes from x, then Add, Concat (axis 1) or Mul."""
-        outs = []
-        for b, branch in enumerate(self.branches):
-            current = x
-            for j, layer in enumerate(branch):
-                if not hasattr(layer, "to_onnx"):
-                    raise ValueError(f"{layer.spec!r} in {self.spec.branch_name(b)} has no ONNX export")
-                prefix = f"{self.spec.branch_name(b)}.{j}."
-                current = layer.to_onnx(graph, current, {n: arrays[prefix + n] for n in layer.arrays})
-            outs.append(current)
-        shapes = self.spec.branch_shapes(self.input_shape)
-        if self.spec.merge == "multiply" and len(shapes[1]) < len(shapes[0]):  # ONNX broadcasts trailing axes
+        spec = self.spec
+        outs = [graph.chain(branch, x, lambda j, layer, b=b: {n: arrays[spec.prefix(b, j) + n] for n in layer.arrays},
+                            where=f"{spec.branch_name(b)} layer ") for b, branch in enumerate(self.branches)]
+        shapes = [placed[-1].output_shape if placed else self.input_shape for placed in self.placements]
+        if spec.merge == "multiply" and len(shapes[1]) < len(shapes[0]):  # ONNX broadcasts trailing axes
             target = [0, shapes[1][0]] + [1] * (len(shapes[0]) - 1)  # (batch, channels, 1, 1); 0: as it is
             outs[1] = graph.node("Reshape", [outs[1], graph.constant(target, "shape", np.int64)])
-        if self.spec.merge == "concat":
+        if spec.merge == "concat":
             return graph.node("Concat", outs, axis=1)
-        op = "Add" if self.spec.merge == "add" else "Mul"
+        op = "Add" if spec.merge == "add" else "Mul"
         current = outs[0]
         for more in outs[1:]:
             current = graph.node(op, [current, more])
@@ -259,10 +257,9 @@ class BranchesTraining(LayerTraining):
                 self.sinks.append(None if summed or target is None else target.reshape(self.x.shape))
                 self.sources.append(self.delta if summed and target is not None else (target if b else None))
                 continue
-            prefix = f"{spec.branch_name(b)}."
             # the network's gradient views are of the trainable parameters (not of a frozen block's)
-            gradients = [{p.name: link.gradients[f"{prefix}{j}.{p.name}"] for p in at.parameters
-                          if f"{prefix}{j}.{p.name}" in link.gradients} for j, at in enumerate(placed)]
+            gradients = [{p.name: link.gradients[spec.prefix(b, j) + p.name] for p in at.parameters
+                          if spec.prefix(b, j) + p.name in link.gradients} for j, at in enumerate(placed)]
             chain = link_chain(built, placed, self.batch, self.x, target, gradients,
                                positions(index, spec.branches[b]), is_output=False)
             index += sum(s.positions() for s in spec.branches[b])

@@ -217,6 +217,9 @@ class Conv2dTraining(LayerTraining):
         self.cols = cla.empty(queue, cols_bytes // dtype.itemsize, dtype)
         self.product = cla.empty(queue, product_bytes // dtype.itemsize, dtype)  # and dz, backward
         self.flipped = cla.empty(queue, layer.weights.size, dtype) if g.transposed() is not None else None
+        # the forward pass in one chunk by im2col: its column matrix is still there for the backward pass
+        self.columns_kept = layer.chunk(self.batch, self.cols, self.product) == self.batch == self.chunk and \
+            conv.keeps_columns(layer.ctx, dtype, g)
 
     @property
     def logits(self) -> cla.Array:
@@ -229,9 +232,6 @@ class Conv2dTraining(LayerTraining):
         layer, ctx = self.layer, self.ctx
         activation = None if skip_activation_derivative or layer.activation == "linear" else layer.activation
         saved = self.z if activation is not None and activations.reads(activation) == "z" else self.out
-        # the forward pass in one chunk: its column matrix is still in the workspace
-        kept = layer.chunk(self.batch, self.cols, self.product) == self.batch == self.chunk and \
-            conv.keeps_columns(ctx, layer.dtype, layer.geometry)
         for first in range(0, self.batch, self.chunk):
             last = min(self.batch, first + self.chunk)
             delta = self.delta[first:last]
@@ -240,7 +240,7 @@ class Conv2dTraining(LayerTraining):
             conv.backward(ctx, self.x[first:last], delta, layer.weights, self.gradients.get("weights"),
                           self.gradients.get("bias"), None if self.grad_x is None else self.grad_x[first:last],
                           self.flipped, self.cols, self.product, layer.geometry, accumulate=first > 0,
-                          columns_kept=kept)
+                          columns_kept=self.columns_kept)
 
     def release(self) -> None:
         super().release()

@@ -136,9 +136,9 @@ class Network(Predictions):
             raise ValueError(f"keep must be in 0..{len(self.specs)}, got {keep}")
         net = type(self)(self.ctx, self.input_shape, list(self.specs[:keep]) + list(layers), self.dtype, seed=seed)
         kept = self.host_arrays()
-        for name, target in net.named_arrays().items():
-            if int(name.split(".")[0].removeprefix("layer_")) < keep:
-                target.set(np.ascontiguousarray(kept[name], dtype=self.dtype))
+        for i, layer in enumerate(net.layers[:keep]):
+            for name, target in layer.arrays.items():
+                target.set(np.ascontiguousarray(kept[f"layer_{i}.{name}"], dtype=self.dtype))
         return net
 
     def _allocate(self) -> tuple[FlatArrays, FlatArrays | None]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from .blocks import Branches
+
 
 def _rows(specs, placements, label, indent: str) -> list[tuple[str, str, str]]:
     rows = []
@@ -12,7 +14,7 @@ def _rows(specs, placements, label, indent: str) -> list[tuple[str, str, str]]:
         count = sum(math.prod(p.shape) for p in placed.parameters)
         frozen = " (frozen)" if not spec.trainable else ""
         rows.append((f"{indent}{label(i)}: {spec.brief()}{frozen}", str((None, *placed.output_shape)), f"{count:,}"))
-        if hasattr(spec, "branches"):  # a block: each branch's layers, indented
+        if isinstance(spec, Branches):  # a block: each branch's layers, indented
             for b, (branch, inner) in enumerate(zip(spec.branches, spec.placements(placed.input_shape))):
                 name = spec.branch_name(b)
                 if not branch:

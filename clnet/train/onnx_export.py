@@ -90,6 +90,15 @@ class Graph:
                                                           self.constant(0.5)])])
         raise ValueError(f"no ONNX export for the activation {name!r}")
 
+    def chain(self, layers: list, x: str, arrays, where: str = "layer ") -> str:
+        """The nodes of built layers one after another from x, each by its `to_onnx`; arrays(i,
+        layer): layer i's arrays by name, on the host. Returns the last output's name."""
+        for i, layer in enumerate(layers):
+            if not hasattr(layer, "to_onnx"):
+                raise ValueError(f"{where}{i} ({layer.spec!r}) has no ONNX export (its inference half has no to_onnx)")
+            x = layer.to_onnx(self, x, arrays(i, layer))
+        return x
+
     def output(self, name: str) -> None:
         """Name the graph's output "y" (the last node's output, renamed)."""
         if not self.nodes or name == "x":
@@ -114,13 +123,9 @@ def export(net: Network, path: str | os.PathLike, opset: int = OPSET) -> Path:
         raise ValueError(f"opset must be one of {OPSETS.start}..{OPSETS.stop - 1}, got {opset!r}")
 
     path = saving.file_path(path, ".onnx")
-    graph, current = Graph(net.dtype), "x"
-    host = net.host_arrays()
-    for i, layer in enumerate(net.layers):
-        if not hasattr(layer, "to_onnx"):
-            raise ValueError(f"layer {i} ({layer.spec!r}) has no ONNX export (its inference half has no to_onnx)")
-        current = layer.to_onnx(graph, current, {name: host[f"layer_{i}.{name}"] for name in layer.arrays})
-    graph.output(current)
+    graph, host = Graph(net.dtype), net.host_arrays()
+    graph.output(graph.chain(net.layers, "x", lambda i, layer: {name: host[f"layer_{i}.{name}"]
+                                                                for name in layer.arrays}))
     element = TensorProto.FLOAT if net.dtype == np.float32 else TensorProto.DOUBLE
     model_graph = helper.make_graph(
         graph.nodes, "clnet", [helper.make_tensor_value_info("x", element, ["batch", *net.input_shape])],

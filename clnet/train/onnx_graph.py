@@ -22,7 +22,6 @@ import numpy as np
 MERGE_OPS = ("Add", "Mul", "Concat")
 SHAPE_OPS = ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Identity", "Reshape", "Mul",
              "Div", "Add", "Sub", "ConstantOfShape", "Range", "ReduceProd")
-ELEMENTWISE = ("Mul", "Add", "Sub", "Div", "Pow", "Erf", "Tanh", "Sigmoid", "HardSigmoid", "Neg", "Sqrt")
 
 
 @dataclass
@@ -56,29 +55,14 @@ FORMS = {"silu": lambda x: x * _sigmoid(x),
 SAMPLES = np.linspace(-7, 7, 57)
 
 
-def _evaluate(op: str, args: list, attributes: dict):
-    if op == "Mul":
-        return args[0] * args[1]
-    if op == "Add":
-        return args[0] + args[1]
-    if op == "Sub":
-        return args[0] - args[1]
-    if op == "Div":
-        return args[0] / args[1]
-    if op == "Pow":
-        return np.power(args[0], args[1])
-    if op == "Neg":
-        return -args[0]
-    if op == "Sqrt":
-        return np.sqrt(args[0])
-    if op == "Erf":
-        return _erf(args[0])
-    if op == "Tanh":
-        return np.tanh(args[0])
-    if op == "Sigmoid":
-        return _sigmoid(args[0])
-    alpha, beta = attributes.get("alpha", 0.2), attributes.get("beta", 0.5)  # HardSigmoid
-    return np.clip(alpha * args[0] + beta, 0, 1)
+def _hard_sigmoid(x, alpha: float = 0.2, beta: float = 0.5):
+    return np.clip(alpha * x + beta, 0, 1)
+
+
+# the elementwise operators a recognised region may hold, as numpy computes them
+ELEMENTWISE = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract, "Div": np.divide, "Pow": np.power,
+               "Neg": np.negative, "Sqrt": np.sqrt, "Erf": _erf, "Tanh": np.tanh, "Sigmoid": _sigmoid,
+               "HardSigmoid": _hard_sigmoid}
 
 
 class Graph:
@@ -163,8 +147,8 @@ class Graph:
         try:
             for node in sorted(region, key=lambda n: self._order[id(n)]):
                 args = [found[n] if n in found else np.asarray(self.values[n], np.float64) for n in node.inputs if n]
-                found[node.output] = _evaluate(node.op, args, node.attributes)
-        except (KeyError, ValueError, FloatingPointError):
+                found[node.output] = ELEMENTWISE[node.op](*args, **node.attributes)
+        except (KeyError, ValueError, TypeError, FloatingPointError):
             return None
         values = found[region[0].output]
         for name, form in FORMS.items():

@@ -219,36 +219,31 @@ class Reader:
             if reader.pending is not None:
                 reader.flush()
             parts.append(reader.layers)
-        block = self.block(node, parts, shape)
-        arrays = {f"{block.branch_name(b)}.{j}.{name}": array for b, part in enumerate(parts)
+        block, parts = self.block(node, parts, shape)
+        arrays = {block.prefix(b, j) + name: array for b, part in enumerate(parts)
                   for j, (_, found) in enumerate(part) for name, array in found.items()}
         self.layers.append((block, arrays))
 
-    def block(self, node: Node, parts: list[list], shape: tuple[int, ...]):
-        """The clnet block of a merge node over these branches (reordered as the block wants them)."""
+    def block(self, node: Node, parts: list[list], shape: tuple[int, ...]) -> tuple:
+        """(the clnet block of a merge node, its branches' (layer, arrays) lists in the block's
+        order): a product's full-size branch first, a sum of two's longer branch as the body."""
+        if node.op == "Concat" and node.attributes.get("axis") not in (1, -len(shape)):
+            raise self.fail(node, f"axis {node.attributes.get('axis')}; clnet concatenates along axis 1")
+        if node.op == "Mul" and len(parts) != 2:
+            raise self.fail(node, "a product of more than two branches")
+        if node.op == "Mul":
+            sizes = [math.prod(_shape_after([layer for layer, _ in part], shape)) for part in parts]
+            parts = parts[::-1] if sizes[0] < sizes[1] else parts
+        elif node.op == "Add" and len(parts) == 2 and len(parts[0]) < len(parts[1]):
+            parts = parts[::-1]
         branches = [[layer for layer, _ in part] for part in parts]
         try:
             if node.op == "Concat":
-                if node.attributes.get("axis") not in (1, 1 - len(shape) - 1):
-                    raise self.fail(node, f"axis {node.attributes.get('axis')}; clnet concatenates along axis 1")
-                return Concat(*branches)
+                return Concat(*branches), parts
             if node.op == "Mul":
-                sizes = [math.prod(_shape_after(branch, shape)) for branch in branches]
-                if len(branches) != 2:
-                    raise self.fail(node, "a product of more than two branches")
-                if sizes[0] < sizes[1]:  # the factor broadcast over the other
-                    parts.reverse()
-                    branches.reverse()
-                return Multiply(*branches)
-            if len(branches) == 2:  # the longer branch is the body, as ResNet's
-                if len(branches[0]) < len(branches[1]):
-                    parts.reverse()
-                    branches.reverse()
-                return Residual(branches[0], branches[1] or None)
-            return Add(*branches)
-        except ValueError as exc:
-            if str(exc).startswith(str(self.path)):
-                raise
+                return Multiply(*branches), parts
+            return (Residual(branches[0], branches[1] or None) if len(branches) == 2 else Add(*branches)), parts
+        except ValueError as exc:  # shapes that do not merge
             raise self.fail(node, str(exc)) from exc
 
     def add_pending(self, pending: tuple) -> None:
