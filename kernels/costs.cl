@@ -117,3 +117,32 @@ ${cost_sum("matches", "rows", """__global const real *a = x_p + x_off + (size_t)
             }
             sum += best == label;
         }""")}
+
+## Class labels, one per row of the logits x (rows, cols) (a sequence's positions): y holds the
+## rows' labels (as reals). Per row: logsumexp(z) - z[label]; matches: the largest is the label.
+${cost_sum("label_cross_entropy_sum", "rows", """__global const real *z = x_p + x_off + (size_t)i * cols;
+        real top = z[0];
+        for (index_t j = 1; j < cols; j++) top = fmax(top, z[j]);
+        real total = 0;
+        for (index_t j = 0; j < cols; j++) total += exp(z[j] - top);
+        sum += top + log(total) - z[(index_t)y_p[y_off + i]];""")}
+${cost_sum("label_matches", "rows", """__global const real *a = x_p + x_off + (size_t)i * cols;
+        index_t best = 0;
+        for (index_t j = 1; j < cols; j++) if (a[j] > a[best]) best = j;
+        sum += best == (index_t)y_p[y_off + i];""")}
+
+// delta = (softmax(a) - onehot(y)) * scale per row of (rows, cols) logits a, y the rows' labels.
+// One work-item per row.
+${kernel("label_softmax_difference", "const real *a, const real *y, real *delta, real scale, index_t rows, "
+                                     "index_t cols")} {
+    const index_t r = get_global_id(0);
+    if (r >= rows) return;
+    __global const real *z = a_p + a_off + (size_t)r * cols;
+    __global real *d = delta_p + delta_off + (size_t)r * cols;
+    const index_t label = (index_t)y_p[y_off + r];
+    real top = z[0];
+    for (index_t j = 1; j < cols; j++) top = fmax(top, z[j]);
+    real total = 0;
+    for (index_t j = 0; j < cols; j++) total += exp(z[j] - top);
+    for (index_t j = 0; j < cols; j++) d[j] = (exp(z[j] - top) / total - (j == label)) * scale;
+}

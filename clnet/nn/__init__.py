@@ -4,9 +4,11 @@ whose parameters are views of one device buffer, blocks whose inside branches (r
 product), weight initialization, backpropagation."""
 
 from .activation import Activation, ActivationLayer
+from .attention import MultiHeadAttention
 from .blocks import Add, Branches, Concat, Multiply, Residual
 from .conv2d import Conv2d
 from .dropout import Dropout
+from .embedding import Embedding, PositionalEmbedding
 from .flatten import Flatten
 from .fully_connected import FullyConnected, FullyConnectedLayer
 from .initialization import INIT_METHODS, init
@@ -19,8 +21,8 @@ from .registry import register_layer
 
 __all__ = [
     "Activation", "ActivationLayer", "AdaptiveAvgPool2d", "Add", "AvgPool2d", "BatchNorm", "Branches",
-    "BuiltLayer", "Concat", "Conv2d", "Dropout", "FlatArrays", "Flatten", "FullyConnected",
+    "BuiltLayer", "Concat", "Conv2d", "Dropout", "Embedding", "FlatArrays", "Flatten", "FullyConnected",
     "FullyConnectedLayer", "GlobalAvgPool2d", "INIT_METHODS", "Layer", "LayerNorm", "LayerTraining", "Link",
-    "MaxPool2d", "Multiply", "Network", "Parameter", "Residual", "Step", "TrainingNetwork", "in_place_delta",
-    "init", "register_layer"
+    "MaxPool2d", "MultiHeadAttention", "Multiply", "Network", "Parameter", "PositionalEmbedding", "Residual",
+    "Step", "TrainingNetwork", "in_place_delta", "init", "register_layer"
 ]

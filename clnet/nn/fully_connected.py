@@ -1,5 +1,6 @@
 """Fully-connected layers: a = f(x @ W.T + b) (PyTorch's Linear convention), W of shape
-(outputs, inputs), row-major, with the activation (and dropout) fused into the layer.
+(outputs, inputs), row-major, with the activation (and dropout) fused into the layer. On
+(seq, features) samples the layer acts on the last axis, every position alike (as PyTorch's).
 
     FullyConnected(outputs, activation)      the blueprint users write
     FullyConnectedLayer                      the inference half: weights, bias, forward pass
@@ -8,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -34,13 +36,13 @@ class FullyConnected(Layer):
         self.dropout = dropout_op.check_rate(dropout)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        if len(input_shape) != 1:
-            raise ValueError(f"FullyConnected takes (batch, features) inputs, got samples of shape {input_shape}: "
-                             "put clnet.Flatten() before it")
-        return (self.outputs,)
+        if len(input_shape) > 2:
+            raise ValueError(f"FullyConnected takes (batch, features) or (batch, seq, features) inputs, got samples "
+                             f"of shape {input_shape}: put clnet.Flatten() before it")
+        return (*input_shape[:-1], self.outputs)
 
     def parameters(self, input_shape: tuple[int, ...]) -> list[Parameter]:
-        (inputs,) = input_shape
+        inputs = input_shape[-1]
         return [Parameter("weights", (self.outputs, inputs), "weight", fan_in=inputs, fan_out=self.outputs),
                 Parameter("bias", (self.outputs,), "bias")]
 
@@ -53,10 +55,11 @@ class FullyConnected(Layer):
         return is_output or activations.reads(self.activation) == "z"
 
     def training_bytes(self, batch, input_shape, itemsize, is_output) -> dict[str, int]:
-        size = batch * self.outputs * itemsize
+        rows = batch * math.prod(input_shape[:-1])
+        size = rows * self.outputs * itemsize
         kinds = ["outputs", "deltas"] + ["logits"] * self.keeps_z(is_output) + ["outputs after dropout"] * bool(
             self.dropout)
-        return {f"{kind} ({batch} x {self.outputs})": size for kind in kinds}
+        return {f"{kind} ({rows} x {self.outputs})": size for kind in kinds}
 
     def config(self) -> dict:
         return {"outputs": self.outputs, "activation": activations.describe(self.activation, self.alpha),
@@ -75,7 +78,7 @@ class FullyConnectedLayer(BuiltLayer):
 
     @property
     def inputs(self) -> int:
-        return self.input_shape[0]
+        return self.input_shape[-1]
 
     @property
     def outputs(self) -> int:
@@ -92,17 +95,25 @@ class FullyConnectedLayer(BuiltLayer):
         return self.arrays["bias"]
 
     def forward(self, x: cla.Array, out: cla.Array | None = None, z: cla.Array | None = None) -> cla.Array:
-        """out = f(x @ W.T + b) for a (batch, inputs) x into a (batch, outputs) out. Queued.
+        """out = f(x @ W.T + b) for a (batch, inputs) x into a (batch, outputs) out, or (batch,
+        seq, inputs) into (batch, seq, outputs). Queued.
 
         z: where to keep x @ W.T + b (the logits); without it, out holds them on the way."""
         out = self.empty(x.shape[0]) if out is None else out
-        return dense.forward(self.ctx, x, self.weights, self.bias, self.activation, out, z, self.alpha)
+        rows = x.size // self.inputs
+        dense.forward(self.ctx, x.reshape(rows, self.inputs), self.weights, self.bias, self.activation,
+                      out.reshape(rows, self.outputs), None if z is None else z.reshape(rows, self.outputs), self.alpha)
+        return out
 
     def training(self, link: Link) -> FullyConnectedTraining:
         return FullyConnectedTraining(self, link)
 
     def to_onnx(self, graph, x: str, arrays: dict[str, np.ndarray]) -> str:
-        """A Gemm node (transB=1) and the activation's nodes."""
+        """A Gemm node (transB=1), or MatMul and Add on sequences, and the activation's nodes."""
+        if len(self.input_shape) > 1:
+            product = graph.node("MatMul", [x, graph.constant(np.ascontiguousarray(arrays["weights"].T), "W")])
+            z = graph.node("Add", [product, graph.constant(arrays["bias"], "b")])
+            return graph.activation(self.activation, self.alpha, z)
         z = graph.node("Gemm", [x, graph.constant(arrays["weights"], "W"), graph.constant(arrays["bias"], "b")],
                        transB=1)
         return graph.activation(self.activation, self.alpha, z)
@@ -118,7 +129,8 @@ class FullyConnectedTraining(LayerTraining):
 
     def __init__(self, layer: FullyConnectedLayer, link: Link):
         super().__init__(layer, link)
-        queue, shape = layer.ctx.queue, (self.batch, layer.outputs)
+        queue, shape = layer.ctx.queue, (self.batch, *layer.output_shape)
+        self.rows = self.batch * math.prod(layer.output_shape[:-1])  # positions of every sample
         self.replayable = not layer.dropout  # the masks change every step
         self.a = cla.empty(queue, shape, layer.dtype)  # f(z); z itself too unless kept apart
         self.z = cla.empty(queue, shape, layer.dtype) if layer.spec.keeps_z(self.is_output) else None
@@ -136,7 +148,8 @@ class FullyConnectedTraining(LayerTraining):
         layer = self.layer
         layer.forward(self.x, self.a, self.z)
         if layer.dropout:
-            self._mask = (step.key, step.number, step.row_offset * layer.outputs) if step.train else None
+            self._mask = (step.key, step.number, step.row_offset * self.out.size // self.batch) if step.train \
+                else None
             if step.train:
                 dropout_op.apply(self.ctx, self.a, self.out, layer.dropout, step.key, self.index, step.number,
                                  self._mask[2])
@@ -149,15 +162,17 @@ class FullyConnectedTraining(LayerTraining):
         if self._mask is not None:  # the same mask again: dC/da = dC/d(out) * mask / (1 - rate)
             key, step, first = self._mask
             dropout_op.apply(ctx, self.delta, self.delta, layer.dropout, key, self.index, step, first)
-        saved = self.z if activations.reads(layer.activation) == "z" else self.a
+        rows, outputs, inputs = self.rows, layer.outputs, layer.inputs
+        saved = (self.z if activations.reads(layer.activation) == "z" else self.a).reshape(rows, outputs)
         activation = None if skip_activation_derivative else layer.activation
+        delta = self.delta.reshape(rows, outputs)
         if self.grad_bias is not None:
-            dense.backward_bias(ctx, activation, saved, self.delta, self.grad_bias, layer.alpha)
-            blas.gemm(ctx, self.delta, self.x, self.grad_weights, trans_a=True)
+            dense.backward_bias(ctx, activation, saved, delta, self.grad_bias, layer.alpha)
+            blas.gemm(ctx, delta, self.x.reshape(rows, inputs), self.grad_weights, trans_a=True)
         elif activation not in (None, "linear"):
-            activations.backward(ctx, activation, saved, self.delta, layer.alpha)
+            activations.backward(ctx, activation, saved, delta, layer.alpha)
         if self.grad_x is not None:
-            blas.gemm(ctx, self.delta, layer.weights, self.grad_x)
+            blas.gemm(ctx, delta, layer.weights, self.grad_x.reshape(rows, inputs))
 
     def release(self) -> None:
         super().release()

@@ -14,7 +14,8 @@
     lecun            N(0, 1 / fan_in)                           0
 
 Each layer says what its parameters are (clnet.nn.protocol.Parameter): weights with their fan-in
-and fan-out, biases, or arrays that start at zeros or ones (which no method changes); the network's
+and fan-out, biases, or arrays that start at zeros or ones, or embedding tables drawn from N(0, 1)
+(which no method changes); the network's
 placement (clnet.nn.placement) tells each the activation after it and a bias its weights' fan-in,
 inside blocks too, so "auto" and PyTorch's ranges are per parameter. The scaled
 methods set biases to zero: a bias adds no variance to keep in check, and zero is what the papers
@@ -51,6 +52,8 @@ def _draw(g: Philox, method: str, parameter: Parameter, array: cla.Array) -> Non
     ctx = g.ctx
     if parameter.init in ("zeros", "ones"):
         memory.fill(ctx, array, 0.0 if parameter.init == "zeros" else 1.0)
+    elif parameter.init == "normal":  # embedding tables: N(0, 1) whatever the method, as PyTorch's
+        g.normal(array)
     elif method in ("uniform01", "gaussian"):  # weights and biases alike
         (g.uniform if method == "uniform01" else g.normal)(array)
     elif method in ("uniform", "pytorch"):

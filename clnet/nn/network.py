@@ -40,6 +40,9 @@ def check_network_layers(layers) -> list[Layer]:
                         "Dropout or other clnet.Layer objects, got []")
     if layers[-1].dropout:
         raise ValueError("dropout on the output layer is not supported: give it to a hidden layer")
+    for i, layer in enumerate(layers[1:], 1):
+        if getattr(layer, "takes_ids", None):
+            raise ValueError(f"layer {i} ({layer!r}) takes token ids: an Embedding is only a network's first layer")
     return layers
 
 
@@ -166,6 +169,12 @@ class Network(Predictions):
         return self.output_shape[0] if len(self.output_shape) == 1 else self.output_shape
 
     @property
+    def vocabulary(self) -> int | None:
+        """The vocabulary size when the network takes token ids (its first layer is an
+        Embedding): its inputs are then integer ids in 0..vocabulary-1; None otherwise."""
+        return getattr(self.specs[0], "takes_ids", None)
+
+    @property
     def output_activation(self) -> str:
         """The activation the last layer applies ("linear" when it applies none)."""
         return self.specs[-1].activation
@@ -282,7 +291,9 @@ class Network(Predictions):
         into one output array (refused with DeviceMemoryError before anything is allocated when
         the output itself does not fit: `predict` then works in batches, to the host)."""
         if not isinstance(x, cla.Array):
-            x = host_batch(x, self.input_shape, self.dtype)  # converted once, on the host
+            x = host_batch(x, self.input_shape, self.dtype, ids=self.vocabulary)  # converted once, on the host
+        elif self.vocabulary is not None:
+            x = to_device_batch(self.ctx, x, self.input_shape, self.dtype, ids=self.vocabulary)
         rows, chunk = x.shape[0], self.inference_rows()
         if rows <= chunk:
             return self._forward(to_device_batch(self.ctx, x, self.input_shape, self.dtype))

@@ -25,7 +25,7 @@ class Predictions:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         if not isinstance(x, cla.Array):
-            x = host_batch(x, self.input_shape, self.dtype)  # converted once, not per batch
+            x = host_batch(x, self.input_shape, self.dtype, ids=self.vocabulary)  # converted once, not per batch
         outputs = [self(x[i:i + batch_size]).get() for i in range(0, x.shape[0], batch_size)]
         return np.concatenate(outputs) if outputs else np.zeros((0, *self.output_shape), self.dtype)
 

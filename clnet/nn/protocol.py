@@ -33,7 +33,7 @@ import pyopencl.array as cla
 
 from ..runtime.errors import ContextClosedError
 
-INITS = ("weight", "bias", "zeros", "ones")
+INITS = ("weight", "bias", "zeros", "ones", "normal")
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,9 @@ class Parameter:
     """A named array of a layer.
 
     init: "weight" (drawn by the network's init method, He/Xavier/LeCun from fan_in and fan_out),
-    "bias" (zero under the scaled methods, drawn under "uniform" and "gaussian"), "zeros" or
-    "ones". trainable=False: state that training changes by itself (running statistics), or the
+    "bias" (zero under the scaled methods, drawn under "uniform" and "gaussian"), "zeros",
+    "ones", or "normal" (N(0, 1) under every method: embedding tables, as PyTorch's).
+    trainable=False: state that training changes by itself (running statistics), or the
     parameters of a frozen layer, kept in the network's state buffer, saved and checkpointed, never
     touched by the optimizer. activation: the activation that follows it, which init="auto" picks
     He/Xavier/PyTorch's default by (None: the network's placement fills it in); a bias's fan_in is

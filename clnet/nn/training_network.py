@@ -44,7 +44,9 @@ class TrainingNetwork:
         if not isinstance(net, Network):
             raise TypeError(f"TrainingNetwork needs an InferenceNetwork, got {type(net).__name__}")
         self.net, self.ctx = net, net.ctx
-        self.x = to_device_batch(self.ctx, x, net.input_shape, net.dtype)
+        # the user's token ids are checked; a device array of reals is a network's own batch buffer
+        ids = net.vocabulary if not isinstance(x, cla.Array) or x.dtype.kind in "iu" else None
+        self.x = to_device_batch(self.ctx, x, net.input_shape, net.dtype, ids=ids)
         self.batch = self.x.shape[0]
         purpose, advice = f"training on batches of {self.batch}", "use a smaller batch_size or smaller layers"
         buffers = training_buffers(net, self.batch)

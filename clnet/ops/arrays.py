@@ -95,10 +95,24 @@ def _first_non_finite(host: np.ndarray, name: str) -> ValueError:
                       "clnet needs finite numbers: remove or impute such values first")
 
 
-def host_batch(data, shape, dtype: np.dtype, name: str = "x") -> np.ndarray:
+def check_ids(host: np.ndarray, vocab: int, name: str) -> None:
+    """Token ids must be integers in 0..vocab-1: a float id or one outside the vocabulary would
+    pick a wrong row (or none) of an embedding table, so it is refused, naming the first."""
+    if host.dtype.kind not in "iu":
+        raise TypeError(f"{name} holds token ids for an Embedding of {vocab} rows: they must be integers, got dtype "
+                        f"{host.dtype}")
+    bad = np.argwhere((host < 0) | (host >= vocab))
+    if bad.size:
+        where = tuple(int(i) for i in bad[0])
+        raise ValueError(f"{name} holds id {host[where]} at {where}, outside the vocabulary: ids must be in "
+                         f"0..{vocab - 1}")
+
+
+def host_batch(data, shape, dtype: np.dtype, name: str = "x", ids: int | None = None) -> np.ndarray:
     """A (batch, *shape) contiguous numpy array of `dtype` from anything numpy reads as real
     numbers (lists, tuples, integer, boolean or other float arrays), checked to be finite.
-    shape: one sample's shape (an int for rows of that many columns)."""
+    shape: one sample's shape (an int for rows of that many columns). ids: the data are token ids
+    of a vocabulary of this size (`check_ids`), held as `dtype` once checked."""
     shape = check_sample_shape(shape)
     try:
         host = np.asarray(data)
@@ -107,9 +121,12 @@ def host_batch(data, shape, dtype: np.dtype, name: str = "x") -> np.ndarray:
     if host.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {host.dtype}")
     if host.shape[1:] != shape:
-        raise ValueError(f"{name} must have shape {batch_shape(shape)}, got {host.shape}")
+        what = f" (sequences of {shape[0]} token ids)" if ids is not None and len(shape) == 1 else ""
+        raise ValueError(f"{name} must have shape {batch_shape(shape)}{what}, got {host.shape}")
     if host.shape[0] < 1:
         raise ValueError(f"{name} must have at least one row, got shape {host.shape}")
+    if ids is not None:
+        check_ids(host, ids, name)
     with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, reported below
         host = np.ascontiguousarray(host, dtype=dtype)
     if not np.isfinite(host).all():
@@ -118,17 +135,23 @@ def host_batch(data, shape, dtype: np.dtype, name: str = "x") -> np.ndarray:
 
 
 def to_device_batch(ctx, data, shape, dtype: np.dtype, name: str = "x",
-                    check_device: bool = False) -> cla.Array:
+                    check_device: bool = False, ids: int | None = None) -> cla.Array:
     """A (batch, *shape) device array of `dtype` from array-like host data or a device array.
 
     Host data goes through `host_batch` (converted once, checked finite) and is uploaded after
     its size is checked against the device. Device data must already have the dtype (no silent
     conversion on the device) and is used as it is, not copied; check_device checks that it is
-    finite too (one reduction, and a download only to name the bad element).
+    finite too (one reduction, and a download only to name the bad element). ids: token ids of
+    a vocabulary of this size, checked on the host (integer device arrays are copied there once).
     """
     shape = check_sample_shape(shape)
+    if ids is not None and isinstance(data, cla.Array):
+        if data.dtype.kind not in "iu":
+            raise TypeError(f"{name} holds token ids: on the device they must be an integer array, got "
+                            f"{data.dtype.name}")
+        data = data.get()
     if not isinstance(data, cla.Array):
-        host = host_batch(data, shape, dtype, name)
+        host = host_batch(data, shape, dtype, name, ids)
         allocation.check(ctx, {name: host.nbytes}, f"the copy of {name} on the device", "pass fewer rows at once")
         copy = allocation.guarded(ctx, f"the copy of {name} on the device", "pass fewer rows at once",
                                   lambda: cla.to_device(ctx.queue, host))

@@ -18,6 +18,11 @@
                                                                   CrossEntropyLoss), sigmoid's for
                                                                   one output (BCEWithLogitsLoss)
 
+Class labels per position: for a (batch, seq, classes) linear output and targets y of (batch,
+seq) labels (held as reals), cross_entropy is softmax's of the logits at every position, averaged
+over every position of the batch (PyTorch's CrossEntropyLoss on the (batch * seq, classes) view):
+`value_into` and `output_delta` tell them by y's shape (`holds_labels`).
+
 Gradients are of C, so they are averaged over the batch. Aliases (`ALIASES`) take the names users
 know: "mean_squared_error"; "mean_absolute_error" and "l1"; "huber_loss" and "smooth_l1";
 "binary_cross_entropy", "bce" and "log_loss" (sigmoid: the sum over
@@ -69,6 +74,37 @@ def _check(ctx, a: cla.Array, y: cla.Array, names=("a", "y")) -> np.dtype:
     return dtype
 
 
+def holds_labels(a: cla.Array, y: cla.Array) -> bool:
+    """Whether y holds a class label per row of a's last axis (a's shape without it, 3-D a and up)."""
+    return a.ndim >= 3 and tuple(y.shape) == tuple(a.shape[:-1])
+
+
+def _label_arrays(ctx, name: str, activation: str, a: cla.Array, y: cla.Array) -> tuple:
+    """(a as (positions, classes), y as (positions,), positions per sample, dtype) for labels."""
+    if ALIASES.get(name, name) != "cross_entropy" or activation != "linear":
+        raise ValueError(f"class labels per position (y of shape {tuple(y.shape)}) need cost='cross_entropy' on a "
+                         f"linear output layer (logits), got {name!r} on {activation!r}")
+    dtype = ctx.real_dtype(a.dtype)
+    check_array(ctx, a, "a")
+    check_array(ctx, y, "y", dtype=dtype)
+    positions = y.size // a.shape[0]
+    return a.reshape(y.size, a.shape[-1]), y.reshape(y.size), positions, dtype
+
+
+def _label_value_into(ctx, name, activation, z, y, out, index, batches, delta) -> cl.Event:
+    z2, y1, positions, dtype = _label_arrays(ctx, name, activation, z, y)
+    rows, cols = z2.shape
+    if delta is not None:
+        check_array(ctx, delta, "delta", dtype=dtype, shape=z.shape)
+        kernel = ctx.kernel("costs.cl", "label_softmax_difference", dtype=dtype)
+        launch(ctx, kernel, rows, a=z2, y=y1, delta=delta.reshape(rows, cols), scale=1 / rows, rows=rows, cols=cols)
+    items = reduction_items(ctx)
+    kernel = ctx.kernel("costs.cl", "label_cross_entropy_sum", dtype=dtype)
+    return kernel(ctx.queue, (items,), (items,), x=z2, y=y1, out=out, index=index,
+                  scale=1 / ((batches or z.shape[0]) * positions), rows=rows, cols=cols,
+                  partial=cl.LocalMemory(items * dtype.itemsize))
+
+
 def scales(name: str, rows: int, cols: int, batches: int | None = None) -> tuple[float, float]:
     """(value scale, gradient scale): C = scale * sum of the terms, delta = (a - y) * gradient scale;
     batches: the rows the value is averaged over (a mean of mini-batches) when not `rows`."""
@@ -92,6 +128,12 @@ def output_delta(ctx, name: str, a: cla.Array, y: cla.Array, delta: cla.Array, a
     gradient of the output layer's input, so the network skips the activation's derivative
     (`skips_activation_derivative`).
     """
+    if holds_labels(a, y):
+        a2, y1, _, dtype = _label_arrays(ctx, name, activation, a, y)
+        check_array(ctx, delta, "delta", dtype=dtype, shape=a.shape)
+        kernel = ctx.kernel("costs.cl", "label_softmax_difference", dtype=dtype)
+        return launch(ctx, kernel, a2.shape[0], a=a2, y=y1, delta=delta.reshape(a2.shape), scale=1 / a2.shape[0],
+                      rows=a2.shape[0], cols=a2.shape[1])
     dtype = _check(ctx, a, y)
     check_array(ctx, delta, "delta", dtype=dtype, shape=a.shape)
     scale = scales(ALIASES.get(name, name), *a.shape)[1]
@@ -130,6 +172,8 @@ def value_into(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: c
     for the one work-group that sums the cost (FUSED_DELTA elements); else a second launch.
     """
     name = check_cost(name, activation)
+    if holds_labels(z, y):
+        return _label_value_into(ctx, name, activation, z, y, out, index, batches, delta)
     elementwise = name in ELEMENTWISE  # from the output a; the cross-entropies from the logits z
     x = a if elementwise else z
     dtype = _check(ctx, x, y, ("a" if elementwise else "z", "y"))
@@ -162,7 +206,14 @@ def value(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: cla.Ar
 
 def matches_into(ctx, a: cla.Array, y: cla.Array, out: cla.Array, index: int = 0) -> cl.Event:
     """Queue out[index] = how many rows of output a predict the class of target y: the index of
-    the largest entry agrees (one-hot y), or, for one output, both are on the same side of 0.5."""
+    the largest entry agrees (one-hot y), or, for one output, both are on the same side of 0.5.
+    With a label per position (`holds_labels`), the positions whose largest output is the label."""
+    if holds_labels(a, y):
+        a2, y1, _, dtype = _label_arrays(ctx, "cross_entropy", "linear", a, y)
+        items = reduction_items(ctx)
+        kernel = ctx.kernel("costs.cl", "label_matches", dtype=dtype)
+        return kernel(ctx.queue, (items,), (items,), x=a2, y=y1, out=out, index=index, scale=1.0, rows=a2.shape[0],
+                      cols=a2.shape[1], partial=cl.LocalMemory(items * dtype.itemsize))
     dtype = _check(ctx, a, y)
     rows, cols = a.shape
     items = reduction_items(ctx)

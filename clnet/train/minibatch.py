@@ -120,7 +120,7 @@ class Run:
             logger.info("fit: cost %s (%s; pass cost= to choose another)", options.cost, why)
         options.cost = costs.check_cost(options.cost, net.output_activation)
         ctx, self.net, self.options = net.ctx, net, options
-        self.x = to_device_batch(ctx, x, net.input_shape, net.dtype, check_device=True)
+        self.x = to_device_batch(ctx, x, net.input_shape, net.dtype, check_device=True, ids=net.vocabulary)
         samples = self.x.shape[0]
         self.y = as_targets(ctx, y, samples, net.outputs, net.dtype, net.output_activation, options.cost)
         self.validator = None if options.validation is None else Validation(net, options.validation, options.cost)
@@ -129,7 +129,7 @@ class Run:
             "cost": options.cost, "epochs": options.epochs, "batch_size": options.batch_size,
             "optimizer": options.optimizer.kind, "shuffle": bool(options.shuffle)})
         # every buffer once, here: a training network (kept by the network) and a target buffer per batch size
-        self.trainers = {rows: (net.training_network(rows), cla.empty(ctx.queue, (rows, *net.output_shape), net.dtype))
+        self.trainers = {rows: (net.training_network(rows), cla.empty(ctx.queue, (rows, *self.y.shape[1:]), net.dtype))
                          for rows in sorted({rows for _, rows, _ in self.plan.steps if rows})}
         self.indices = cla.to_device(ctx.queue, np.arange(samples, dtype=np.uint32))
         self.batch_costs = cla.empty(ctx.queue, len(self.plan.steps), net.dtype)

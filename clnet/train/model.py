@@ -14,7 +14,7 @@ import numpy as np
 from ..nn.network import Network
 from ..ops import costs
 from . import minibatch, onnx_export, onnx_import, saving
-from .targets import default_cost
+from .targets import default_cost, position_labels
 from .validation import Validation
 
 
@@ -32,7 +32,8 @@ class InferenceNetwork(Network):
         averaged over the outputs as scikit-learn's r2_score)."""
         activation = self.output_activation
         cost = costs.check_cost(cost or default_cost(activation, self.outputs, y)[0], activation)
-        classes = self.is_classifier or (self.gives_logits and cost == "cross_entropy")
+        classes = self.is_classifier or (self.gives_logits and cost == "cross_entropy") or (
+            position_labels(y, self.outputs) is not None)  # a label per position: token accuracy
         validation = Validation(self, (x, y), cost, accuracy=classes)
         found_cost, accuracy = validation.evaluate()
         if classes:

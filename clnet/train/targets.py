@@ -29,6 +29,23 @@ def class_labels(y) -> np.ndarray | None:
     return host if host.ndim == 1 and host.dtype.kind in "iu" else None
 
 
+def position_labels(y, outputs) -> np.ndarray | None:
+    """y as a numpy array of integer labels per position (samples, seq) for a network of (seq,
+    classes) outputs, or None when y is not one."""
+    if not isinstance(outputs, tuple) or len(outputs) != 2:
+        return None
+    if isinstance(y, cla.Array):
+        host = y.get() if y.ndim == 2 and y.dtype.kind in "iu" else None
+    else:
+        try:
+            host = np.asarray(y)
+        except (ValueError, TypeError):
+            return None
+    if host is None or host.ndim != 2 or host.dtype.kind not in "iu" or host.shape[1] != outputs[0]:
+        return None
+    return host
+
+
 def labels_mean_classes(activation: str, outputs, cost: str | None) -> bool:
     """Whether integer targets are class labels for this output layer and cost."""
     return (cost is not None and costs.ALIASES.get(cost, cost) == "cross_entropy") or activation in ROWWISE \
@@ -47,6 +64,8 @@ def default_cost(activation: str, outputs, y) -> tuple[str, str]:
     columns (logits, PyTorch's CrossEntropyLoss); the quadratic cost otherwise."""
     if activation in ROWWISE:
         return "cross_entropy", f"the output layer is {activation}"
+    if activation == "linear" and position_labels(y, outputs) is not None:
+        return "cross_entropy", "class labels per position for a linear (seq, classes) output: logits"
     if gives_logits(activation, outputs) and class_labels(y) is not None:
         return "cross_entropy", "class labels for a linear output layer: its outputs are logits (softmax cross-entropy)"
     if activation == "sigmoid":
@@ -59,7 +78,19 @@ def default_cost(activation: str, outputs, y) -> tuple[str, str]:
 def as_targets(ctx, y, rows: int, outputs: int | tuple[int, ...], dtype, activation: str = "linear",
                cost: str | None = None) -> cla.Array:
     """(rows, outputs) device targets: real targets (array-likes, checked finite), a 1-D array for
-    one output, or integer class labels (rows,) as one-hot rows (a column of 0/1 for one output)."""
+    one output, or integer class labels (rows,) as one-hot rows (a column of 0/1 for one output);
+    for (seq, classes) outputs, integer labels per position (rows, seq), kept as labels."""
+    per_position = position_labels(y, outputs)
+    if per_position is not None:
+        classes = outputs[1]
+        bad = np.argwhere((per_position < 0) | (per_position >= classes))
+        if bad.size:
+            where = tuple(int(i) for i in bad[0])
+            raise ValueError(f"y holds label {per_position[where]} at {where}: class labels must be in "
+                             f"0..{classes - 1} for {classes} classes")
+        if per_position.shape[0] != rows:
+            raise ValueError(f"y has {per_position.shape[0]} rows but x has {rows}: one target per sample")
+        return cla.to_device(ctx.queue, per_position.astype(dtype))
     labels = class_labels(y)
     if labels is not None and not labels_mean_classes(activation, outputs, cost):
         if outputs != 1:

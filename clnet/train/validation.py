@@ -12,7 +12,7 @@ import pyopencl.array as cla
 from ..nn.network import Network
 from ..ops import costs, memory
 from ..ops.arrays import to_device_batch
-from .targets import as_targets, class_labels, labels_mean_classes
+from .targets import as_targets, class_labels, labels_mean_classes, position_labels
 
 BATCH = 1024  # validation rows per forward pass
 
@@ -52,16 +52,20 @@ class Validation:
             raise TypeError("validation must be a pair (x_val, y_val)")
         ctx, (x, y) = net.ctx, data
         if accuracy is None:  # class labels, not integer values of a regression
-            accuracy = class_labels(y) is not None and labels_mean_classes(net.output_activation, net.outputs, cost)
+            accuracy = (class_labels(y) is not None and labels_mean_classes(net.output_activation, net.outputs, cost)
+                        ) or position_labels(y, net.outputs) is not None
         self.net, self.cost, self.classes = net, cost, accuracy
-        self.x = to_device_batch(ctx, x, net.input_shape, net.dtype, name="validation x", check_device=True)
+        self.x = to_device_batch(ctx, x, net.input_shape, net.dtype, name="validation x", check_device=True,
+                                 ids=net.vocabulary)
         self.rows = self.x.shape[0]
         self.y = as_targets(ctx, y, self.rows, net.outputs, net.dtype, net.output_activation, cost)
         self.size = min(BATCH, self.rows)
         self.steps = [(start, min(self.size, self.rows - start)) for start in range(0, self.rows, self.size)]
         self.trainers = {rows: net.training_network(rows)
                          for _, rows in self.steps}
-        self.targets = {rows: cla.empty(ctx.queue, (rows, *net.output_shape), net.dtype) for _, rows in self.steps}
+        self.targets = {rows: cla.empty(ctx.queue, (rows, *self.y.shape[1:]), net.dtype) for _, rows in self.steps}
+        # what accuracy counts per sample: its positions, with a label each, else the sample
+        self.counted = self.y.size // self.rows if self.y.ndim < len(net.output_shape) + 1 else 1
         self.indices = cla.to_device(ctx.queue, np.arange(self.rows, dtype=np.uint32))
         self.figures = cla.empty(ctx.queue, 2 * len(self.steps), net.dtype)
         memory.fill(ctx, self.figures, 0.0)
@@ -78,7 +82,7 @@ class Validation:
             if self.classes:
                 costs.matches_into(ctx, output, y, self.figures, 2 * step + 1)
         figures = self.figures.get().reshape(-1, 2).sum(axis=0)  # the one wait
-        return float(figures[0]), float(figures[1]) / self.rows if self.classes else None
+        return float(figures[0]), float(figures[1]) / (self.rows * self.counted) if self.classes else None
 
 
 class EarlyStopping:
