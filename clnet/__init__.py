@@ -63,7 +63,7 @@ from .train import schedules
 from .train.loops import sgd
 from .train.minibatch import fit
 from .train.model import InferenceNetwork, from_onnx, load
-from .train.optimizers import SGD, Adam
+from .train.optimizers import SGD, Adam, AdamW
 from .train.schedules import Constant, Cosine, Exponential, StepDecay
 from .tuning import tune
 
@@ -96,6 +96,7 @@ __all__ = [
     "SGD",
     "StepDecay",
     "Adam",
+    "AdamW",
     "COSTS",
     "INIT_METHODS",
     "ClnetError",

@@ -5,8 +5,9 @@
 ##   sgd_momentum:  d = g + wd w;  b = momentum b + d  (b starts at 0, so b = d at the first step)
 ##                  w -= lr * (d + momentum b)  with Nesterov,  w -= lr * b  without
 ##   adam:          d = g + wd w;  m = beta1 m + (1 - beta1) d;  v = beta2 v + (1 - beta2) d^2
-##                  w -= step_size * m / (sqrt(v) / sqrt_bias2 + eps)
-##                  with step_size = lr / (1 - beta1^t), sqrt_bias2 = sqrt(1 - beta2^t) at step t
+##                  w *= shrink;  w -= step_size * m / (sqrt(v) / sqrt_bias2 + eps)
+##                  with step_size = lr / (1 - beta1^t), sqrt_bias2 = sqrt(1 - beta2^t) at step t;
+##                  shrink = 1 - lr wd for AdamW's decoupled decay (then wd = 0 in d), else 1
 ##
 ## Param keep: each kernel also writes w as it was before the step into `kept` (what training
 ## falls back on when its cost stops being finite), in the pass that reads w anyway.
@@ -35,10 +36,11 @@ ${kernel("sgd_momentum", "real *w, const real *g, real *b, real learning_rate, r
 }
 
 ${kernel("adam", "real *w, const real *g, real *m, real *v, real step_size, real beta1, real beta2, "
-                 "real eps, real sqrt_bias2, real weight_decay, index_t n" + kept)} {
+                 "real eps, real sqrt_bias2, real weight_decay, real shrink, index_t n" + kept)} {
 <%v:elementwise n="n" inputs="${['w', 'g', 'm', 'v']}" outputs="${['w', 'm', 'v'] + keep_out}">
     ${keep_w}
     g += weight_decay * w;
+    w *= shrink;
     m = beta1 * m + (1 - beta1) * g;
     v = beta2 * v + (1 - beta2) * g * g;
     w -= step_size * m / (sqrt(v) / sqrt_bias2 + eps);

@@ -49,13 +49,17 @@ def momentum_step(ctx, w: cla.Array, g: cla.Array, buffer: cla.Array, learning_r
 
 
 def adam_step(ctx, w: cla.Array, g: cla.Array, m: cla.Array, v: cla.Array, *, step: int, learning_rate: float,
-              beta1: float, beta2: float, eps: float, weight_decay: float, kept: cla.Array | None = None) -> cl.Event:
-    """PyTorch's Adam step number `step` (from 1): m and v are the moment estimates."""
+              beta1: float, beta2: float, eps: float, weight_decay: float, kept: cla.Array | None = None,
+              decoupled: bool = False) -> cl.Event:
+    """PyTorch's Adam step number `step` (from 1): m and v are the moment estimates; decoupled:
+    AdamW's (w shrinks by 1 - learning_rate * weight_decay instead of decay in the gradient)."""
     dtype = _checked(ctx, w, g, m, v)
     extra = _keep(ctx, w, kept)
     kernel = ctx.kernel("updates.cl", "adam", dtype=dtype, keep=bool(extra))
     step_size = learning_rate / (1 - beta1**step)
     sqrt_bias2 = (1 - beta2**step) ** 0.5
     return launch_elementwise(ctx, kernel, w.size, dtype, w=w, g=g, m=m, v=v, step_size=step_size, beta1=beta1,
-                              beta2=beta2, eps=eps, sqrt_bias2=sqrt_bias2, weight_decay=weight_decay, n=w.size,
+                              beta2=beta2, eps=eps, sqrt_bias2=sqrt_bias2,
+                              weight_decay=0.0 if decoupled else weight_decay,
+                              shrink=1 - learning_rate * weight_decay if decoupled else 1.0, n=w.size,
                               **extra)

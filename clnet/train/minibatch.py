@@ -52,7 +52,7 @@ def fit(net: Network, x, y, cost: str | None = None, epochs: int = 1, batch_size
     otherwise) and says which in clnet's log. Each epoch visits the samples in a new order drawn
     from `seed` (so the same seed and the same starting weights give the same history; layers with
     dropout draw their masks from it too), in batches of batch_size and a last, smaller batch with
-    the rest. optimizer: clnet.SGD or clnet.Adam (default Adam()); schedule: a learning-rate
+    the rest. optimizer: clnet.SGD, Adam or AdamW (default Adam()); schedule: a learning-rate
     schedule used instead of the optimizer's own rate (clnet.train.schedules, per optimizer step;
     the optimizer object is not changed). An epoch's cost is the mean over its samples of the cost
     each batch had before its update. The device is waited on once per epoch.

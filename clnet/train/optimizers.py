@@ -182,15 +182,35 @@ class Adam(Optimizer):
         self.eps = _real("eps", eps, 0, low_open=True)
         self.weight_decay = _real("weight_decay", weight_decay, 0)
 
+    decoupled = False  # AdamW: the decay shrinks w instead of joining the gradient
+
     def _update(self, ctx, w, g, state, kept) -> None:
         m, v = state
         updates.adam_step(ctx, w, g, m, v, step=self.steps, learning_rate=self._rate(), beta1=self.beta1,
-                          beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay, kept=kept)
+                          beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay, kept=kept,
+                          decoupled=self.decoupled)
 
     def settings(self) -> dict:
         return {**super().settings(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
                 "weight_decay": self.weight_decay}
 
     def __repr__(self) -> str:
-        return (f"Adam(learning_rate={self.schedule!r}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "
-                f"weight_decay={self.weight_decay})")
+        return (f"{self.kind}(learning_rate={self.schedule!r}, beta1={self.beta1}, beta2={self.beta2}, "
+                f"eps={self.eps}, weight_decay={self.weight_decay})")
+
+
+class AdamW(Adam):
+    """AdamW, as torch.optim.AdamW (decoupled weight decay, default 0.01), at step t:
+
+        w *= 1 - learning_rate * weight_decay
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        w -= learning_rate * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)
+    """
+
+    kind = "AdamW"
+    decoupled = True
+
+    def __init__(self, learning_rate: float | Schedule = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.01):
+        super().__init__(learning_rate, beta1, beta2, eps, weight_decay)

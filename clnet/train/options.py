@@ -38,7 +38,8 @@ class FitOptions:
         self.checkpoint_every = check_whole("checkpoint_every", self.checkpoint_every, 1)
         self.optimizer = Adam() if self.optimizer is None else self.optimizer
         if not isinstance(self.optimizer, Optimizer):
-            raise TypeError(f"optimizer must be clnet.SGD or clnet.Adam, got {type(self.optimizer).__name__}")
+            raise TypeError(f"optimizer must be clnet.SGD, clnet.Adam or clnet.AdamW, got "
+                            f"{type(self.optimizer).__name__}")
         if self.schedule is not None:
             self.schedule = as_schedule(self.schedule)
         if self.sharded and self.world is None:
