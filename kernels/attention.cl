@@ -5,54 +5,106 @@
 ## (batch, seq, 3 * heads * head_size) holds all three, `at` apart). Scores and probabilities are
 ## (batch * heads, seq, seq). Dimension 2 of every launch is b * heads + h. Each sum runs in a
 ## fixed order (the same bits on every run); with `causal`, position i sees positions j <= i only.
+##
+## `width` (a template parameter) divides head_size: each work-item handles vectors of `width`
+## elements of a head (PoCL runs each work-item's code as written: it does not vectorize across
+## work-items), and the heads' rows are read with vload.
 <%include file="common.cl"/>
+<%!
+    TILE = 4
+%>
+<%
+    tile = TILE  # positions per work-item in the products (clnet.ops.attention.TILE)
+    vec = "real%d" % width if width > 1 else "real"
+    load = ("vload%d" % width) if width > 1 else ""
+    def vload(at):
+        return "%s(0, %s)" % (load, at) if width > 1 else "*(%s)" % at
+    def vstore(value, at):
+        return "vstore%d(%s, 0, %s)" % (width, value, at) if width > 1 else "*(%s) = %s" % (at, value)
+    def total(name):
+        return " + ".join("%s.s%x" % (name, q) for q in range(width)) if width > 1 else name
+%>
 
+#define TILE ${tile}  // positions per work-item in the products
 #define HEAD(a, stride, at, b, t, h) (a##_p + a##_off + (at) + ((size_t)(b) * seq + (t)) * (stride) + (size_t)(h) * head_size)
 
 // out[bh, i, j] = scale * sum over d of x[b, i, h, d] * y[b, j, h, d] (0 where causal and j > i).
-// Dimension 0: j; dimension 1: i.
+// Each work-item: TILE consecutive j of one i, reading x's row once. Dimension 0: j / TILE;
+// dimension 1: i.
 ${kernel("dots", "const real *x, const real *y, real *out, index_t seq, index_t heads, index_t head_size, "
                  "index_t x_stride, index_t x_at, index_t y_stride, index_t y_at, real scale, int causal")} {
-    const index_t j = get_global_id(0), i = get_global_id(1), bh = get_global_id(2);
-    if (j >= seq || i >= seq) return;
+    const index_t j0 = get_global_id(0) * TILE, i = get_global_id(1), bh = get_global_id(2);
+    if (j0 >= seq || i >= seq) return;
     const index_t b = bh / heads, h = bh % heads;
-    real sum = 0;
-    if (!causal || j <= i) {
-        __global const real *xr = HEAD(x, x_stride, x_at, b, i, h);
-        __global const real *yr = HEAD(y, y_stride, y_at, b, j, h);
-        for (index_t d = 0; d < head_size; d++) sum += xr[d] * yr[d];
+    __global const real *xr = HEAD(x, x_stride, x_at, b, i, h);
+% for t in range(tile):
+    __global const real *y${t} = HEAD(y, y_stride, y_at, b, min(j0 + ${t}, seq - 1), h);
+    ${vec} sums${t} = 0;
+% endfor
+    if (!causal || j0 <= i) {
+        for (index_t d = 0; d < head_size; d += ${width}) {
+            const ${vec} xv = ${vload("xr + d")};
+% for t in range(tile):
+            sums${t} += xv * ${vload("y%d + d" % t)};
+% endfor
+        }
     }
-    out_p[out_off + ((size_t)bh * seq + i) * seq + j] = sum * scale;
+    __global real *row = out_p + out_off + ((size_t)bh * seq + i) * seq;
+% for t in range(tile):
+    if (j0 + ${t} < seq) row[j0 + ${t}] = causal && j0 + ${t} > i ? 0 : (${total("sums%d" % t)}) * scale;
+% endfor
 }
 
-// out[b, i, h, d] = sum over j of w[bh, i, j] * y[b, j, h, d] (j <= i where causal).
-// Dimension 0: d; dimension 1: i.
+// out[b, i, h, d] = sum over j of w[bh, i, j] * y[b, j, h, d] (j <= i where causal: w is 0 past i).
+// Each work-item: a vector of d for TILE consecutive i, reading each row of y once.
+// Dimension 0: d / width; dimension 1: i / TILE.
 ${kernel("weighted_sum", "const real *w, const real *y, real *out, index_t seq, index_t heads, index_t head_size, "
-                "index_t y_stride, index_t y_at, index_t out_stride, index_t out_at, int causal")} {
-    const index_t d = get_global_id(0), i = get_global_id(1), bh = get_global_id(2);
-    if (d >= head_size || i >= seq) return;
+                         "index_t y_stride, index_t y_at, index_t out_stride, index_t out_at, int causal")} {
+    const index_t d = get_global_id(0) * ${width}, i0 = get_global_id(1) * TILE, bh = get_global_id(2);
+    if (d >= head_size || i0 >= seq) return;
     const index_t b = bh / heads, h = bh % heads;
-    __global const real *wr = w_p + w_off + ((size_t)bh * seq + i) * seq;
     __global const real *yc = HEAD(y, y_stride, y_at, b, 0, h) + d;
-    const index_t end = causal ? i + 1 : seq;
-    real sum = 0;
-    for (index_t j = 0; j < end; j++) sum += wr[j] * yc[(size_t)j * y_stride];
-    HEAD(out, out_stride, out_at, b, i, h)[d] = sum;
+% for t in range(tile):
+    __global const real *w${t} = w_p + w_off + ((size_t)bh * seq + min(i0 + ${t}, seq - 1)) * seq;
+    ${vec} sum${t} = 0;
+% endfor
+    const index_t end = causal ? min(i0 + TILE, seq) : seq;
+    for (index_t j = 0; j < end; j++) {
+        const ${vec} yv = ${vload("yc + (size_t)j * y_stride")};
+% for t in range(tile):
+        sum${t} += w${t}[j] * yv;
+% endfor
+    }
+% for t in range(tile):
+    if (i0 + ${t} < seq) ${vstore("sum%d" % t, "HEAD(out, out_stride, out_at, b, i0 + %d, h) + d" % t)};
+% endfor
 }
 
-// out[b, j, h, d] = sum over i of w[bh, i, j] * y[b, i, h, d] (i >= j where causal): weighted_sum with w
-// transposed. Dimension 0: d; dimension 1: j.
+// out[b, j, h, d] = sum over i of w[bh, i, j] * y[b, i, h, d] (i >= j where causal: w is 0
+// before): weighted_sum with w transposed. Each work-item: a vector of d for TILE consecutive j.
+// Dimension 0: d / width; dimension 1: j / TILE.
 ${kernel("weighted_sum_transposed", "const real *w, const real *y, real *out, index_t seq, index_t heads, "
-                           "index_t head_size, index_t y_stride, index_t y_at, index_t out_stride, index_t out_at, "
-                           "int causal")} {
-    const index_t d = get_global_id(0), j = get_global_id(1), bh = get_global_id(2);
-    if (d >= head_size || j >= seq) return;
+                                    "index_t head_size, index_t y_stride, index_t y_at, index_t out_stride, "
+                                    "index_t out_at, int causal")} {
+    const index_t d = get_global_id(0) * ${width}, j0 = get_global_id(1) * TILE, bh = get_global_id(2);
+    if (d >= head_size || j0 >= seq) return;
     const index_t b = bh / heads, h = bh % heads;
-    __global const real *wc = w_p + w_off + (size_t)bh * seq * seq + j;
+    __global const real *wc = w_p + w_off + (size_t)bh * seq * seq;
     __global const real *yc = HEAD(y, y_stride, y_at, b, 0, h) + d;
-    real sum = 0;
-    for (index_t i = causal ? j : 0; i < seq; i++) sum += wc[(size_t)i * seq] * yc[(size_t)i * y_stride];
-    HEAD(out, out_stride, out_at, b, j, h)[d] = sum;
+% for t in range(tile):
+    const index_t c${t} = min(j0 + ${t}, seq - 1);
+    ${vec} sum${t} = 0;
+% endfor
+    for (index_t i = causal ? j0 : 0; i < seq; i++) {
+        const ${vec} yv = ${vload("yc + (size_t)i * y_stride")};
+        __global const real *wr = wc + (size_t)i * seq;
+% for t in range(tile):
+        sum${t} += wr[c${t}] * yv;
+% endfor
+    }
+% for t in range(tile):
+    if (j0 + ${t} < seq) ${vstore("sum%d" % t, "HEAD(out, out_stride, out_at, b, j0 + %d, h) + d" % t)};
+% endfor
 }
 
 // p[r, :] = the softmax of s[r, :] (row r = bh * seq + i), over j <= i where causal and 0 beyond;

@@ -12,6 +12,7 @@
 ##   row_sums2, combine_sums: s1[s] = sum dy w, s2[s] = sum dy w xhat over the segment, xhat =
 ##                   (x - mean) * invstd with the statistics of the segment or of the outer index,
 ##                   w = 1 or scale[i] (weighted): the backward pass's reductions, rows then segments
+##   column_sums2:   layer norm's parameter gradients, per column of its rows
 ## The elementwise kernels see the array as rows of `cols` contiguous elements, with statistics
 ## and affine parameters per row (`row % segments`) or per column (params stats_at, affine_at):
 ##   norm_forward:   y = (x - mean) * invstd * scale + shift
@@ -112,6 +113,39 @@ ${kernel("row_sums2", "const real *dy, const real *x, const real *mean, const re
 ${row_loop(sums_body, ["a", "b"])}
     row_a_p[row_a_off + row] = a;
     row_b_p[row_b_off + row] = b;
+}
+
+// Layer norm's parameter gradients: per column c of (rows, cols) dy and x, with each row's
+// statistics, s1[c] = sum over rows of dy and s2[c] = sum of dy * xhat. One work-item per vector
+// of columns walks the rows in order (contiguous loads; the same bits every run).
+${kernel("column_sums2", "const real *dy, const real *x, const real *mean, const real *var, real eps, real *s1, "
+                         "real *s2, index_t rows, index_t cols")} {
+    const index_t c = get_global_id(0) * ${width_v};
+    if (c >= cols) return;
+    if (c + ${width_v} <= cols) {
+        ${vec} a = 0, b = 0;
+        for (index_t r = 0; r < rows; r++) {
+            const real mu = mean_p[mean_off + r], invstd = 1 / sqrt(var_p[var_off + r] + eps);
+            const size_t at = (size_t)r * cols + c;
+            const ${vec} g = vload${width_v}(0, dy_p + dy_off + at);
+            a += g;
+            b += g * ((vload${width_v}(0, x_p + x_off + at) - mu) * invstd);
+        }
+        vstore${width_v}(a, 0, s1_p + s1_off + c);
+        vstore${width_v}(b, 0, s2_p + s2_off + c);
+    } else {
+        for (index_t k = c; k < cols; k++) {
+            real a = 0, b = 0;
+            for (index_t r = 0; r < rows; r++) {
+                const real mu = mean_p[mean_off + r], invstd = 1 / sqrt(var_p[var_off + r] + eps);
+                const real g = dy_p[dy_off + (size_t)r * cols + k];
+                a += g;
+                b += g * ((x_p[x_off + (size_t)r * cols + k] - mu) * invstd);
+            }
+            s1_p[s1_off + k] = a;
+            s2_p[s2_off + k] = b;
+        }
+    }
 }
 
 // Per segment s: s1 = the sum of its rows' a, s2 of their b.

@@ -205,9 +205,8 @@ class NormTraining(LayerTraining):
         _, rows, features = self.segments
         scale = self.arrays.get("scale")
         if "scale" in self.gradients:  # dgamma and dbeta (not when frozen): sums over the rows
-            norm.sums(ctx, self.delta, self.x, self.mean, self.var, None, eps,
-                      self.gradients["shift"].reshape(features), self.gradients["scale"].reshape(features),
-                      (rows, features, 1), stats_by="outer")
+            norm.column_sums(ctx, self.delta, self.x, self.mean, self.var, eps, self.gradients["shift"].reshape(
+                features), self.gradients["scale"].reshape(features), features)
         if self.grad_x is not None:
             norm.sums(ctx, self.delta, self.x, self.mean, self.var, scale, eps, self.s1, self.s2, self.segments,
                       weighted=scale is not None)

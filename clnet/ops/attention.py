@@ -17,6 +17,7 @@ import pyopencl.array as cla
 from .arrays import check_array, launch
 
 LOCAL = 8  # work-items along dimension 0 (columns of scores, elements of a head)
+TILE = 4  # positions per work-item in the products (kernels/attention.cl's TILE)
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,15 @@ class Heads:
         return stride
 
 
-def _launch(ctx, shape: Shape, columns: int) -> tuple[tuple, tuple]:
-    return (-(-columns // LOCAL) * LOCAL, shape.seq, shape.batch * shape.heads), (LOCAL, 1, 1)
+def width(shape: Shape, dtype) -> int:
+    """Elements of a head per vector (kernels/attention.cl): the widest of 256 bits that divides
+    the head size."""
+    widest = 32 // dtype.itemsize
+    return next(w for w in (16, 8, 4, 2, 1) if w <= widest and shape.head_size % w == 0)
+
+
+def _launch(shape: Shape, columns: int, rows: int) -> tuple[tuple, tuple]:
+    return (-(-columns // LOCAL) * LOCAL, rows, shape.batch * shape.heads), (LOCAL, 1, 1)
 
 
 def _sizes(shape: Shape) -> dict:
@@ -74,10 +82,10 @@ def dots(ctx, x: Heads, y: Heads, out: cla.Array, shape: Shape, scale: float, ca
     check_array(ctx, x.array, "x")
     check_array(ctx, y.array, "y", dtype=dtype)
     _scores(ctx, out, "out", shape, dtype)
-    kernel = ctx.kernel("attention.cl", "dots", dtype=dtype)
-    return kernel(ctx.queue, *_launch(ctx, shape, shape.seq), x=x.array, y=y.array, out=out, **_sizes(shape),
-                  x_stride=x.stride(shape), x_at=x.at, y_stride=y.stride(shape), y_at=y.at, scale=scale,
-                  causal=int(causal))
+    kernel = ctx.kernel("attention.cl", "dots", dtype=dtype, width=width(shape, dtype))
+    return kernel(ctx.queue, *_launch(shape, -(-shape.seq // TILE), shape.seq), x=x.array, y=y.array, out=out,
+                  **_sizes(shape), x_stride=x.stride(shape), x_at=x.at, y_stride=y.stride(shape), y_at=y.at,
+                  scale=scale, causal=int(causal))
 
 
 def mix(ctx, w: cla.Array, y: Heads, out: Heads, shape: Shape, causal: bool, transposed: bool = False) -> cl.Event:
@@ -87,8 +95,11 @@ def mix(ctx, w: cla.Array, y: Heads, out: Heads, shape: Shape, causal: bool, tra
     _scores(ctx, w, "w", shape, dtype)
     check_array(ctx, y.array, "y", dtype=dtype)
     check_array(ctx, out.array, "out", dtype=dtype)
-    kernel = ctx.kernel("attention.cl", "weighted_sum_transposed" if transposed else "weighted_sum", dtype=dtype)
-    return kernel(ctx.queue, *_launch(ctx, shape, shape.head_size), w=w, y=y.array, out=out.array, **_sizes(shape),
+    vector = width(shape, dtype)
+    kernel = ctx.kernel("attention.cl", "weighted_sum_transposed" if transposed else "weighted_sum", dtype=dtype,
+                        width=vector)
+    return kernel(ctx.queue, *_launch(shape, shape.head_size // vector, -(-shape.seq // TILE)), w=w, y=y.array,
+                  out=out.array, **_sizes(shape),
                   y_stride=y.stride(shape), y_at=y.at, out_stride=out.stride(shape), out_at=out.at,
                   causal=int(causal))
 
@@ -99,8 +110,8 @@ def softmax(ctx, s: cla.Array, p: cla.Array, shape: Shape, causal: bool) -> cl.E
     _scores(ctx, s, "s", shape, dtype)
     _scores(ctx, p, "p", shape, dtype)
     rows = shape.batch * shape.heads * shape.seq
-    return launch(ctx, ctx.kernel("attention.cl", "softmax", dtype=dtype), rows, s=s, p=p, rows=rows, seq=shape.seq,
-                  causal=int(causal))
+    return launch(ctx, ctx.kernel("attention.cl", "softmax", dtype=dtype, width=1), rows, s=s, p=p, rows=rows,
+                  seq=shape.seq, causal=int(causal))
 
 
 def softmax_backward(ctx, p: cla.Array, g: cla.Array, shape: Shape, scale: float, causal: bool) -> cl.Event:
@@ -109,5 +120,5 @@ def softmax_backward(ctx, p: cla.Array, g: cla.Array, shape: Shape, scale: float
     _scores(ctx, p, "p", shape, dtype)
     _scores(ctx, g, "g", shape, dtype)
     rows = shape.batch * shape.heads * shape.seq
-    return launch(ctx, ctx.kernel("attention.cl", "softmax_backward", dtype=dtype), rows, p=p, g=g, rows=rows,
+    return launch(ctx, ctx.kernel("attention.cl", "softmax_backward", dtype=dtype, width=1), rows, p=p, g=g, rows=rows,
                   seq=shape.seq, scale=scale, causal=int(causal))

@@ -1,0 +1,129 @@
+"""A small GPT's training step and generation: clnet beside PyTorch (CPU) on the same cores, in the
+same run.
+
+    .venv/bin/python bench/bench_gpt.py [--device SPEC] [--repeats R] [--rounds N] [--batch B]
+
+The model is examples/char_gpt.py's: clnet.nn.gpt(vocab=96, context=64, dim=128, heads=4,
+layers=4), float32, and the same model written with torch.nn's modules (nn.MultiheadAttention
+with a causal mask, nn.LayerNorm, exact GELU). A training step is one mini-batch of `fit` (clnet:
+cross-entropy per position, AdamW; the ids checked and copied to the device per call, then gathered
+by index as fit does) or one
+forward, backward and AdamW step of the PyTorch model (torch.set_num_threads(cores)). Generation
+is one token at a time from a batch of one context (the whole context recomputed per token: no
+key/value cache in either). Times: the median of `rounds` medians of `repeats` runs, the libraries
+alternating. Ratios: clnet's time / PyTorch's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+import clnet  # noqa: E402
+
+VOCAB, CONTEXT, DIM, HEADS, LAYERS, STEPS = 96, 64, 128, 4, 4, 2
+
+
+def torch_gpt():
+    import torch
+
+    class GPT(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.pos = torch.nn.Embedding(VOCAB, DIM), torch.nn.Parameter(torch.zeros(CONTEXT, DIM))
+            self.blocks = torch.nn.ModuleList(torch.nn.ModuleList([
+                torch.nn.LayerNorm(DIM), torch.nn.MultiheadAttention(DIM, HEADS, batch_first=True),
+                torch.nn.LayerNorm(DIM), torch.nn.Linear(DIM, 4 * DIM), torch.nn.Linear(4 * DIM, DIM)])
+                for _ in range(LAYERS))
+            self.ln, self.head = torch.nn.LayerNorm(DIM), torch.nn.Linear(DIM, VOCAB)
+            self.register_buffer("mask", torch.triu(torch.ones(CONTEXT, CONTEXT, dtype=torch.bool), 1))
+
+        def forward(self, ids):
+            x = self.emb(ids) + self.pos
+            for ln1, attention, ln2, fc1, fc2 in self.blocks:
+                h = ln1(x)
+                x = x + attention(h, h, h, attn_mask=self.mask, need_weights=False)[0]
+                x = x + fc2(torch.nn.functional.gelu(fc1(ln2(x))))
+            return self.head(self.ln(x))
+
+    return GPT()
+
+
+def runs(ctx, batch: int) -> dict:
+    import torch
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, VOCAB, (batch * STEPS, CONTEXT))
+    following = rng.integers(0, VOCAB, (batch * STEPS, CONTEXT))
+    net = clnet.InferenceNetwork(ctx, CONTEXT, clnet.nn.gpt(VOCAB, CONTEXT, DIM, HEADS, LAYERS), seed=0)
+    adamw = clnet.AdamW(1e-4)
+    model = torch_gpt()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    xt, yt = torch.tensor(ids), torch.tensor(following)
+    prompt = ids[:1]
+
+    def torch_epoch():
+        model.train()
+        for i in range(STEPS):
+            optimizer.zero_grad()
+            rows = slice(i * batch, (i + 1) * batch)
+            torch.nn.functional.cross_entropy(model(xt[rows]).reshape(-1, VOCAB), yt[rows].reshape(-1)).backward()
+            optimizer.step()
+
+    def torch_token():
+        model.eval()
+        with torch.no_grad():
+            model(xt[:1])[0, -1].argmax()
+
+    def clnet_token():
+        net(prompt).get()[0, -1].argmax()
+
+    return {"clnet train": lambda: net.fit(ids, following, epochs=1, batch_size=batch, optimizer=adamw,
+                                           progress=False),
+            "torch train": torch_epoch, "clnet token": clnet_token, "torch token": torch_token}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(os.cpu_count())
+    with clnet.Context(args.device) as ctx:
+        timed = runs(ctx, args.batch)
+        for run in timed.values():
+            run()  # builds, records, warms up
+        found = {kind: [] for kind in timed}
+        for _ in range(args.rounds):  # alternating, so that both see the machine's slow and fast spells
+            for kind, run in timed.items():
+                found[kind].append(common.median_seconds(run, args.repeats))
+        times = {kind: statistics.median(t) / (STEPS if "train" in kind else 1) for kind, t in found.items()}
+        info = common.machine(ctx)
+    tokens = args.batch * CONTEXT
+    print(f"\nGPT {LAYERS} layers, {HEADS} heads, {DIM} dimensions, context {CONTEXT}, vocabulary {VOCAB}, float32; "
+          f"clnet on {info['device']['name']}, PyTorch on {os.cpu_count()} threads of {info['cpu']}\n")
+    print(common.table(["", "clnet", "torch", "ratio"], [
+        [f"training step (batch {args.batch}), ms", times["clnet train"] * 1e3, times["torch train"] * 1e3,
+         times["clnet train"] / times["torch train"]],
+        ["training tokens/s", tokens / times["clnet train"], tokens / times["torch train"],
+         times["clnet train"] / times["torch train"]],
+        ["generation, ms per token", times["clnet token"] * 1e3, times["torch token"] * 1e3,
+         times["clnet token"] / times["torch token"]]]))
+    path = common.write_json("gpt", {"times": times, "batch": args.batch, "machine": info})
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
