@@ -91,6 +91,17 @@ def _finetune(ctx) -> None:
           f"{result['onnxruntime']}")
 
 
+def _char_gpt(ctx) -> None:
+    print("\nA character-level GPT (4 layers, 4 heads, 128 dimensions, context 64) trained with AdamW on Python's "
+          "standard library, then sampling from it:")
+    result = load_example("char_gpt").run(ctx, progress=True)
+    met = "met" if result["losses"][-1] < result["goal"] else "NOT met"
+    print(f"  {result['steps']} steps ({result['tokens']:,} characters) in {result['seconds']:.1f} s; loss "
+          f"{result['losses'][0]:.3f} -> {result['losses'][-1]:.3f}, goal below {result['goal']}: {met}; a sample "
+          "(temperature 0.8, top 10):")
+    print("\n".join("    " + line for line in result["text"].splitlines()[:8]))
+
+
 def run_demo(spec: str | None = None) -> int:
     """Print the device table, say which device was chosen and why, and run the examples."""
     infos = devices()
@@ -134,4 +145,5 @@ def run_demo(spec: str | None = None) -> int:
         del big, training
         _digits(ctx)
         _finetune(ctx)
+        _char_gpt(ctx)
     return 0

@@ -24,7 +24,7 @@ import pyopencl.array as cla
 from ..ops import memory
 from ..ops.arrays import check_sample_shape, host_batch, to_device_batch
 from ..runtime import allocation
-from . import initialization, registry
+from . import generation, initialization, registry
 from .parameters import FlatArrays
 from .placement import check_layers, place
 from .prediction import Predictions
@@ -230,6 +230,12 @@ class Network(Predictions):
         if len(weights) != len(names):
             raise ValueError(f"set_weights needs {len(names)} arrays ({', '.join(names)}), got {len(weights)}")
         self.set_arrays(dict(zip(names, weights)))
+
+    def generate(self, prompt, count: int, temperature: float = 1.0, top_k: int | None = None,
+                 seed: int | None = None) -> np.ndarray:
+        """The ids of `prompt` followed by `count` ids drawn one at a time from the logits of the
+        last position (a GPT's sampling; temperature, top_k, seed): clnet.nn.generation.generate."""
+        return generation.generate(self, prompt, count, temperature, top_k, seed)
 
     def summary(self, print_fn=print) -> str:
         """A table of the layers (and those inside blocks), their output shapes and parameter
