@@ -18,12 +18,13 @@ from .parameters import FlatArrays
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .protocol import BuiltLayer, Layer, LayerTraining, Link, Parameter, Step, in_place_delta
 from .registry import register_layer
+from .sequence_mean import SequenceMean
 from .transformer import gpt, transformer_block
 
 __all__ = [
     "Activation", "ActivationLayer", "AdaptiveAvgPool2d", "Add", "AvgPool2d", "BatchNorm", "Branches",
     "BuiltLayer", "Concat", "Conv2d", "Dropout", "Embedding", "FlatArrays", "Flatten", "FullyConnected",
     "FullyConnectedLayer", "GlobalAvgPool2d", "INIT_METHODS", "Layer", "LayerNorm", "LayerTraining", "Link",
-    "MaxPool2d", "MultiHeadAttention", "Multiply", "Network", "Parameter", "PositionalEmbedding", "Residual",
+    "MaxPool2d", "MultiHeadAttention", "Multiply", "Network", "Parameter", "PositionalEmbedding", "Residual", "SequenceMean",
     "Step", "TrainingNetwork", "gpt", "in_place_delta", "init", "register_layer", "transformer_block"
 ]

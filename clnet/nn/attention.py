@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import pyopencl.array as cla
 
 from ..ops import attention, bias, blas, dense
@@ -114,6 +115,31 @@ class AttentionLayer(BuiltLayer):
 
     def training(self, link: Link) -> AttentionTraining:
         return AttentionTraining(self, link)
+
+    def to_onnx(self, graph, x: str, arrays: dict[str, np.ndarray]) -> str:
+        """q, k, v each a MatMul and Add, reshaped to (batch, seq, heads, head_size) and transposed
+        to (batch, heads, seq, head_size) (k to (batch, heads, head_size, seq)); the scaled scores'
+        MatMul, the causal mask added, Softmax, MatMul with v, transposed and reshaped back, the
+        output projection."""
+        seq, width = self.input_shape
+        heads = self.spec.heads
+        split = graph.constant([0, 0, heads, width // heads], "heads", dtype=np.int64)
+        w, b = arrays["in_proj_weight"], arrays["in_proj_bias"]
+        q, k, v = (graph.node("Reshape", [graph.node("Add", [graph.node("MatMul", [x, graph.constant(
+            np.ascontiguousarray(w[i * width:(i + 1) * width].T), "W")]), graph.constant(
+            b[i * width:(i + 1) * width], "b")]), split]) for i in range(3))
+        scores = graph.node("Mul", [graph.node("MatMul", [graph.node("Transpose", [q], perm=[0, 2, 1, 3]),
+                                                          graph.node("Transpose", [k], perm=[0, 2, 3, 1])]),
+                                    graph.constant(self.scale, "scale")])
+        if self.spec.causal:
+            mask = np.where(np.triu(np.ones((seq, seq), dtype=bool), 1), -np.inf, 0.0)
+            scores = graph.node("Add", [scores, graph.constant(mask, "mask")])
+        attended = graph.node("MatMul", [graph.node("Softmax", [scores], axis=-1),
+                                         graph.node("Transpose", [v], perm=[0, 2, 1, 3])])
+        joined = graph.node("Reshape", [graph.node("Transpose", [attended], perm=[0, 2, 1, 3]),
+                                        graph.constant([0, 0, width], "shape", dtype=np.int64)])
+        out = graph.node("MatMul", [joined, graph.constant(np.ascontiguousarray(arrays["out_proj_weight"].T), "W")])
+        return graph.node("Add", [out, graph.constant(arrays["out_proj_bias"], "b")])
 
     def __repr__(self) -> str:
         return f"AttentionLayer({self.spec!r} on {self.input_shape}, {self.dtype.name})"

@@ -70,9 +70,8 @@ class EmbeddingLayer(BuiltLayer):
         return EmbeddingTraining(self, link)
 
     def to_onnx(self, graph, x: str, arrays: dict[str, np.ndarray]) -> str:
-        """A Gather of the table's rows by the ids (cast to int64: ONNX's ids are integers)."""
-        ids = graph.node("Cast", [x], to=7)  # TensorProto.INT64
-        return graph.node("Gather", [graph.constant(arrays["weight"], "embedding"), ids], axis=0)
+        """A Gather of the table's rows by the ids (the model's int64 input: an Embedding is first)."""
+        return graph.node("Gather", [graph.constant(arrays["weight"], "embedding"), x], axis=0)
 
 
 class EmbeddingTraining(LayerTraining):

@@ -140,13 +140,24 @@ class NormLayer(BuiltLayer):
 
     def to_onnx(self, graph, x: str, arrays: dict[str, np.ndarray]) -> str:
         if not self.batch_norm:
-            raise ValueError("LayerNorm has no ONNX export here (opset 13 has no LayerNormalization)")
+            return self._layer_norm_onnx(graph, x, arrays)
         channels = self.input_shape[0]
         scale, shift = arrays.get("scale", np.ones(channels)), arrays.get("shift", np.zeros(channels))
         inputs = [x] + [graph.constant(a, hint) for a, hint in ((scale, "gamma"), (shift, "beta"),
                                                                  (arrays["running_mean"], "mean"),
                                                                  (arrays["running_var"], "var"))]
         return graph.node("BatchNormalization", inputs, epsilon=self.spec.eps, momentum=1 - self.spec.momentum)
+
+
+    def _layer_norm_onnx(self, graph, x: str, arrays: dict[str, np.ndarray]) -> str:
+        """LayerNormalization over the last len(normalized_shape) axes (opset 17 and later)."""
+        if graph.opset < 17:
+            raise ValueError(f"LayerNorm exports as LayerNormalization, from opset 17; opset {graph.opset} was asked "
+                             "for: pass opset=17 or later (or None, which chooses it)")
+        shape = self.spec.normalized_shape
+        scale, shift = arrays.get("scale", np.ones(shape)), arrays.get("shift", np.zeros(shape))
+        return graph.node("LayerNormalization", [x, graph.constant(scale, "gamma"), graph.constant(shift, "beta")],
+                          axis=-len(shape), epsilon=self.spec.eps)
 
 
 class NormTraining(LayerTraining):

@@ -50,10 +50,11 @@ class InferenceNetwork(Network):
         when the name has no suffix); returns the path written. See clnet.train.saving."""
         return saving.save(self, path)
 
-    def to_onnx(self, path: str | Path, opset: int = onnx_export.OPSET) -> Path:
+    def to_onnx(self, path: str | Path, opset: int | None = None) -> Path:
         """Write the network as an ONNX model (Gemm, Conv, pooling, BatchNormalization, Flatten
-        and activation nodes, dynamic batch size) of `opset` (13 to 21) with the IR version it
-        needs, for onnxruntime, TensorRT, OpenVINO...; returns the path written. See
+        and activation nodes; Gather, LayerNormalization and attention's nodes for sequences;
+        dynamic batch size) of `opset` (13 to 21; None: the oldest that holds the layers) with the
+        IR version it needs, for onnxruntime, TensorRT, OpenVINO...; returns the path written. See
         clnet.train.onnx_export."""
         return onnx_export.export(self, path, opset)
 

@@ -8,6 +8,9 @@ or float64, with a dynamic batch dimension. Activations: Sigmoid, Tanh, Relu, Le
 with their alpha, Softmax and LogSoftmax axis=1, Clip(0, 6) for relu6, Identity for linear,
 HardSigmoid(1/6, 1/2) for hardsigmoid; gelu, gelu_tanh, silu and hardswish as the few opset-13
 nodes that compute them. Blocks write each branch's nodes and Add, Concat (axis 1) or Mul.
+Sequences: an Embedding is a Gather of int64 ids, a positional embedding an Add, a fully-connected
+layer MatMul and Add, LayerNorm LayerNormalization (opset 17), attention the projections' MatMul
+and Add, a Reshape and Transpose per head, MatMul, Softmax (the causal mask added first).
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..nn.blocks import Branches
 from ..nn.network import Network
+from ..nn.normalization import LayerNorm
 from ..ops import activations
 from ..runtime import files
 from . import saving
 
 OPSET = 13  # the default: onnxruntime from 1.10, TensorRT 8, OpenVINO 2022 read it
+LAYER_NORM_OPSET = 17  # LayerNormalization's first
 OPSETS = range(13, 22)  # the nodes written here mean the same in each of these
 EXPORTED = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "leaky_relu": "LeakyRelu", "elu": "Elu",
             "softmax": "Softmax", "log_softmax": "LogSoftmax", "linear": "Identity"}
@@ -42,10 +48,10 @@ class Graph:
     """The builder a layer's `to_onnx` writes its nodes with: `node` adds a node and returns its
     output's name, `constant` adds an initializer, `activation` the nodes of an activation."""
 
-    def __init__(self, dtype: np.dtype):
+    def __init__(self, dtype: np.dtype, opset: int = OPSET):
         from onnx import helper, numpy_helper
 
-        self.helper, self.numpy_helper, self.dtype = helper, numpy_helper, dtype
+        self.helper, self.numpy_helper, self.dtype, self.opset = helper, numpy_helper, dtype, opset
         self.nodes, self.initializers = [], []
 
     def _name(self, hint: str) -> str:
@@ -111,24 +117,39 @@ class Graph:
         self.nodes[-1].output[0] = "y"
 
 
-def export(net: Network, path: str | os.PathLike, opset: int = OPSET) -> Path:
-    """Write `net` as an ONNX model of this opset (13 to 21) to `path` (atomically; `.onnx` added
-    to a name without a suffix), declaring the oldest IR version that opset allows (7 for 13, so
-    that older runtimes read it); returns the path written. ValueError for a layer without an
-    ONNX form."""
+def needed_opset(specs) -> int:
+    """The oldest opset that holds every layer (blocks' insides too): 17 with a LayerNorm, else 13."""
+    found = OPSET
+    for spec in specs:
+        if isinstance(spec, Branches):
+            found = max([found] + [needed_opset(branch) for branch in spec.branches])
+        elif isinstance(spec, LayerNorm):
+            found = max(found, LAYER_NORM_OPSET)
+    return found
+
+
+def export(net: Network, path: str | os.PathLike, opset: int | None = None) -> Path:
+    """Write `net` as an ONNX model of this opset (13 to 21; None: the oldest that holds its
+    layers, 13, or 17 with a LayerNorm) to `path` (atomically; `.onnx` added to a name without a
+    suffix), declaring the oldest IR version that opset allows (7 for 13, so that older runtimes
+    read it); returns the path written. ValueError for a layer without an ONNX form, or one the
+    opset does not have. A network of token ids takes int64 ids."""
     onnx = onnx_package()
     from onnx import TensorProto, helper
 
+    if opset is None:
+        opset = needed_opset(net.specs)
     if isinstance(opset, bool) or opset not in OPSETS:
         raise ValueError(f"opset must be one of {OPSETS.start}..{OPSETS.stop - 1}, got {opset!r}")
 
     path = saving.file_path(path, ".onnx")
-    graph, host = Graph(net.dtype), net.host_arrays()
+    graph, host = Graph(net.dtype, opset), net.host_arrays()
     graph.output(graph.chain(net.layers, "x", lambda i, layer: {name: host[f"layer_{i}.{name}"]
                                                                 for name in layer.arrays}))
     element = TensorProto.FLOAT if net.dtype == np.float32 else TensorProto.DOUBLE
     model_graph = helper.make_graph(
-        graph.nodes, "clnet", [helper.make_tensor_value_info("x", element, ["batch", *net.input_shape])],
+        graph.nodes, "clnet", [helper.make_tensor_value_info("x", element if net.vocabulary is None else TensorProto.INT64,
+                                                             ["batch", *net.input_shape])],
         [helper.make_tensor_value_info("y", element, ["batch", *net.output_shape])], graph.initializers)
     imports = [helper.make_opsetid("", opset)]
     model = helper.make_model(model_graph, opset_imports=imports, producer_name="clnet",

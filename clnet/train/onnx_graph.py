@@ -112,7 +112,7 @@ class Graph:
         for node in reversed(nodes):
             if node.op != "Mul" or id(node) in absorbed:
                 continue
-            region, leaves = self._region(node, made_by)
+            region, leaves = self._region(node, made_by, uses)
             if len(region) < 2 or len(leaves) != 1 or any(uses.get(n.output, 0) > 1 for n in region if n is not node):
                 continue
             name = self._which(region, next(iter(leaves)))
@@ -122,9 +122,10 @@ class Graph:
                 absorbed[id(node)] = Node(name, node.name, [next(iter(leaves))], node.output, {"recognised": True})
         return [absorbed.get(id(n), n) for n in nodes if absorbed.get(id(n), n) is not None]
 
-    def _region(self, last: Node, made_by: dict) -> tuple[list[Node], set[str]]:
-        """The elementwise nodes `last` is computed from (up to non-elementwise producers), and
-        the data tensors they start from."""
+    def _region(self, last: Node, made_by: dict, uses: dict) -> tuple[list[Node], set[str]]:
+        """The elementwise nodes `last` is computed from (up to non-elementwise producers, or a
+        tensor read more than once: the activation's input, such as a bias Add's output), and the
+        data tensors they start from."""
         region, leaves, wanted = [], set(), [last.output]
         while wanted:
             node = made_by.get(wanted.pop())
@@ -135,7 +136,7 @@ class Graph:
                 if not name or name in self.values:
                     continue
                 producer = made_by.get(name)
-                if producer is not None and producer.op in ELEMENTWISE and name != self.source:
+                if producer is not None and producer.op in ELEMENTWISE and name != self.source and uses.get(name) == 1:
                     wanted.append(name)
                 else:
                     leaves.add(name)

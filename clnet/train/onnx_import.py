@@ -32,11 +32,14 @@ import os
 import numpy as np
 
 from ..nn.activation import Activation
+from ..nn.attention import MultiHeadAttention
 from ..nn.blocks import Add, Concat, Multiply, Residual
+from ..nn.embedding import PositionalEmbedding
 from ..nn.flatten import Flatten
 from ..nn.fully_connected import FullyConnected
 from ..nn.pooling import GlobalAvgPool2d
-from . import onnx_layers
+from ..nn.sequence_mean import SequenceMean
+from . import onnx_attention, onnx_layers
 from .onnx_export import onnx_package
 from .onnx_graph import FORMS, MERGE_OPS, Graph, Merge, Node
 
@@ -45,7 +48,9 @@ log = logging.getLogger("clnet")
 NO_OPS = ("Identity", "Dropout", "Cast")  # Cast: to a float type only (`Reader.read`)
 LAYER_OPS = ("Gemm", "MatMul", "Add", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean",
              "BatchNormalization", "Flatten", "Reshape")
-SUPPORTED = (*LAYER_OPS, *onnx_layers.ACTIVATION_OPS, "Clip", "Gelu", "HardSwish", "HardSigmoid", *MERGE_OPS, *NO_OPS)
+SEQUENCE_OPS = ("Gather", "LayerNormalization", onnx_attention.ATTENTION)
+SUPPORTED = (*LAYER_OPS, *SEQUENCE_OPS, *onnx_layers.ACTIVATION_OPS, "Clip", "Gelu", "HardSwish", "HardSigmoid",
+             *MERGE_OPS, *NO_OPS)
 HEAD_OPS = ("ArgMax", "ZipMap")  # what classifier heads read the probabilities with
 FOLDED = ("Identity", "Cast", "Transpose")  # of a constant: computed here
 
@@ -70,9 +75,13 @@ def read(path: str | os.PathLike) -> tuple[tuple[int, ...], list, np.dtype, dict
     tensor_type = inputs[0].type.tensor_type
     dims = [d.dim_value for d in tensor_type.shape.dim][1:]
     opset = max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] or [0])
-    nodes = [Node(n.op_type, n.name, list(n.input), n.output[0],
-                  {a.name: helper.get_attribute_value(a) for a in n.attribute})
-             for n in _without_head(path, graph.node, values) if n.output[0] not in values]
+    kept = _without_head(path, graph.node, values)
+    seq = dims[0] if dims and dims[0] > 0 else None  # (batch, seq) ids or (batch, seq, features)
+    batch = tensor_type.shape.dim[0].dim_value if tensor_type.shape.dim else 0
+    replaced = _attention_replaced(kept, values, inputs[0].name, seq, opset, onnx, batch or 1)
+    nodes = [replaced.get(id(n)) or Node(n.op_type, n.name, list(n.input), n.output[0],
+                                         {a.name: helper.get_attribute_value(a) for a in n.attribute})
+             for n in kept if n.output[0] not in values and replaced.get(id(n), True) is not None]
     sink = graph.output[0].name if len(graph.output) == 1 else None
     if nodes and (sink is None or sink not in {n.output for n in nodes}):
         sink = nodes[-1].output  # what a cut-off head read
@@ -84,6 +93,26 @@ def read(path: str | os.PathLike) -> tuple[tuple[int, ...], list, np.dtype, dict
     for item in found.nest(reader.fail):
         reader.take(item)
     return reader.finish(np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)))
+
+
+def _attention_replaced(nodes: list, values: dict, source: str, seq: int | None, opset: int, onnx,
+                        batch: int) -> dict:
+    """id of an ONNX node -> the Node that replaces it (an attention region's last node), or None
+    (a node inside the region, dropped); clnet.train.onnx_attention finds the regions."""
+    replaced: dict = {}
+    for region, x, y, found in onnx_attention.find(nodes, values, source, seq, opset, onnx, batch):
+        inside = {out for n in region for out in n.output}
+        users = {}
+        for n in nodes:
+            for name in n.input:
+                users.setdefault(name, []).append(n)
+        for n in region:  # a node also read outside the region (a shape of x) stays
+            if n.output[0] == y or all(id(u) in {id(r) for r in region} for out in n.output for u in users.get(out, [])):
+                replaced[id(n)] = None
+        last = next(n for n in region if n.output[0] == y)
+        replaced[id(last)] = Node(onnx_attention.ATTENTION, last.name, [x], y, found)
+        del inside
+    return replaced
 
 
 def _fold(onnx, node, value: np.ndarray) -> np.ndarray:
@@ -191,6 +220,12 @@ class Reader:
             self.global_average(node, attributes)
         elif op == "BatchNormalization":
             self.add(*onnx_layers.batch_norm(self, node, attributes))
+        elif op == "LayerNormalization":
+            self.add(*onnx_layers.layer_norm(self, node, attributes, self.sample_shape()))
+        elif op == "Gather":
+            self.add(*onnx_layers.embedding(self, node, attributes))
+        elif op == onnx_attention.ATTENTION:  # a region recognised by clnet.train.onnx_attention
+            self.add(MultiHeadAttention(attributes["heads"], causal=attributes["causal"]), attributes["arrays"])
         elif op in ("Flatten", "Reshape"):
             self.flatten(node, attributes)
         elif op == "Identity" and self.pending is not None:  # clnet's own "linear": the layer is whole
@@ -253,8 +288,13 @@ class Reader:
 
     def bias(self, node) -> None:
         _, arrays = self.pending or (None, {})
+        constant = self.values[next(name for name in node.inputs if name in self.values)]
+        if ("bias" not in arrays or arrays["bias"] is not None) and self.rank == 3 and \
+                np.squeeze(constant).shape == self.sample_shape():
+            self.add(PositionalEmbedding(), {"weight": np.squeeze(constant).reshape(self.sample_shape())})
+            return
         if "bias" not in arrays or arrays["bias"] is not None:
-            raise self.fail(node, "an Add that is not the bias of a MatMul")
+            raise self.fail(node, "an Add that is not the bias of a MatMul (nor a positional embedding)")
         bias = self.values[next(name for name in node.inputs if name in self.values)].reshape(-1)
         arrays["bias"] = bias
 
@@ -271,6 +311,10 @@ class Reader:
             axes = attributes.get("axes")
             if axes is None and len(node.inputs) > 1:
                 axes = self.values[node.inputs[1]]
+            if self.rank == 3 and [int(a) % 3 for a in np.ravel(axes)] == [1] and not attributes.get("keepdims", 1):
+                self.add(SequenceMean())  # the mean over a sequence's positions
+                self.rank = 2
+                return
             if self.rank != 4 or sorted(int(a) % 4 for a in np.ravel(axes)) != [2, 3] or not attributes.get(
                     "keepdims", 1):
                 raise self.fail(node, "clnet imports ReduceMean only as a global average pool (axes 2 and 3 of "
@@ -308,7 +352,8 @@ class Reader:
             self.flush()
         if not self.layers:
             self.layers.append((Activation("linear"), {}))  # the model is its input
-        weights = [arrays["weights"] for _, arrays in self.layers if "weights" in arrays]
+        weights = [arrays.get("weights", arrays.get("weight")) for _, arrays in self.layers
+                   if "weights" in arrays or "weight" in arrays]
         if self.dims and all(d > 0 for d in self.dims):
             input_shape = tuple(self.dims)
         elif weights and isinstance(self.layers[0][0], FullyConnected):

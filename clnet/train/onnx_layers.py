@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn.conv2d import Conv2d
+from ..nn.embedding import Embedding
 from ..nn.fully_connected import FullyConnected
-from ..nn.normalization import BatchNorm
+from ..nn.normalization import BatchNorm, LayerNorm
 from ..nn.pooling import AvgPool2d, MaxPool2d
 from ..ops import activations
 from .onnx_export import EXPORTED
@@ -121,3 +122,29 @@ def activation(reader, op: str, node, attributes: dict):
         except ValueError as exc:
             raise reader.fail(node, str(exc)) from exc
     return name
+
+
+def embedding(reader, node, attributes: dict) -> tuple:
+    """An Embedding from a Gather of a constant table's rows (axis 0) by the model's input ids."""
+    table = reader.values.get(node.inputs[0])
+    if table is None or table.ndim != 2 or attributes.get("axis", 0) != 0 or reader.layers or reader.pending:
+        raise reader.fail(node, "clnet imports a Gather as an embedding: rows (axis 0) of a constant 2-D table by "
+                                "the model's input ids, first")
+    reader.rank = 3
+    return Embedding(*table.shape), {"weight": table}
+
+
+def layer_norm(reader, node, attributes: dict, shape: tuple[int, ...]) -> tuple:
+    """A LayerNorm over the last axes from `axis` (default -1), with its scale and shift."""
+    axis = int(attributes.get("axis", -1)) % (len(shape) + 1)
+    if axis == 0:
+        raise reader.fail(node, "a normalization over the batch axis; clnet's LayerNorm normalizes within samples")
+    normalized = shape[axis - 1:]
+    scale = reader.values.get(node.inputs[1])
+    shift = reader.values.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    if scale is None:
+        raise reader.fail(node, "needs a constant scale")
+    arrays = {"scale": scale.reshape(normalized),
+              "shift": np.zeros(normalized, scale.dtype) if shift is None else shift.reshape(normalized)}
+    eps = float(f"{attributes.get('epsilon', 1e-5):.7g}")  # a float32 attribute: 1e-5, not 9.9999997e-06
+    return LayerNorm(normalized, eps=eps), arrays
