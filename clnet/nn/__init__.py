@@ -25,6 +25,6 @@ __all__ = [
     "Activation", "ActivationLayer", "AdaptiveAvgPool2d", "Add", "AvgPool2d", "BatchNorm", "Branches",
     "BuiltLayer", "Concat", "Conv2d", "Dropout", "Embedding", "FlatArrays", "Flatten", "FullyConnected",
     "FullyConnectedLayer", "GlobalAvgPool2d", "INIT_METHODS", "Layer", "LayerNorm", "LayerTraining", "Link",
-    "MaxPool2d", "MultiHeadAttention", "Multiply", "Network", "Parameter", "PositionalEmbedding", "Residual", "SequenceMean",
-    "Step", "TrainingNetwork", "gpt", "in_place_delta", "init", "register_layer", "transformer_block"
+    "MaxPool2d", "MultiHeadAttention", "Multiply", "Network", "Parameter", "PositionalEmbedding", "Residual",
+    "SequenceMean", "Step", "TrainingNetwork", "gpt", "in_place_delta", "init", "register_layer", "transformer_block"
 ]

@@ -147,9 +147,9 @@ def export(net: Network, path: str | os.PathLike, opset: int | None = None) -> P
     graph.output(graph.chain(net.layers, "x", lambda i, layer: {name: host[f"layer_{i}.{name}"]
                                                                 for name in layer.arrays}))
     element = TensorProto.FLOAT if net.dtype == np.float32 else TensorProto.DOUBLE
+    taken = element if net.vocabulary is None else TensorProto.INT64  # token ids
     model_graph = helper.make_graph(
-        graph.nodes, "clnet", [helper.make_tensor_value_info("x", element if net.vocabulary is None else TensorProto.INT64,
-                                                             ["batch", *net.input_shape])],
+        graph.nodes, "clnet", [helper.make_tensor_value_info("x", taken, ["batch", *net.input_shape])],
         [helper.make_tensor_value_info("y", element, ["batch", *net.output_shape])], graph.initializers)
     imports = [helper.make_opsetid("", opset)]
     model = helper.make_model(model_graph, opset_imports=imports, producer_name="clnet",

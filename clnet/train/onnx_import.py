@@ -13,6 +13,11 @@ recognised, merges found); each chain of nodes then becomes layers:
     BatchNormalization (inference)                                     BatchNorm
     Flatten (axis 1), Reshape to (batch, features)                     Flatten
     Add, Mul, Concat (axis 1) of branches from one tensor              Residual / Add, Multiply, Concat
+    Gather of a constant table by the input ids                        Embedding
+    Add of a constant of a sequence's shape                            PositionalEmbedding
+    LayerNormalization                                                 LayerNorm
+    ReduceMean over the positions of a sequence                        SequenceMean
+    an attention region (clnet.train.onnx_attention, by its values)    MultiHeadAttention
     Identity, Dropout, Constant, Cast to a float type                  nothing
     Transpose, Cast or Identity of a constant                          folded into the constant
     a classifier head after the probabilities (ArgMax, ZipMap,         left out, with a logged note:
@@ -100,18 +105,17 @@ def _attention_replaced(nodes: list, values: dict, source: str, seq: int | None,
     """id of an ONNX node -> the Node that replaces it (an attention region's last node), or None
     (a node inside the region, dropped); clnet.train.onnx_attention finds the regions."""
     replaced: dict = {}
+    users: dict[str, list] = {}
+    for n in nodes:
+        for name in n.input:
+            users.setdefault(name, []).append(id(n))
     for region, x, y, found in onnx_attention.find(nodes, values, source, seq, opset, onnx, batch):
-        inside = {out for n in region for out in n.output}
-        users = {}
-        for n in nodes:
-            for name in n.input:
-                users.setdefault(name, []).append(n)
+        inside = {id(n) for n in region}
         for n in region:  # a node also read outside the region (a shape of x) stays
-            if n.output[0] == y or all(id(u) in {id(r) for r in region} for out in n.output for u in users.get(out, [])):
+            if n.output[0] == y or all(u in inside for out in n.output for u in users.get(out, [])):
                 replaced[id(n)] = None
         last = next(n for n in region if n.output[0] == y)
         replaced[id(last)] = Node(onnx_attention.ATTENTION, last.name, [x], y, found)
-        del inside
     return replaced
 
 
