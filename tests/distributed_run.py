@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py under mpiexec: one data-parallel training, whose history and
 weights rank 0 writes to argv[1]. argv[2]: the optimizer ("sgd" or "adam"); argv[3]: "whole",
-"sharded", "whole-dropout", "sharded-dropout" (the network with dropout layers), or a fault:
+"sharded", "whole-dropout", "sharded-dropout" (the network with dropout layers), "gpt" (a GPT with dropout,
+AdamW, on token ids: `gpt_data`), or a fault:
 "mismatch", "raise", "kill", "exit0", "exit3", "os_exit", "os_exit0",
 "os_exit-before" (before fit), "sigint", "sigint-caught" (on rank 1)
 or "sigint-all" (every rank, at different steps)."""
@@ -11,6 +12,7 @@ import signal
 import sys
 
 import numpy as np
+from gpt_case import gpt_data, gpt_net  # beside this script
 
 import clnet
 
@@ -55,7 +57,11 @@ with world.context(os.environ.get("CLNET_TEST_DEVICE", "pocl")) as ctx:
     faults = ("raise", "kill", "exit0", "exit3", "os_exit", "os_exit0", "sigint", "sigint-caught", "sigint-all")
     if mode in faults:
         optimizer = Faulty(0.1)
-    if mode == "sharded":  # rank r holds rows r, r + size, ...: no process ever sees all of them
+    if mode == "gpt":
+        net = gpt_net(ctx, 1 + world.rank)
+        history = net.fit(*gpt_data(), epochs=3, batch_size=8, optimizer=clnet.AdamW(0.01), seed=3, progress=False,
+                          world=world)
+    elif mode == "sharded":  # rank r holds rows r, r + size, ...: no process ever sees all of them
         mine = slice(world.rank, None, world.size)
         history = net.fit(x[mine], labels[mine], "cross_entropy", epochs=4, batch_size=16, optimizer=optimizer,
                           shuffle=False, seed=3, progress=False, world=world, sharded=True)

@@ -357,3 +357,77 @@ def test_cnn_layers(ctx, dtype, monkeypatch, name, gemm):
     activation = torch.tanh if name == "conv" else (lambda t: t)
     compare(ctx, make(), eval(f"torch.nn.{module}", {"torch": torch, "ODD": ODD}), shape, batch, dtype,
             activation=activation, steps=2)
+
+
+def numpy_attention(x, arrays, heads, causal):
+    """Multi-head self-attention written out in numpy (PyTorch's definition)."""
+    batch, seq, width = x.shape
+    size = width // heads
+    q, k, v = np.split(x @ arrays["in_proj_weight"].T + arrays["in_proj_bias"], 3, axis=-1)
+    out = np.zeros_like(x)
+    for h in range(heads):
+        part = slice(h * size, (h + 1) * size)
+        scores = q[..., part] @ k[..., part].transpose(0, 2, 1) / np.sqrt(size)
+        if causal:
+            scores[:, np.triu(np.ones((seq, seq), bool), 1)] = -np.inf
+        p = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        out[..., part] = (p / p.sum(axis=-1, keepdims=True)) @ v[..., part]
+    return out @ arrays["out_proj_weight"].T + arrays["out_proj_bias"]
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_sequence_layers(ctx, dtype, causal):
+    """Embedding, positional embedding, attention (3 heads of 5: no vector width divides them;
+    seq 7) and the mean over positions: the forward pass against numpy; the backward pass's
+    dC/d(embedded) against central differences of the numpy forward, and the tables' gradients
+    as its sums (over the batch, and by id)."""
+    vocab, seq, width = 11, 7, 15
+    net = clnet.InferenceNetwork(ctx, seq, [clnet.Embedding(vocab, width), clnet.PositionalEmbedding(),
+                                            clnet.MultiHeadAttention(3, causal=causal), clnet.SequenceMean()],
+                                 dtype=dtype, seed=3)
+    host = {name: a.astype(np.float64) for name, a in net.host_arrays().items()}
+    attention = {k: host[f"layer_2.{k}"] for k in ("in_proj_weight", "in_proj_bias", "out_proj_weight",
+                                                    "out_proj_bias")}
+    ids = np.random.default_rng(2).integers(0, vocab, (3, seq))
+    embedded = host["layer_0.weight"][ids] + host["layer_1.weight"]
+    np.testing.assert_allclose(net(ids).get(), numpy_attention(embedded, attention, 3, causal).mean(axis=1),
+                               **tol(dtype))
+    training = clnet.TrainingNetwork(net, ids)
+    training.forward()
+    g = np.random.default_rng(3).normal(size=(3, width))
+    training.output_gradient.set(g.astype(dtype))
+    training.backward()
+    d_embedded = training.layers[0].delta.get().astype(np.float64)  # the positional layer's, in place
+
+    def cost(x):
+        return (numpy_attention(x, attention, 3, causal).mean(axis=1) * g).sum()
+
+    for where in [(0, 0, 0), (1, 3, 7), (2, 6, 14), (2, 2, 4)]:
+        step = np.zeros_like(embedded)
+        step[where] = 1e-5
+        expected = (cost(embedded + step) - cost(embedded - step)) / 2e-5
+        assert d_embedded[where] == pytest.approx(expected, rel=1e-6 if dtype == np.float64 else 2e-3, abs=1e-7)
+    grads = dict(zip(net._names(trainable=True), net.gradient_buffer.get()))
+    np.testing.assert_allclose(grads["layer_1.weight"], d_embedded.sum(axis=0), **tol(dtype))
+    table = np.zeros((vocab, width))
+    np.add.at(table, ids, d_embedded)
+    np.testing.assert_allclose(grads["layer_0.weight"], table, **tol(dtype))
+    np.testing.assert_allclose(grads["layer_2.out_proj_bias"], g.sum(axis=0), **tol(dtype))
+
+
+def test_costs_with_a_label_per_position(ctx, dtype):
+    """Cross-entropy of (batch, seq, classes) logits with (batch, seq) labels, its gradient and the
+    positions predicted right, on views at odd offsets."""
+    rng = np.random.default_rng(8)
+    z, labels = rng.normal(size=(3, 5, ODD)) * 2, rng.integers(0, ODD, (3, 5))
+    (_, zd), (_, yd) = view(ctx, z, dtype), view(ctx, labels.astype(float), dtype, 2)
+    _, delta = view(ctx, np.zeros_like(z), dtype, 1)
+    out = cla.zeros(ctx.queue, 3, dtype)
+    costs.value_into(ctx, "cross_entropy", "linear", zd, zd, yd, out, 1, delta=delta)
+    costs.matches_into(ctx, zd, yd, out, 2)
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    picked = np.take_along_axis(p, labels[..., None], -1)[..., 0]
+    np.testing.assert_allclose(out.get()[1], -np.log(picked).mean(), **tol(dtype))
+    np.testing.assert_allclose(delta.get(), (p - np.eye(ODD)[labels]) / 15, **tol(dtype))
+    assert out.get()[2] == (z.argmax(axis=-1) == labels).sum()
