@@ -317,7 +317,7 @@ def test_fit_and_predict_on_samples_of_rank_three(ctx):
 
 def test_layers_that_cannot_take_their_input_are_named(ctx):
     with pytest.raises(ValueError, match=r"layer 0 \(FullyConnected\(3, 'linear'\)\).*put clnet.Flatten\(\) before it"):
-        clnet.InferenceNetwork(ctx, (2, 3), [clnet.FullyConnected(3)])
+        clnet.InferenceNetwork(ctx, (2, 3, 4), [clnet.FullyConnected(3)])  # (seq, features) it takes
     with pytest.raises(ValueError, match="dropout on the output layer is not supported"):
         clnet.InferenceNetwork(ctx, 3, [clnet.FullyConnected(3), clnet.Dropout(0.5)])
     with pytest.raises(ValueError, match=r"softmax works on \(batch, features\) data"):

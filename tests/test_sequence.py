@@ -329,3 +329,45 @@ def test_the_char_gpt_example_repeats_its_bits(ctx):
     assert runs[0]["losses"] == runs[1]["losses"] and runs[0]["text"] == runs[1]["text"]
     assert len(runs[0]["text"]) == 24 and runs[0]["text"].startswith("def ")
     assert all(np.isfinite(runs[0]["losses"])) and runs[0]["losses"][0] < np.log(runs[0]["vocab"]) + 1
+
+
+KILLED_GPT = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[3])
+import clnet
+from gpt_case import gpt_data, gpt_net
+
+class KilledMidEpoch(clnet.AdamW):
+    def step(self, params, grads, keep=None, **kwargs):
+        super().step(params, grads, keep, **kwargs)
+        if self.steps == 10:  # epoch 3 of 4 steps each, second step
+            params.ctx.finish()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+with clnet.Context(sys.argv[2]) as ctx:
+    gpt_net(ctx, 1).fit(*gpt_data(), epochs=4, batch_size=8, optimizer=KilledMidEpoch(0.01), seed=3, progress=False,
+                        checkpoint=sys.argv[1], resume=True)
+"""
+
+
+def test_a_gpt_killed_mid_epoch_resumes_to_the_weights_of_a_run_that_never_stopped(ctx, tmp_path):
+    """Dropout in attention and after each branch, AdamW, token ids: SIGKILL in epoch 3, resumed."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .conftest import TEST_DEVICE
+    from .gpt_case import gpt_data, gpt_net
+
+    path = tmp_path / "gpt.npz"
+    result = subprocess.run([sys.executable, "-c", KILLED_GPT, str(path), TEST_DEVICE, str(Path(__file__).parent)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    resumed = gpt_net(ctx, 1)
+    history = resumed.fit(*gpt_data(), epochs=4, batch_size=8, optimizer=clnet.AdamW(0.01), seed=3, progress=False,
+                          checkpoint=path, resume=True)
+    whole = gpt_net(ctx, 1)
+    expected = whole.fit(*gpt_data(), epochs=4, batch_size=8, optimizer=clnet.AdamW(0.01), seed=3, progress=False)
+    assert list(history) == list(expected)
+    np.testing.assert_array_equal(resumed.parameter_buffer.flat.get(), whole.parameter_buffer.flat.get())
