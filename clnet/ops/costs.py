@@ -172,8 +172,8 @@ def value_into(ctx, name: str, activation: str, a: cla.Array, z: cla.Array, y: c
     for the one work-group that sums the cost (FUSED_DELTA elements); else a second launch.
     """
     name = check_cost(name, activation)
-    if holds_labels(z, y):
-        return _label_value_into(ctx, name, activation, z, y, out, index, batches, delta)
+    if holds_labels(a, y):  # a linear output: its outputs are the logits
+        return _label_value_into(ctx, name, activation, a if z is None else z, y, out, index, batches, delta)
     elementwise = name in ELEMENTWISE  # from the output a; the cross-entropies from the logits z
     x = a if elementwise else z
     dtype = _check(ctx, x, y, ("a" if elementwise else "z", "y"))
