@@ -15,6 +15,8 @@
 %>
 <%
     tile = TILE  # positions per work-item in the products (clnet.ops.attention.TILE)
+    rows = context.get("rows", 1)  # rows of scores per work-item of dots (clnet.ops.attention.ROWS)
+    vecs = context.get("vecs", 1)  # vectors of a head per work-item of the weighted sums
     vec = "real%d" % width if width > 1 else "real"
     load = ("vload%d" % width) if width > 1 else ""
     def vload(at):
@@ -26,84 +28,122 @@
 %>
 
 #define TILE ${tile}  // positions per work-item in the products
+#define ROWS ${rows}  // rows of scores per work-item in dots
 #define HEAD(a, stride, at, b, t, h) (a##_p + a##_off + (at) + ((size_t)(b) * seq + (t)) * (stride) + (size_t)(h) * head_size)
 
 // out[bh, i, j] = scale * sum over d of x[b, i, h, d] * y[b, j, h, d] (0 where causal and j > i).
-// Each work-item: TILE consecutive j of one i, reading x's row once. Dimension 0: j / TILE;
-// dimension 1: i.
+// Each work-item: ROWS consecutive i by TILE consecutive j, each row of x and y read once per
+// tile. Dimension 0: j / TILE; dimension 1: i / ROWS.
 ${kernel("dots", "const real *x, const real *y, real *out, index_t seq, index_t heads, index_t head_size, "
                  "index_t x_stride, index_t x_at, index_t y_stride, index_t y_at, real scale, int causal")} {
-    const index_t j0 = get_global_id(0) * TILE, i = get_global_id(1), bh = get_global_id(2);
-    if (j0 >= seq || i >= seq) return;
+    const index_t j0 = get_global_id(0) * TILE, i0 = get_global_id(1) * ROWS, bh = get_global_id(2);
+    if (j0 >= seq || i0 >= seq) return;
     const index_t b = bh / heads, h = bh % heads;
-    __global const real *xr = HEAD(x, x_stride, x_at, b, i, h);
+% for r in range(rows):
+    __global const real *x${r} = HEAD(x, x_stride, x_at, b, min(i0 + ${r}, seq - 1), h);
+% endfor
 % for t in range(tile):
     __global const real *y${t} = HEAD(y, y_stride, y_at, b, min(j0 + ${t}, seq - 1), h);
-    ${vec} sums${t} = 0;
 % endfor
-    if (!causal || j0 <= i) {
-        for (index_t d = 0; d < head_size; d += ${width}) {
-            const ${vec} xv = ${vload("xr + d")};
+% for r in range(rows):
 % for t in range(tile):
-            sums${t} += xv * ${vload("y%d + d" % t)};
+    ${vec} s${r}_${t} = 0;
+% endfor
+% endfor
+    if (!causal || j0 <= i0 + ROWS - 1) {
+        for (index_t d = 0; d < head_size; d += ${width}) {
+% for t in range(tile):
+            const ${vec} yv${t} = ${vload("y%d + d" % t)};
+% endfor
+% for r in range(rows):
+            const ${vec} xv${r} = ${vload("x%d + d" % r)};
+% for t in range(tile):
+            s${r}_${t} += xv${r} * yv${t};
+% endfor
 % endfor
         }
     }
-    __global real *row = out_p + out_off + ((size_t)bh * seq + i) * seq;
+% for r in range(rows):
+    if (i0 + ${r} < seq) {
+        __global real *row = out_p + out_off + ((size_t)bh * seq + i0 + ${r}) * seq;
 % for t in range(tile):
-    if (j0 + ${t} < seq) row[j0 + ${t}] = causal && j0 + ${t} > i ? 0 : (${total("sums%d" % t)}) * scale;
+        if (j0 + ${t} < seq) row[j0 + ${t}] = causal && j0 + ${t} > i0 + ${r} ? 0 : (${total("s%d_%d" % (r, t))}) * scale;
+% endfor
+    }
 % endfor
 }
 
 // out[b, i, h, d] = sum over j of w[bh, i, j] * y[b, j, h, d] (j <= i where causal: w is 0 past i).
-// Each work-item: a vector of d for TILE consecutive i, reading each row of y once.
-// Dimension 0: d / width; dimension 1: i / TILE.
+// Each work-item: VECS vectors of d for TILE consecutive i, reading each row of y once.
+// Dimension 0: d / (width * VECS); dimension 1: i / TILE.
 ${kernel("weighted_sum", "const real *w, const real *y, real *out, index_t seq, index_t heads, index_t head_size, "
                          "index_t y_stride, index_t y_at, index_t out_stride, index_t out_at, int causal")} {
-    const index_t d = get_global_id(0) * ${width}, i0 = get_global_id(1) * TILE, bh = get_global_id(2);
+    const index_t d = get_global_id(0) * ${width * vecs}, i0 = get_global_id(1) * TILE, bh = get_global_id(2);
     if (d >= head_size || i0 >= seq) return;
     const index_t b = bh / heads, h = bh % heads;
     __global const real *yc = HEAD(y, y_stride, y_at, b, 0, h) + d;
 % for t in range(tile):
     __global const real *w${t} = w_p + w_off + ((size_t)bh * seq + min(i0 + ${t}, seq - 1)) * seq;
-    ${vec} sum${t} = 0;
+% for u in range(vecs):
+    ${vec} sum${t}_${u} = 0;
+% endfor
 % endfor
     const index_t end = causal ? min(i0 + TILE, seq) : seq;
     for (index_t j = 0; j < end; j++) {
-        const ${vec} yv = ${vload("yc + (size_t)j * y_stride")};
+% for u in range(vecs):
+        const ${vec} yv${u} = ${vload("yc + (size_t)j * y_stride + %d" % (u * width))};
+% endfor
 % for t in range(tile):
-        sum${t} += w${t}[j] * yv;
+        const real p${t} = w${t}[j];
+% for u in range(vecs):
+        sum${t}_${u} += p${t} * yv${u};
+% endfor
 % endfor
     }
 % for t in range(tile):
-    if (i0 + ${t} < seq) ${vstore("sum%d" % t, "HEAD(out, out_stride, out_at, b, i0 + %d, h) + d" % t)};
+    if (i0 + ${t} < seq) {
+% for u in range(vecs):
+        ${vstore("sum%d_%d" % (t, u), "HEAD(out, out_stride, out_at, b, i0 + %d, h) + d + %d" % (t, u * width))};
+% endfor
+    }
 % endfor
 }
 
 // out[b, j, h, d] = sum over i of w[bh, i, j] * y[b, i, h, d] (i >= j where causal: w is 0
-// before): weighted_sum with w transposed. Each work-item: a vector of d for TILE consecutive j.
-// Dimension 0: d / width; dimension 1: j / TILE.
+// before): weighted_sum with w transposed. Each work-item: VECS vectors of d for TILE
+// consecutive j. Dimension 0: d / (width * VECS); dimension 1: j / TILE.
 ${kernel("weighted_sum_transposed", "const real *w, const real *y, real *out, index_t seq, index_t heads, "
                                     "index_t head_size, index_t y_stride, index_t y_at, index_t out_stride, "
                                     "index_t out_at, int causal")} {
-    const index_t d = get_global_id(0) * ${width}, j0 = get_global_id(1) * TILE, bh = get_global_id(2);
+    const index_t d = get_global_id(0) * ${width * vecs}, j0 = get_global_id(1) * TILE, bh = get_global_id(2);
     if (d >= head_size || j0 >= seq) return;
     const index_t b = bh / heads, h = bh % heads;
     __global const real *wc = w_p + w_off + (size_t)bh * seq * seq;
     __global const real *yc = HEAD(y, y_stride, y_at, b, 0, h) + d;
 % for t in range(tile):
     const index_t c${t} = min(j0 + ${t}, seq - 1);
-    ${vec} sum${t} = 0;
+% for u in range(vecs):
+    ${vec} sum${t}_${u} = 0;
+% endfor
 % endfor
     for (index_t i = causal ? j0 : 0; i < seq; i++) {
-        const ${vec} yv = ${vload("yc + (size_t)i * y_stride")};
+% for u in range(vecs):
+        const ${vec} yv${u} = ${vload("yc + (size_t)i * y_stride + %d" % (u * width))};
+% endfor
         __global const real *wr = wc + (size_t)i * seq;
 % for t in range(tile):
-        sum${t} += wr[c${t}] * yv;
+        const real p${t} = wr[c${t}];
+% for u in range(vecs):
+        sum${t}_${u} += p${t} * yv${u};
+% endfor
 % endfor
     }
 % for t in range(tile):
-    if (j0 + ${t} < seq) ${vstore("sum%d" % t, "HEAD(out, out_stride, out_at, b, j0 + %d, h) + d" % t)};
+    if (j0 + ${t} < seq) {
+% for u in range(vecs):
+        ${vstore("sum%d_%d" % (t, u), "HEAD(out, out_stride, out_at, b, j0 + %d, h) + d + %d" % (t, u * width))};
+% endfor
+    }
 % endfor
 }
 

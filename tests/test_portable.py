@@ -375,22 +375,27 @@ def numpy_attention(x, arrays, heads, causal):
     return out @ arrays["out_proj_weight"].T + arrays["out_proj_bias"]
 
 
-@pytest.mark.parametrize("causal", [False, True])
-def test_sequence_layers(ctx, dtype, causal):
-    """Embedding, positional embedding, attention (3 heads of 5: no vector width divides them;
-    seq 7) and the mean over positions: the forward pass against numpy; the backward pass's
-    dC/d(embedded) against central differences of the numpy forward, and the tables' gradients
-    as its sums (over the batch, and by id)."""
-    vocab, seq, width = 11, 7, 15
+@pytest.mark.parametrize("tiles", ["the device's", "CPU's"])  # register tiles: Oclgrind checks a CPU's too
+@pytest.mark.parametrize(("causal", "width", "heads"), [(False, 15, 3), (True, 15, 3), (True, 32, 2)])
+def test_sequence_layers(ctx, dtype, causal, width, heads, tiles, monkeypatch):
+    """Embedding, positional embedding, attention (3 heads of 5: no vector width divides them; 2
+    of 16: whole vectors; seq 7) and the mean over positions: the forward pass against numpy; the
+    backward pass's dC/d(embedded) against central differences of the numpy forward, and the
+    tables' gradients as its sums (over the batch, and by id)."""
+    from clnet.ops import attention as attention_op
+
+    if tiles == "CPU's":
+        monkeypatch.setattr(attention_op, "register_tiles", lambda ctx: (attention_op.CPU_ROWS, attention_op.CPU_VECS))
+    vocab, seq = 11, 7
     net = clnet.InferenceNetwork(ctx, seq, [clnet.Embedding(vocab, width), clnet.PositionalEmbedding(),
-                                            clnet.MultiHeadAttention(3, causal=causal), clnet.SequenceMean()],
+                                            clnet.MultiHeadAttention(heads, causal=causal), clnet.SequenceMean()],
                                  dtype=dtype, seed=3)
     host = {name: a.astype(np.float64) for name, a in net.host_arrays().items()}
     attention = {k: host[f"layer_2.{k}"] for k in ("in_proj_weight", "in_proj_bias", "out_proj_weight",
                                                     "out_proj_bias")}
     ids = np.random.default_rng(2).integers(0, vocab, (3, seq))
     embedded = host["layer_0.weight"][ids] + host["layer_1.weight"]
-    np.testing.assert_allclose(net(ids).get(), numpy_attention(embedded, attention, 3, causal).mean(axis=1),
+    np.testing.assert_allclose(net(ids).get(), numpy_attention(embedded, attention, heads, causal).mean(axis=1),
                                **tol(dtype))
     training = clnet.TrainingNetwork(net, ids)
     training.forward()
@@ -400,9 +405,9 @@ def test_sequence_layers(ctx, dtype, causal):
     d_embedded = training.layers[0].delta.get().astype(np.float64)  # the positional layer's, in place
 
     def cost(x):
-        return (numpy_attention(x, attention, 3, causal).mean(axis=1) * g).sum()
+        return (numpy_attention(x, attention, heads, causal).mean(axis=1) * g).sum()
 
-    for where in [(0, 0, 0), (1, 3, 7), (2, 6, 14), (2, 2, 4)]:
+    for where in [(0, 0, 0), (1, 3, 7), (2, 6, width - 1), (2, 2, 4)]:
         step = np.zeros_like(embedded)
         step[where] = 1e-5
         expected = (cost(embedded + step) - cost(embedded - step)) / 2e-5

@@ -35,9 +35,10 @@ def randomize(net, rng, scale=1.0):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize(("seq", "dim", "heads"), [(7, 15, 3), (5, 8, 1), (9, 12, 4)])
+@pytest.mark.parametrize(("seq", "dim", "heads"), [(7, 15, 3), (5, 8, 1), (9, 12, 4), (7, 64, 2), (6, 32, 2)])
 def test_attention_equals_pytorchs(ctx, causal, seq, dim, heads):
-    """Head sizes 5, 8 and 3 (no multiple of any vector width), odd sequence lengths."""
+    """Head sizes 5 and 3 (no multiple of any vector width), 8, 32 and 16 (one, four and two
+    vectors a work-item), sequence lengths no multiple of the kernels' tiles."""
     spec = clnet.MultiHeadAttention(heads, causal=causal)
     net = clnet.InferenceNetwork(ctx, (seq, dim), [spec], dtype=np.float64)
     rng = np.random.default_rng(seq)

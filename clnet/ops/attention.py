@@ -16,8 +16,19 @@ import pyopencl.array as cla
 
 from .arrays import check_array, launch
 
-LOCAL = 8  # work-items along dimension 0 (columns of scores, elements of a head)
+GROUP = 64  # work-items per work-group of the products
 TILE = 4  # positions per work-item in the products (kernels/attention.cl's TILE)
+# Register tiles on CPUs: 4 rows of scores per work-item of dots, 4 vectors of a head per
+# work-item of the weighted sums (16 accumulators each: AVX-512's 32 registers hold them). At
+# batch 32 x 64 positions x 4 heads of 32 (causal) on 2 Zen 4 cores: dots 1.87 -> 0.92 ms, the
+# weighted sums 0.97 -> 0.39 ms, against one row or vector. GPUs keep one (issue 32 shapes them).
+CPU_ROWS, CPU_VECS = 4, 4
+
+
+def register_tiles(ctx) -> tuple[int, int]:
+    """(rows of scores per work-item of dots, most vectors of a head per work-item of the weighted
+    sums) on this device."""
+    return (CPU_ROWS, CPU_VECS) if ctx.info.type == "CPU" else (1, 1)
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,12 @@ def width(shape: Shape, dtype) -> int:
 
 
 def _launch(shape: Shape, columns: int, rows: int) -> tuple[tuple, tuple]:
-    return (-(-columns // LOCAL) * LOCAL, rows, shape.batch * shape.heads), (LOCAL, 1, 1)
+    """Work-groups of GROUP items over (columns, rows) of each sample and head: PoCL pays for
+    every work-group, so rows fill a group whose columns are few (4 vectors of a head of 32)."""
+    local0 = min(GROUP, 1 << (columns - 1).bit_length())
+    local1 = min(1 << (rows - 1).bit_length(), max(1, GROUP // local0))
+    return ((-(-columns // local0) * local0, -(-rows // local1) * local1, shape.batch * shape.heads),
+            (local0, local1, 1))
 
 
 def _sizes(shape: Shape) -> dict:
@@ -82,9 +98,10 @@ def dots(ctx, x: Heads, y: Heads, out: cla.Array, shape: Shape, scale: float, ca
     check_array(ctx, x.array, "x")
     check_array(ctx, y.array, "y", dtype=dtype)
     _scores(ctx, out, "out", shape, dtype)
-    kernel = ctx.kernel("attention.cl", "dots", dtype=dtype, width=width(shape, dtype))
-    return kernel(ctx.queue, *_launch(shape, -(-shape.seq // TILE), shape.seq), x=x.array, y=y.array, out=out,
-                  **_sizes(shape), x_stride=x.stride(shape), x_at=x.at, y_stride=y.stride(shape), y_at=y.at,
+    rows = register_tiles(ctx)[0]
+    kernel = ctx.kernel("attention.cl", "dots", dtype=dtype, width=width(shape, dtype), rows=rows)
+    return kernel(ctx.queue, *_launch(shape, -(-shape.seq // TILE), -(-shape.seq // rows)), x=x.array, y=y.array,
+                  out=out, **_sizes(shape), x_stride=x.stride(shape), x_at=x.at, y_stride=y.stride(shape), y_at=y.at,
                   scale=scale, causal=int(causal))
 
 
@@ -96,9 +113,11 @@ def mix(ctx, w: cla.Array, y: Heads, out: Heads, shape: Shape, causal: bool, tra
     check_array(ctx, y.array, "y", dtype=dtype)
     check_array(ctx, out.array, "out", dtype=dtype)
     vector = width(shape, dtype)
+    most = register_tiles(ctx)[1]
+    vecs = next(v for v in (most, 2, 1) if v <= most and (shape.head_size // vector) % v == 0)
     kernel = ctx.kernel("attention.cl", "weighted_sum_transposed" if transposed else "weighted_sum", dtype=dtype,
-                        width=vector)
-    return kernel(ctx.queue, *_launch(shape, shape.head_size // vector, -(-shape.seq // TILE)), w=w, y=y.array,
+                        width=vector, vecs=vecs)
+    return kernel(ctx.queue, *_launch(shape, shape.head_size // vector // vecs, -(-shape.seq // TILE)), w=w, y=y.array,
                   out=out.array, **_sizes(shape),
                   y_stride=y.stride(shape), y_at=y.at, out_stride=out.stride(shape), out_at=out.at,
                   causal=int(causal))
