@@ -7,11 +7,12 @@ The model is examples/char_gpt.py's: clnet.nn.gpt(vocab=96, context=64, dim=128,
 layers=4), float32, and the same model written with torch.nn's modules (nn.MultiheadAttention
 with a causal mask, nn.LayerNorm, exact GELU). A training step is one mini-batch of `fit` (clnet:
 cross-entropy per position, AdamW; the ids checked and copied to the device per call, then gathered
-by index as fit does) or one
-forward, backward and AdamW step of the PyTorch model (torch.set_num_threads(cores)). Generation
-is one token at a time from a batch of one context (the whole context recomputed per token: no
-key/value cache in either). Times: the median of `rounds` medians of `repeats` runs, the libraries
-alternating. Ratios: clnet's time / PyTorch's.
+by index as fit does) or one forward, backward and AdamW step of the PyTorch model
+(torch.set_num_threads(cores)). Generation
+is 16 tokens, one at a time, each the most likely after a window of 64 (clnet: `net.generate`, its
+batch-of-one pass replayed; PyTorch: the model under no_grad, the window shifted by torch.cat);
+the whole window is recomputed per token in both (no key/value cache). Times: the median of
+`rounds` medians of `repeats` runs, the libraries alternating. Ratios: clnet's time / PyTorch's.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import common  # noqa: E402
 
 import clnet  # noqa: E402
 
-VOCAB, CONTEXT, DIM, HEADS, LAYERS, STEPS = 96, 64, 128, 4, 4, 2
+VOCAB, CONTEXT, DIM, HEADS, LAYERS, STEPS, TOKENS = 96, 64, 128, 4, 4, 2, 16
 
 
 def torch_gpt():
@@ -78,17 +79,20 @@ def runs(ctx, batch: int) -> dict:
             torch.nn.functional.cross_entropy(model(xt[rows]).reshape(-1, VOCAB), yt[rows].reshape(-1)).backward()
             optimizer.step()
 
-    def torch_token():
+    def torch_tokens():
         model.eval()
+        window = xt[:1].clone()
         with torch.no_grad():
-            model(xt[:1])[0, -1].argmax()
+            for _ in range(TOKENS):
+                following = model(window)[0, -1].argmax()
+                window = torch.cat([window[:, 1:], following.reshape(1, 1)], dim=1)
 
-    def clnet_token():
-        net(prompt).get()[0, -1].argmax()
+    def clnet_tokens():
+        net.generate(prompt[0], TOKENS, temperature=0)
 
     return {"clnet train": lambda: net.fit(ids, following, epochs=1, batch_size=batch, optimizer=adamw,
                                            progress=False),
-            "torch train": torch_epoch, "clnet token": clnet_token, "torch token": torch_token}
+            "torch train": torch_epoch, "clnet token": clnet_tokens, "torch token": torch_tokens}
 
 
 def main() -> None:
@@ -109,7 +113,7 @@ def main() -> None:
         for _ in range(args.rounds):  # alternating, so that both see the machine's slow and fast spells
             for kind, run in timed.items():
                 found[kind].append(common.median_seconds(run, args.repeats))
-        times = {kind: statistics.median(t) / (STEPS if "train" in kind else 1) for kind, t in found.items()}
+        times = {kind: statistics.median(t) / (STEPS if "train" in kind else TOKENS) for kind, t in found.items()}
         info = common.machine(ctx)
     tokens = args.batch * CONTEXT
     print(f"\nGPT {LAYERS} layers, {HEADS} heads, {DIM} dimensions, context {CONTEXT}, vocabulary {VOCAB}, float32; "
