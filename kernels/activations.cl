@@ -36,8 +36,9 @@
         "leaky_relu": ("select(act_alpha * z, z, z > 0)", "select(ONE * act_alpha, ONE, a > 0)", "a", 0.01),
         "elu": ("select(act_alpha * expm1(z), z, z > 0)", "select(a + act_alpha, ONE, a > 0)", "a", 1.0),
         # PyTorch's gelu: z * Phi(z), the normal distribution's CDF from erf; f' = Phi(z) + z phi(z)
-        "gelu": ("(real)0.5 * z * (1 + erf(z * (real)0.7071067811865476))",
-                 "(real)0.5 * (1 + erf(z * (real)0.7071067811865476))"
+        # (1 + erf: CLNET_ONE_PLUS_ERF, common.cl)
+        "gelu": ("(real)0.5 * z * CLNET_ONE_PLUS_ERF(z * (real)0.7071067811865476)",
+                 "(real)0.5 * CLNET_ONE_PLUS_ERF(z * (real)0.7071067811865476)"
                  " + z * exp((real)-0.5 * z * z) * (real)0.3989422804014327", "z", None),
         # gelu(approximate="tanh"): 0.5 z (1 + tanh(u)), u = sqrt(2/pi) (z + 0.044715 z^3), written with
         # 0.5 (1 + tanh(u)) = S = 1 / (1 + exp(-2u)) and 1 - tanh(u)^2 = 4 S T, T = 1 / (1 + exp(2u)), so

@@ -33,11 +33,14 @@ def transformer_block(dim: int, heads: int, causal: bool = True, hidden: int | N
             Residual([LayerNorm(dim), FullyConnected(hidden, activation), FullyConnected(dim)] + after)]
 
 
-def gpt(vocab: int, context: int, dim: int, heads: int, layers: int, dropout: float = 0.0) -> list[Layer]:
+def gpt(vocab: int, context: int, dim: int, heads: int, layers: int, dropout: float = 0.0,
+        activation: str = "gelu") -> list[Layer]:
     """A GPT's layers for (batch, context) token ids: token and positional embeddings, `layers`
-    causal transformer blocks, a final LayerNorm and a linear layer to `vocab` logits per position.
-    `context` is the sequence length the network is built for (its input shape)."""
+    causal transformer blocks (their MLPs' `activation`: "gelu", or GPT-2's "gelu_tanh"), a final
+    LayerNorm and a linear layer to `vocab` logits per position. `context` is the sequence length
+    the network is built for (its input shape)."""
     del context  # the network's input shape carries it; named here so that calls read as a model's size
     return ([Embedding(vocab, dim), PositionalEmbedding()] + ([Dropout(dropout)] if dropout else [])
-            + [layer for _ in range(layers) for layer in transformer_block(dim, heads, dropout=dropout)]
+            + [layer for _ in range(layers) for layer in transformer_block(dim, heads, dropout=dropout,
+                                                                           activation=activation)]
             + [LayerNorm(dim), FullyConnected(vocab)])
