@@ -148,22 +148,42 @@ ${kernel("weighted_sum_transposed", "const real *w, const real *y, real *out, in
 }
 
 // p[r, :] = the softmax of s[r, :] (row r = bh * seq + i), over j <= i where causal and 0 beyond;
-// less the row's largest first, so that no exp overflows. p may be s. One work-item per row.
+// less the row's largest first, so that no exp overflows. p may be s. One work-item per row, on
+// vectors of `width` elements (the exps are most of the work) and the row's rest one by one.
 ${kernel("softmax", "const real *s, real *p, index_t rows, index_t seq, int causal")} {
     const index_t r = get_global_id(0);
     if (r >= rows) return;
-    const index_t end = causal ? r % seq + 1 : seq;
+    const index_t end = causal ? r % seq + 1 : seq, whole = end - end % ${width};
     __global const real *sr = s_p + s_off + (size_t)r * seq;
     __global real *pr = p_p + p_off + (size_t)r * seq;
     real top = sr[0];
-    for (index_t j = 1; j < end; j++) top = fmax(top, sr[j]);
+% if width > 1:
+    ${vec} tops = top;
+    for (index_t j = 0; j < whole; j += ${width}) tops = fmax(tops, ${vload("sr + j")});
+% for q in range(width):
+    top = fmax(top, tops.s${"%x" % q});
+% endfor
+% endif
+    for (index_t j = whole; j < end; j++) top = fmax(top, sr[j]);
     real total = 0;
-    for (index_t j = 0; j < end; j++) {
+% if width > 1:
+    ${vec} totals = 0;
+    for (index_t j = 0; j < whole; j += ${width}) {
+        const ${vec} e = exp(${vload("sr + j")} - top);
+        ${vstore("e", "pr + j")};
+        totals += e;
+    }
+    total = ${total("totals")};
+% endif
+    for (index_t j = whole; j < end; j++) {
         const real e = exp(sr[j] - top);
         pr[j] = e;
         total += e;
     }
-    for (index_t j = 0; j < end; j++) pr[j] /= total;
+% if width > 1:
+    for (index_t j = 0; j < whole; j += ${width}) ${vstore(vload("pr + j") + " / total", "pr + j")};
+% endif
+    for (index_t j = whole; j < end; j++) pr[j] /= total;
     for (index_t j = end; j < seq; j++) pr[j] = 0;
 }
 

@@ -129,7 +129,8 @@ def softmax(ctx, s: cla.Array, p: cla.Array, shape: Shape, causal: bool) -> cl.E
     _scores(ctx, s, "s", shape, dtype)
     _scores(ctx, p, "p", shape, dtype)
     rows = shape.batch * shape.heads * shape.seq
-    return launch(ctx, ctx.kernel("attention.cl", "softmax", dtype=dtype, width=1), rows, s=s, p=p, rows=rows,
+    vector = 32 // dtype.itemsize  # 256 bits
+    return launch(ctx, ctx.kernel("attention.cl", "softmax", dtype=dtype, width=vector), rows, s=s, p=p, rows=rows,
                   seq=shape.seq, causal=int(causal))
 
 
