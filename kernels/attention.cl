@@ -10,11 +10,8 @@
 ## elements of a head (PoCL runs each work-item's code as written: it does not vectorize across
 ## work-items), and the heads' rows are read with vload.
 <%include file="common.cl"/>
-<%!
-    TILE = 4
-%>
 <%
-    tile = TILE  # positions per work-item in the products (clnet.ops.attention.TILE)
+    tile = context.get("tile", 1)  # positions per work-item in the products (clnet.ops.attention.TILE)
     rows = context.get("rows", 1)  # rows of scores per work-item of dots (clnet.ops.attention.ROWS)
     vecs = context.get("vecs", 1)  # vectors of a head per work-item of the weighted sums
     vec = "real%d" % width if width > 1 else "real"

@@ -110,7 +110,7 @@ class AttentionLayer(BuiltLayer):
         if drop is not None:
             dropout_op.apply(ctx, p, dropped, self.spec.attention_dropout, *drop)
             p = dropped
-        attention.mix(ctx, p, Heads(qkv, 2 * width), Heads(attended), shape, causal)
+        attention.weighted_sum(ctx, p, Heads(qkv, 2 * width), Heads(attended), shape, causal)
         dense.forward(ctx, attended, arrays["out_proj_weight"], arrays["out_proj_bias"], "linear", out)
 
     def training(self, link: Link) -> AttentionTraining:
@@ -181,13 +181,14 @@ class AttentionTraining(LayerTraining):
         blas.gemm(ctx, delta, arrays["out_proj_weight"], self.grad_attended)
         used = self.p if self._drop is None else self.dropped
         # dC/dv = p^T dC/d(attended); dC/dp = dC/d(attended) v^T, through the dropout's mask
-        attention.mix(ctx, used, Heads(self.grad_attended), Heads(grad_qkv, 2 * width), shape, causal, transposed=True)
+        attention.weighted_sum(ctx, used, Heads(self.grad_attended), Heads(grad_qkv, 2 * width), shape, causal,
+                               transposed=True)
         attention.dots(ctx, Heads(self.grad_attended), Heads(qkv, 2 * width), self.grad_p, shape, 1.0, causal)
         if self._drop is not None:
             dropout_op.apply(ctx, self.grad_p, self.grad_p, layer.spec.attention_dropout, *self._drop)
         attention.softmax_backward(ctx, self.p, self.grad_p, shape, layer.scale, causal)  # dC/d(q k^T)
-        attention.mix(ctx, self.grad_p, Heads(qkv, width), Heads(grad_qkv, 0), shape, causal)
-        attention.mix(ctx, self.grad_p, Heads(qkv, 0), Heads(grad_qkv, width), shape, causal, transposed=True)
+        attention.weighted_sum(ctx, self.grad_p, Heads(qkv, width), Heads(grad_qkv, 0), shape, causal)
+        attention.weighted_sum(ctx, self.grad_p, Heads(qkv, 0), Heads(grad_qkv, width), shape, causal, transposed=True)
         x = self.x.reshape(rows, width)
         if "in_proj_weight" in grads:
             bias.bias_gradient(ctx, grad_qkv, grads["in_proj_bias"])

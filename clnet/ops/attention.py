@@ -17,7 +17,7 @@ import pyopencl.array as cla
 from .arrays import check_array, launch
 
 GROUP = 64  # work-items per work-group of the products
-TILE = 4  # positions per work-item in the products (kernels/attention.cl's TILE)
+TILE = 4  # positions per work-item in the products (the template's `tile`)
 # Register tiles on CPUs: 4 rows of scores per work-item of dots, 4 vectors of a head per
 # work-item of the weighted sums (16 accumulators each: AVX-512's 32 registers hold them). At
 # batch 32 x 64 positions x 4 heads of 32 (causal) on 2 Zen 4 cores: dots 1.87 -> 0.92 ms, the
@@ -99,13 +99,14 @@ def dots(ctx, x: Heads, y: Heads, out: cla.Array, shape: Shape, scale: float, ca
     check_array(ctx, y.array, "y", dtype=dtype)
     _scores(ctx, out, "out", shape, dtype)
     rows = register_tiles(ctx)[0]
-    kernel = ctx.kernel("attention.cl", "dots", dtype=dtype, width=width(shape, dtype), rows=rows)
+    kernel = ctx.kernel("attention.cl", "dots", dtype=dtype, width=width(shape, dtype), rows=rows, tile=TILE)
     return kernel(ctx.queue, *_launch(shape, -(-shape.seq // TILE), -(-shape.seq // rows)), x=x.array, y=y.array,
                   out=out, **_sizes(shape), x_stride=x.stride(shape), x_at=x.at, y_stride=y.stride(shape), y_at=y.at,
                   scale=scale, causal=int(causal))
 
 
-def mix(ctx, w: cla.Array, y: Heads, out: Heads, shape: Shape, causal: bool, transposed: bool = False) -> cl.Event:
+def weighted_sum(ctx, w: cla.Array, y: Heads, out: Heads, shape: Shape, causal: bool,
+                 transposed: bool = False) -> cl.Event:
     """out[b, i, h] = sum over j of w[bh, i, j] y[b, j, h] (transposed: w[bh, j, i]): the
     attention's output p v, and the gradients of v, q and k."""
     dtype = ctx.real_dtype(w.dtype)
@@ -116,7 +117,7 @@ def mix(ctx, w: cla.Array, y: Heads, out: Heads, shape: Shape, causal: bool, tra
     most = register_tiles(ctx)[1]
     vecs = next(v for v in (most, 2, 1) if v <= most and (shape.head_size // vector) % v == 0)
     kernel = ctx.kernel("attention.cl", "weighted_sum_transposed" if transposed else "weighted_sum", dtype=dtype,
-                        width=vector, vecs=vecs)
+                        width=vector, vecs=vecs, tile=TILE)
     return kernel(ctx.queue, *_launch(shape, shape.head_size // vector // vecs, -(-shape.seq // TILE)), w=w, y=y.array,
                   out=out.array, **_sizes(shape),
                   y_stride=y.stride(shape), y_at=y.at, out_stride=out.stride(shape), out_at=out.at,
