@@ -67,7 +67,8 @@ def run(ctx, steps: int = 240, rounds: int = 8, batch: int = 32, context: int = 
     per_round = steps // rounds
     for r in range(rounds):
         x, y = windows(ids, per_round * batch, context, rng)
-        history = net.fit(x, y, epochs=1, batch_size=batch, optimizer=optimizer, seed=seed + r, progress=False)
+        history = net.fit(x, y, "cross_entropy", epochs=1, batch_size=batch, optimizer=optimizer, seed=seed + r,
+                          progress=False)
         losses.append(history[-1])
         if progress:
             print(f"  steps {(r + 1) * per_round:4d}: loss {losses[-1]:.3f}", flush=True)
