@@ -70,80 +70,53 @@ ${kernel("dots", "const real *x, const real *y, real *out, index_t seq, index_t 
 % endfor
 }
 
-// out[b, i, h, d] = sum over j of w[bh, i, j] * y[b, j, h, d] (j <= i where causal: w is 0 past i).
-// Each work-item: VECS vectors of d for TILE consecutive i, reading each row of y once.
-// Dimension 0: d / (width * VECS); dimension 1: i / TILE.
-${kernel("weighted_sum", "const real *w, const real *y, real *out, index_t seq, index_t heads, index_t head_size, "
-                         "index_t y_stride, index_t y_at, index_t out_stride, index_t out_at, int causal")} {
-    const index_t d = get_global_id(0) * ${width * vecs}, i0 = get_global_id(1) * TILE, bh = get_global_id(2);
-    if (d >= head_size || i0 >= seq) return;
+// weighted_sum:            out[b, i, h, d] = sum over j of w[bh, i, j] * y[b, j, h, d]
+//                          (j <= i where causal: w is 0 past i);
+// weighted_sum_transposed: out[b, j, h, d] = sum over i of w[bh, i, j] * y[b, i, h, d]
+//                          (i >= j where causal: w is 0 before).
+// Each work-item: VECS vectors of d for TILE consecutive output positions o, reading each row of y
+// once. Dimension 0: d / (width * VECS); dimension 1: o / TILE.
+% for transposed in (False, True):
+${kernel("weighted_sum" + ("_transposed" if transposed else ""),
+         "const real *w, const real *y, real *out, index_t seq, index_t heads, index_t head_size, "
+         "index_t y_stride, index_t y_at, index_t out_stride, index_t out_at, int causal")} {
+    const index_t d = get_global_id(0) * ${width * vecs}, o0 = get_global_id(1) * TILE, bh = get_global_id(2);
+    if (d >= head_size || o0 >= seq) return;
     const index_t b = bh / heads, h = bh % heads;
+    __global const real *wm = w_p + w_off + (size_t)bh * seq * seq;
     __global const real *yc = HEAD(y, y_stride, y_at, b, 0, h) + d;
 % for t in range(tile):
-    __global const real *w${t} = w_p + w_off + ((size_t)bh * seq + min(i0 + ${t}, seq - 1)) * seq;
+    const size_t at${t} = min(o0 + ${t}, seq - 1);  // the position of tile row t, within seq
 % for u in range(vecs):
     ${vec} sum${t}_${u} = 0;
 % endfor
 % endfor
-    const index_t end = causal ? min(i0 + TILE, seq) : seq;
-    for (index_t j = 0; j < end; j++) {
+% if transposed:
+    for (index_t k = causal ? o0 : 0; k < seq; k++) {
+% else:
+    const index_t end = causal ? min(o0 + TILE, seq) : seq;
+    for (index_t k = 0; k < end; k++) {
+% endif
 % for u in range(vecs):
-        const ${vec} yv${u} = ${vload("yc + (size_t)j * y_stride + %d" % (u * width))};
+        const ${vec} yv${u} = ${vload("yc + (size_t)k * y_stride + %d" % (u * width))};
 % endfor
 % for t in range(tile):
-        const real p${t} = w${t}[j];
+        const real p${t} = wm[${"(size_t)k * seq + at%d" % t if transposed else "at%d * seq + k" % t}];
 % for u in range(vecs):
         sum${t}_${u} += p${t} * yv${u};
 % endfor
 % endfor
     }
 % for t in range(tile):
-    if (i0 + ${t} < seq) {
+    if (o0 + ${t} < seq) {
 % for u in range(vecs):
-        ${vstore("sum%d_%d" % (t, u), "HEAD(out, out_stride, out_at, b, i0 + %d, h) + d + %d" % (t, u * width))};
+        ${vstore("sum%d_%d" % (t, u), "HEAD(out, out_stride, out_at, b, o0 + %d, h) + d + %d" % (t, u * width))};
 % endfor
     }
 % endfor
 }
 
-// out[b, j, h, d] = sum over i of w[bh, i, j] * y[b, i, h, d] (i >= j where causal: w is 0
-// before): weighted_sum with w transposed. Each work-item: VECS vectors of d for TILE
-// consecutive j. Dimension 0: d / (width * VECS); dimension 1: j / TILE.
-${kernel("weighted_sum_transposed", "const real *w, const real *y, real *out, index_t seq, index_t heads, "
-                                    "index_t head_size, index_t y_stride, index_t y_at, index_t out_stride, "
-                                    "index_t out_at, int causal")} {
-    const index_t d = get_global_id(0) * ${width * vecs}, j0 = get_global_id(1) * TILE, bh = get_global_id(2);
-    if (d >= head_size || j0 >= seq) return;
-    const index_t b = bh / heads, h = bh % heads;
-    __global const real *wc = w_p + w_off + (size_t)bh * seq * seq;
-    __global const real *yc = HEAD(y, y_stride, y_at, b, 0, h) + d;
-% for t in range(tile):
-    const index_t c${t} = min(j0 + ${t}, seq - 1);
-% for u in range(vecs):
-    ${vec} sum${t}_${u} = 0;
 % endfor
-% endfor
-    for (index_t i = causal ? j0 : 0; i < seq; i++) {
-% for u in range(vecs):
-        const ${vec} yv${u} = ${vload("yc + (size_t)i * y_stride + %d" % (u * width))};
-% endfor
-        __global const real *wr = wc + (size_t)i * seq;
-% for t in range(tile):
-        const real p${t} = wr[c${t}];
-% for u in range(vecs):
-        sum${t}_${u} += p${t} * yv${u};
-% endfor
-% endfor
-    }
-% for t in range(tile):
-    if (j0 + ${t} < seq) {
-% for u in range(vecs):
-        ${vstore("sum%d_%d" % (t, u), "HEAD(out, out_stride, out_at, b, j0 + %d, h) + d + %d" % (t, u * width))};
-% endfor
-    }
-% endfor
-}
-
 // p[r, :] = the softmax of s[r, :] (row r = bh * seq + i), over j <= i where causal and 0 beyond;
 // less the row's largest first, so that no exp overflows. p may be s. One work-item per row, on
 // vectors of `width` elements (the exps are most of the work) and the row's rest one by one.

@@ -8,7 +8,6 @@ there (exact up to 2^24 in float32), so batches, shuffling and MPI move them as 
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
@@ -50,10 +49,6 @@ class Embedding(Layer):
             raise ValueError(f"Embedding({self.vocab}, ...): a {np.dtype(dtype).name} network holds ids exactly up "
                              f"to {limit:,}; use float64 for a larger vocabulary")
         return EmbeddingLayer(self, ctx, input_shape, dtype, arrays)
-
-    def training_bytes(self, batch, input_shape, itemsize, is_output) -> dict[str, int]:
-        size = batch * math.prod(input_shape) * self.dim * itemsize
-        return {"outputs": size, "deltas": size}
 
     def brief(self) -> str:
         return f"embedding {self.vocab} x {self.dim}"

@@ -95,9 +95,7 @@ def _label_value_into(ctx, name, activation, z, y, out, index, batches, delta) -
     z2, y1, positions, dtype = _label_arrays(ctx, name, activation, z, y)
     rows, cols = z2.shape
     if delta is not None:
-        check_array(ctx, delta, "delta", dtype=dtype, shape=z.shape)
-        kernel = ctx.kernel("costs.cl", "label_softmax_difference", dtype=dtype)
-        launch(ctx, kernel, rows, a=z2, y=y1, delta=delta.reshape(rows, cols), scale=1 / rows, rows=rows, cols=cols)
+        output_delta(ctx, name, z, y, delta, activation)
     items = reduction_items(ctx)
     kernel = ctx.kernel("costs.cl", "label_cross_entropy_sum", dtype=dtype)
     return kernel(ctx.queue, (items,), (items,), x=z2, y=y1, out=out, index=index,

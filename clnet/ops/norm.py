@@ -81,7 +81,7 @@ def column_sums(ctx, dy: cla.Array, x: cla.Array, mean: cla.Array, var: cla.Arra
                 s2: cla.Array, cols: int) -> cl.Event:
     """Layer norm's parameter gradients: s1[c] = sum of dy and s2[c] = sum of dy * xhat over
     the rows of `cols` elements, each row with its own mean and var. One work-item per vector of
-    columns walks the rows (a 2048 x 128 layer: 0.1 ms, where row_sums2 took 0.77)."""
+    columns walks the rows (a 2048 x 128 layer: 0.15-0.2 ms, where `sums` by rows took 1.3-1.6)."""
     dtype = ctx.real_dtype(dy.dtype)
     check_array(ctx, dy, "dy")
     check_array(ctx, x, "x", dtype=dtype, shape=dy.shape)

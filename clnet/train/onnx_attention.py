@@ -44,8 +44,8 @@ def attention(x: np.ndarray, arrays: dict, heads: int, causal: bool) -> np.ndarr
 class Regions:
     """The original graph's nodes, indexed to find attention regions in."""
 
-    def __init__(self, nodes: list, values: dict, source: str, opset: int):
-        self.nodes, self.values, self.source, self.opset = nodes, values, source, opset
+    def __init__(self, nodes: list, values: dict, source: str, opset: int, batch: int):
+        self.nodes, self.values, self.source, self.opset, self.batch = nodes, values, source, opset, batch
         self.order = {id(n): i for i, n in enumerate(nodes)}
         self.made_by = {out: n for n in nodes for out in n.output}
         self.used_by: dict[str, list] = {}
@@ -91,21 +91,20 @@ class Regions:
         return users[0] if len(users) == 1 else None
 
 
-def find(nodes: list, values: dict, source: str, seq: int | None, opset: int, onnx, batch: int = 1) -> list[tuple]:
+def find(nodes: list, values: dict, source: str, seq: int | None, opset: int, batch: int = 1) -> list[tuple]:
     """The attention regions: (their nodes, x, y, {"heads", "causal", arrays by clnet's names});
     batch: the model's batch size where it is fixed (an exporter's reshapes may hold it)."""
-    graph = Regions(nodes, values, source, opset)
-    graph.batch = batch
+    graph = Regions(nodes, values, source, opset, batch)
     found = []
     for node in nodes:
         if node.op_type == "Softmax" and seq:
-            region = _region_of(graph, node, seq, onnx)
+            region = _region_of(graph, node, seq)
             if region is not None:
                 found.append(region)
     return found
 
 
-def _region_of(graph: Regions, softmax_node, seq: int, onnx):
+def _region_of(graph: Regions, softmax_node, seq: int):
     weigh = _following_matmul(graph, softmax_node.output[0])
     scores = _preceding_matmul(graph, softmax_node.input[0])
     if weigh is None or scores is None or len(graph.data(scores)) != 2:
@@ -128,7 +127,7 @@ def _region_of(graph: Regions, softmax_node, seq: int, onnx):
         if not all(id(user) in inside for user in graph.used_by.get(x, [])):
             break
         x = graph.data(producer)[0]
-    return _checked(graph, x, ends, scores, weigh, values_in, q_in, k_in, seq, onnx)
+    return _checked(graph, x, ends, scores, weigh, values_in, q_in, k_in, seq)
 
 
 def _passed(graph: Regions, tensor: str, until) -> str:
@@ -201,7 +200,7 @@ def _projection(graph: Regions, node) -> tuple[np.ndarray, np.ndarray | None]:
     return w.T, bias
 
 
-def _checked(graph, x, ends, scores, weigh, values_in, q_in, k_in, seq, onnx):
+def _checked(graph, x, ends, scores, weigh, values_in, q_in, k_in, seq):
     region = graph.region(x, ends[-1])
     projections = [n for n in region if n.op_type in ("MatMul", "Gemm") and n.input[1:2]
                    and n.input[1] in graph.values and np.ndim(graph.values[n.input[1]]) == 2]
@@ -231,7 +230,7 @@ def _checked(graph, x, ends, scores, weigh, values_in, q_in, k_in, seq, onnx):
               "out_proj_weight": out_w, "out_proj_bias": np.zeros(width) if out_b is None else np.ravel(out_b)}
     sample = np.random.default_rng(0).normal(size=(graph.batch, seq, width))
     for end in reversed(ends):
-        got = _evaluate(graph, x, end, sample, onnx)
+        got = _evaluate(graph, x, end, sample)
         if got is None or got.shape != sample.shape:
             continue
         for heads in [h for h in range(1, width + 1) if width % h == 0]:
@@ -249,7 +248,7 @@ def _outputs_after(graph: Regions, node) -> list[str]:
     return [node.output[0]] + ([user.output[0]] if user is not None and user.op_type == "Add" else [])
 
 
-def _evaluate(graph: Regions, x: str, y: str, sample: np.ndarray, onnx) -> np.ndarray | None:
+def _evaluate(graph: Regions, x: str, y: str, sample: np.ndarray) -> np.ndarray | None:
     """y of the region from x = sample, by onnx's reference evaluator (None when it cannot)."""
     from onnx import TensorProto, helper, numpy_helper
     from onnx.reference import ReferenceEvaluator

@@ -83,7 +83,7 @@ def read(path: str | os.PathLike) -> tuple[tuple[int, ...], list, np.dtype, dict
     kept = _without_head(path, graph.node, values)
     seq = dims[0] if dims and dims[0] > 0 else None  # (batch, seq) ids or (batch, seq, features)
     batch = tensor_type.shape.dim[0].dim_value if tensor_type.shape.dim else 0
-    replaced = _attention_replaced(kept, values, inputs[0].name, seq, opset, onnx, batch or 1)
+    replaced = _attention_replaced(kept, values, inputs[0].name, seq, opset, batch or 1)
     nodes = [replaced.get(id(n)) or Node(n.op_type, n.name, list(n.input), n.output[0],
                                          {a.name: helper.get_attribute_value(a) for a in n.attribute})
              for n in kept if n.output[0] not in values and replaced.get(id(n), True) is not None]
@@ -100,8 +100,7 @@ def read(path: str | os.PathLike) -> tuple[tuple[int, ...], list, np.dtype, dict
     return reader.finish(np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)))
 
 
-def _attention_replaced(nodes: list, values: dict, source: str, seq: int | None, opset: int, onnx,
-                        batch: int) -> dict:
+def _attention_replaced(nodes: list, values: dict, source: str, seq: int | None, opset: int, batch: int) -> dict:
     """id of an ONNX node -> the Node that replaces it (an attention region's last node), or None
     (a node inside the region, dropped); clnet.train.onnx_attention finds the regions."""
     replaced: dict = {}
@@ -109,7 +108,7 @@ def _attention_replaced(nodes: list, values: dict, source: str, seq: int | None,
     for n in nodes:
         for name in n.input:
             users.setdefault(name, []).append(id(n))
-    for region, x, y, found in onnx_attention.find(nodes, values, source, seq, opset, onnx, batch):
+    for region, x, y, found in onnx_attention.find(nodes, values, source, seq, opset, batch):
         inside = {id(n) for n in region}
         for n in region:  # a node also read outside the region (a shape of x) stays
             if n.output[0] == y or all(u in inside for out in n.output for u in users.get(out, [])):

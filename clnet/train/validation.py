@@ -64,8 +64,9 @@ class Validation:
         self.trainers = {rows: net.training_network(rows)
                          for _, rows in self.steps}
         self.targets = {rows: cla.empty(ctx.queue, (rows, *self.y.shape[1:]), net.dtype) for _, rows in self.steps}
-        # what accuracy counts per sample: its positions, with a label each, else the sample
-        self.counted = self.y.size // self.rows if self.y.ndim < len(net.output_shape) + 1 else 1
+        # what accuracy counts per sample: its positions where y holds a label each (costs.holds_labels)
+        labels = len(net.output_shape) >= 2 and tuple(self.y.shape[1:]) == tuple(net.output_shape[:-1])
+        self.counted = math.prod(self.y.shape[1:]) if labels else 1
         self.indices = cla.to_device(ctx.queue, np.arange(self.rows, dtype=np.uint32))
         self.figures = cla.empty(ctx.queue, 2 * len(self.steps), net.dtype)
         memory.fill(ctx, self.figures, 0.0)
