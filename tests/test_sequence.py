@@ -372,3 +372,30 @@ def test_a_gpt_killed_mid_epoch_resumes_to_the_weights_of_a_run_that_never_stopp
     expected = whole.fit(*gpt_data(), epochs=4, batch_size=8, optimizer=clnet.AdamW(0.01), seed=3, progress=False)
     assert list(history) == list(expected)
     np.testing.assert_array_equal(resumed.parameter_buffer.flat.get(), whole.parameter_buffer.flat.get())
+
+
+def test_bad_sequence_layers_costs_and_generation_arguments_are_refused_clearly(ctx):
+    for make, message in [(lambda: clnet.Embedding(0, 4), r"vocab must be a positive whole number, got 0"),
+                          (lambda: clnet.Embedding(5, 2.5), r"dim must be a positive whole number, got 2.5"),
+                          (lambda: clnet.MultiHeadAttention(0), r"a positive whole number of heads, got 0"),
+                          (lambda: clnet.MultiHeadAttention(2, dropout=1.0), r"dropout must be a probability")]:
+        with pytest.raises(ValueError, match=message):
+            make()
+    with pytest.raises(ValueError, match=r"PositionalEmbedding takes \(batch, seq, features\) inputs, got samples of "
+                                         r"shape \(6,\)"):
+        clnet.InferenceNetwork(ctx, 6, [clnet.PositionalEmbedding()])
+    with pytest.raises(ValueError, match=r"SequenceMean takes \(batch, seq, features\) inputs"):
+        clnet.InferenceNetwork(ctx, (2, 3, 4), [clnet.SequenceMean()])
+    with pytest.raises(ValueError, match=r"MultiHeadAttention takes \(batch, seq, features\) inputs"):
+        clnet.InferenceNetwork(ctx, 8, [clnet.MultiHeadAttention(2)])
+    net = clnet.InferenceNetwork(ctx, 5, clnet.nn.gpt(7, 5, 8, 2, 1))
+    ids = np.zeros((2, 5), dtype=np.int64)
+    with pytest.raises(ValueError, match=r"class labels per position .* need cost='cross_entropy' on a linear output "
+                                         r"layer \(logits\), got 'mse'"):
+        net.fit(ids, ids, "mse", progress=False)
+    with pytest.raises(ValueError, match="temperature must be >= 0, got -1"):
+        net.generate([1, 2], 3, temperature=-1)
+    with pytest.raises(ValueError, match="count must be a whole number >= 0, got -2"):
+        net.generate([1, 2], -2)
+    with pytest.raises(ValueError, match="generate needs a network of token ids"):
+        clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(3)]).generate([1], 2)
