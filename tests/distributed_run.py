@@ -4,7 +4,9 @@ weights rank 0 writes to argv[1]. argv[2]: the optimizer ("sgd" or "adam"); argv
 AdamW, on token ids: `gpt_data`), or a fault:
 "mismatch", "raise", "kill", "exit0", "exit3", "os_exit", "os_exit0",
 "os_exit-before" (before fit), "sigint", "sigint-caught" (on rank 1)
-or "sigint-all" (every rank, at different steps)."""
+or "sigint-all" (every rank, at different steps); outside fit, on rank 1 while rank 0 goes on to
+a collective: "exit0-before", "exit1-before" (sys.exit before fit), "exit0-after", "exit1-after",
+"os_exit0-after" (after fit)."""
 
 import json
 import os
@@ -46,6 +48,8 @@ class Faulty(clnet.SGD):
 with world.context(os.environ.get("CLNET_TEST_DEVICE", "pocl")) as ctx:
     if mode == "os_exit-before" and world.rank == 1:  # outside fit: the guardian says it
         os._exit(3)
+    if mode in ("exit0-before", "exit1-before") and world.rank == 1:  # rank 0 waits in fit's first check
+        sys.exit(int(mode[4]))
     hidden = 7 if mode == "mismatch" and world.rank == 1 else 6
     dropout = mode.endswith("dropout")
     mode = mode.removesuffix("-dropout")
@@ -75,6 +79,10 @@ with world.context(os.environ.get("CLNET_TEST_DEVICE", "pocl")) as ctx:
     else:
         history = net.fit(x, labels, "cross_entropy", epochs=4, batch_size=16, optimizer=optimizer, seed=3,
                           progress=False, world=world)
+    if mode.endswith("-after"):  # rank 1 ends; rank 0 waits in a collective that rank 1 never joins
+        if world.rank == 1:
+            os._exit(0) if mode.startswith("os_exit") else sys.exit(int(mode[4]))
+        world.sum(1.0)
     if world.rank == 0:
         np.savez(out, *[p.get() for p in net.parameters()], history=np.array(history))
         print(json.dumps({"size": world.size, "history": history}))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -33,19 +34,29 @@ from ..runtime.device import DEVICE_ENV, devices
 from .guardian import start_time
 
 POLL_SECONDS = 50e-6  # a waiting rank sleeps this long between tests of its request
+DEPARTURE = 7  # the tag of the message a rank sends each peer as it ends (World._depart)
 _WORLDS: list[World] = []  # this process's Worlds of more than one rank, which os._exit tells
 _real_os_exit = os._exit
+_real_sys_exit = sys.exit
+_exit_call: list[str] = []  # how this process was asked to end: "sys.exit(3)"
 
 
 def _os_exit(code: int) -> None:
-    """os._exit that first tells this process's guardians the code: the rank then ends with a line
-    saying so, where the launcher would kill the job without a word. During fit it aborts the job
-    instead, so that a job left half-trained never ends with status 0."""
+    """os._exit that first tells this process's guardians and peers the code: the rank then ends
+    with a line saying so, where the launcher would kill the job without a word. During fit it
+    aborts the job instead, so that a job left half-trained never ends with status 0."""
     for world in _WORLDS:
         if world.busy is not None:
             world.abort(f"called os._exit({code}) during {world.busy}")
+        world._depart(f"called os._exit({code})")
         world._tell_guardian(f"called os._exit({code})")
     _real_os_exit(code)
+
+
+def _sys_exit(code=None):
+    """sys.exit that remembers its code, for the line a peer that waits for this rank writes."""
+    _exit_call.append(f"called sys.exit({code!r})")
+    _real_sys_exit(code)
 
 
 def _mpi():
@@ -59,7 +70,7 @@ def _mpi():
 
 class World:
     """The ranks of an MPI communicator: `rank`, `size`, and `local_rank` (index among this
-    machine's ranks). poll_seconds: how a waiting rank waits (None: MPI's own blocking wait)."""
+    machine's ranks). poll_seconds: how long a waiting rank sleeps between tests of its request (None: not at all)."""
 
     def __init__(self, comm=None, poll_seconds: float | None = POLL_SECONDS):
         self.MPI = _mpi()
@@ -77,6 +88,12 @@ class World:
         self._host: dict[tuple, np.ndarray] = {}
         self._guardian: int | None = None  # the write end of the guardian's pipe
         self.busy: str | None = None  # the collective work under way ("fit"), which no rank may leave alone
+        # Departures: a rank that ends tells every peer how many collectives it joined, on a
+        # communicator of their own; a rank waiting in a collective that a departed peer never
+        # joined aborts the job (else it, and the departed rank in MPI_Finalize, wait forever).
+        self.collectives = 0  # the collectives this rank has entered
+        self._departed: dict[int, tuple[int, str]] = {}  # rank: (its collectives, why it ended)
+        self._notices = self.comm.Dup() if self.size > 1 else None
         if self.size > 1:
             self._abort_on_uncaught_exceptions()
             self._start_guardian()
@@ -97,8 +114,32 @@ class World:
         os.close(read)
         self._guardian = write
         _WORLDS.append(self)
-        os._exit = _os_exit
-        atexit.register(self._tell_guardian, "bye")  # runs before mpi4py's MPI_Finalize (registered earlier)
+        os._exit, sys.exit = _os_exit, _sys_exit
+        atexit.register(self._end)  # runs before mpi4py's MPI_Finalize (registered earlier)
+
+    def _end(self) -> None:
+        """This rank's normal end: tell the peers (who may wait for it) and the guardian (who may not)."""
+        self._depart(_exit_call[-1] if _exit_call else "ended (its script returned)")
+        self._tell_guardian("bye")
+
+    def _depart(self, why: str) -> None:
+        """Tell every peer that this rank ends, after joining `collectives` of them (small messages:
+        MPI sends them at once, whether or not the peer ever receives them)."""
+        for peer in range(self.size):
+            if peer != self.rank:
+                with contextlib.suppress(Exception):
+                    self._notices.send((self.collectives, why), dest=peer, tag=DEPARTURE)
+
+    def _check_departures(self, what: str) -> None:
+        """Abort the job when a peer has ended without joining collective `what` that this rank waits in."""
+        status = self.MPI.Status()
+        while self._notices.iprobe(source=self.MPI.ANY_SOURCE, tag=DEPARTURE, status=status):
+            source = status.Get_source()
+            self._departed[source] = self._notices.recv(source=source, tag=DEPARTURE)
+        for rank, (joined, why) in sorted(self._departed.items()):
+            if joined < self.collectives:
+                self.abort(f"waits in {what} (collective {self.collectives}), which rank {rank} never joined: "
+                           f"rank {rank} {why}")
 
     def _tell_guardian(self, line: str) -> None:
         if self._guardian is not None:
@@ -130,16 +171,22 @@ class World:
 
     # -- collectives ---------------------------------------------------------------------------
 
-    def _wait(self, request) -> None:
-        if self.poll_seconds is None:
-            request.Wait()
-            return
+    def _wait(self, request, what: str) -> None:
+        """Wait for `request` of collective `what`, watching for peers that end without joining it."""
         while not request.Test():
-            time.sleep(self.poll_seconds)
+            if self._notices is not None:
+                self._check_departures(what)
+            if self.poll_seconds is not None:
+                time.sleep(self.poll_seconds)
+
+    def _collective(self, start, what: str) -> None:
+        """Start a nonblocking collective (`start()` returns its request) and wait for it."""
+        self.collectives += 1
+        self._wait(start(), what)
 
     def sum_in_place(self, host: np.ndarray) -> np.ndarray:
         """Sum a numpy array over the ranks, in place (every rank gets the sum)."""
-        self._wait(self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM))
+        self._collective(lambda: self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM), "a sum")
         return host
 
     def sum(self, value: float) -> float:
@@ -148,12 +195,28 @@ class World:
 
     def broadcast(self, value, root: int = 0):
         """A picklable Python value of rank `root`, on every rank."""
-        return self.comm.bcast(value, root=root)
+        data = np.frombuffer(pickle.dumps(value), np.uint8) if self.rank == root else None
+        length = np.array([0 if data is None else data.size], np.int64)
+        self._collective(lambda: self.comm.Ibcast(length, root=root), "a broadcast")
+        if data is None:
+            data = np.empty(int(length[0]), np.uint8)
+        self._collective(lambda: self.comm.Ibcast(data, root=root), "a broadcast")
+        return pickle.loads(data.tobytes())
+
+    def gather_all(self, value) -> list:
+        """Every rank's picklable `value`, in rank order, on every rank."""
+        data = np.frombuffer(pickle.dumps(value), np.uint8)
+        lengths = np.empty(self.size, np.int64)
+        self._collective(lambda: self.comm.Iallgather(np.array([data.size], np.int64), lengths), "a gather")
+        everyone = np.empty(int(lengths.sum()), np.uint8)
+        self._collective(lambda: self.comm.Iallgatherv(data, [everyone, lengths]), "a gather")
+        ends = np.cumsum(lengths)
+        return [pickle.loads(everyone[end - n:end].tobytes()) for n, end in zip(lengths, ends)]
 
     def broadcast_array(self, array, root: int = 0) -> None:
         """Copy device array `array` (contiguous) of rank `root` into every rank's `array`."""
         host = array.get()
-        self._wait(self.comm.Ibcast(host, root=root))
+        self._collective(lambda: self.comm.Ibcast(host, root=root), "a broadcast")
         array.set(host)
 
     def average_gradients(self, flat, weight: float, interrupted: bool = False) -> int:
@@ -173,7 +236,7 @@ class World:
         host[:-1] *= flat.dtype.type(weight)
         host[-1] = 1 if interrupted else 0
         copied = time.perf_counter()
-        self.sum_in_place(host)
+        self._collective(lambda: self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM), "the gradients' sum")
         reduced = time.perf_counter()
         flat.set(host[:-1])
         self.copy_seconds += (copied - started) + (time.perf_counter() - reduced)
@@ -182,7 +245,7 @@ class World:
 
     def check_same(self, what: str, description: dict) -> None:
         """Raise ValueError on every rank when the ranks' descriptions of `what` differ."""
-        everyone = self.comm.allgather(description)
+        everyone = self.gather_all(description)
         for rank, theirs in enumerate(everyone):
             if theirs != everyone[0]:
                 changed = sorted(k for k in set(theirs) | set(everyone[0]) if theirs.get(k) != everyone[0].get(k))

@@ -49,7 +49,7 @@ def generate(net, prompt, count: int, temperature: float = 1.0, top_k: int | Non
     rng = np.random.default_rng(seed)
     window = np.zeros((1, seq), dtype=np.int64)
     out = list(ids)
-    with net.trained_by("generate"):  # the batch-of-one buffers are the network's own
+    with net.using_buffers():  # the batch-of-one buffers are the network's own: wait for a training
         training = net.training_network(1)
         for _ in range(count):
             recent = np.asarray(out[-seq:])

@@ -71,6 +71,7 @@ class Network(Predictions):
         self._lay_out()
         self.seed: int | None = None
         self._being_trained = threading.Lock()
+        self._buffers_lock = threading.RLock()  # see using_buffers
         if init is not None:
             initialization.init(self, init, seed)
         ctx.own(self)
@@ -78,14 +79,23 @@ class Network(Predictions):
     @contextlib.contextmanager
     def trained_by(self, what: str) -> Iterator[None]:
         """Held while `what` (fit, sgd) trains the network: its training buffers are the network's
-        own, so a second thread training the same network at once is refused, not interleaved."""
+        own, so a second thread training the same network at once is refused, not interleaved
+        (and every other use of its buffers waits: `using_buffers`)."""
         if not self._being_trained.acquire(blocking=False):
             raise RuntimeError(f"{what}: this network is being trained by another thread; a network trains in one "
                                "thread at a time (a context may be shared: give each thread a network of its own)")
         try:
-            yield
+            with self.using_buffers():
+                yield
         finally:
             self._being_trained.release()
+
+    def using_buffers(self) -> threading.RLock:
+        """The lock held by whatever reads or writes the network's buffers (its parameters and its
+        training networks): training, evaluate, generate and each forward pass wait for one another
+        instead of interleaving their launches on the shared buffers. Reentrant: what a thread
+        does while it holds it (a forward pass inside fit) goes on."""
+        return self._buffers_lock
 
     def _lay_out(self) -> None:
         """Place the layers, allocate the parameter and state buffers, build the layers on views."""
@@ -300,6 +310,10 @@ class Network(Predictions):
             x = host_batch(x, self.input_shape, self.dtype, ids=self.vocabulary)  # converted once, on the host
         elif self.vocabulary is not None:
             x = to_device_batch(self.ctx, x, self.input_shape, self.dtype, ids=self.vocabulary)
+        with self.using_buffers():  # not halfway through another thread's training step
+            return self._outputs(x)
+
+    def _outputs(self, x) -> cla.Array:
         rows, chunk = x.shape[0], self.inference_rows()
         if rows <= chunk:
             return self._forward(to_device_batch(self.ctx, x, self.input_shape, self.dtype))

@@ -29,16 +29,18 @@ class InferenceNetwork(Network):
         fit would choose) and, for a classifier (or logits with cross-entropy), "accuracy", as fit's
         validation computes them;
         for any other output layer "mse", "mae" and "r2" (the coefficient of determination,
-        averaged over the outputs as scikit-learn's r2_score)."""
+        averaged over the outputs as scikit-learn's r2_score). Called while another thread trains
+        the network, it waits for that training to end."""
         activation = self.output_activation
         cost = costs.check_cost(cost or default_cost(activation, self.outputs, y)[0], activation)
         classes = self.is_classifier or (self.gives_logits and cost == "cross_entropy") or (
             position_labels(y, self.outputs) is not None)  # a label per position: token accuracy
-        validation = Validation(self, (x, y), cost, accuracy=classes)
-        found_cost, accuracy = validation.evaluate()
-        if classes:
-            return {"cost": found_cost, "accuracy": accuracy}
-        a = self.outputs_of(validation.x).astype(np.float64).reshape(validation.rows, -1)
+        with self.using_buffers():  # its training networks are fit's: wait for a fit in another thread
+            validation = Validation(self, (x, y), cost, accuracy=classes)
+            found_cost, accuracy = validation.evaluate()
+            if classes:
+                return {"cost": found_cost, "accuracy": accuracy}
+            a = self.outputs_of(validation.x).astype(np.float64).reshape(validation.rows, -1)
         t = validation.y.get().astype(np.float64).reshape(validation.rows, -1)
         residual, spread = a - t, ((t - t.mean(axis=0)) ** 2).sum(axis=0)
         r2 = np.where(spread > 0, 1 - (residual ** 2).sum(axis=0) / np.where(spread > 0, spread, 1), 0.0)

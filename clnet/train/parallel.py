@@ -35,7 +35,7 @@ class DataParallel:
         world.check_same("the training", {"layers": layers, "dtype": net.dtype.name, **description,
                                           "sharded": self.sharded, "samples": None if self.sharded else samples})
         if self.sharded:
-            shard_sizes = world.comm.allgather(samples)
+            shard_sizes = world.gather_all(samples)
             return batches.sharded(shard_sizes, min(batch_size, sum(shard_sizes)), world.rank)
         return batches.split(samples, min(batch_size, samples), world.rank, world.size)
 
