@@ -76,3 +76,67 @@ def test_threads_evaluating_one_network_each_get_its_figures(ctx, switching_ofte
         for thread in threads:
             thread.join()
         assert found == expected
+
+
+# -- divergence and batch norm's statistics --------------------------------------------------------
+
+def bn_net(ctx):
+    return clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(8), clnet.BatchNorm(), clnet.FullyConnected(2)],
+                                  dtype=np.float64, seed=5)
+
+
+def fit_bn(net, optimizer, x, y, epochs):
+    return net.fit(x, y, "mse", epochs=epochs, batch_size=4, optimizer=optimizer, seed=2, progress=False)
+
+
+def test_after_a_divergence_the_running_statistics_and_optimizer_state_are_those_of_the_kept_point(ctx):
+    """The old code restored the parameters only: batch norm's running statistics stayed NaN (so
+    was every prediction) and the momentum went on from the diverged run."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
+    net, optimizer = bn_net(ctx), clnet.SGD(3.0, momentum=0.9)
+    with pytest.raises(clnet.TrainingDivergedError) as err:
+        fit_bn(net, optimizer, x, y, 300)
+    epoch = err.value.epoch
+    assert epoch > 3
+    reference, reference_optimizer = bn_net(ctx), clnet.SGD(3.0, momentum=0.9)
+    fit_bn(reference, reference_optimizer, x, y, epoch - 2)
+    found = net.host_arrays()
+    for name, value in reference.host_arrays().items():  # running_mean and running_var included
+        np.testing.assert_array_equal(found[name], value, err_msg=name)
+    assert optimizer.steps == reference_optimizer.steps
+    for mine, theirs in zip(optimizer.host_state(net.parameter_buffer),
+                            reference_optimizer.host_state(reference.parameter_buffer)):
+        np.testing.assert_array_equal(mine, theirs)
+    assert np.isfinite(net.predict(x)).all()
+
+
+@pytest.mark.parametrize("loop", ["fit", "sgd"])
+def test_a_divergence_in_sgd_and_fit_puts_batch_norms_statistics_back(ctx, loop):
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
+    net = bn_net(ctx)
+    train = (lambda n, epochs: fit_bn(n, clnet.SGD(30.0), x, y, epochs)) if loop == "fit" else (
+        lambda n, epochs: clnet.sgd(clnet.TrainingNetwork(n, x), y, epochs=epochs, learning_rate=30.0))
+    with pytest.raises(clnet.TrainingDivergedError) as err:
+        train(net, 300)
+    reference = bn_net(ctx)
+    if err.value.epoch > 2:
+        train(reference, err.value.epoch - 2)
+    found = net.host_arrays()
+    for name, value in reference.host_arrays().items():
+        np.testing.assert_array_equal(found[name], value, err_msg=name)
+
+
+def test_inputs_whose_statistics_overflow_stop_training_naming_the_layer(ctx):
+    """|x| of 1e20 in float32: the cost stays finite (batch norm divides by an infinite variance)
+    while running_var became infinite, and the old code went on and saved it."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(8, 4)) * 1e20, rng.normal(size=(8, 2))
+    net = clnet.InferenceNetwork(ctx, 4, [clnet.BatchNorm(), clnet.FullyConnected(2)], seed=5)
+    before = net.host_arrays()
+    with pytest.raises(clnet.TrainingDivergedError, match=r"layer_0.running_var became infinite or NaN in epoch 1 "
+                       r"\(the layer's inputs are too large for float32 statistics"):
+        net.fit(x, y, "mse", epochs=3, batch_size=4, progress=False)
+    for name, value in net.host_arrays().items():  # the start of epoch 1
+        np.testing.assert_array_equal(value, before[name], err_msg=name)

@@ -70,12 +70,15 @@ def _descend(training: TrainingNetwork, y, cost: str, epochs: int, learning_rate
             optimizer.step(net.parameter_buffer, net.gradient_buffer, keep=net.kept_buffer if epoch == 0 else None)
 
     first_step = training.step
+    kept = guards.KeptState(net, optimizer)  # the running statistics at the start, for a replay
+    kept.keep(0)
     run(epochs, measure=True)
     found = epoch_costs.get()  # the one wait of the call
     bad = np.flatnonzero(~np.isfinite(found))
     if bad.size:  # replay, deterministically, up to the start of the epoch before (guards.check_cost)
         for done in range(max(int(bad[0]) - 1, 0), -1, -1):  # finite weights, the latest there are
             net.restore_parameters()
+            kept.put_back(0)
             training.step = first_step
             run(done, measure=False)
             if all_finite(ctx, net.parameter_buffer.flat):

@@ -139,6 +139,7 @@ class Run:
         self.history, self.first_epoch = History(), 0
         self.stopping = EarlyStopping(net, options.early_stopping)
         self._other_kept: FlatArrays | None = None  # the second buffer of `kept`
+        self.kept_state = guards.KeptState(net, options.optimizer)  # and what goes with them
         self.run_description = options.run_description(self.plan.total)
         if options.resume and options.checkpoint.exists():
             self._resume()
@@ -200,6 +201,7 @@ class Run:
         if options.shuffle:
             self.indices.set(self.order.permutation(self.x.shape[0]).astype(np.uint32))
         skip_derivative = costs.skips_activation_derivative(options.cost)
+        self.kept_state.keep(epoch % 2)  # beside the weights that the first update keeps (`kept`)
         for step, (first, rows, global_rows) in enumerate(self.plan.steps):
             if rows:
                 training, y_batch = self.trainers[rows]
@@ -243,13 +245,15 @@ class Run:
         return self._other_kept
 
     def _fall_back(self, epoch: int) -> None:
-        """Put back the weights of the start of the epoch before `epoch` (of this epoch's start when
-        this run has none before it, or when those are not finite). Waits for the device."""
+        """Put back the weights, running statistics and optimizer state of the start of the epoch
+        before `epoch` (of this epoch's start when this run has none before it, or when those are
+        not finite). Waits for the device."""
         net = self.net
-        candidates = ([self.kept(epoch - 1)] if epoch > self.first_epoch else []) + [self.kept(epoch)]
-        for kept in candidates:
-            memory.copy(net.ctx, kept.flat, net.parameter_buffer.flat)
-            if all_finite(net.ctx, net.parameter_buffer.flat):
+        candidates = ([epoch - 1] if epoch > self.first_epoch else []) + [epoch]
+        for start in candidates:
+            memory.copy(net.ctx, self.kept(start).flat, net.parameter_buffer.flat)
+            self.kept_state.put_back(start % 2)
+            if all_finite(net.ctx, net.parameter_buffer.flat) and self.kept_state.finite(start % 2):
                 return
 
     def _end_epoch(self, epoch: int) -> str:
@@ -261,8 +265,12 @@ class Run:
             self._fall_back(epoch)
             rate = options.learning_rate() if options.schedule is not None else options.optimizer.learning_rate
             guards.check_cost(epoch_cost, epoch + 1, rate)
-        self.history.append(epoch_cost)
         self.parallel.average_state(self.net)
+        overflowed = guards.non_finite_state(self.net)
+        if overflowed:
+            self._fall_back(epoch)
+            raise guards.state_diverged(overflowed, epoch + 1, self.net.dtype)
+        self.history.append(epoch_cost)
         note = f"cost {epoch_cost:.5g}"
         if self.validator is not None:
             note += self.stopping.after_epoch(self.validator, self.history, epoch)
