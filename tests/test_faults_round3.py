@@ -140,3 +140,104 @@ def test_inputs_whose_statistics_overflow_stop_training_naming_the_layer(ctx):
         net.fit(x, y, "mse", epochs=3, batch_size=4, progress=False)
     for name, value in net.host_arrays().items():  # the start of epoch 1
         np.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
+# -- bad files: clnet's own errors, checked from the headers before arrays are read ----------------
+
+def saved_net(ctx, tmp_path):
+    net = clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(3, "relu"), clnet.BatchNorm(),
+                                          clnet.FullyConnected(2)], seed=1)
+    return net, net.save(tmp_path / "net.npz")
+
+
+def rewrite(path, changes: dict, description=None):
+    """The network file at `path` with entries replaced (a value None drops one)."""
+    import json
+
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    if description is not None:
+        arrays["clnet_network"] = np.array(json.dumps(description(json.loads(str(arrays["clnet_network"])))))
+    arrays.update(changes)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: {"layer_0.weights": np.full_like(a["layer_0.weights"], np.nan)},
+     "layer_0.weights holds 12 values that are not finite"),
+    (lambda a: {"layer_1.running_var": -np.ones(3, np.float32)}, "layer_1.running_var must be >= 0.0 everywhere"),
+    (lambda a: {"layer_0.weights": a["layer_0.weights"].astype(np.int64)},
+     r"layer_0.weights must be a float array of shape \(3, 4\), got int64"),
+])
+def test_a_file_with_bad_values_is_refused_naming_the_array(ctx, tmp_path, change, message):
+    net, path = saved_net(ctx, tmp_path)
+    rewrite(path, change(net.host_arrays()))
+    with pytest.raises(ValueError, match=message):
+        clnet.load(path, ctx)
+
+
+@pytest.mark.parametrize("description, message", [
+    (lambda d: [1, 2], "unknown network file format 'a JSON list'"),
+    (lambda d: {**d, "input_shape": [4.5]}, "the shape of a sample must be a positive whole number"),
+    (lambda d: {**d, "input_shape": 1.5}, "the shape of a sample must be a positive whole number"),
+    (lambda d: {**d, "layers": [{"type": "LayerNorm", "config": {"normalized_shape": [4], "eps": 0}}]},
+     r"eps must be a number in \(0, inf\]"),
+])
+def test_a_file_with_a_bad_description_is_refused(ctx, tmp_path, description, message):
+    _, path = saved_net(ctx, tmp_path)
+    rewrite(path, {}, description)
+    with pytest.raises(ValueError, match=message):
+        clnet.load(path, ctx)
+
+
+def test_files_that_are_not_network_files_get_clnets_error(ctx, tmp_path):
+    np.save(tmp_path / "plain.npy", np.zeros(3))
+    with pytest.raises(ValueError, match=r"plain.npy is a single numpy array \(.npy\), not a clnet network file"):
+        clnet.load(tmp_path / "plain.npy", ctx)
+    (tmp_path / "list.json").write_text("[1, 2, 3]")
+    with pytest.raises(ValueError, match="list.json is not a zip archive, not a clnet network file"):
+        clnet.load(tmp_path / "list.json", ctx)
+
+
+def test_an_array_header_claiming_gigabytes_is_refused_before_anything_is_read(ctx, tmp_path):
+    """A 40 GB claim in a small file, and 400 MB of compressed zeros in 0.4 MB (the old code read
+    every array before checking any: 2.2 GB of memory for a 2 MB file)."""
+    import tracemalloc
+    import zipfile
+
+    net, path = saved_net(ctx, tmp_path)
+    with zipfile.ZipFile(path, "a") as archive, pytest.warns(UserWarning, match="Duplicate name"):
+        with archive.open("layer_0.weights.npy", "w") as member:  # a later entry of the same name wins
+            np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False,
+                                                          "shape": (10**10,)})
+    with pytest.raises(ValueError, match=r"layer_0.weights must be a float array of shape \(3, 4\), got float32 "
+                                         r"\(10000000000,\)"):
+        clnet.load(path, ctx)
+    _, path = saved_net(ctx, tmp_path)
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("checkpoint_best.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False,
+                                                          "shape": (10**8,)})
+            for _ in range(100):
+                member.write(bytes(4 * 10**6))
+    assert path.stat().st_size < 2 * 10**6
+    tracemalloc.start()
+    try:
+        clnet.load(path, ctx)  # a network file: checkpoint entries are not read
+        with pytest.raises(ValueError, match=r"checkpoint_best must be a float array of shape \(\d+,\), got "
+                                             r"float32 \(100000000,\)"):
+            clnet.train.saving.Entries(path).read("checkpoint_best", (29,))
+        assert tracemalloc.get_traced_memory()[1] < 50 * 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_network_with_values_that_are_not_finite_is_not_saved(ctx, tmp_path):
+    net, _ = saved_net(ctx, tmp_path)
+    arrays = net.host_arrays()
+    arrays["layer_1.running_var"][1] = np.inf
+    net.set_arrays(arrays)
+    with pytest.raises(ValueError, match="cannot save a network whose layer_1.running_var hold values that are not "
+                                         "finite"):
+        net.save(tmp_path / "bad.npz")
+    assert not (tmp_path / "bad.npz").exists()

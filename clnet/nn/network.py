@@ -214,11 +214,12 @@ class Network(Predictions):
         missing, unknown = sorted(set(named) - set(arrays)), sorted(set(arrays) - set(named))
         if missing or unknown:
             raise ValueError(f"set_arrays needs exactly this network's arrays: missing {missing}, unknown {unknown}")
+        values = {name: np.ascontiguousarray(arrays[name], dtype=self.dtype) for name in named}
+        for name, target in named.items():  # every check before the first copy: a refusal changes nothing
+            if values[name].shape != tuple(target.shape):
+                raise ValueError(f"{name} must have shape {tuple(target.shape)}, got {values[name].shape}")
         for name, target in named.items():
-            value = np.ascontiguousarray(arrays[name], dtype=self.dtype)
-            if value.shape != tuple(target.shape):
-                raise ValueError(f"{name} must have shape {tuple(target.shape)}, got {value.shape}")
-            target.set(value)
+            target.set(values[name])
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Every parameter and state array by name, as numpy (PyTorch's state_dict; weights are

@@ -24,9 +24,10 @@ from .protocol import BuiltLayer, Layer, LayerTraining, Link, Parameter, Step
 from .registry import register_layer
 
 
-def _real(name: str, value, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
-        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+def _real(name: str, value, low: float, high: float, low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high or (
+            low_open and value == low):
+        raise ValueError(f"{name} must be a number in {'(' if low_open else '['}{low}, {high}], got {value!r}")
     return float(value)
 
 
@@ -36,9 +37,7 @@ class BatchNorm(Layer):
     of each batch in the running statistics (PyTorch's 0.1)."""
 
     def __init__(self, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):
-        self.eps = _real("eps", eps, 0, math.inf)
-        if self.eps == 0:
-            raise ValueError("eps must be > 0")
+        self.eps = _real("eps", eps, 0, math.inf, low_open=True)
         self.momentum = _real("momentum", momentum, 0, 1)
         self.affine = bool(affine)
 
@@ -51,7 +50,7 @@ class BatchNorm(Layer):
         found = [Parameter("scale", (channels,), "ones"), Parameter("shift", (channels,), "zeros")] if self.affine \
             else []
         return found + [Parameter("running_mean", (channels,), "zeros", trainable=False),
-                        Parameter("running_var", (channels,), "ones", trainable=False)]
+                        Parameter("running_var", (channels,), "ones", trainable=False, minimum=0.0)]
 
     def build(self, ctx, input_shape, dtype, arrays) -> NormLayer:
         return NormLayer(self, ctx, input_shape, dtype, arrays)
@@ -71,7 +70,7 @@ class LayerNorm(Layer):
             raise ValueError(f"normalized_shape must be a positive whole number or a tuple of them, got "
                              f"{normalized_shape!r}")
         self.normalized_shape = tuple(int(n) for n in shape)
-        self.eps = _real("eps", eps, 0, math.inf)
+        self.eps = _real("eps", eps, 0, math.inf, low_open=True)  # 0 divides by zero on a constant sample
         self.elementwise_affine = bool(elementwise_affine)
 
     def output_shape(self, input_shape):

@@ -47,7 +47,8 @@ class Parameter:
     parameters of a frozen layer, kept in the network's state buffer, saved and checkpointed, never
     touched by the optimizer. activation: the activation that follows it, which init="auto" picks
     He/Xavier/PyTorch's default by (None: the network's placement fills it in); a bias's fan_in is
-    its layer's weights' (filled in the same way when left at 1)."""
+    its layer's weights' (filled in the same way when left at 1). minimum: the least value it
+    may hold (0 for a variance), which a loaded file or model must respect."""
 
     name: str
     shape: tuple[int, ...]
@@ -56,6 +57,7 @@ class Parameter:
     fan_out: int = 1
     trainable: bool = True
     activation: str | None = None
+    minimum: float | None = None
 
     def __post_init__(self):
         if self.init not in INITS:

@@ -45,15 +45,15 @@ def restore(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random
     another network or run, or was made with other hyper-parameters (`settings`: those of this
     run that must be the same, naming each that differs)."""
     input_shape, layers, dtype, parameters = saving.read(path)
-    _, arrays = saving.read_entries(path)
-    if ENTRY not in arrays:
+    entries = saving.Entries(path)
+    if ENTRY not in entries:
         raise ValueError(f"{path} is a network file, not a checkpoint of fit: it cannot be resumed")
     if (input_shape, layers, dtype) != (net.input_shape, net.specs, net.dtype.name):
         theirs = (input_shape, layers, dtype)
         raise ValueError(f"the checkpoint {path} holds another network ({theirs}) than this one "
                          f"({(net.input_shape, net.specs, net.dtype.name)})")
     try:
-        record = json.loads(str(arrays[ENTRY]))
+        record = entries.json(ENTRY)
         epoch, history, kind = int(record["epoch"]), [float(c) for c in record["history"]], record["optimizer"]["kind"]
         steps, saved_run, shuffle_state = int(record["optimizer"]["steps"]), record["run"], record["shuffling"]
         extra = dict(record.get("extra", {}))
@@ -68,11 +68,13 @@ def restore(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random
         raise ValueError(f"the checkpoint {path} was made with {saved_run}; resume it with the same data size, "
                          f"batch_size and cost (now {run})")
     _check_settings(path, record.get("settings", {}), settings or {})
-    states = [arrays[f"optimizer_state_{i}"] for i in range(sum(n.startswith("optimizer_state_") for n in arrays))]
+    size = (net.parameter_buffer.flat.size,)  # each state buffer's, and the best parameters'
+    states = [entries.read(f"optimizer_state_{i}", size)
+              for i in range(sum(n.startswith("optimizer_state_") for n in entries.headers))]
     optimizer.restore_state(net.parameter_buffer, steps, states)  # checks the buffers first
     net.set_arrays(parameters)
     shuffling.bit_generator.state = shuffle_state
-    return epoch, history, extra, arrays.get("checkpoint_best")
+    return epoch, history, extra, entries.read("checkpoint_best", size) if "checkpoint_best" in entries else None
 
 
 def _check_settings(path: Path, saved: dict, now: dict) -> None:

@@ -14,6 +14,7 @@ gives a half-loaded network.
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 from ..nn import registry
 from ..nn.network import Network, place
 from ..nn.protocol import Layer
+from ..ops.arrays import check_sample_shape
 from ..runtime import files
 
 FORMAT = 2  # 1: fully-connected layers only (read still)
@@ -73,31 +75,74 @@ def network_arrays(net: Network) -> dict[str, np.ndarray]:
 
 def save(net: Network, path: str | os.PathLike) -> Path:
     """Write `net` to `path` atomically (`.npz` added when the name has no suffix); returns the
-    path written."""
-    return write_atomic(file_path(path), network_arrays(net))
+    path written. A network with values that are not finite is refused (`read` would refuse
+    the file)."""
+    arrays = network_arrays(net)
+    bad = [name for name, array in arrays.items() if name != DESCRIPTION and not np.isfinite(array).all()]
+    if bad:
+        raise ValueError(f"cannot save a network whose {', '.join(bad)} hold values that are not finite (NaN or "
+                         "infinite); load the last good file or checkpoint, or train again")
+    return write_atomic(file_path(path), arrays)
 
 
-def read_entries(path) -> tuple[dict, dict]:
-    """The description and every array of the .npz file at `path` (ValueError if unreadable)."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path} is not a readable .npz file ({type(exc).__name__}: {exc})") from exc
-    if DESCRIPTION not in arrays:
-        raise ValueError(f"{path} is not a clnet network file: it has no {DESCRIPTION!r} entry")
-    try:
-        description = json.loads(str(arrays.pop(DESCRIPTION)))
-    except ValueError as exc:
-        raise ValueError(f"{path}: the network description is not valid JSON ({exc})") from exc
-    return description, arrays
+class Entries:
+    """The arrays of an .npz file, each read only after its header (shape and dtype, a few hundred
+    bytes) was checked: a crafted file cannot make clnet allocate more than the network it
+    describes (a 2 MB file of compressed zeros that claimed 2 GB cost that much memory before).
+    ValueError for anything that is not such a file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        with open(path, "rb") as head:  # FileNotFoundError as it is
+            magic = head.read(4)
+        if magic != b"PK\x03\x04":
+            what = "a single numpy array (.npy)" if magic == b"\x93NUM" else "not a zip archive"
+            raise ValueError(f"{path} is {what}, not a clnet network file (an .npz archive, as save writes)")
+        try:
+            self.archive = np.load(path, allow_pickle=False)
+            members = set(self.archive.zip.namelist())
+            self.headers = {}
+            for name in self.archive.files:
+                with self.archive.zip.open(name + ".npy" if name + ".npy" in members else name) as member:
+                    version = np.lib.format.read_magic(member)
+                    read = {(1, 0): np.lib.format.read_array_header_1_0,
+                            (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if read is None:
+                        raise ValueError(f"array {name!r} has .npy format version {version}, not 1.0 or 2.0")
+                    shape, _, dtype = read(member)
+                self.headers[name] = (tuple(shape), np.dtype(dtype))
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path} is not a readable .npz file ({type(exc).__name__}: {exc})") from exc
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.headers
+
+    def read(self, name: str, shape: tuple[int, ...] | None = None, kinds: str = "f") -> np.ndarray:
+        """Entry `name`, after checking that its header says `shape` (None: any of at most a
+        thousand elements) and a dtype of `kinds` (numpy's kind letters)."""
+        found, dtype = self.headers[name]
+        if (found != shape if shape is not None else math.prod(found) > 1000) or dtype.kind not in kinds:
+            raise ValueError(f"{self.path}: {name} must be {'a float' if kinds == 'f' else 'an'} array of shape "
+                             f"{shape if shape is not None else 'at most 1000 elements'}, got {dtype} {found}")
+        try:
+            return self.archive[name]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{self.path}: {name} is unreadable ({type(exc).__name__}: {exc})") from exc
+
+    def json(self, name: str):
+        """The JSON text that entry `name` holds (a string of at most 64 MiB), parsed."""
+        shape, dtype = self.headers[name]
+        if shape != () or dtype.kind != "U" or dtype.itemsize > 2**28:
+            raise ValueError(f"{self.path}: {name} must be one string of JSON text, got {dtype} {shape}")
+        try:
+            return json.loads(str(self.archive[name]))
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{self.path}: {name} is not valid JSON text ({type(exc).__name__}: {exc})") from exc
 
 
 def _format_1(description: dict, arrays: dict) -> tuple[dict, dict]:
     """A file of clnet's first format (fully-connected layers only, arrays weights_<i> and
-    bias_<i>) in the terms of the current one."""
+    bias_<i>) in the terms of the current one; `arrays`' values go with their new names."""
     layers = [{"type": "FullyConnected", "config": {"outputs": la["outputs"], "activation": la["activation"],
                                                     "dropout": la.get("dropout", 0.0)}}
               for la in description["layers"]]
@@ -109,33 +154,44 @@ def _format_1(description: dict, arrays: dict) -> tuple[dict, dict]:
             "layers": layers}, renamed
 
 
-def _check(path, description: dict, arrays: dict) -> tuple[tuple[int, ...], list[Layer], dict]:
+def _check(path, description, entries: Entries) -> tuple[tuple[int, ...], list[Layer], dict]:
+    """The sample shape, the layers and the arrays (read and checked) of a network file."""
     if not isinstance(description, dict) or description.get("format") not in (1, FORMAT):
-        raise ValueError(f"{path}: unknown network file format {description.get('format')!r} (expected {FORMAT})")
+        found = description.get("format") if isinstance(description, dict) else f"a JSON {type(description).__name__}"
+        raise ValueError(f"{path}: unknown network file format {found!r} (expected a JSON object of format "
+                         f"{FORMAT})")
+    names = {name: name for name in entries.headers if not name.startswith(EXTRA_PREFIXES) and name != DESCRIPTION}
     try:
         if description["format"] == 1:
-            description, arrays = _format_1(description, arrays)
-        input_shape = tuple(int(n) for n in description["input_shape"])
+            description, names = _format_1(description, names)
+        input_shape = check_sample_shape(description["input_shape"])
         specs = [registry.from_description(la) for la in description["layers"]]
         np.dtype(description["dtype"])
         placements = place(input_shape, specs)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: incomplete network description ({type(exc).__name__}: {exc})") from exc
-    expected = {f"layer_{i}.{p.name}": p.shape for i, placed in enumerate(placements) for p in placed.parameters}
-    if set(arrays) != set(expected):
-        raise ValueError(f"{path}: expected arrays {sorted(expected)}, found {sorted(arrays)}")
-    for name, shape in expected.items():
-        if arrays[name].shape != shape or arrays[name].dtype.kind != "f":
-            raise ValueError(f"{path}: {name} must be a float array of shape {shape}, "
-                             f"got {arrays[name].dtype} {arrays[name].shape}")
+        raise ValueError(f"{path}: incomplete or invalid network description ({type(exc).__name__}: {exc})") from exc
+    expected = {f"layer_{i}.{p.name}": p for i, placed in enumerate(placements) for p in placed.parameters}
+    if set(names) != set(expected):
+        raise ValueError(f"{path}: expected arrays {sorted(expected)}, found {sorted(names)}")
+    arrays = {name: entries.read(names[name], parameter.shape) for name, parameter in expected.items()}  # headers
+    for name, parameter in expected.items():
+        array = arrays[name]
+        if not np.isfinite(array).all():
+            raise ValueError(f"{path}: {name} holds {np.count_nonzero(~np.isfinite(array))} values that are not "
+                             "finite (NaN or infinite): a network file holds finite numbers")
+        if parameter.minimum is not None and array.min(initial=parameter.minimum) < parameter.minimum:
+            raise ValueError(f"{path}: {name} must be >= {parameter.minimum} everywhere, got {array.min()}")
     return input_shape, specs, arrays
 
 
 def read(path) -> tuple[tuple[int, ...], list[Layer], str, dict[str, np.ndarray]]:
     """(sample shape, layers, dtype name, arrays by name as Network.named_arrays) of the network
-    file at `path`, all checked: ValueError for a truncated, foreign or inconsistent file."""
+    file at `path`, all checked (headers before any array is read; every value finite, a variance
+    not negative): ValueError for a truncated, foreign, crafted or inconsistent file."""
     path = find(path)
-    description, arrays = read_entries(path)
-    arrays = {name: a for name, a in arrays.items() if not name.startswith(EXTRA_PREFIXES)}
-    input_shape, specs, arrays = _check(path, description, arrays)
+    entries = Entries(path)
+    if DESCRIPTION not in entries:
+        raise ValueError(f"{path} is not a clnet network file: it has no {DESCRIPTION!r} entry")
+    description = entries.json(DESCRIPTION)
+    input_shape, specs, arrays = _check(path, description, entries)
     return input_shape, specs, description["dtype"], arrays
