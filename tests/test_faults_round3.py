@@ -241,3 +241,79 @@ def test_a_network_with_values_that_are_not_finite_is_not_saved(ctx, tmp_path):
                                          "finite"):
         net.save(tmp_path / "bad.npz")
     assert not (tmp_path / "bad.npz").exists()
+
+
+# -- bad ONNX models ---------------------------------------------------------------------------------
+
+def onnx_model(tmp_path, nodes, constants, x_shape=("n", 3), name="bad.onnx"):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()])
+    path = tmp_path / name
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7), str(path))
+    return path
+
+
+def gemm(weights, bias=None):
+    from onnx import helper
+
+    return [helper.make_node("Gemm", ["x", "w"] + (["b"] if bias is not None else []), ["y"], transB=1, name="fc")], \
+        {"w": weights, **({} if bias is None else {"b": bias})}
+
+
+def image_node(op, **attributes):
+    from onnx import helper
+
+    return [helper.make_node(op, ["x"] + (["w"] if op == "Conv" else []), ["y"], name="n", **attributes)]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("nan weights", r"layer_0.weights holds 1 values that are not finite"),
+    ("int64 weights", r"layer_0.weights must be a float array of shape \(2, 3\), got int64"),
+    ("negative variance", r"layer_0.running_var must be >= 0.0 everywhere"),
+    ("no output", r"Relu node 'r' has no output"),
+    ("empty constant", r"Constant node 'c' has no value clnet reads .* it has no attributes"),
+    ("maxpool without kernel", r"MaxPool node 'n': kernel_shape None; clnet's pooling needs the 2 sizes"),
+    ("three pads", r"Conv node 'n': pads \[1, 1, 1\]; a 2-D window has 4"),
+    ("bad transpose", r"Transpose node 't': perm \[0, 0\] is not a permutation of the 2 axes"),
+])
+def test_a_bad_onnx_model_gets_clnets_error_naming_the_node_or_array(ctx, tmp_path, case, message):
+    from onnx import helper
+
+    w = np.arange(6, dtype=np.float32).reshape(2, 3)
+    if case == "nan weights":
+        path = onnx_model(tmp_path, *gemm(np.where(w == 4, np.nan, w).astype(np.float32)))
+    elif case == "int64 weights":
+        path = onnx_model(tmp_path, *gemm(w.astype(np.int64)))
+    elif case == "negative variance":
+        nodes = [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn")]
+        ones = np.ones(2, np.float32)
+        path = onnx_model(tmp_path, nodes, {"s": ones, "b": ones, "m": ones, "v": -ones}, x_shape=("n", 2, 4, 4))
+    elif case == "no output":
+        nodes, constants = gemm(w)
+        path = onnx_model(tmp_path, nodes + [helper.make_node("Relu", ["y"], [], name="r")], constants)
+    elif case == "empty constant":
+        nodes, constants = gemm(w)
+        path = onnx_model(tmp_path, [helper.make_node("Constant", [], ["k"], name="c")] + nodes, constants)
+    elif case == "maxpool without kernel":
+        path = onnx_model(tmp_path, image_node("MaxPool"), {}, x_shape=("n", 2, 4, 4))
+    elif case == "three pads":
+        path = onnx_model(tmp_path, image_node("Conv", pads=[1, 1, 1]), {"w": np.ones((2, 2, 3, 3), np.float32)},
+                          x_shape=("n", 2, 4, 4))
+    else:
+        nodes = [helper.make_node("Transpose", ["wt"], ["w"], perm=[0, 0], name="t"),
+                 helper.make_node("Gemm", ["x", "w"], ["y"], name="fc")]
+        path = onnx_model(tmp_path, nodes, {"wt": w})
+    with pytest.raises(ValueError, match=message):
+        clnet.from_onnx(path, ctx)
+
+
+def test_random_bytes_are_not_an_onnx_model(ctx, tmp_path):
+    pytest.importorskip("onnx")
+    path = tmp_path / "random.onnx"
+    path.write_bytes(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(ValueError, match=r"random.onnx is not a readable ONNX model \(DecodeError"):
+        clnet.from_onnx(path, ctx)

@@ -67,6 +67,7 @@ def from_onnx(path: str | Path, ctx, dtype=None) -> InferenceNetwork:
     (None) or another. An unsupported operator or attribute raises ValueError naming it and the
     node."""
     input_shape, layers, saved_dtype, arrays = onnx_import.read(path)
+    saving.check_values(path, saving.expected_arrays(input_shape, layers), arrays)  # before anything is made
     net = InferenceNetwork(ctx, input_shape, layers, dtype=saved_dtype if dtype is None else dtype, init=None)
     net.set_arrays(arrays)
     return net

@@ -64,16 +64,30 @@ def read(path: str | os.PathLike) -> tuple[tuple[int, ...], list, np.dtype, dict
     """(sample shape, layers, dtype, arrays by name) of the ONNX model at `path`; ValueError
     naming the operators or forms clnet cannot run, with what it supports."""
     onnx = onnx_package()
+    try:
+        model = onnx.load(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (protobuf's DecodeError and whatever a damaged file gives)
+        raise ValueError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+    try:
+        return _read(onnx, path, model)
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:  # what a check below does not foresee
+        raise ValueError(f"{path}: a malformed ONNX model ({type(exc).__name__}: {exc})") from exc
+
+
+def _read(onnx, path, model) -> tuple[tuple[int, ...], list, np.dtype, dict[str, np.ndarray]]:
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(path))
     graph = model.graph
     values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     for node in graph.node:
+        if not node.output or not node.output[0]:
+            raise ValueError(f"{path}: {node.op_type} node {node.name!r} has no output")
         if node.op_type == "Constant":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-        elif node.op_type in FOLDED and node.input[0] in values:  # a constant, renamed, cast or transposed
-            values[node.output[0]] = _fold(onnx, node, values[node.input[0]])
+            values[node.output[0]] = _constant(path, onnx, node)
+        elif node.op_type in FOLDED and node.input and node.input[0] in values:  # a constant, renamed, cast...
+            values[node.output[0]] = _fold(path, onnx, node, values[node.input[0]])
     inputs = [i for i in graph.input if i.name not in values]
     if len(inputs) != 1:
         raise ValueError(f"{path}: a network takes one input, the model has {[i.name for i in inputs]}")
@@ -118,13 +132,30 @@ def _attention_replaced(nodes: list, values: dict, source: str, seq: int | None,
     return replaced
 
 
-def _fold(onnx, node, value: np.ndarray) -> np.ndarray:
+def _constant(path, onnx, node) -> np.ndarray:
+    """The value of a Constant node (a tensor, or ONNX's value_float(s) and value_int(s))."""
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if "value" in attributes:
+        return onnx.numpy_helper.to_array(attributes["value"])
+    for name, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
+                        ("value_ints", np.int64)):
+        if name in attributes:
+            return np.array(attributes[name], dtype)
+    raise ValueError(f"{path}: Constant node {node.name!r} has no value clnet reads (value, value_float(s) or "
+                     f"value_int(s)); it has {sorted(attributes) or 'no attributes'}")
+
+
+def _fold(path, onnx, node, value: np.ndarray) -> np.ndarray:
     """The constant an Identity, Cast or Transpose node makes of the constant `value`."""
     attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     if node.op_type == "Cast":
         return value.astype(onnx.helper.tensor_dtype_to_np_dtype(attributes["to"]))
     if node.op_type == "Transpose":
-        return np.ascontiguousarray(value.transpose(attributes.get("perm")))
+        perm = list(attributes.get("perm", range(value.ndim - 1, -1, -1)))
+        if sorted(perm) != list(range(value.ndim)):
+            raise ValueError(f"{path}: Transpose node {node.name!r}: perm {perm} is not a permutation of the "
+                             f"{value.ndim} axes of its input")
+        return np.ascontiguousarray(value.transpose(perm))
     return value
 
 

@@ -42,7 +42,7 @@ def conv(reader, node, attributes: dict) -> tuple:
         raise reader.fail(node, f"auto_pad {attributes['auto_pad']!r}; clnet imports explicit pads")
     kernel = tuple(attributes.get("kernel_shape", weights.shape[2:]))
     stride, dilation = tuple(attributes.get("strides", (1, 1))), tuple(attributes.get("dilations", (1, 1)))
-    top, left, bottom, right = attributes.get("pads", (0, 0, 0, 0))
+    top, left, bottom, right = four_pads(reader, node, attributes)
     if (top, left) == (bottom, right):
         padding = (top, left)
     elif stride == (1, 1) and all(b == t // 2 and a == t - t // 2 for b, a, t in (
@@ -58,14 +58,25 @@ def conv(reader, node, attributes: dict) -> tuple:
                                       activation)), arrays
 
 
+def four_pads(reader, node, attributes: dict) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of a 2-D Conv's or pooling's pads (ONNX: the starts, then the ends)."""
+    pads = tuple(attributes.get("pads", (0, 0, 0, 0)))
+    if len(pads) != 4:
+        raise reader.fail(node, f"pads {list(pads)}; a 2-D window has 4 (top, left, bottom, right)")
+    return pads
+
+
 def pool(reader, node, attributes: dict):
     if any(d != 1 for d in attributes.get("dilations", ())):
         raise reader.fail(node, f"dilations {list(attributes['dilations'])}; clnet's pooling has none")
     if attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise reader.fail(node, f"auto_pad {attributes['auto_pad']!r}; clnet imports explicit pads")
-    top, left, bottom, right = attributes.get("pads", (0, 0, 0, 0))
+    top, left, bottom, right = four_pads(reader, node, attributes)
     if (top, left) != (bottom, right):
         raise reader.fail(node, f"asymmetric pads {[top, left, bottom, right]}")
+    if len(attributes.get("kernel_shape", ())) != 2:
+        raise reader.fail(node, f"kernel_shape {attributes.get('kernel_shape')}; clnet's pooling needs the 2 sizes "
+                                "of a 2-D window")
     kernel, stride = tuple(attributes["kernel_shape"]), tuple(attributes.get("strides", (1, 1)))
     ceil = bool(attributes.get("ceil_mode", 0))
     if node.op == "MaxPool":

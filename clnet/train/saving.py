@@ -23,7 +23,7 @@ import numpy as np
 
 from ..nn import registry
 from ..nn.network import Network, place
-from ..nn.protocol import Layer
+from ..nn.protocol import Layer, Parameter
 from ..ops.arrays import check_sample_shape
 from ..runtime import files
 
@@ -167,21 +167,35 @@ def _check(path, description, entries: Entries) -> tuple[tuple[int, ...], list[L
         input_shape = check_sample_shape(description["input_shape"])
         specs = [registry.from_description(la) for la in description["layers"]]
         np.dtype(description["dtype"])
-        placements = place(input_shape, specs)
+        place(input_shape, specs)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: incomplete or invalid network description ({type(exc).__name__}: {exc})") from exc
-    expected = {f"layer_{i}.{p.name}": p for i, placed in enumerate(placements) for p in placed.parameters}
+    expected = expected_arrays(input_shape, specs)
     if set(names) != set(expected):
         raise ValueError(f"{path}: expected arrays {sorted(expected)}, found {sorted(names)}")
     arrays = {name: entries.read(names[name], parameter.shape) for name, parameter in expected.items()}  # headers
+    check_values(path, expected, arrays)
+    return input_shape, specs, arrays
+
+
+def expected_arrays(input_shape: tuple[int, ...], specs: list[Layer]) -> dict[str, Parameter]:
+    """Every array of a network of these layers by name ("layer_<i>.<name>"), as its Parameter."""
+    return {f"layer_{i}.{p.name}": p for i, placed in enumerate(place(input_shape, specs)) for p in placed.parameters}
+
+
+def check_values(path, expected: dict[str, Parameter], arrays: dict[str, np.ndarray]) -> None:
+    """ValueError naming the first array of a file or model (`path`) that is not a float array of
+    its parameter's shape, holds a value that is not finite, or one below its parameter's minimum."""
     for name, parameter in expected.items():
         array = arrays[name]
+        if array.dtype.kind != "f" or array.shape != parameter.shape:
+            raise ValueError(f"{path}: {name} must be a float array of shape {parameter.shape}, got {array.dtype} "
+                             f"{array.shape}")
         if not np.isfinite(array).all():
             raise ValueError(f"{path}: {name} holds {np.count_nonzero(~np.isfinite(array))} values that are not "
-                             "finite (NaN or infinite): a network file holds finite numbers")
+                             "finite (NaN or infinite): a network holds finite numbers")
         if parameter.minimum is not None and array.min(initial=parameter.minimum) < parameter.minimum:
             raise ValueError(f"{path}: {name} must be >= {parameter.minimum} everywhere, got {array.min()}")
-    return input_shape, specs, arrays
 
 
 def read(path) -> tuple[tuple[int, ...], list[Layer], str, dict[str, np.ndarray]]:
