@@ -317,3 +317,123 @@ def test_random_bytes_are_not_an_onnx_model(ctx, tmp_path):
     path.write_bytes(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     with pytest.raises(ValueError, match=r"random.onnx is not a readable ONNX model \(DecodeError"):
         clnet.from_onnx(path, ctx)
+
+
+# -- caches -------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.mark.parametrize("tiles, local", [
+    ({"rows": 10000, "local": 16, "width": None}, None),  # the old code: no result after 900 s
+    ({"rows": 0, "local": 16, "width": None}, None),  # ZeroDivisionError
+    ({"rows": 6, "local": 16, "width": 64}, None),  # a build error
+    ({"rows": 6, "local": 16, "width": 3}, None),
+    ({"rows": "6", "local": 16, "width": None}, None),  # a template error
+    ({"rows": 6, "local": 12, "width": None}, None),
+    ({"rows": 6, "local": 16, "width": None}, {"tm": 10000, "tn": 64, "tk": 16, "wm": 4, "wn": 4}),
+])
+def test_a_tuning_entry_with_values_the_kernels_cannot_take_is_ignored_with_a_warning(cache, tiles, local):
+    import json
+
+    from clnet.ops import blas
+
+    from .conftest import TEST_DEVICE
+
+    with clnet.Context(TEST_DEVICE) as probe:
+        key = probe.info.key
+    cache.mkdir(exist_ok=True)
+    entry = {"format": 1, "backend": {"small": "clnet", "large": "clnet"}, "clnet": tiles,
+             **({} if local is None else {"local": local})}
+    (cache / "tuning.json").write_text(json.dumps({"format": 1, "devices": {key: {"float32": entry}}}))
+    with pytest.warns(UserWarning, match=r"ignoring the float32 GEMM tuning of .* in .*tuning.json: .*run `clnet "
+                                         r"tune` to make a new one"):
+        ctx = clnet.Context(TEST_DEVICE)
+    with ctx:
+        assert not blas.settings(ctx, "float32").tuned
+        a = np.arange(12, dtype=np.float32).reshape(3, 4)
+        net = clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(2)], seed=0)
+        w, b = net.host_arrays()["layer_0.weights"], net.host_arrays()["layer_0.bias"]
+        np.testing.assert_allclose(net(a).get(), a @ w.T + b, rtol=1e-5)
+
+
+SAVER = """
+import sys, types
+from clnet.tuning import store
+process = sys.argv[1]
+for j in range(5):
+    store.store(types.SimpleNamespace(key=f"process {process}|device {j}"), "float32", {"format": 1, "j": j})
+"""
+
+
+def test_tuning_saves_of_processes_at_once_lose_nothing(cache):
+    """8 processes saving 5 entries each into one tuning file at once (the old code kept 26 of 40)."""
+    import json
+    import os
+    import subprocess
+
+    env = {**os.environ, "CLNET_CACHE_DIR": str(cache)}
+    runs = [subprocess.Popen([sys.executable, "-c", SAVER, str(p)], env=env) for p in range(8)]
+    assert all(run.wait(120) == 0 for run in runs)
+    devices = json.loads((cache / "tuning.json").read_text())["devices"]
+    assert sorted(devices) == sorted(f"process {p}|device {j}" for p in range(8) for j in range(5))
+
+
+def test_device_checks_saved_by_threads_at_once_lose_nothing(cache, switching_often):
+    import types
+
+    from clnet.runtime import checks
+
+    threads = [threading.Thread(target=checks.store, args=(types.SimpleNamespace(key=f"device {i}"),
+                                                            {"passed": True})) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(checks.load()) == sorted(f"device {i}" for i in range(16))
+
+
+def test_a_cache_folder_where_no_file_can_be_made_falls_back_with_a_warning(tmp_path, monkeypatch):
+    from clnet.runtime import paths
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    with pytest.warns(UserWarning, match=r"cannot make files in the cache folder .*a-file/cache \(Not a directory\); "
+                                         r"using .* instead \(set CLNET_CACHE_DIR"):
+        found = paths.cache_dir()
+    assert paths.writable(found) is None
+    with clnet.Context("pocl") as ctx:  # the tuning file, device checks, failed builds go there
+        assert ctx.info.name
+
+
+def test_pocl_lists_its_devices_where_its_cache_under_home_cannot_be_written(tmp_path):
+    """HOME/.cache a file (as unwritable as a read-only HOME, also for root): the old code said
+    "The OpenCL platforms (Portable Computing Language) have no devices"."""
+    import os
+    import subprocess
+
+    (tmp_path / ".cache").write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "POCL_CACHE_DIR")}
+    result = subprocess.run([sys.executable, "-c", "import clnet; print(clnet.Context('pocl').info.name)"],
+                            env={**env, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+
+
+def test_a_build_error_is_reported_when_its_source_cannot_be_saved(ctx, tmp_path, monkeypatch):
+    """The old code raised the OSError of saving the source instead of the build's error."""
+    from clnet.runtime.programs import Programs, Templates, kernel_dir
+
+    def cannot(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Programs, "_save_failed_source", staticmethod(cannot))
+    (tmp_path / "broken.cl").write_text('<%include file="common.cl"/>\n'
+                                        '${kernel("k", "real *a")} { a_p[a_off] = undeclared_thing + 1; }\n')
+    programs = Programs(ctx.context, ctx.info, Templates([tmp_path, kernel_dir()]))
+    with pytest.raises(clnet.KernelBuildError, match=r"(?s)its source could not be saved: .*Permission denied.*"
+                                                     r"Build log:.*undeclared_thing"):
+        programs.program("broken.cl", dtype="float32")

@@ -36,10 +36,11 @@ class LocalTiles:
     def check(self) -> LocalTiles:
         """self, or ValueError when the tiles do not divide as the kernel needs."""
         values = self.as_dict()
-        if any(not isinstance(v, int) or v < 1 for v in values.values()) or self.tm % self.wm or \
-                self.tn % self.wn or self.tm % 4 or self.tn % 4 or self.tk % 4:
-            raise ValueError(f"local GEMM tiles {values}: need whole numbers with wm | tm, wn | tn, and tm, tn "
-                             f"and tk multiples of 4 (the kernel loads vectors of 4)")
+        if any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 128 for v in values.values()) or \
+                self.tm % self.wm or self.tn % self.wn or self.tm % 4 or self.tn % 4 or self.tk % 4 or \
+                self.wm * self.wn > 64:
+            raise ValueError(f"local GEMM tiles {values}: need whole numbers from 1 to 128 with wm | tm, wn | tn, "
+                             f"tm, tn and tk multiples of 4 (the kernel loads vectors of 4), and wm * wn <= 64")
         return self
 
 

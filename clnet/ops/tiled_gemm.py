@@ -43,6 +43,17 @@ class TileParams:
     def as_dict(self) -> dict:
         return {"rows": self.rows, "local": self.local, "width": self.width}
 
+    def check(self) -> TileParams:
+        """self, or ValueError naming what the kernel cannot take (a tuning file may hold anything)."""
+        def whole(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not (whole(self.rows) and 1 <= self.rows <= 16 and whole(self.local) and 1 <= self.local <= 1024
+                and self.local & (self.local - 1) == 0 and (self.width is None or self.width in (2, 4, 8, 16))):
+            raise ValueError(f"clnet GEMM tiles {self.as_dict()}: need rows from 1 to 16, local a power of two up "
+                             "to 1024, and width None or an OpenCL vector width (2, 4, 8, 16)")
+        return self
+
 
 def default_tiles(info, dtype) -> TileParams:
     """Untuned tiles for a device: 512-bit vectors of 12 rows where the device's native vectors

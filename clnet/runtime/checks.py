@@ -30,16 +30,25 @@ def load() -> dict[str, dict]:
     except (OSError, ValueError) as exc:
         warnings.warn(f"clnet: ignoring the device checks in {path()}: {exc}", stacklevel=2)
         return {}
-    return found if isinstance(found, dict) else {}
+    if not isinstance(found, dict):
+        warnings.warn(f"clnet: ignoring the device checks in {path()}: not a mapping of devices to verdicts",
+                      stacklevel=2)
+        return {}
+    valid = {key: verdict for key, verdict in found.items() if isinstance(verdict, dict) and isinstance(
+        verdict.get("passed", True), bool) and isinstance(verdict.get("failed") or [], list)}
+    if len(valid) < len(found):
+        warnings.warn(f"clnet: ignoring {len(found) - len(valid)} malformed verdict(s) in {path()}", stacklevel=2)
+    return valid
 
 
 def store(info, verdict: dict) -> None:
     """Keep `verdict` ({"passed": bool, "failed": [what failed, in words], ...}) for this device
     and driver, atomically."""
-    verdicts = load()
-    verdicts[info.key] = verdict
-    text = json.dumps(verdicts, indent=1) + "\n"
-    files.write_atomic(path(), lambda f: f.write(text.encode()))
+    with files.locked(path()):  # read, change and write: another process's save in between would be lost
+        verdicts = load()
+        verdicts[info.key] = verdict
+        text = json.dumps(verdicts, indent=1) + "\n"
+        files.write_atomic(path(), lambda f: f.write(text.encode()))
 
 
 def failures(info, verdicts: dict | None = None) -> list[str] | None:

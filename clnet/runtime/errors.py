@@ -33,7 +33,7 @@ class TemplateError(ClnetError):
 class KernelBuildError(ClnetError):
     """An OpenCL program failed to build; holds the build log and the saved source."""
 
-    def __init__(self, message: str, log: str, source_path: str):
+    def __init__(self, message: str, log: str, source_path: str | None):
         super().__init__(message)
         self.log = log
         self.source_path = source_path

@@ -5,6 +5,9 @@ full disk leaves the previous file whole; two processes never share a temporary 
 temporaries a killed writer left are removed by the next write of the same file; a replaced
 file keeps its permissions (a new one follows the umask, as open() would); and an error names
 the file that was being written, not the temporary one.
+
+Files that several processes change (the tuning file, the device checks) are read, changed and
+written under `locked`, so that two processes saving at once lose nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +15,14 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock (clnet's shared files are written on POSIX systems)
+    fcntl = None
 
 
 def _temporary_prefix(path: Path) -> str:
@@ -96,3 +104,18 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
         finally:
             os.close(folder)
     return path
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock for `path` among processes and threads (flock on `<path>.lock`
+    beside it; the lock ends with the process however it ends)."""
+    path = Path(path)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)

@@ -227,11 +227,15 @@ class Programs:
             # pyopencl's error holds the compiler's messages too; Intel's runtime returns an
             # empty log after a failed build, so that is the only copy there
             log = log if log.strip() else str(exc)
-            path = self._save_failed_source(name, source)
+            try:
+                path = self._save_failed_source(name, source)
+                saved = f"Source saved to {path}"
+            except OSError as problem:  # the build's error matters more than the copy's
+                path, saved = None, f"(its source could not be saved: {problem})"
             raise KernelBuildError(
                 f"Kernel template {name!r} with params {params} failed to build on "
-                f"{self.info.name!r}. Source saved to {path}. Build log:\n{log.strip()}",
-                log=log, source_path=str(path)) from exc
+                f"{self.info.name!r}. {saved}. Build log:\n{log.strip()}",
+                log=log, source_path=None if path is None else str(path)) from exc
         logger.debug("built %s %s in %.2f s", name, params, time.perf_counter() - started)
         return program, declarations.signatures
 

@@ -61,10 +61,12 @@ def load() -> dict:
 def store(info: DeviceInfo, dtype, entry: dict) -> None:
     """Write `entry` for this device and dtype into the tuning file (atomically)."""
     path = tuning_path()
-    devices = load() if path.exists() else {}
-    devices.setdefault(info.key, {})[np.dtype(dtype).name] = entry
-    text = json.dumps({"format": FORMAT, "devices": devices}, indent=1) + "\n"
-    files.write_atomic(path, lambda f: f.write(text.encode()))  # a temporary file of this process's own
+    with files.locked(path):  # read, change and write: another process's save in between would be lost
+        devices = load() if path.exists() else {}
+        found = devices.get(info.key)
+        devices[info.key] = {**(found if isinstance(found, dict) else {}), np.dtype(dtype).name: entry}
+        text = json.dumps({"format": FORMAT, "devices": devices}, indent=1) + "\n"
+        files.write_atomic(path, lambda f: f.write(text.encode()))  # a temporary file of this process's own
 
 
 def tuned_dtypes(info: DeviceInfo, devices: dict | None = None) -> list[str]:
@@ -73,12 +75,36 @@ def tuned_dtypes(info: DeviceInfo, devices: dict | None = None) -> list[str]:
     return sorted(entries)
 
 
+def checked(entry) -> dict:
+    """A tuning entry whose every value the kernels can take, or ValueError saying which is not
+    (a file that parses may still hold anything: a hand edit, another version's values)."""
+    if not isinstance(entry, dict) or entry.get("format") != FORMAT:
+        raise ValueError(f"not an entry of format {FORMAT}")
+    backend = entry.get("backend")
+    if not isinstance(backend, dict) or any(backend.get(size) not in blas.BACKENDS for size in ("small", "large")):
+        raise ValueError(f"backend {backend!r}: needs 'small' and 'large', each one of {', '.join(blas.BACKENDS)}")
+    if not isinstance(entry.get("clnet"), dict):
+        raise ValueError(f"clnet tiles {entry.get('clnet')!r}: need a mapping")
+    TileParams(**entry["clnet"]).check()
+    if "local" in entry:
+        LocalTiles(**entry["local"]).check()
+    overrides = entry.get("clblast", {})
+    if not isinstance(overrides, dict) or not all(
+            isinstance(name, str) and isinstance(params, dict)
+            and all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 1024
+                    for k, v in params.items()) for name, params in overrides.items()):
+        raise ValueError("CLBlast overrides: need {kernel: {parameter: whole number 0..1024}}")
+    return entry
+
+
 def apply(ctx, dtype, entry: dict) -> None:
-    """Make ctx use a tuning entry: backends per class, tile parameters, CLBlast's overrides."""
+    """Make ctx use a tuning entry (checked first): backends per class, tile parameters,
+    CLBlast's overrides."""
+    entry = checked(entry)
     settings = blas.settings(ctx, dtype)
     settings.small, settings.large = entry["backend"]["small"], entry["backend"]["large"]
     settings.tiles = TileParams(**entry["clnet"])
-    settings.local = LocalTiles(**entry["local"]).check() if "local" in entry else None
+    settings.local = LocalTiles(**entry["local"]) if "local" in entry else None
     settings.tuned = True
     if "clblast" in entry["backend"].values():
         apply_clblast(ctx.device, dtype, entry["clblast"])
@@ -90,6 +116,10 @@ def apply_saved(ctx) -> None:
         return
     devices = load()
     entries = devices.get(ctx.info.key)
+    if entries is not None and not isinstance(entries, dict):
+        warnings.warn(f"clnet: ignoring the GEMM tuning of {ctx.info.name} in {tuning_path()}: not a mapping of "
+                      "dtypes to entries; run `clnet tune` to make a new one", stacklevel=3)
+        return
     if entries is None:
         stale = [key for key in devices if key.rsplit("|", 1)[0] == ctx.info.key.rsplit("|", 1)[0]]
         if stale:
@@ -101,10 +131,8 @@ def apply_saved(ctx) -> None:
         if dtype == "float64" and not ctx.info.fp64:
             continue
         try:
-            if entry.get("format") != FORMAT:
-                raise ValueError(f"format {entry.get('format')}, expected {FORMAT}")
             apply(ctx, dtype, entry)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             ctx.settings.pop(("gemm", dtype), None)
-            warnings.warn(f"clnet: ignoring the {dtype} GEMM tuning of {ctx.info.name} in {tuning_path()}: {exc}",
-                          stacklevel=3)
+            warnings.warn(f"clnet: ignoring the {dtype} GEMM tuning of {ctx.info.name} in {tuning_path()}: {exc}; "
+                          "run `clnet tune` to make a new one", stacklevel=3)
