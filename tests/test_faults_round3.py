@@ -437,3 +437,56 @@ def test_a_build_error_is_reported_when_its_source_cannot_be_saved(ctx, tmp_path
     with pytest.raises(clnet.KernelBuildError, match=r"(?s)its source could not be saved: .*Permission denied.*"
                                                      r"Build log:.*undeclared_thing"):
         programs.program("broken.cl", dtype="float32")
+
+
+# -- a damaged driver cache --------------------------------------------------------------------------
+
+def test_a_crashing_measurement_process_is_named_with_the_kernel_caches():
+    """The self-check, tune and bench run in a process of their own (clnet.app.isolated): a driver
+    that crashes there (SIGBUS, SIGABRT on a damaged kernel cache) is named, with the way out
+    (the old code: BrokenProcessPool, "terminated abruptly")."""
+    import os
+
+    from clnet.app.isolated import ProcessDiedError, run_alone
+
+    with pytest.raises(ProcessDiedError, match=r"the measuring process was killed by SIGABRT: an OpenCL driver "
+                                               r"crashed.*`clnet cache --clear` empties them"):
+        run_alone(os.abort)
+    assert run_alone(divmod, 7, 2) == (3, 1)
+    with pytest.raises(ZeroDivisionError):
+        run_alone(divmod, 1, 0)
+
+
+DAMAGED_RUN = """
+import sys, numpy as np, clnet
+ctx = clnet.Context("pocl")
+net = clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(3, "tanh")])
+print(net(np.ones((2, 4), np.float32)).get().sum(), flush=True)
+"""
+
+
+def test_a_damaged_pocl_cache_is_named_with_the_command_that_clears_it(tmp_path):
+    """PoCL's cached program.bc truncated: PoCL gives INVALID_KERNEL_NAME (the old code: pyopencl's
+    LogicError, nothing about a cache); `clnet cache --clear` empties it and the next run works."""
+    import os
+    import subprocess
+
+    from .conftest import TEST_DEVICE
+
+    if TEST_DEVICE != "pocl":
+        pytest.skip("PoCL's kernel cache")
+    env = {**os.environ, "POCL_CACHE_DIR": str(tmp_path / "pocl"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+
+    def run(*args):
+        return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
+
+    assert run("-c", DAMAGED_RUN).returncode == 0
+    for binary in (tmp_path / "pocl").rglob("program.bc"):
+        binary.write_bytes(binary.read_bytes()[:50])
+    damaged = run("-c", DAMAGED_RUN)
+    assert "its driver's kernel cache holds a damaged or stale binary (PoCL: " in damaged.stderr, damaged.stderr
+    assert "`clnet cache --clear` empties the kernel caches" in damaged.stderr
+    cleared = run("-m", "clnet", "cache", "--clear")
+    assert f"emptied PoCL's kernel cache {tmp_path / 'pocl'}" in cleared.stdout, cleared.stdout + cleared.stderr
+    again = run("-c", DAMAGED_RUN)
+    assert again.returncode == 0, again.stderr

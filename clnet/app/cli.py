@@ -1,10 +1,11 @@
-"""The `clnet` command: `clnet devices`, `clnet demo`, `clnet tune`, `clnet bench`."""
+"""The `clnet` command: `clnet devices`, `clnet demo`, `clnet tune`, `clnet bench`, `clnet cache`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import shutil
 import sys
 
 from ..ops.blas import HAVE_CLBLAST, NO_CLBLAST
@@ -13,6 +14,7 @@ from ..runtime.context import Context
 from ..runtime.device import choose, devices, format_table
 from ..runtime.errors import ClnetError
 from ..runtime.log import logger
+from ..runtime.paths import cache_dir, driver_caches
 from ..tuning import load, tune, tuned_dtypes, tuning_path
 from . import bench
 from .demo import run_demo
@@ -85,6 +87,19 @@ def tune_device(spec: str | None, dtypes: list[str], quick: bool, progress: bool
     print(f"Saved to {tuning_path()}; every new clnet.Context on this device applies it.", flush=True)
 
 
+def _cache(args: argparse.Namespace) -> int:
+    """Where clnet and the drivers keep files; --clear empties the drivers' kernel caches."""
+    drivers = driver_caches()
+    for owner, path in {"clnet": cache_dir(), **drivers}.items():
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        print(f"{owner:9} {size / 2**20:9.1f} MiB  {path}")
+    if args.clear:
+        for owner, path in drivers.items():
+            shutil.rmtree(path, ignore_errors=True)
+            print(f"emptied {owner}'s kernel cache {path}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.device)
 
@@ -112,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
                           help="self-check each device (random numbers, GEMM, a training step against numpy) "
                                "and keep the verdict")
     devices_.set_defaults(run=_devices)
+    cache_ = commands.add_parser("cache", help="show the folders where clnet and the drivers keep files")
+    cache_.add_argument("--clear", action="store_true",
+                        help="empty the drivers' and pyopencl's kernel caches (a damaged one crashes builds); "
+                             "clnet's tuning and device checks stay")
+    cache_.set_defaults(run=_cache)
     demo = commands.add_parser("demo", help="choose a device and run the seed article's examples on it")
     demo.add_argument("--device", default=None,
                       help="device spec (default: $CLNET_DEVICE, else the best GPU, else the CPU)")

@@ -71,3 +71,18 @@ def point_pocl_at_a_usable_cache(environ: dict | None = None) -> Path | None:
     environ["POCL_CACHE_DIR"] = str(folder)
     log.info("PoCL's kernel cache under %s is not writable (%s): POCL_CACHE_DIR=%s", base, problem, folder)
     return folder
+
+
+def driver_caches(environ: dict | None = None) -> dict[str, Path]:
+    """The kernel caches of the drivers and of pyopencl that exist on this machine, by owner: a
+    damaged file there (a truncated binary) crashes or confuses every later build of the same
+    kernel, whatever clnet does; `clnet cache --clear` empties them."""
+    import sys
+
+    environ = os.environ if environ is None else environ
+    home_cache = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    found = {"PoCL": Path(environ.get("POCL_CACHE_DIR") or home_cache / "pocl" / "kcache"),
+             "pyopencl": Path(platformdirs.user_cache_dir("pyopencl", "pyopencl")) /
+             f"pyopencl-compiler-cache-v2-py{'.'.join(str(i) for i in sys.version_info)}",
+             "NVIDIA": Path(environ.get("CUDA_CACHE_PATH") or Path.home() / ".nv" / "ComputeCache")}
+    return {owner: path for owner, path in found.items() if path.is_dir()}
