@@ -46,7 +46,7 @@ class Faulty(clnet.SGD):
 
 
 with world.context(os.environ.get("CLNET_TEST_DEVICE", "pocl")) as ctx:
-    if mode == "os_exit-before" and world.rank == 1:  # outside fit: the guardian says it
+    if mode == "os_exit-before" and world.rank == 1:  # outside fit: it aborts the job too
         os._exit(3)
     if mode in ("exit0-before", "exit1-before") and world.rank == 1:  # rank 0 waits in fit's first check
         sys.exit(int(mode[4]))

@@ -8,11 +8,13 @@
 Collectives go through host numpy buffers. A rank that waits in one polls with short sleeps
 instead of MPI's busy wait, so it leaves its core to the others (bench/RESULTS.md measures it).
 With more than one rank, every way a rank can end ends the whole job with a line that says which
-rank and why, instead of leaving the other ranks waiting forever: an uncaught exception, or
-anything that leaves `fit` on one rank alone (sys.exit, an error), aborts the job (MPI_Abort)
-after printing it; Ctrl-C stops every rank after the same step (the flag rides on the gradients'
-Allreduce); and a guardian process (clnet.distributed.guardian) speaks for a rank that ends with
-no chance to (os._exit, whose code it is told, SIGKILL, a crash), which the launcher then ends.
+rank and why, instead of leaving the other ranks waiting forever: an uncaught exception, os._exit,
+or anything that leaves `fit` on one rank alone (sys.exit, an error), aborts the job (MPI_Abort)
+after printing it; a rank that ends normally (sys.exit or its script's end) tells its peers how
+many collectives it joined, and a peer left waiting in one it never joined aborts the job saying
+so; Ctrl-C stops every rank after the same step (the flag rides on the gradients' Allreduce); and
+a guardian process (clnet.distributed.guardian) speaks for a rank that ends with no chance to
+(SIGKILL, a crash), which the launcher then ends.
 """
 
 from __future__ import annotations
@@ -42,14 +44,11 @@ _exit_call: list[str] = []  # how this process was asked to end: "sys.exit(3)"
 
 
 def _os_exit(code: int) -> None:
-    """os._exit that first tells this process's guardians and peers the code: the rank then ends
-    with a line saying so, where the launcher would kill the job without a word. During fit it
-    aborts the job instead, so that a job left half-trained never ends with status 0."""
+    """os._exit in a job of several ranks aborts the job with a line saying so (status 1 whatever
+    the code): the rank skips MPI_Finalize, which its peers would wait for, and a launcher that
+    saw it end with 0 while the guardian ended its peers has reported the job as a success."""
     for world in _WORLDS:
-        if world.busy is not None:
-            world.abort(f"called os._exit({code}) during {world.busy}")
-        world._depart(f"called os._exit({code})")
-        world._tell_guardian(f"called os._exit({code})")
+        world.abort(f"called os._exit({code})" + (f" during {world.busy}" if world.busy is not None else ""))
     _real_os_exit(code)
 
 
@@ -106,7 +105,7 @@ class World:
 
     def _start_guardian(self) -> None:
         """A process that says which rank ended and why when this one ends without a word
-        (clnet.distributed.guardian); os._exit tells it the code first."""
+        (clnet.distributed.guardian): SIGKILL, a crash."""
         read, write = os.pipe()
         script = Path(__file__).with_name("guardian.py")  # run as a script: it needs nothing of clnet's
         subprocess.Popen([sys.executable, str(script), str(read), str(self.rank), str(self.size), str(os.getpid()),

@@ -16,6 +16,7 @@ import contextlib
 import copy
 import math
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -24,6 +25,7 @@ import pyopencl.array as cla
 from ..ops import memory
 from ..ops.arrays import check_sample_shape, host_batch, to_device_batch
 from ..runtime import allocation
+from ..runtime.errors import ContextClosedError
 from . import generation, initialization, registry
 from .parameters import FlatArrays
 from .placement import check_layers, place
@@ -70,6 +72,7 @@ class Network(Predictions):
         self.dtype = ctx.real_dtype(dtype)
         self._lay_out()
         self.seed: int | None = None
+        self._closed = False
         self._being_trained = threading.Lock()
         self._buffers_lock = threading.RLock()  # see using_buffers
         if init is not None:
@@ -81,6 +84,7 @@ class Network(Predictions):
         """Held while `what` (fit, sgd) trains the network: its training buffers are the network's
         own, so a second thread training the same network at once is refused, not interleaved
         (and every other use of its buffers waits: `using_buffers`)."""
+        self._check_open()
         if not self._being_trained.acquire(blocking=False):
             raise RuntimeError(f"{what}: this network is being trained by another thread; a network trains in one "
                                "thread at a time (a context may be shared: give each thread a network of its own)")
@@ -202,6 +206,7 @@ class Network(Predictions):
     def host_arrays(self) -> dict[str, np.ndarray]:
         """Every parameter and state array by name (as `named_arrays`), copied to the host in one
         transfer per buffer."""
+        self._check_open()
         found = dict(zip(self._names(trainable=True), self.parameter_buffer.get()))
         if self.state_buffer is not None:
             found.update(zip(self._names(trainable=False), self.state_buffer.get()))
@@ -210,6 +215,7 @@ class Network(Predictions):
     def set_arrays(self, arrays) -> None:
         """Set every parameter and state array from a mapping name -> array-like with the names of
         `named_arrays` (a loaded file, another network's `host_arrays`). Queued."""
+        self._check_open()
         named = self.named_arrays()
         missing, unknown = sorted(set(named) - set(arrays)), sorted(set(arrays) - set(named))
         if missing or unknown:
@@ -286,10 +292,12 @@ class Network(Predictions):
         """A TrainingNetwork for batches of `batch` rows whose x the caller fills, made on first
         use and kept, with its buffers and recorded passes, until the network is released: `fit`
         and its validation reuse it from call to call."""
+        self._check_open()
         found = self._training.get(batch)
         if found is None or found._closed:
             x = cla.empty(self.ctx.queue, (batch, *self.input_shape), self.dtype)
             found = self._training[batch] = TrainingNetwork(self, x)
+            found.net = weakref.proxy(self)  # no cycle: a dropped network frees its memory at once, not at a GC
         return found
 
     def keep_parameters(self) -> None:
@@ -312,6 +320,7 @@ class Network(Predictions):
         elif self.vocabulary is not None:
             x = to_device_batch(self.ctx, x, self.input_shape, self.dtype, ids=self.vocabulary)
         with self.using_buffers():  # not halfway through another thread's training step
+            self._check_open()
             return self._outputs(x)
 
     def _outputs(self, x) -> cla.Array:
@@ -346,6 +355,26 @@ class Network(Predictions):
     def release(self) -> None:
         """Drop the device memory of the parameters and gradients (the context does this on close)."""
         self._release_buffers()
+
+    def close(self) -> None:
+        """Release the network's device memory now (its parameters, gradients, optimizer-facing
+        buffers and training networks); using it afterwards raises ContextClosedError. A network
+        that is dropped frees the same at once; `with net:` closes it at the end of the block."""
+        with self.using_buffers():
+            self._release_buffers()
+            self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed or self.ctx.closed:
+            how = " with its context" if self.ctx.closed else ""
+            raise ContextClosedError(f"this network ({self!r}) was closed{how}: its device memory is released. Load "
+                                     "or make it again")
+
+    def __enter__(self) -> Network:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def _release_buffers(self) -> None:
         for training in self._training.values():

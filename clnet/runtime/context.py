@@ -32,6 +32,10 @@ def on_open(hook: Callable[[Context], None]) -> None:
         _open_hooks.append(hook)
 
 
+class _ThreadEnd:
+    """An object only a thread's locals hold: its finalizer runs when the thread ends."""
+
+
 class Context:
     """An OpenCL device chosen by `spec`, with a context and an in-order queue.
 
@@ -52,6 +56,8 @@ class Context:
         self._on_close: dict[str, Callable[[], None]] = {}
         self._real_dtypes: dict = {}
         self._scratch: dict[tuple[int, str], cl.Buffer] = {}
+        self._scratch_lock = threading.Lock()
+        self._thread_marker = threading.local()  # see scratch
         self._held: dict[int, tuple[int, weakref.finalize]] = {}  # id(owner): (bytes, finalizer)
         self._in_use = 0
         # per-context choices of the ops (the GEMM backend and its parameters, by dtype)
@@ -183,15 +189,34 @@ class Context:
     def scratch(self, name: str, nbytes: int) -> cl.Buffer:
         """A device buffer of at least `nbytes` kept for reuse under `name` by the calling thread
         (the queue is in order, so one op's scratch is free again for the next op of the thread;
-        another thread's launches, queued in between, use scratch buffers of their own)."""
-        key = (threading.get_ident(), name)
+        another thread's launches, queued in between, use scratch buffers of their own). A
+        thread's scratch buffers are released when the thread ends."""
+        thread = threading.get_ident()
+        key = (thread, name)
         buffer = self._scratch.get(key)
         if buffer is None or buffer.size < nbytes:
-            self._in_use -= 0 if buffer is None else buffer.size
-            buffer = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(int(nbytes), 1))
-            self._scratch[key] = buffer
-            self._in_use += buffer.size
+            if getattr(self._thread_marker, "thread", None) != thread:  # this thread's first scratch buffer
+                self._thread_marker.marker = marker = _ThreadEnd()
+                self._thread_marker.thread = thread
+                # the thread's locals go when it ends, and the marker with them (weakly: no cycle)
+                weakref.finalize(marker, Context._drop_scratch, weakref.ref(self), thread)
+            with self._scratch_lock:
+                self._in_use -= 0 if buffer is None else buffer.size
+                buffer = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(int(nbytes), 1))
+                self._scratch[key] = buffer
+                self._in_use += buffer.size
         return buffer
+
+    @staticmethod
+    def _drop_scratch(context: weakref.ref, thread: int) -> None:
+        """Release the scratch buffers of a thread that ended (queued work still holds its own
+        reference: OpenCL frees a buffer after the last command that uses it)."""
+        self = context()
+        if self is None or self._context is None:
+            return
+        with self._scratch_lock:
+            for key in [key for key in self._scratch if key[0] == thread]:
+                self._in_use -= self._scratch.pop(key).size
 
     def finish(self) -> None:
         """Wait until every command queued so far has run."""
