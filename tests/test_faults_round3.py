@@ -547,3 +547,41 @@ def test_a_closed_network_frees_its_memory_and_refuses_to_be_used(ctx):
         with pytest.raises(clnet.ContextClosedError, match=r"this network \(InferenceNetwork\(.*\)\) was closed: its "
                                                            "device memory is released"):
             use()
+
+
+# -- batch norm on MPI (the two-rank equality: tests/test_cnn.py) -----------------------------------
+
+def test_synchronized_batch_norm_refuses_steps_where_a_rank_has_no_rows(ctx):
+    """Its two collectives per step would leave the other ranks waiting for a rank with no rows."""
+    import types
+
+    from clnet.train import batches
+    from clnet.train.parallel import DataParallel
+
+    world = types.SimpleNamespace(size=2, rank=0, sum=lambda value: 2 * value)  # both ranks alike
+    net = clnet.InferenceNetwork(ctx, 4, [clnet.FullyConnected(3), clnet.Residual([clnet.BatchNorm(sync=True)]),
+                                          clnet.FullyConnected(2)])
+    parallel = DataParallel(world, sharded=False)
+    parallel.check_synced_steps(net, batches.split(40, 8, 0, 2))  # 4 rows each: fine
+    with pytest.raises(ValueError, match=r"BatchNorm\(sync=True\) needs rows on every rank in every step; 2 rank\(s\) "
+                                         r"have a step without any: choose a batch_size of at least 2"):
+        parallel.check_synced_steps(net, batches.split(41, 8, 0, 2))  # the last batch: 1 row, on one rank
+
+
+def test_synchronized_batch_norm_saves_loads_and_trains_in_one_process_as_batch_norm(ctx, tmp_path):
+    x, labels = classes_data()
+
+    def make(sync):
+        return clnet.InferenceNetwork(ctx, 6, [clnet.FullyConnected(8), clnet.BatchNorm(sync=sync),
+                                               clnet.FullyConnected(3, "softmax")], dtype=np.float64, seed=4)
+
+    synced, plain = make(True), make(False)
+    for net in (synced, plain):
+        net.fit(x, labels, epochs=2, batch_size=16, seed=1, progress=False)
+    for name, value in plain.host_arrays().items():
+        np.testing.assert_array_equal(synced.host_arrays()[name], value, err_msg=name)
+    loaded = clnet.load(synced.save(tmp_path / "synced"), ctx)
+    assert loaded.specs[1] == clnet.BatchNorm(sync=True) and repr(loaded.specs[1]).endswith("sync=True)")
+    assert clnet.load(plain.save(tmp_path / "plain"), ctx).specs[1] == clnet.BatchNorm()
+    with pytest.raises(ValueError, match="sync must be True or False, got 'yes'"):
+        clnet.BatchNorm(sync="yes")

@@ -34,12 +34,21 @@ def _real(name: str, value, low: float, high: float, low_open: bool = False) -> 
 class BatchNorm(Layer):
     """Batch normalization over the batch (and the pixels) of each channel: samples (channels,)
     as PyTorch's BatchNorm1d, or (channels, ...) as its BatchNorm1d/2d/3d. momentum: the weight
-    of each batch in the running statistics (PyTorch's 0.1)."""
+    of each batch in the running statistics (PyTorch's 0.1). sync: on MPI (`fit(world=...)`),
+    the statistics of the whole step's batch over every rank, as PyTorch's SyncBatchNorm (two
+    collectives per step; training then equals one process's), instead of each rank's part."""
 
-    def __init__(self, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):
+    def __init__(self, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True, sync: bool = False):
         self.eps = _real("eps", eps, 0, math.inf, low_open=True)
         self.momentum = _real("momentum", momentum, 0, 1)
         self.affine = bool(affine)
+        if not isinstance(sync, bool):
+            raise ValueError(f"sync must be True or False, got {sync!r}")
+        self.sync = sync
+
+    def config(self) -> dict:
+        found = super().config()
+        return found if self.sync else {k: v for k, v in found.items() if k != "sync"}  # older files: no key
 
     @staticmethod
     def segments(input_shape: tuple[int, ...], batch: int) -> norm.Segments:
@@ -160,7 +169,9 @@ class NormLayer(BuiltLayer):
 
 
 class NormTraining(LayerTraining):
-    """The training half: the batch's statistics (mean, var), kept for the backward pass."""
+    """The training half: the batch's statistics (mean, var), kept for the backward pass; with
+    BatchNorm(sync=True) on several ranks, those of the whole step's batch (`_sync_statistics`,
+    `_sync_sums`: host copies summed over the ranks, so it runs live, not replayed)."""
 
     replayable = True
 
@@ -169,7 +180,10 @@ class NormTraining(LayerTraining):
         queue, dtype = layer.ctx.queue, layer.dtype
         self.segments = layer.spec.segments(layer.input_shape, self.batch)
         outer, count, inner = self.segments
-        if layer.batch_norm and outer * inner < 2:
+        self.synced = layer.batch_norm and layer.spec.sync
+        self.replayable = not self.synced
+        self.sync = None  # the ranks of the step being run (Step.sync)
+        if layer.batch_norm and outer * inner < 2 and not self.synced:
             raise ValueError(f"BatchNorm needs more than one value per channel to train, got batches of {self.batch} "
                              f"samples of shape {layer.input_shape}: choose a batch_size that leaves no batch of one")
         self.out, self.delta = layer.empty(self.batch), layer.empty(self.batch)
@@ -185,11 +199,47 @@ class NormTraining(LayerTraining):
             layer.forward(self.x, self.out)
             return
         norm.moments(ctx, self.x, self.mean, self.var, self.segments)
+        outer, _, inner = self.segments
+        values = outer * inner  # per channel: this rank's, or (synced) the whole batch's
+        self.sync = step.sync if self.synced and step.sync is not None and step.sync.size > 1 else None
+        if self.sync is not None:
+            values = self._sync_statistics(values)
         if layer.batch_norm:
-            outer, _, inner = self.segments
             norm.running_update(ctx, self.mean, self.var, self.arrays["running_mean"], self.arrays["running_var"],
-                                layer.spec.momentum, outer * inner)
+                                layer.spec.momentum, values)
         layer.forward(self.x, self.out, (self.mean, self.var))
+
+    def _sync_statistics(self, values: int) -> int:
+        """Replace this rank's mean and var by the whole batch's: every rank's (count, mean, var)
+        gathered (as a sum of rows that only their rank fills) and combined in rank order by
+        Chan's formula, as the kernels combine rows. Returns the whole batch's values per channel."""
+        sync, channels = self.sync, self.mean.size
+        parts = np.zeros((sync.size, 3, channels))
+        parts[sync.rank, 0], parts[sync.rank, 1], parts[sync.rank, 2] = values, self.mean.get(), self.var.get()
+        sync.total(parts.reshape(-1))
+        counts, means, variances = parts[:, 0, :], parts[:, 1, :], parts[:, 2, :]
+        total = counts.sum(axis=0)
+        if (total < 2).any():
+            raise ValueError(f"BatchNorm needs more than one value per channel to train, got {int(total.min())} in "
+                             "a step over every rank: choose a larger batch_size")
+        mean = (counts * means).sum(axis=0) / total
+        m2 = (counts * variances).sum(axis=0) + (counts * (means - mean) ** 2).sum(axis=0)
+        self.mean.set(mean.astype(self.mean.dtype))
+        self.var.set((m2 / total).astype(self.var.dtype))
+        return int(total[0])
+
+    def _sync_sums(self, s1: cla.Array, s2: cla.Array) -> tuple[cla.Array, cla.Array]:
+        """The whole batch's sums of dy and dy * xhat in this rank's scale, for its input gradient.
+        Each rank's dy is of its own mean cost, which fit weighs by rows / global_rows when it adds
+        the ranks' gradients: the sums are added with those weights, and divided by this rank's."""
+        sync = self.sync
+        weight = sync.rows / sync.global_rows
+        both = np.concatenate([s1.get(), s2.get()]).astype(np.float64) * weight
+        sync.total(both)
+        both /= weight
+        self.s1.set(both[:s1.size].astype(s1.dtype))
+        self.s2.set(both[s1.size:].astype(s2.dtype))
+        return self.s1, self.s2
 
     def backward(self) -> None:
         if self.layer.batch_norm:
@@ -201,14 +251,18 @@ class NormTraining(LayerTraining):
         layer, ctx, eps = self.layer, self.ctx, self.layer.spec.eps
         mean, var = (self.mean, self.var) if self._train else (self.arrays["running_mean"], self.arrays["running_var"])
         s1, s2 = self.gradients.get("shift", self.s1), self.gradients.get("scale", self.s2)  # dbeta, dgamma
+        # dbeta and dgamma of this rank's part: fit adds the ranks' parameter gradients itself
         norm.sums(ctx, self.delta, self.x, mean, var, None, eps, s1, s2, self.segments)
         if self.grad_x is not None:
             cols, segments, stats_at, affine_at = layer.layout(self.batch)
             outer, _, inner = self.segments
+            values = outer * inner
             # with running statistics, mean and var are constants: dx = scale * invstd * dy
             sums = (s1, s2) if self._train else (self.zeros, self.zeros)
+            if self.sync is not None and self._train:
+                sums, values = self._sync_sums(s1, s2), inner * self.sync.global_rows  # the whole batch's
             norm.normalize_backward(ctx, self.delta, self.x, mean, var, self.arrays.get("scale"), *sums, eps,
-                                    outer * inner, self.grad_x, cols, segments, stats_at, affine_at)
+                                    values, self.grad_x, cols, segments, stats_at, affine_at)
 
     def _layer_norm_backward(self) -> None:
         layer, ctx, eps = self.layer, self.ctx, self.layer.spec.eps

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,12 +84,28 @@ class Step:
     """What a training step's forward pass depends on: `train` (False: inference behaviour, no
     dropout, as validation runs), the dropout masks' Philox key and the step number, and
     `row_offset`: where this batch's rows start in the step's whole batch (an MPI rank's part of
-    it; dropout masks are drawn by the position in the whole batch)."""
+    it; dropout masks are drawn by the position in the whole batch); `sync`: the ranks (None in
+    one process)."""
 
     train: bool = True
     key: int = 0
     number: int = 0
     row_offset: int = 0
+    sync: Sync | None = None  # the ranks this step's batch is split over (BatchNorm(sync=True) reads it)
+
+
+@dataclass(frozen=True)
+class Sync:
+    """The MPI ranks a training step's batch is split over, as the layers that compute statistics
+    of the whole batch see them (BatchNorm(sync=True)): `total(array)` sums a float64 host array
+    over the ranks in place (a collective: every rank calls it in the same order); this rank holds
+    `rows` of the step's `global_rows` samples."""
+
+    total: Callable[[np.ndarray], np.ndarray]
+    rank: int
+    size: int
+    rows: int
+    global_rows: int
 
 
 class Layer:

@@ -15,7 +15,7 @@ from ..runtime import allocation
 from ..runtime.errors import ContextClosedError
 from ..runtime.kernels import LaunchPlan
 from .chain import link_chain, needs_backward, positions
-from .protocol import LayerTraining, Step
+from .protocol import LayerTraining, Step, Sync
 
 
 def training_buffers(net, batch: int) -> dict[str, int]:
@@ -56,6 +56,7 @@ class TrainingNetwork:
         # the layers' buffers (the gradient buffer counts itself)
         self.ctx.track(self, sum(size for name, size in buffers.items() if name != "the gradient buffer"))
         self.dropout_key, self.step, self.row_offset = 0, 0, 0
+        self.sync: Sync | None = None  # the MPI ranks of the step (fit sets it: Step.sync)
         self._closed = False
         # the forward and backward passes are recorded once and replayed (Context.record), each
         # run of layers whose launches and arguments are the same every step as one plan
@@ -108,7 +109,7 @@ class TrainingNetwork:
         """Queue the forward pass over the batch, with dropout (of `dropout_key` and `step`) unless
         drop is False; returns the output (not waited on)."""
         self._check_open()
-        step = Step(drop, self.dropout_key, self.step, self.row_offset)
+        step = Step(drop, self.dropout_key, self.step, self.row_offset, self.sync)
         for first, trainers, replayable in self._segments:
             if replayable:
                 self._run(("forward", drop, first), lambda trainers=trainers: [t.forward(step) for t in trainers])

@@ -128,6 +128,7 @@ class Run:
         self.plan = self.parallel.plan(net, samples, options.batch_size, {
             "cost": options.cost, "epochs": options.epochs, "batch_size": options.batch_size,
             "optimizer": options.optimizer.kind, "shuffle": bool(options.shuffle)})
+        self.parallel.check_synced_steps(net, self.plan)
         # every buffer once, here: a training network (kept by the network) and a target buffer per batch size
         self.trainers = {rows: (net.training_network(rows), cla.empty(ctx.queue, (rows, *self.y.shape[1:]), net.dtype))
                          for rows in sorted({rows for _, rows, _ in self.plan.steps if rows})}
@@ -207,6 +208,7 @@ class Run:
                 training, y_batch = self.trainers[rows]
                 training.step = optimizer.steps  # the dropout masks of this update, drawn by the rows'
                 training.row_offset = self.plan.offset(step)  # positions in the whole batch
+                training.sync = self.parallel.sync(rows, global_rows)  # for BatchNorm(sync=True)
                 memory.gather_batch(ctx, self.x, self.y, self.indices, first, training.x, y_batch)
                 output = training.forward()
                 costs.value_into(ctx, options.cost, net.output_activation, output, training.logits, y_batch,

@@ -14,6 +14,7 @@ import pyopencl.array as cla
 
 from ..distributed import World
 from ..nn.network import Network
+from ..nn.protocol import Sync
 from . import batches
 
 
@@ -56,6 +57,26 @@ class DataParallel:
     def check_same_epoch(self, epoch: int) -> None:
         if self.world is not None:
             self.world.check_same("the epoch to resume from", {"epoch": epoch})
+
+    def sync(self, rows: int, global_rows: int) -> Sync | None:
+        """What a step's layers that need the whole batch's statistics see of the ranks (None in
+        one process)."""
+        world = self.world
+        if world is None or world.size == 1:
+            return None
+        return Sync(world.sum_in_place, world.rank, world.size, rows, global_rows)
+
+    def check_synced_steps(self, net: Network, plan: batches.Plan) -> None:
+        """BatchNorm(sync=True) joins two collectives per step: every rank must have rows in
+        every step (a rank with none would leave the others waiting). ValueError on every rank."""
+        if self.world is None or self.world.size == 1 or not any(
+                getattr(spec, "sync", False) for spec in _every_layer(net.specs)):
+            return
+        empty = self.world.sum(float(any(rows == 0 for _, rows, _ in plan.steps)))
+        if empty:
+            raise ValueError(f"BatchNorm(sync=True) needs rows on every rank in every step; {int(empty)} rank(s) "
+                             f"have a step without any: choose a batch_size of at least {self.world.size} whose "
+                             "last batch also has one row per rank")
 
     def sum_gradients(self, gradients: cla.Array, rows: int, global_rows: int, interrupted: bool) -> int:
         """The gradient of the step's global batch, from this rank's part of it, on every rank;
@@ -100,3 +121,11 @@ class DataParallel:
     def total(self, cost: float) -> float:
         """A sum over the ranks."""
         return cost if self.world is None else self.world.sum(cost)
+
+
+def _every_layer(specs) -> Iterator:
+    """The layers and, inside blocks, their branches' layers."""
+    for spec in specs:
+        yield spec
+        for branch in getattr(spec, "branches", ()):
+            yield from _every_layer(branch)
