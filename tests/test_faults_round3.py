@@ -585,3 +585,17 @@ def test_synchronized_batch_norm_saves_loads_and_trains_in_one_process_as_batch_
     assert clnet.load(plain.save(tmp_path / "plain"), ctx).specs[1] == clnet.BatchNorm()
     with pytest.raises(ValueError, match="sync must be True or False, got 'yes'"):
         clnet.BatchNorm(sync="yes")
+
+
+def test_a_training_network_of_a_closed_or_dropped_network_says_so(ctx):
+    x = np.ones((3, 6))
+    net = mlp(ctx)
+    own = net.training_network(3)  # the network's own links back weakly
+    del net
+    with pytest.raises(clnet.ContextClosedError, match="this training network's network was dropped"):
+        own.forward()
+    net = mlp(ctx)
+    made = clnet.TrainingNetwork(net, x)
+    net.close()
+    with pytest.raises(clnet.ContextClosedError, match=r"this network \(.*\) was closed"):
+        made.forward()

@@ -86,6 +86,11 @@ class TrainingNetwork:
     def _check_open(self) -> None:
         if self._closed:
             raise ContextClosedError("this training network's context is closed; its buffers were released")
+        try:
+            self.net._check_open()
+        except ReferenceError:  # a network's own training network links back weakly (training_network)
+            raise ContextClosedError("this training network's network was dropped; make a TrainingNetwork of a "
+                                     "network you keep") from None
 
     @property
     def output(self) -> cla.Array:
