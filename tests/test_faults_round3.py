@@ -2,6 +2,7 @@
 evaluate racing fit, divergence and batch norm's statistics, caches, scratch buffers, bad files.
 (MPI ranks that end outside fit: tests/test_distributed.py.)"""
 
+import gc
 import sys
 import threading
 
@@ -504,6 +505,7 @@ def test_the_scratch_buffers_of_threads_that_ended_are_released(ctx):
     x = np.ones((16, 1, 8, 8), np.float32)
     net = small_cnn(ctx)
     net.predict(x)  # this thread's scratch, kept
+    gc.collect()  # nothing of earlier tests freed while this one counts
     before = ctx.memory_in_use
     threads = [threading.Thread(target=net.predict, args=(x,)) for _ in range(32)]
     for thread in threads:
@@ -516,17 +518,19 @@ def test_the_scratch_buffers_of_threads_that_ended_are_released(ctx):
 def test_a_dropped_network_frees_its_device_memory_at_once(ctx):
     """Without a garbage collection (the old code: a TrainingNetwork <-> network cycle kept every
     buffer until the collector ran)."""
-    import gc
-
     x, labels = np.ones((16, 1, 8, 8), np.float32), np.arange(16) % 3
-    small_cnn(ctx).fit(x, labels, epochs=1, batch_size=8, progress=False)  # this thread's scratch, kept
+
+    def use(net):
+        net.fit(x, labels, epochs=2, batch_size=8, validation=(x, labels), progress=False)
+        net.evaluate(x, labels)
+
+    use(small_cnn(ctx))  # this thread's scratch buffers for these shapes, kept
     gc.collect()
     before = ctx.memory_in_use
     gc.disable()
     try:
         net = small_cnn(ctx)
-        net.fit(x, labels, epochs=2, batch_size=8, validation=(x, labels), progress=False)
-        net.evaluate(x, labels)
+        use(net)
         assert ctx.memory_in_use > before
         del net
         assert ctx.memory_in_use == before
@@ -536,7 +540,8 @@ def test_a_dropped_network_frees_its_device_memory_at_once(ctx):
 
 def test_a_closed_network_frees_its_memory_and_refuses_to_be_used(ctx):
     x, labels = np.ones((16, 1, 8, 8), np.float32), np.arange(16) % 3
-    small_cnn(ctx).predict(x)
+    small_cnn(ctx).fit(x, labels, epochs=1, batch_size=8, progress=False)  # this thread's scratch, kept
+    gc.collect()  # nothing of earlier tests freed while this one counts
     before = ctx.memory_in_use
     with small_cnn(ctx) as net:
         net.fit(x, labels, epochs=1, batch_size=8, progress=False)
