@@ -183,7 +183,7 @@ class NormTraining(LayerTraining):
         self.synced = layer.batch_norm and layer.spec.sync
         self.replayable = not self.synced
         self.sync = None  # the ranks of the step being run (Step.sync)
-        if layer.batch_norm and outer * inner < 2 and not self.synced:
+        if layer.batch_norm and outer * inner < 2:  # synced too: a rank's part of one value is refused
             raise ValueError(f"BatchNorm needs more than one value per channel to train, got batches of {self.batch} "
                              f"samples of shape {layer.input_shape}: choose a batch_size that leaves no batch of one")
         self.out, self.delta = layer.empty(self.batch), layer.empty(self.batch)
