@@ -289,8 +289,8 @@ def test_the_gpu_shaped_kernels_refuse_what_they_cannot_take(ctx, monkeypatch):
     with pytest.raises(ValueError, match="z must be C-contiguous"):
         activations.forward_with_bias(ctx, "tanh", wide[:, :4], cla.zeros(ctx.queue, 4, np.float32),
                                       cla.zeros(ctx.queue, (6, 4), np.float32))
-    with pytest.raises(ValueError, match="need whole numbers with wm \\| tm, wn \\| tn, and tm, tn and tk multiples "
-                                         "of 4"):
+    with pytest.raises(ValueError, match="need whole numbers from 1 to 128 with wm \\| tm, wn \\| tn, tm, tn and tk "
+                                         "multiples of 4"):
         local_gemm.LocalTiles(64, 64, 16, 3, 4).check()
     a, c = cla.zeros(ctx.queue, (4, 4), np.float32), cla.zeros(ctx.queue, (4, 4), np.float32)
     layouts = ((4, 0), (4, 0), (4, 0))
