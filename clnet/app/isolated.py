@@ -39,7 +39,7 @@ def run_alone(function: Callable[..., T], *args) -> T:
     damaged kernel cache) raises ProcessDiedError naming the signal and the kernel caches."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_call, args=(send, function, args), daemon=True)
+    child = context.Process(target=_call, args=(send, function, args))  # not a daemon: it may start processes
     child.start()
     send.close()
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -62,7 +63,8 @@ def point_pocl_at_a_usable_cache(environ: dict | None = None) -> Path | None:
     if environ.get("POCL_CACHE_DIR"):
         return None
     base = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    problem = writable(base / "pocl" / "kcache")
+    # PoCL's folder where it exists, else the folder PoCL would make it in (nothing of PoCL's made here)
+    problem = writable(base / "pocl" if (base / "pocl").exists() else base)
     if problem is None:
         return None
     folder = fallback_dir("pocl-cache")
@@ -77,8 +79,6 @@ def driver_caches(environ: dict | None = None) -> dict[str, Path]:
     """The kernel caches of the drivers and of pyopencl that exist on this machine, by owner: a
     damaged file there (a truncated binary) crashes or confuses every later build of the same
     kernel, whatever clnet does; `clnet cache --clear` empties them."""
-    import sys
-
     environ = os.environ if environ is None else environ
     home_cache = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     found = {"PoCL": Path(environ.get("POCL_CACHE_DIR") or home_cache / "pocl" / "kcache"),

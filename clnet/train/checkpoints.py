@@ -45,21 +45,25 @@ def restore(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random
     another network or run, or was made with other hyper-parameters (`settings`: those of this
     run that must be the same, naming each that differs)."""
     input_shape, layers, dtype, parameters = saving.read(path)
-    entries = saving.Entries(path)
-    if ENTRY not in entries:
-        raise ValueError(f"{path} is a network file, not a checkpoint of fit: it cannot be resumed")
     if (input_shape, layers, dtype) != (net.input_shape, net.specs, net.dtype.name):
         theirs = (input_shape, layers, dtype)
         raise ValueError(f"the checkpoint {path} holds another network ({theirs}) than this one "
                          f"({(net.input_shape, net.specs, net.dtype.name)})")
-    try:
+    size = (net.parameter_buffer.flat.size,)  # each optimizer state buffer's, and the best parameters'
+    with saving.Entries(path) as entries:  # every entry read here, each after its header was checked
+        if ENTRY not in entries:
+            raise ValueError(f"{path} is a network file, not a checkpoint of fit: it cannot be resumed")
         record = entries.json(ENTRY)
+        states = [entries.read(f"optimizer_state_{i}", size)
+                  for i in range(sum(n.startswith("optimizer_state_") for n in entries.headers))]
+        best = entries.read("checkpoint_best", size) if "checkpoint_best" in entries else None
+    try:
         epoch, history, kind = int(record["epoch"]), [float(c) for c in record["history"]], record["optimizer"]["kind"]
         steps, saved_run, shuffle_state = int(record["optimizer"]["steps"]), record["run"], record["shuffling"]
         extra = dict(record.get("extra", {}))
         if record["format"] != FORMAT:
             raise ValueError(f"format {record['format']}, expected {FORMAT}")
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"{path}: unreadable checkpoint record ({type(exc).__name__}: {exc})") from exc
     if kind != optimizer.kind:
         raise ValueError(f"the checkpoint {path} was made with {kind}; resume it with clnet.{kind}, "
@@ -68,13 +72,10 @@ def restore(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random
         raise ValueError(f"the checkpoint {path} was made with {saved_run}; resume it with the same data size, "
                          f"batch_size and cost (now {run})")
     _check_settings(path, record.get("settings", {}), settings or {})
-    size = (net.parameter_buffer.flat.size,)  # each state buffer's, and the best parameters'
-    states = [entries.read(f"optimizer_state_{i}", size)
-              for i in range(sum(n.startswith("optimizer_state_") for n in entries.headers))]
     optimizer.restore_state(net.parameter_buffer, steps, states)  # checks the buffers first
     net.set_arrays(parameters)
     shuffling.bit_generator.state = shuffle_state
-    return epoch, history, extra, entries.read("checkpoint_best", size) if "checkpoint_best" in entries else None
+    return epoch, history, extra, best
 
 
 def _check_settings(path: Path, saved: dict, now: dict) -> None:

@@ -117,6 +117,12 @@ class Entries:
     def __contains__(self, name: str) -> bool:
         return name in self.headers
 
+    def __enter__(self) -> Entries:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.archive.close()
+
     def read(self, name: str, shape: tuple[int, ...] | None = None, kinds: str = "f") -> np.ndarray:
         """Entry `name`, after checking that its header says `shape` (None: any of at most a
         thousand elements) and a dtype of `kinds` (numpy's kind letters)."""
@@ -130,7 +136,7 @@ class Entries:
             raise ValueError(f"{self.path}: {name} is unreadable ({type(exc).__name__}: {exc})") from exc
 
     def json(self, name: str):
-        """The JSON text that entry `name` holds (a string of at most 64 MiB), parsed."""
+        """The JSON text that entry `name` holds (a string of at most 64 Mi characters), parsed."""
         shape, dtype = self.headers[name]
         if shape != () or dtype.kind != "U" or dtype.itemsize > 2**28:
             raise ValueError(f"{self.path}: {name} must be one string of JSON text, got {dtype} {shape}")
@@ -203,9 +209,9 @@ def read(path) -> tuple[tuple[int, ...], list[Layer], str, dict[str, np.ndarray]
     file at `path`, all checked (headers before any array is read; every value finite, a variance
     not negative): ValueError for a truncated, foreign, crafted or inconsistent file."""
     path = find(path)
-    entries = Entries(path)
-    if DESCRIPTION not in entries:
-        raise ValueError(f"{path} is not a clnet network file: it has no {DESCRIPTION!r} entry")
-    description = entries.json(DESCRIPTION)
-    input_shape, specs, arrays = _check(path, description, entries)
+    with Entries(path) as entries:
+        if DESCRIPTION not in entries:
+            raise ValueError(f"{path} is not a clnet network file: it has no {DESCRIPTION!r} entry")
+        description = entries.json(DESCRIPTION)
+        input_shape, specs, arrays = _check(path, description, entries)
     return input_shape, specs, description["dtype"], arrays
