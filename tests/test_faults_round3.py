@@ -604,3 +604,16 @@ def test_a_training_network_of_a_closed_or_dropped_network_says_so(ctx):
     net.close()
     with pytest.raises(clnet.ContextClosedError, match=r"this network \(.*\) was closed"):
         made.forward()
+
+
+def test_set_arrays_that_fails_changes_nothing(ctx):
+    """The old code set the arrays one by one and stopped at the first bad one, half overwritten
+    (issue 35's list; load's path goes through it)."""
+    net = mlp(ctx)
+    before = net.host_arrays()
+    changed = {name: value + 1 for name, value in before.items()}
+    changed["layer_1.bias"] = np.zeros(4)  # the last one, of a wrong shape
+    with pytest.raises(ValueError, match=r"layer_1.bias must have shape \(3,\), got \(4,\)"):
+        net.set_arrays(changed)
+    for name, value in net.host_arrays().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
