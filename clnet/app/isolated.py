@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..runtime.errors import ClnetError
-from ..runtime.paths import driver_caches
+from ..runtime.paths import listed_driver_caches
 
 T = TypeVar("T")
 
@@ -60,6 +60,5 @@ def _death(code: int | None) -> str:
         how = f"was killed by {signal.Signals(-code).name}"
     else:
         how = f"ended with status {code} before returning"
-    caches = "; ".join(f"{owner}: {path}" for owner, path in driver_caches().items())
     return (f"the measuring process {how}: an OpenCL driver crashed. A damaged file in a driver's kernel cache "
-            f"does this ({caches or 'no kernel cache found'}); `clnet cache --clear` empties them")
+            f"does this ({listed_driver_caches()}); `clnet cache --clear` empties them")

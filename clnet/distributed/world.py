@@ -183,9 +183,10 @@ class World:
         self.collectives += 1
         self._wait(start(), what)
 
-    def sum_in_place(self, host: np.ndarray) -> np.ndarray:
-        """Sum a numpy array over the ranks, in place (every rank gets the sum)."""
-        self._collective(lambda: self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM), "a sum")
+    def sum_in_place(self, host: np.ndarray, what: str = "a sum") -> np.ndarray:
+        """Sum a numpy array over the ranks, in place (every rank gets the sum); `what` names it in
+        the line of a rank left waiting."""
+        self._collective(lambda: self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM), what)
         return host
 
     def sum(self, value: float) -> float:
@@ -235,7 +236,7 @@ class World:
         host[:-1] *= flat.dtype.type(weight)
         host[-1] = 1 if interrupted else 0
         copied = time.perf_counter()
-        self._collective(lambda: self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM), "the gradients' sum")
+        self.sum_in_place(host, "the gradients' sum")
         reduced = time.perf_counter()
         flat.set(host[:-1])
         self.copy_seconds += (copied - started) + (time.perf_counter() - reduced)

@@ -34,9 +34,11 @@ def writable(folder: Path) -> OSError | None:
 
 
 def fallback_dir(name: str) -> Path:
-    """A folder of this user's in the temporary directory (`clnet-<name>-<uid>`)."""
+    """A usable folder of this user's in the temporary directory (`clnet-<name>-<uid>`, else a
+    new one when another user holds that name)."""
     user = os.getuid() if hasattr(os, "getuid") else os.getlogin()
-    return Path(tempfile.gettempdir()) / f"clnet-{name}-{user}"
+    folder = Path(tempfile.gettempdir()) / f"clnet-{name}-{user}"
+    return folder if writable(folder) is None else Path(tempfile.mkdtemp(prefix=f"clnet-{name}-"))
 
 
 def cache_dir() -> Path:
@@ -48,8 +50,6 @@ def cache_dir() -> Path:
         problem = writable(path)
         found = path if problem is None else fallback_dir("cache")
         if problem is not None:
-            if writable(found) is not None:
-                found = Path(tempfile.mkdtemp(prefix="clnet-cache-"))
             warnings.warn(f"clnet: cannot make files in the cache folder {path} ({problem.strerror or problem}); "
                           f"using {found} instead (set CLNET_CACHE_DIR to a writable folder)", stacklevel=2)
         _usable[path] = found
@@ -68,8 +68,6 @@ def point_pocl_at_a_usable_cache(environ: dict | None = None) -> Path | None:
     if problem is None:
         return None
     folder = fallback_dir("pocl-cache")
-    if writable(folder) is not None:
-        folder = Path(tempfile.mkdtemp(prefix="clnet-pocl-cache-"))
     environ["POCL_CACHE_DIR"] = str(folder)
     log.info("PoCL's kernel cache under %s is not writable (%s): POCL_CACHE_DIR=%s", base, problem, folder)
     return folder
@@ -86,3 +84,9 @@ def driver_caches(environ: dict | None = None) -> dict[str, Path]:
              f"pyopencl-compiler-cache-v2-py{'.'.join(str(i) for i in sys.version_info)}",
              "NVIDIA": Path(environ.get("CUDA_CACHE_PATH") or Path.home() / ".nv" / "ComputeCache")}
     return {owner: path for owner, path in found.items() if path.is_dir()}
+
+
+def listed_driver_caches() -> str:
+    """The kernel caches of this machine in words ("PoCL: /path; pyopencl: /path"), for the errors
+    that a damaged cached binary may cause."""
+    return "; ".join(f"{owner}: {path}" for owner, path in driver_caches().items()) or "no kernel cache found"

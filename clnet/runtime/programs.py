@@ -26,7 +26,7 @@ from .device import DeviceInfo
 from .errors import DeviceCapabilityError, KernelBuildError, TemplateError
 from .kernels import Declarations, Kernel, LaunchPlan, Parameter
 from .log import logger
-from .paths import cache_dir, driver_caches
+from .paths import cache_dir, listed_driver_caches
 
 REAL_DTYPES = ("float32", "float64")
 SLOW_BUILD_SECONDS = 2.0
@@ -200,11 +200,10 @@ class Programs:
             except cl.LogicError as exc:  # the source declares it: the binary came from a damaged cache
                 if exc.code != cl.status_code.INVALID_KERNEL_NAME:
                     raise
-                caches = ", ".join(f"{owner}: {path}" for owner, path in driver_caches().items()) or "none found"
                 raise KernelBuildError(
                     f"{self.info.name!r} built template {name!r} without its kernel {kernel_name!r}: its driver's "
-                    f"kernel cache holds a damaged or stale binary ({caches}). `clnet cache --clear` empties the "
-                    "kernel caches; then run again", log=str(exc), source_path=None) from exc
+                    f"kernel cache holds a damaged or stale binary ({listed_driver_caches()}). `clnet cache --clear` "
+                    "empties the kernel caches; then run again", log=str(exc), source_path=None) from exc
             kernel = Kernel(made, kernel_name, signature, real, self.launches, self.recording, program)
             self._kernels[key] = kernel
         return kernel

@@ -19,7 +19,7 @@ recognised, merges found); each chain of nodes then becomes layers:
     ReduceMean over the positions of a sequence                        SequenceMean
     an attention region (clnet.train.onnx_attention, by its values)    MultiHeadAttention
     Identity, Dropout, Constant, Cast to a float type                  nothing
-    Transpose, Cast or Identity of a constant                          folded into the constant
+    Transpose, Cast or Identity of a constant                          folded into it (onnx_constants)
     a classifier head after the probabilities (ArgMax, ZipMap,         left out, with a logged note:
       ArrayFeatureExtractor; scikit-learn's [1 - p, p] of a sigmoid)   predict gives class indices
 
@@ -44,7 +44,7 @@ from ..nn.flatten import Flatten
 from ..nn.fully_connected import FullyConnected
 from ..nn.pooling import GlobalAvgPool2d
 from ..nn.sequence_mean import SequenceMean
-from . import onnx_attention, onnx_layers
+from . import onnx_attention, onnx_constants, onnx_layers
 from .onnx_export import onnx_package
 from .onnx_graph import FORMS, MERGE_OPS, Graph, Merge, Node
 
@@ -57,7 +57,6 @@ SEQUENCE_OPS = ("Gather", "LayerNormalization", onnx_attention.ATTENTION)
 SUPPORTED = (*LAYER_OPS, *SEQUENCE_OPS, *onnx_layers.ACTIVATION_OPS, "Clip", "Gelu", "HardSwish", "HardSigmoid",
              *MERGE_OPS, *NO_OPS)
 HEAD_OPS = ("ArgMax", "ZipMap")  # what classifier heads read the probabilities with
-FOLDED = ("Identity", "Cast", "Transpose")  # of a constant: computed here
 
 
 def read(path: str | os.PathLike) -> tuple[tuple[int, ...], list, np.dtype, dict[str, np.ndarray]]:
@@ -77,17 +76,10 @@ def read(path: str | os.PathLike) -> tuple[tuple[int, ...], list, np.dtype, dict
 
 
 def _read(onnx, path, model) -> tuple[tuple[int, ...], list, np.dtype, dict[str, np.ndarray]]:
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     graph = model.graph
-    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if not node.output or not node.output[0]:
-            raise ValueError(f"{path}: {node.op_type} node {node.name!r} has no output")
-        if node.op_type == "Constant":
-            values[node.output[0]] = _constant(path, onnx, node)
-        elif node.op_type in FOLDED and node.input and node.input[0] in values:  # a constant, renamed, cast...
-            values[node.output[0]] = _fold(path, onnx, node, values[node.input[0]])
+    values = onnx_constants.constants(path, onnx, graph)
     inputs = [i for i in graph.input if i.name not in values]
     if len(inputs) != 1:
         raise ValueError(f"{path}: a network takes one input, the model has {[i.name for i in inputs]}")
@@ -130,33 +122,6 @@ def _attention_replaced(nodes: list, values: dict, source: str, seq: int | None,
         last = next(n for n in region if n.output[0] == y)
         replaced[id(last)] = Node(onnx_attention.ATTENTION, last.name, [x], y, found)
     return replaced
-
-
-def _constant(path, onnx, node) -> np.ndarray:
-    """The value of a Constant node (a tensor, or ONNX's value_float(s) and value_int(s))."""
-    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    if "value" in attributes:
-        return onnx.numpy_helper.to_array(attributes["value"])
-    for name, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
-                        ("value_ints", np.int64)):
-        if name in attributes:
-            return np.array(attributes[name], dtype)
-    raise ValueError(f"{path}: Constant node {node.name!r} has no value clnet reads (value, value_float(s) or "
-                     f"value_int(s)); it has {sorted(attributes) or 'no attributes'}")
-
-
-def _fold(path, onnx, node, value: np.ndarray) -> np.ndarray:
-    """The constant an Identity, Cast or Transpose node makes of the constant `value`."""
-    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    if node.op_type == "Cast":
-        return value.astype(onnx.helper.tensor_dtype_to_np_dtype(attributes["to"]))
-    if node.op_type == "Transpose":
-        perm = list(attributes.get("perm", range(value.ndim - 1, -1, -1)))
-        if sorted(perm) != list(range(value.ndim)):
-            raise ValueError(f"{path}: Transpose node {node.name!r}: perm {perm} is not a permutation of the "
-                             f"{value.ndim} axes of its input")
-        return np.ascontiguousarray(value.transpose(perm))
-    return value
 
 
 def _without_head(path, nodes, values: dict) -> list:

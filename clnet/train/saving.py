@@ -14,7 +14,6 @@ gives a half-loaded network.
 from __future__ import annotations
 
 import json
-import math
 import os
 import zipfile
 from pathlib import Path
@@ -123,13 +122,11 @@ class Entries:
     def __exit__(self, *exc_info) -> None:
         self.archive.close()
 
-    def read(self, name: str, shape: tuple[int, ...] | None = None, kinds: str = "f") -> np.ndarray:
-        """Entry `name`, after checking that its header says `shape` (None: any of at most a
-        thousand elements) and a dtype of `kinds` (numpy's kind letters)."""
+    def read(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """Entry `name`, after checking that its header says a float array of `shape`."""
         found, dtype = self.headers[name]
-        if (found != shape if shape is not None else math.prod(found) > 1000) or dtype.kind not in kinds:
-            raise ValueError(f"{self.path}: {name} must be {'a float' if kinds == 'f' else 'an'} array of shape "
-                             f"{shape if shape is not None else 'at most 1000 elements'}, got {dtype} {found}")
+        if found != shape or dtype.kind != "f":
+            raise ValueError(f"{self.path}: {name} must be a float array of shape {shape}, got {dtype} {found}")
         try:
             return self.archive[name]
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
