@@ -210,7 +210,7 @@ class Network(Predictions):
         found = dict(zip(self._names(trainable=True), self.parameter_buffer.get()))
         if self.state_buffer is not None:
             found.update(zip(self._names(trainable=False), self.state_buffer.get()))
-        return found
+        return {name: found[name] for name in self.named_arrays()}  # layer by layer, as named_arrays
 
     def set_arrays(self, arrays) -> None:
         """Set every parameter and state array from a mapping name -> array-like with the names of
@@ -237,12 +237,15 @@ class Network(Predictions):
         self.set_arrays(arrays)
 
     def get_weights(self) -> list[np.ndarray]:
-        """Every parameter and state array as numpy, in the order of `named_arrays` (Keras' name;
-        the layout is PyTorch's: a dense layer's weights are (outputs, inputs))."""
+        """Every parameter and state array as numpy, in the order of `named_arrays`: layer by
+        layer, each layer's arrays as it declares them (a batch norm's scale, shift, running mean,
+        running variance). Keras' name; the layout is PyTorch's: a dense layer's weights are
+        (outputs, inputs)."""
         return list(self.host_arrays().values())
 
     def set_weights(self, weights: Sequence) -> None:
-        """Set every array from a list in the order of `get_weights`. Queued."""
+        """Set every array from a list in the order of `get_weights`; every array is checked
+        before the first is copied, so a refusal changes nothing. Queued."""
         names = list(self.named_arrays())
         if len(weights) != len(names):
             raise ValueError(f"set_weights needs {len(names)} arrays ({', '.join(names)}), got {len(weights)}")
@@ -385,6 +388,11 @@ class Network(Predictions):
         for buffer in (self.parameter_buffer, self.state_buffer, self._gradient_buffer, self._kept):
             if buffer is not None:
                 buffer.release()
+
+    def __reduce__(self):
+        raise TypeError(f"a {type(self).__name__} does not pickle (its arrays live on an OpenCL device); make a "
+                        "clnet.InferenceNetwork, which pickles through its saved form, or save it: "
+                        "clnet.train.saving.save(net, path), then clnet.load(path, ctx)")
 
     def __repr__(self) -> str:
         shape = " -> ".join([" x ".join(map(str, self.input_shape))] + [spec.brief() for spec in self.specs])

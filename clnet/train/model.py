@@ -13,6 +13,7 @@ import numpy as np
 
 from ..nn.network import Network
 from ..ops import costs
+from ..runtime.context import Context
 from . import minibatch, onnx_export, onnx_import, saving
 from .targets import default_cost, position_labels
 from .validation import Validation
@@ -47,6 +48,12 @@ class InferenceNetwork(Network):
         return {"cost": found_cost, "mse": float(np.mean(residual ** 2)), "mae": float(np.mean(np.abs(residual))),
                 "r2": float(r2.mean())}
 
+    def __reduce__(self):
+        """Pickles through its saved form (architecture, dtype, every parameter and state array;
+        not the optimizer's state): it unpickles onto the default device (`clnet.Context()`,
+        one per process). For files, `save` and `clnet.load`."""
+        return _unpickle, (self.description(), self.host_arrays())
+
     def save(self, path: str | Path) -> Path:
         """Write architecture, dtype and weights to one .npz file, atomically (`.npz` is added
         when the name has no suffix); returns the path written. See clnet.train.saving."""
@@ -69,6 +76,20 @@ def from_onnx(path: str | Path, ctx, dtype=None) -> InferenceNetwork:
     input_shape, layers, saved_dtype, arrays = onnx_import.read(path)
     saving.check_values(path, saving.expected_arrays(input_shape, layers), arrays)  # before anything is made
     net = InferenceNetwork(ctx, input_shape, layers, dtype=saved_dtype if dtype is None else dtype, init=None)
+    net.set_arrays(arrays)
+    return net
+
+
+_default_context: list = []  # the Context unpickled networks share, made on the first
+
+
+def _unpickle(description: dict, arrays: dict) -> InferenceNetwork:
+    """A pickled InferenceNetwork (its `__reduce__`) on the default device, checked as a file is."""
+    input_shape, specs, dtype = saving.from_description("the pickled network", description)
+    saving.check_values("the pickled network", saving.expected_arrays(input_shape, specs), arrays)
+    if not _default_context or _default_context[0].closed:
+        _default_context[:] = [Context()]
+    net = InferenceNetwork(_default_context[0], input_shape, specs, dtype=dtype, init=None)
     net.set_arrays(arrays)
     return net
 

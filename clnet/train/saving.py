@@ -164,21 +164,28 @@ def _check(path, description, entries: Entries) -> tuple[tuple[int, ...], list[L
         raise ValueError(f"{path}: unknown network file format {found!r} (expected a JSON object of format "
                          f"{FORMAT})")
     names = {name: name for name in entries.headers if not name.startswith(EXTRA_PREFIXES) and name != DESCRIPTION}
-    try:
-        if description["format"] == 1:
-            description, names = _format_1(description, names)
-        input_shape = check_sample_shape(description["input_shape"])
-        specs = [registry.from_description(la) for la in description["layers"]]
-        np.dtype(description["dtype"])
-        place(input_shape, specs)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: incomplete or invalid network description ({type(exc).__name__}: {exc})") from exc
+    if description["format"] == 1:
+        description, names = _format_1(description, names)
+    input_shape, specs, _ = from_description(path, description)
     expected = expected_arrays(input_shape, specs)
     if set(names) != set(expected):
         raise ValueError(f"{path}: expected arrays {sorted(expected)}, found {sorted(names)}")
     arrays = {name: entries.read(names[name], parameter.shape) for name, parameter in expected.items()}  # headers
     check_values(path, expected, arrays)
     return input_shape, specs, arrays
+
+
+def from_description(path, description: dict) -> tuple[tuple[int, ...], list[Layer], str]:
+    """(sample shape, layers, dtype name) of a network's `description()` (of a file or a pickle:
+    `path` names it), checked: ValueError for anything incomplete or inconsistent."""
+    try:
+        input_shape = check_sample_shape(description["input_shape"])
+        specs = [registry.from_description(la) for la in description["layers"]]
+        np.dtype(description["dtype"])
+        place(input_shape, specs)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: incomplete or invalid network description ({type(exc).__name__}: {exc})") from exc
+    return input_shape, specs, description["dtype"]
 
 
 def expected_arrays(input_shape: tuple[int, ...], specs: list[Layer]) -> dict[str, Parameter]:
