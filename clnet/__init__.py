@@ -61,10 +61,11 @@ from .runtime.errors import (
     TrainingDivergedError,
 )
 from .train import schedules
+from .train.callbacks import Callback
 from .train.loops import sgd
 from .train.minibatch import fit
 from .train.model import InferenceNetwork, from_onnx, load
-from .train.optimizers import SGD, Adam, AdamW
+from .train.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, register_optimizer
 from .train.schedules import Constant, Cosine, Exponential, StepDecay
 from .tuning import tune
 
@@ -78,6 +79,7 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm",
     "BuiltLayer",
+    "Callback",
     "Concat",
     "Conv2d",
     "Dropout",
@@ -99,6 +101,9 @@ __all__ = [
     "StepDecay",
     "Adam",
     "AdamW",
+    "Optimizer",
+    "RMSprop",
+    "register_optimizer",
     "COSTS",
     "INIT_METHODS",
     "ClnetError",

@@ -42,21 +42,29 @@ ${copy_vector("(y_p + y_off + row * y_cols)", "(y_batch_p + y_batch_off + (size_
     }
 }
 
-// out[g] = the sum of x * 0 over work-group g's share of the n elements: 0 when each is finite,
-// NaN otherwise (inf * 0 and NaN * 0 are NaN). Each work-item sums a contiguous run of vectors
-// (strided scalars, one chain of adds, ran at 5 ns an element), and several groups share the
-// array, so that every core reads its part.
-${kernel("finite_check", "const real *x, real *out, index_t n, local real *partial")} {
+// out[g] = the sum of a term of x over work-group g's share of the n elements: with x * 0 (finite_check),
+// 0 when each is finite, NaN otherwise (inf * 0 and NaN * 0 are NaN); with x * x (square_sums),
+// a part of the squared norm. Each work-item sums a contiguous run of vectors (strided scalars,
+// one chain of adds, ran at 5 ns an element), and several groups share the array, so that every
+// core reads its part.
+<%def name="group_sums(name, term)">
+${kernel(name, "const real *x, real *out, index_t n, local real *partial")} {
     const index_t lid = get_local_id(0), size = get_local_size(0);
     __global const real *from = x_p + x_off;
     const size_t vectors = n / ${width}, items = get_global_size(0), item = get_global_id(0);
     const size_t per_item = (vectors + items - 1) / items, first = item * per_item;
     const size_t last = min(first + per_item, vectors);
-    real${width} sums = 0;
-    for (size_t v = first; v < last; v++) sums += vload${width}(v, from) * 0;
+    real${width} sums = 0, x;
+    for (size_t v = first; v < last; v++) {
+        x = vload${width}(v, from);
+        sums += ${term};
+    }
     real sum = ${" + ".join("sums.s%x" % q for q in range(width))};
     if (item == 0)
-        for (size_t i = vectors * ${width}; i < n; i++) sum += from[i] * 0;
+        for (size_t i = vectors * ${width}; i < n; i++) {
+            const real x = from[i];
+            sum += ${term};
+        }
     partial[lid] = sum;
     for (index_t stride = size / 2; stride > 0; stride /= 2) {
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -64,3 +72,6 @@ ${kernel("finite_check", "const real *x, real *out, index_t n, local real *parti
     }
     if (lid == 0) out_p[out_off + get_group_id(0)] = partial[0];
 }
+</%def>
+${group_sums("finite_check", "x * 0")}
+${group_sums("square_sums", "x * x")}

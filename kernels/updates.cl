@@ -9,6 +9,12 @@
 ##                  with step_size = lr / (1 - beta1^t), sqrt_bias2 = sqrt(1 - beta2^t) at step t;
 ##                  shrink = 1 - lr wd for AdamW's decoupled decay (then wd = 0 in d), else 1
 ##
+##   rmsprop:       d = g + wd w;  v = alpha v + (1 - alpha) d^2;  s = sqrt(v) + eps, or centered
+##                  (a = alpha a + (1 - alpha) d) s = sqrt(v - a^2) + eps;  with momentum
+##                  b = momentum b + d / s, w -= lr b;  without, w -= lr d / s
+##   clip_scale:    g *= max_norm / (norm + 1e-6) where that is below 1, norm = sqrt(the sum of
+##                  `groups` partial sums of squares that memory.cl's square_sums wrote)
+##
 ## Param keep: each kernel also writes w as it was before the step into `kept` (what training
 ## falls back on when its cost stops being finite), in the pass that reads w anyway.
 <%
@@ -44,5 +50,41 @@ ${kernel("adam", "real *w, const real *g, real *m, real *v, real step_size, real
     m = beta1 * m + (1 - beta1) * g;
     v = beta2 * v + (1 - beta2) * g * g;
     w -= step_size * m / (sqrt(v) / sqrt_bias2 + eps);
+</%v:elementwise>
+}
+
+<%
+    centered, momentum = context.get("centered", False), context.get("momentum", False)
+    rms_state = (["a"] if centered else []) + (["b"] if momentum else [])
+    rms_args = "".join(", real *" + x for x in rms_state)
+%>
+${kernel("rmsprop", "real *w, const real *g, real *v" + rms_args + ", real learning_rate, real alpha, real eps, "
+                    "real weight_decay, real momentum, index_t n" + kept)} {
+<%v:elementwise n="n" inputs="${['w', 'g', 'v'] + rms_state}" outputs="${['w', 'v'] + rms_state + keep_out}">
+    ${keep_w}
+    g += weight_decay * w;
+    v = alpha * v + (1 - alpha) * g * g;
+% if centered:
+    a = alpha * a + (1 - alpha) * g;
+    const ${"real%d" % v.attr.vector_width(dtype)} s = sqrt(v - a * a) + eps;
+% else:
+    const ${"real%d" % v.attr.vector_width(dtype)} s = sqrt(v) + eps;
+% endif
+% if momentum:
+    b = momentum * b + g / s;
+    w -= learning_rate * b;
+% else:
+    w -= learning_rate * g / s;
+% endif
+</%v:elementwise>
+}
+
+${kernel("clip_scale", "real *g, const real *partial_sums, uint groups, real max_norm, index_t n")} {
+    real sum = 0;
+    for (uint i = 0; i < groups; i++) sum += partial_sums_p[partial_sums_off + i];
+    const real scale = max_norm / (sqrt(sum) + (real)1e-6);
+    if (scale >= 1) return;
+<%v:elementwise n="n" inputs="${['g']}" outputs="${['g']}">
+    g *= scale;
 </%v:elementwise>
 }

@@ -174,7 +174,7 @@ def test_bad_fit_arguments(ctx):
         net.fit(x, np.zeros((10, 3)), batch_size=0, progress=False)
     with pytest.raises(ValueError, match="epochs must be a whole number >= 0"):
         net.fit(x, np.zeros((10, 3)), epochs=-2, progress=False)
-    with pytest.raises(TypeError, match="optimizer must be clnet.SGD, clnet.Adam or clnet.AdamW"):
+    with pytest.raises(TypeError, match=r"optimizer must be a clnet.Optimizer \(SGD, Adam, AdamW, RMSprop or one"):
         net.fit(x, np.zeros((10, 3)), optimizer="adam", progress=False)
     with pytest.raises(ValueError, match="cross_entropy cost needs a sigmoid, softmax or log_softmax output layer"):
         small_network(ctx, last="tanh").fit(x, np.zeros((10, 3)), "cross_entropy", progress=False)

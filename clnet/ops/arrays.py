@@ -178,16 +178,22 @@ def reduction_items(ctx) -> int:
     return min(256, 1 << (ctx.info.max_work_group_size.bit_length() - 1))
 
 
-def all_finite(ctx, a: cla.Array) -> bool:
-    """Whether every element of the float array `a` is finite: one launch, then a wait."""
+def group_sums(ctx, name: str, a: cla.Array) -> cla.Array:
+    """Queue memory.cl's kernel `name` (finite_check, square_sums) over the float array `a`: the
+    sums of its term over each work-group's share, a few per compute unit; returns them, not waited on."""
     dtype = ctx.real_dtype(a.dtype)
     items = reduction_items(ctx)
     # a few groups per compute unit for large arrays (one group ran on one core: 8.8 ms for
     # mnist's 2048 x 784), one for small ones
     groups = max(1, min(FINITE_GROUPS * ctx.info.compute_units, a.size // (items * 64)))
     out = cla.empty(ctx.queue, groups, dtype)
-    kernel = ctx.kernel("memory.cl", "finite_check", dtype=dtype)
+    kernel = ctx.kernel("memory.cl", name, dtype=dtype)
     (items,) = kernel.work_group(ctx.device, (items,))  # each group writes out[its id]: count them as run
     kernel(ctx.queue, (groups * items,), (items,), x=a, out=out, n=a.size,
            partial=cl.LocalMemory(items * dtype.itemsize))
-    return bool(np.isfinite(out.get()).all())
+    return out
+
+
+def all_finite(ctx, a: cla.Array) -> bool:
+    """Whether every element of the float array `a` is finite: one launch, then a wait."""
+    return bool(np.isfinite(group_sums(ctx, "finite_check", a).get()).all())

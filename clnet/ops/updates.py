@@ -6,7 +6,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from .arrays import check_array, launch_elementwise
+from .arrays import check_array, group_sums, launch_elementwise
 
 
 def _checked(ctx, w: cla.Array, g: cla.Array, *state: cla.Array) -> np.dtype:
@@ -63,3 +63,31 @@ def adam_step(ctx, w: cla.Array, g: cla.Array, m: cla.Array, v: cla.Array, *, st
                               weight_decay=0.0 if decoupled else weight_decay,
                               shrink=1 - learning_rate * weight_decay if decoupled else 1.0, n=w.size,
                               **extra)
+
+
+def rmsprop_step(ctx, w: cla.Array, g: cla.Array, v: cla.Array, a: cla.Array | None, b: cla.Array | None, *,
+                 learning_rate: float, alpha: float, eps: float, weight_decay: float, momentum: float,
+                 kept: cla.Array | None = None) -> cl.Event:
+    """PyTorch's RMSprop step (see kernels/updates.cl): v the mean square, a the mean gradient
+    (centered, else None), b the momentum buffer (momentum > 0, else None)."""
+    state = {name: s for name, s in (("a", a), ("b", b)) if s is not None}
+    dtype = _checked(ctx, w, g, v, *state.values())
+    if ("b" in state) != bool(momentum):
+        raise ValueError("rmsprop_step takes a momentum buffer b exactly when momentum > 0")
+    extra = _keep(ctx, w, kept)
+    kernel = ctx.kernel("updates.cl", "rmsprop", dtype=dtype, keep=bool(extra), centered="a" in state,
+                        momentum="b" in state)
+    return launch_elementwise(ctx, kernel, w.size, dtype, w=w, g=g, v=v, learning_rate=learning_rate, alpha=alpha,
+                              eps=eps, weight_decay=weight_decay, momentum=momentum, n=w.size, **state, **extra)
+
+
+def clip_by_norm(ctx, g: cla.Array, max_norm: float) -> cl.Event:
+    """Scale g by max_norm / (norm + 1e-6) where its (2-)norm exceeds max_norm
+    (torch.nn.utils.clip_grad_norm_ over every gradient at once, g being the flat gradient
+    buffer): the norm's partial sums in one pass, then the scaling, without a wait."""
+    dtype = ctx.real_dtype(g.dtype)
+    check_array(ctx, g, "g")
+    partial = group_sums(ctx, "square_sums", g)
+    kernel = ctx.kernel("updates.cl", "clip_scale", dtype=dtype, keep=False)
+    return launch_elementwise(ctx, kernel, g.size, dtype, g=g, partial_sums=partial, groups=partial.size,
+                              max_norm=max_norm, n=g.size)

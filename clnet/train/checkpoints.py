@@ -13,7 +13,7 @@ import numpy as np
 
 from ..nn.network import Network
 from . import saving
-from .optimizers import Optimizer
+from .optimizers import Optimizer, from_record
 
 FORMAT = 1
 ENTRY = "checkpoint"  # the JSON entry; the optimizer's buffers are optimizer_state_<i>
@@ -28,7 +28,7 @@ def write(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random.G
     the best epoch so far (early stopping)."""
     arrays = saving.network_arrays(net)
     record = {"format": FORMAT, "epoch": epoch, "history": list(history), "run": run, "settings": settings or {},
-              "optimizer": {"kind": optimizer.kind, "steps": optimizer.steps},
+              "optimizer": {"kind": optimizer.recorded_kind(), "steps": optimizer.steps, "config": optimizer.config()},
               "shuffling": shuffling.bit_generator.state, "extra": extra or {}}
     if best is not None:
         arrays["checkpoint_best"] = best
@@ -76,6 +76,23 @@ def restore(path: Path, net: Network, optimizer: Optimizer, shuffling: np.random
     net.set_arrays(parameters)
     shuffling.bit_generator.state = shuffle_state
     return epoch, history, extra, best
+
+
+def saved_optimizer(path: Path) -> Optimizer:
+    """A fresh optimizer of the registered type and config that the checkpoint at `path` records
+    (what a resume uses when fit is given none)."""
+    with saving.Entries(path) as entries:
+        if ENTRY not in entries:
+            raise ValueError(f"{path} is a network file, not a checkpoint of fit: it cannot be resumed")
+        record = entries.json(ENTRY)
+    try:
+        kind, config = record["optimizer"]["kind"], record["optimizer"].get("config")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: unreadable checkpoint record ({type(exc).__name__}: {exc})") from exc
+    try:
+        return from_record(kind, config)
+    except TypeError as exc:  # a config the type's __init__ does not take
+        raise ValueError(f"{path}: the recorded {kind} config {config} does not make one ({exc})") from exc
 
 
 def _check_settings(path: Path, saved: dict, now: dict) -> None:

@@ -12,6 +12,7 @@ import math
 import secrets
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from ..ops import costs, memory
 from ..ops.arrays import all_finite, to_device_batch
 from ..runtime.log import logger
 from . import checkpoints, guards
+from .callbacks import BatchLogs, Callback, Callbacks
 from .optimizers import Optimizer
 from .options import FitOptions
 from .parallel import DataParallel
@@ -38,8 +40,9 @@ def fit(net: Network, x, y, cost: str | None = None, epochs: int = 1, batch_size
         progress: bool = True, checkpoint: str | Path | None = None, resume: bool = False,
         checkpoint_every: int = 1, world: World | None = None, sharded: bool = False,
         validation: tuple | None = None, early_stopping: int | None = None,
-        schedule: Schedule | None = None, validation_split: float | None = None,
-        verbose: int | bool | None = None) -> History:
+        schedule: Schedule | Callable[[int], float] | None = None, validation_split: float | None = None,
+        verbose: int | bool | None = None, callbacks: Sequence[Callback] | None = None,
+        validation_data: tuple | None = None) -> History:
     """Train on mini-batches of (x, y) for `epochs` passes; returns the cost of each epoch (a
     list, clnet.train.validation.History, which also carries the validation figures).
 
@@ -52,17 +55,24 @@ def fit(net: Network, x, y, cost: str | None = None, epochs: int = 1, batch_size
     otherwise) and says which in clnet's log. Each epoch visits the samples in a new order drawn
     from `seed` (so the same seed and the same starting weights give the same history; layers with
     dropout draw their masks from it too), in batches of batch_size and a last, smaller batch with
-    the rest. optimizer: clnet.SGD, Adam or AdamW (default Adam()); schedule: a learning-rate
-    schedule used instead of the optimizer's own rate (clnet.train.schedules, per optimizer step;
-    the optimizer object is not changed). An epoch's cost is the mean over its samples of the cost
-    each batch had before its update. The device is waited on once per epoch.
+    the rest. optimizer: clnet.SGD, Adam, AdamW, RMSprop or a registered one (default Adam(), or
+    the checkpoint's own when resuming); schedule: a learning-rate schedule used instead of the
+    optimizer's own rate (clnet.train.schedules, per optimizer step; the optimizer object is not
+    changed; any callable of the step number works). An epoch's cost is the mean over its samples
+    of the cost each batch had before its update. The device is waited on once per epoch.
 
     validation: (x_val, y_val), evaluated after every epoch without dropout: its cost, and its
     accuracy for class labels, go to the History and the progress bar. early_stopping=patience
     ends the run when the validation cost has not improved for `patience` epochs, and leaves the
     network with the weights of the best epoch (also when the run ends without stopping early).
     validation_split=f instead holds out the last fraction f of the rows (before any shuffling,
-    as Keras does) as the validation set. verbose: Keras' name for `progress` (0 hides the bar).
+    as Keras does) as the validation set. verbose: Keras' name for `progress` (0 hides the bar),
+    validation_data Keras' name for `validation`. `History.history` maps "cost" (and
+    "validation_cost", "validation_accuracy") to the list of each epoch's.
+
+    callbacks: clnet.Callback objects whose hooks run at the start and end of training, of each
+    epoch and of each batch, with the logs; a hook that sets `network.stop_training = True` ends
+    the run (clnet.train.callbacks).
 
     checkpoint: a file that is written atomically every `checkpoint_every` epochs (and after the
     last) with the network, the optimizer's state, the epoch, the history, the shuffling
@@ -84,6 +94,10 @@ def fit(net: Network, x, y, cost: str | None = None, epochs: int = 1, batch_size
         raise TypeError(f"fit trains a clnet.InferenceNetwork, got {type(net).__name__}")
     if verbose is not None:
         progress = bool(verbose)
+    if validation_data is not None:
+        if validation is not None:
+            raise ValueError("validation_data is Keras' name for validation=: pass one of them, not both")
+        validation = validation_data
     if validation_split is not None:
         if validation is not None or sharded:
             raise ValueError("validation_split holds out part of x and y; it goes with neither validation= "
@@ -94,7 +108,7 @@ def fit(net: Network, x, y, cost: str | None = None, epochs: int = 1, batch_size
                          checkpoint_every=checkpoint_every, world=world, sharded=sharded, validation=validation,
                          early_stopping=early_stopping, schedule=schedule)
     with net.trained_by("fit"):
-        return Run(net, x, y, options).train()
+        return Run(net, x, y, options, callbacks).train()
 
 
 def split_off(x, y, fraction: float) -> tuple:
@@ -114,7 +128,7 @@ class Run:
     """One call of fit: its data and buffers on the device, the plan of each epoch's steps, and
     the state that a checkpoint keeps (epoch, history, seed, shuffling, early stopping)."""
 
-    def __init__(self, net: Network, x, y, options: FitOptions):
+    def __init__(self, net: Network, x, y, options: FitOptions, callbacks: Sequence[Callback] | None = None):
         if options.cost is None:
             options.cost, why = default_cost(net.output_activation, net.outputs, y)
             logger.info("fit: cost %s (%s; pass cost= to choose another)", options.cost, why)
@@ -127,7 +141,7 @@ class Run:
         self.parallel = DataParallel(options.world, options.sharded)
         self.plan = self.parallel.plan(net, samples, options.batch_size, {
             "cost": options.cost, "epochs": options.epochs, "batch_size": options.batch_size,
-            "optimizer": options.optimizer.kind, "shuffle": bool(options.shuffle)})
+            "optimizer": options.optimizer.kind or type(options.optimizer).__name__, "shuffle": bool(options.shuffle)})
         self.parallel.check_synced_steps(net, self.plan)
         # every buffer once, here: a training network (kept by the network) and a target buffer per batch size
         self.trainers = {rows: (net.training_network(rows), cla.empty(ctx.queue, (rows, *self.y.shape[1:]), net.dtype))
@@ -147,6 +161,7 @@ class Run:
         self.parallel.check_same_epoch(self.first_epoch)
         for training, _ in self.trainers.values():
             training.dropout_key = self.seed
+        self.callbacks = Callbacks(callbacks, net, {"epochs": options.epochs, "steps": len(self.plan.steps)})
 
     def settings(self) -> dict:
         """The hyper-parameters a resume must share with the run that wrote the checkpoint."""
@@ -179,12 +194,15 @@ class Run:
                           "resume; the network has its weights", stacklevel=4)
             self.stopping.restore_best(self.history)
             return self.history
+        self.callbacks.call("on_train_begin", {})
         with tqdm(total=options.epochs, initial=min(self.first_epoch, options.epochs), desc="fit", unit="epoch",
                   disable=not options.progress or not self.parallel.writer) as bar, \
                 guards.InterruptAfterStep() as interrupt:
             for epoch in range(self.first_epoch, options.epochs):
                 started = time.perf_counter()
-                self._epoch(epoch, interrupt)
+                self.callbacks.call("on_epoch_begin", epoch, {})
+                if self._epoch(epoch, interrupt):  # a callback stopped it after a step
+                    break
                 note = self._end_epoch(epoch)
                 bar.set_postfix_str(f"{note}, {self.plan.total / (time.perf_counter() - started):,.0f} samples/s",
                                     refresh=False)
@@ -192,11 +210,12 @@ class Run:
                 if self.history.stopped_early:
                     break
         self.stopping.restore_best(self.history)
+        self.callbacks.call("on_train_end", self.history.logs(-1) if self.history else {})
         return self.history
 
-    def _epoch(self, epoch: int, interrupt: guards.InterruptAfterStep) -> None:
+    def _epoch(self, epoch: int, interrupt: guards.InterruptAfterStep) -> bool:
         """Queue every step of an epoch: gather, forward, cost, backward, gradients summed over
-        the ranks, update."""
+        the ranks, update; returns True when a callback stopped training after a step (one process)."""
         net, ctx, options = self.net, self.net.ctx, self.options
         optimizer = options.optimizer
         if options.shuffle:
@@ -204,6 +223,9 @@ class Run:
         skip_derivative = costs.skips_activation_derivative(options.cost)
         self.kept_state.keep(epoch % 2)  # beside the weights that the first update keeps (`kept`)
         for step, (first, rows, global_rows) in enumerate(self.plan.steps):
+            logs = BatchLogs(step, rows, lambda step=step, rows=rows: self._batch_cost(step, rows))
+            if self.callbacks.batches:
+                self.callbacks.call("on_batch_begin", step, logs)
             if rows:
                 training, y_batch = self.trainers[rows]
                 training.step = optimizer.steps  # the dropout masks of this update, drawn by the rows'
@@ -224,6 +246,15 @@ class Run:
             if stopped or (self.parallel.world is None and interrupt.interrupted):
                 ctx.finish()
                 raise self._interrupted(epoch, step, stopped)
+            if self.callbacks.batches:
+                self.callbacks.call("on_batch_end", step, logs)
+                if self.callbacks.stop and self.parallel.world is None:
+                    return True
+        return False
+
+    def _batch_cost(self, step: int, rows: int) -> float:
+        """The mean cost of step `step`'s rows (this rank's) before its update: a wait."""
+        return float(self.batch_costs[step].get()) * self.plan.total / rows if rows else float("nan")
 
     def _interrupted(self, epoch: int, step: int, ranks: int) -> KeyboardInterrupt:
         """The KeyboardInterrupt of a Ctrl-C after this step: every rank raises it after the same
@@ -277,6 +308,9 @@ class Run:
         if self.validator is not None:
             note += self.stopping.after_epoch(self.validator, self.history, epoch)
             self.history.stopped_early = self.stopping.should_stop
+        self.callbacks.call("on_epoch_end", epoch, self.history.logs(-1))
+        if self.parallel.collective_flag(self.callbacks.stop):  # any rank's callback stops every rank
+            self.history.stopped_early = True
         done = epoch + 1
         if self.parallel.writer and options.checkpoint is not None and (
                 done % options.checkpoint_every == 0 or done == options.epochs or self.history.stopped_early):

@@ -6,10 +6,23 @@ a whole network is one kernel launch:
 
     opt = clnet.Adam(learning_rate=1e-3)
     opt.step(net.parameter_buffer, net.gradient_buffer)
+
+Optimizers are registered types, as layers are: a checkpoint records the registered name of the
+optimizer and its config, and a resume finds the type by that name. One defined outside clnet
+subclasses Optimizer, sets `state_arrays`, writes `update` (its kernel launches) and registers:
+
+    @clnet.register_optimizer
+    class Plain(clnet.Optimizer):
+        def __init__(self, learning_rate=0.01):
+            super().__init__()
+            self.learning_rate = learning_rate
+        def update(self, ctx, w, g, state, kept):
+            clnet.ops.updates.sgd_step(ctx, w, g, self.rate(), kept=kept)
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import weakref
@@ -19,7 +32,7 @@ import pyopencl.array as cla
 
 from ..nn.parameters import FlatArrays
 from ..ops import updates
-from .schedules import Schedule, as_schedule
+from .schedules import Constant, Schedule, as_schedule
 
 
 def _real(name: str, value, low: float, high: float = math.inf, low_open: bool = False,
@@ -32,22 +45,93 @@ def _real(name: str, value, low: float, high: float = math.inf, low_open: bool =
     return float(value)
 
 
+_TYPES: dict[str, type[Optimizer]] = {}
+
+
+def register_optimizer(cls: type[Optimizer], name: str | None = None) -> type[Optimizer]:
+    """Register the optimizer type `cls` under `name` (default: the class name), so that
+    checkpoints record it and resume it; returns cls (a class decorator too). Another class
+    under a taken name raises."""
+    if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
+        raise TypeError(f"register_optimizer takes a subclass of clnet.Optimizer, got {cls!r}")
+    name = cls.__name__ if name is None else name
+    known = _TYPES.get(name)
+    if known is not None and known is not cls and known.__qualname__ != cls.__qualname__:
+        raise ValueError(f"the optimizer name {name!r} is taken by {known.__module__}.{known.__qualname__}")
+    _TYPES[name] = cls  # a module imported again (or a redefined class) replaces its own entry
+    cls.registered_name = name
+    return cls
+
+
+def from_record(kind: str, config: dict | None) -> Optimizer:
+    """A new optimizer of the registered type `kind` with `config` (a checkpoint's record)."""
+    cls = _TYPES.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown optimizer {kind!r}: register it with clnet.register_optimizer before resuming "
+                         f"(registered: {', '.join(sorted(_TYPES))})")
+    if config is None:
+        raise ValueError(f"the checkpoint's {kind} has a learning-rate schedule that is not recorded: pass the "
+                         "optimizer to resume with (fit(..., optimizer=...))")
+    return cls(**config)
+
+
+def registered() -> dict[str, type[Optimizer]]:
+    """Every registered optimizer type by name."""
+    return dict(_TYPES)
+
+
 class Optimizer:
     """Base: state buffers laid out like the parameters (zeros at the first step), and `step`.
 
     The state belongs to one parameter buffer, held weakly: stepping another network's
     parameters starts a fresh state. The buffers are released with their context.
+    clip_norm (Keras' global_clipnorm): before each update, scale the gradients of every
+    parameter together by clip_norm / (norm + 1e-6) when their norm exceeds clip_norm, as
+    torch.nn.utils.clip_grad_norm_ does.
     """
 
     state_arrays = 0
-    kind = "Optimizer"  # the name a checkpoint records (a subclass of SGD is still an SGD)
+    registered_name: str | None = None
 
-    def __init__(self):
+    def __init__(self, clip_norm: float | None = None):
         self._parameters: weakref.ref | None = None
         self._state: list[FlatArrays] = []
         self.steps = 0
         self.schedule: Schedule = as_schedule(0.01)
         self._override: float | None = None  # the rate of the step being taken, when given to step()
+        self.clip_norm = None if clip_norm is None else _real("clip_norm", clip_norm, 0, low_open=True)
+
+    @property
+    def kind(self) -> str | None:
+        """The registered name a checkpoint records: the nearest registered class whose update this
+        one runs (a subclass that only wraps `step` is still its parent); None for a class with an
+        `update` of its own that is not registered (it trains, but cannot be checkpointed)."""
+        for cls in type(self).__mro__:
+            if cls.__dict__.get("registered_name") and _TYPES.get(cls.registered_name) is cls:
+                return cls.registered_name
+            if "update" in cls.__dict__:
+                return None
+        return None
+
+    def recorded_kind(self) -> str:
+        """`kind`, or ValueError saying to register the class."""
+        if self.kind is None:
+            raise ValueError(f"the optimizer type {type(self).__name__} is not registered: call "
+                             f"clnet.register_optimizer({type(self).__name__}) so that checkpoints can record and "
+                             "resume it")
+        return self.kind
+
+    def config(self) -> dict | None:
+        """The arguments that make this optimizer again (its __init__'s parameters, read from the
+        attributes of the same names); None when its rate is a schedule other than a constant."""
+        if not isinstance(self.schedule, Constant):
+            return None
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        missing = [p for p in names if p != "learning_rate" and not hasattr(self, p)]
+        if missing:
+            raise ValueError(f"{type(self).__name__}.config: no attribute for its parameters {missing}; keep each "
+                             "__init__ argument as an attribute of the same name, or override config()")
+        return {p: self.schedule.rate if p == "learning_rate" else getattr(self, p) for p in names}
 
     @property
     def learning_rate(self) -> float:
@@ -58,10 +142,11 @@ class Optimizer:
     def learning_rate(self, value: float | Schedule) -> None:
         self.schedule = as_schedule(value)
 
-    def _rate(self) -> float:
+    def rate(self) -> float:
+        """The learning rate of the step being taken (for `update`)."""
         if self._override is not None:
             return self._override
-        return self.schedule(self.steps - 1)  # in _update: steps counts the step being taken
+        return self.schedule(self.steps - 1)  # in update: steps counts the step being taken
 
     def reset(self) -> None:
         """Forget every velocity and moment estimate and the step count (the next step starts afresh)."""
@@ -93,7 +178,9 @@ class Optimizer:
         self._begin_step()
         self._override = learning_rate
         try:
-            self._update(params.ctx, params.flat, grads.flat, state, None if keep is None else keep.flat)
+            if self.clip_norm is not None:
+                updates.clip_by_norm(params.ctx, grads.flat, self.clip_norm)
+            self.update(params.ctx, params.flat, grads.flat, state, None if keep is None else keep.flat)
         finally:
             self._override = None
 
@@ -108,18 +195,22 @@ class Optimizer:
         """Set the step count and the state buffers for `params` (from a checkpoint)."""
         state = self.state(params)
         if len(arrays) != len(state) or any(a.shape != s.flat.shape for a, s in zip(arrays, state)):
-            raise ValueError(f"{self.kind} keeps {len(state)} state buffer(s) of {params.flat.size} elements, "
-                             f"the checkpoint has {[a.shape for a in arrays]}")
+            raise ValueError(f"{type(self).__name__} keeps {len(state)} state buffer(s) of {params.flat.size} "
+                             f"elements, the checkpoint has {[a.shape for a in arrays]}")
         for buffer, array in zip(state, arrays):
             buffer.flat.set(np.ascontiguousarray(array, dtype=params.dtype))
         self.steps = int(steps)
 
-    def _update(self, ctx, w: cla.Array, g: cla.Array, state: list[cla.Array], kept: cla.Array | None) -> None:
+    def update(self, ctx, w: cla.Array, g: cla.Array, state: list[cla.Array], kept: cla.Array | None) -> None:
+        """Queue the update of the flat parameters w from the gradients g (clipped already), with
+        the `state_arrays` state buffers, at the rate `self.rate()`; kept: where to copy w as it
+        was before the step (None: nowhere). What a new optimizer writes."""
         raise NotImplementedError
 
     def settings(self) -> dict:
         """The hyper-parameters (plain values): what a checkpoint records, and a resume must share."""
-        return {"learning_rate": repr(self.schedule)}
+        found = {"learning_rate": repr(self.schedule)}
+        return found if self.clip_norm is None else {**found, "clip_norm": self.clip_norm}
 
 
 class SGD(Optimizer):
@@ -131,11 +222,9 @@ class SGD(Optimizer):
         w -= learning_rate * b                    without (w -= learning_rate * d if momentum = 0)
     """
 
-    kind = "SGD"
-
     def __init__(self, learning_rate: float | Schedule = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0):
-        super().__init__()
+                 weight_decay: float = 0.0, clip_norm: float | None = None):
+        super().__init__(clip_norm)
         self.learning_rate = learning_rate
         self.momentum = _real("momentum", momentum, 0, 1)
         self.weight_decay = _real("weight_decay", weight_decay, 0)
@@ -144,13 +233,13 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.state_arrays = 1 if self.momentum else 0
 
-    def _update(self, ctx, w, g, state, kept) -> None:
+    def update(self, ctx, w, g, state, kept) -> None:
         if self.momentum:
             (velocity,) = state
-            updates.momentum_step(ctx, w, g, velocity, self._rate(), self.momentum, self.weight_decay, self.nesterov,
+            updates.momentum_step(ctx, w, g, velocity, self.rate(), self.momentum, self.weight_decay, self.nesterov,
                                   kept)
         else:
-            updates.sgd_step(ctx, w, g, self._rate(), self.weight_decay, kept)
+            updates.sgd_step(ctx, w, g, self.rate(), self.weight_decay, kept)
 
     def settings(self) -> dict:
         return {**super().settings(), "momentum": self.momentum, "nesterov": self.nesterov,
@@ -170,12 +259,11 @@ class Adam(Optimizer):
         w -= learning_rate * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)
     """
 
-    kind = "Adam"
     state_arrays = 2
 
     def __init__(self, learning_rate: float | Schedule = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.0):
-        super().__init__()
+                 eps: float = 1e-8, weight_decay: float = 0.0, clip_norm: float | None = None):
+        super().__init__(clip_norm)
         self.learning_rate = learning_rate
         self.beta1 = _real("beta1", beta1, 0, 1)
         self.beta2 = _real("beta2", beta2, 0, 1)
@@ -184,9 +272,9 @@ class Adam(Optimizer):
 
     decoupled = False  # AdamW: the decay shrinks w instead of joining the gradient
 
-    def _update(self, ctx, w, g, state, kept) -> None:
+    def update(self, ctx, w, g, state, kept) -> None:
         m, v = state
-        updates.adam_step(ctx, w, g, m, v, step=self.steps, learning_rate=self._rate(), beta1=self.beta1,
+        updates.adam_step(ctx, w, g, m, v, step=self.steps, learning_rate=self.rate(), beta1=self.beta1,
                           beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay, kept=kept,
                           decoupled=self.decoupled)
 
@@ -195,7 +283,7 @@ class Adam(Optimizer):
                 "weight_decay": self.weight_decay}
 
     def __repr__(self) -> str:
-        return (f"{self.kind}(learning_rate={self.schedule!r}, beta1={self.beta1}, beta2={self.beta2}, "
+        return (f"{type(self).__name__}(learning_rate={self.schedule!r}, beta1={self.beta1}, beta2={self.beta2}, "
                 f"eps={self.eps}, weight_decay={self.weight_decay})")
 
 
@@ -208,9 +296,49 @@ class AdamW(Adam):
         w -= learning_rate * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)
     """
 
-    kind = "AdamW"
     decoupled = True
 
     def __init__(self, learning_rate: float | Schedule = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.01):
-        super().__init__(learning_rate, beta1, beta2, eps, weight_decay)
+                 eps: float = 1e-8, weight_decay: float = 0.01, clip_norm: float | None = None):
+        super().__init__(learning_rate, beta1, beta2, eps, weight_decay, clip_norm)
+
+
+class RMSprop(Optimizer):
+    """RMSprop, as torch.optim.RMSprop:
+
+        d = g + weight_decay * w
+        v = alpha * v + (1 - alpha) * d**2
+        centered:  a = alpha * a + (1 - alpha) * d;  s = sqrt(v - a**2) + eps   else s = sqrt(v) + eps
+        momentum:  b = momentum * b + d / s;  w -= learning_rate * b           else w -= learning_rate * d / s
+    """
+
+    def __init__(self, learning_rate: float | Schedule = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 clip_norm: float | None = None):
+        super().__init__(clip_norm)
+        self.learning_rate = learning_rate
+        self.alpha = _real("alpha", alpha, 0, 1)
+        self.eps = _real("eps", eps, 0, low_open=True)
+        self.weight_decay = _real("weight_decay", weight_decay, 0)
+        self.momentum = _real("momentum", momentum, 0, 1)
+        self.centered = bool(centered)
+        self.state_arrays = 1 + self.centered + bool(self.momentum)  # v, then a, then b
+
+    def update(self, ctx, w, g, state, kept) -> None:
+        v, rest = state[0], state[1:]
+        a = rest.pop(0) if self.centered else None
+        b = rest.pop(0) if self.momentum else None
+        updates.rmsprop_step(ctx, w, g, v, a, b, learning_rate=self.rate(), alpha=self.alpha, eps=self.eps,
+                             weight_decay=self.weight_decay, momentum=self.momentum, kept=kept)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "alpha": self.alpha, "eps": self.eps, "weight_decay": self.weight_decay,
+                "momentum": self.momentum, "centered": self.centered}
+
+    def __repr__(self) -> str:
+        return (f"RMSprop(learning_rate={self.schedule!r}, alpha={self.alpha}, eps={self.eps}, weight_decay="
+                f"{self.weight_decay}, momentum={self.momentum}, centered={self.centered})")
+
+
+for _cls in (SGD, Adam, AdamW, RMSprop):
+    register_optimizer(_cls)

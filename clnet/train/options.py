@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..distributed import World
-from . import saving
+from . import checkpoints, saving
 from .loops import check_whole
 from .optimizers import Adam, Optimizer
 from .schedules import Schedule, as_schedule
@@ -36,9 +36,8 @@ class FitOptions:
         self.epochs = check_whole("epochs", self.epochs, 0)
         self.batch_size = check_whole("batch_size", self.batch_size, 1)
         self.checkpoint_every = check_whole("checkpoint_every", self.checkpoint_every, 1)
-        self.optimizer = Adam() if self.optimizer is None else self.optimizer
-        if not isinstance(self.optimizer, Optimizer):
-            raise TypeError(f"optimizer must be clnet.SGD, clnet.Adam or clnet.AdamW, got "
+        if self.optimizer is not None and not isinstance(self.optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a clnet.Optimizer (SGD, Adam, AdamW, RMSprop or one registered), got "
                             f"{type(self.optimizer).__name__}")
         if self.schedule is not None:
             self.schedule = as_schedule(self.schedule)
@@ -51,6 +50,11 @@ class FitOptions:
         self.checkpoint = None if self.checkpoint is None else saving.file_path(self.checkpoint)
         if self.resume and self.checkpoint is None:
             raise ValueError("resume=True needs the checkpoint file to resume from: fit(..., checkpoint=path)")
+        if self.optimizer is None:  # the checkpoint's own when resuming, else Adam
+            resuming = self.resume and self.checkpoint.exists()
+            self.optimizer = checkpoints.saved_optimizer(self.checkpoint) if resuming else Adam()
+        if self.checkpoint is not None:
+            self.optimizer.recorded_kind()  # refuse an unregistered optimizer now, not after an epoch
 
     def learning_rate(self) -> float | None:
         """The rate of the optimizer's next step when a schedule is given (None: its own)."""

@@ -118,6 +118,10 @@ class DataParallel:
         self.world.sum_in_place(host)
         net.state_buffer.flat.set(host / self.world.size)
 
+    def collective_flag(self, flag: bool) -> bool:
+        """True on every rank when `flag` is on any (one sum)."""
+        return flag if self.world is None else self.world.sum(float(flag)) > 0
+
     def total(self, cost: float) -> float:
         """A sum over the ranks."""
         return cost if self.world is None else self.world.sum(cost)

@@ -3,8 +3,10 @@
     clnet.Adam(learning_rate=clnet.Cosine(1e-3, total_steps=3000, warmup_steps=100))
     net.fit(..., schedule=clnet.StepDecay(0.1, every=500, gamma=0.5))
 
-`step` counts the optimizer's steps from 0 (the first update). A schedule costs no kernel launch:
-the optimizer passes the step's rate to its one update kernel as an argument.
+`step` counts the optimizer's steps from 0 (the first update). Any callable of the step works
+too (Function: `schedule=lambda step: 0.1 * 0.5 ** (step // 100)`), its rates checked as it
+goes. A schedule costs no kernel launch: the optimizer passes the step's rate to its one update
+kernel as an argument.
 
     Constant(rate)                            rate
     StepDecay(rate, every, gamma)             rate * gamma ** (step // every)
@@ -100,6 +102,27 @@ class Cosine(Schedule):
         return f"Cosine({self.rate}, total_steps={self.total}, warmup_steps={self.warmup}, min_rate={self.min_rate})"
 
 
+class Function(Schedule):
+    """Any callable of the step number as a schedule; each rate it gives is checked."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, step: int) -> float:
+        rate = self.function(step)
+        try:
+            return check_learning_rate(rate)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the schedule {self!r} gave {rate!r} for step {step}: a learning rate must be a "
+                             "positive finite number") from exc
+
+    def __repr__(self) -> str:
+        return getattr(self.function, "__qualname__", None) or repr(self.function)
+
+
 def as_schedule(learning_rate) -> Schedule:
-    """A Schedule as it is, or a number as a Constant (see check_learning_rate)."""
-    return learning_rate if isinstance(learning_rate, Schedule) else Constant(learning_rate)
+    """A Schedule as it is, a callable of the step as a Function, or a number as a Constant (see
+    check_learning_rate)."""
+    if isinstance(learning_rate, Schedule):
+        return learning_rate
+    return Function(learning_rate) if callable(learning_rate) else Constant(learning_rate)

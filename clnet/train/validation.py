@@ -30,6 +30,21 @@ class History(list):
         self.best_epoch: int | None = None
         self.stopped_early = False
 
+    @property
+    def history(self) -> dict[str, list]:
+        """Each metric's list over the epochs (Keras' History.history): "cost", and with a
+        validation set "validation_cost" and, for class labels, "validation_accuracy"."""
+        found = {"cost": list(self)}
+        if self.validation_cost:
+            found["validation_cost"] = list(self.validation_cost)
+        if self.validation_accuracy is not None:
+            found["validation_accuracy"] = list(self.validation_accuracy)
+        return found
+
+    def logs(self, epoch: int) -> dict[str, float]:
+        """Epoch `epoch`'s figures (from 0; -1: the last), by the names of `history`."""
+        return {name: values[epoch] for name, values in self.history.items()}
+
     def record(self) -> dict:
         return {"validation_cost": self.validation_cost, "validation_accuracy": self.validation_accuracy,
                 "best_epoch": self.best_epoch, "stopped_early": self.stopped_early}
