@@ -240,6 +240,11 @@ def cost(name, a, y, activation="sigmoid"):
     if name == "huber":  # delta 1
         d = np.abs(a - y)
         return np.mean(np.where(d <= 1, 0.5 * d * d, d - 0.5))
+    if name == "kl_divergence":  # the cross-entropy less the entropy of y, 0 ln 0 = 0
+        def y_ln_y(t):
+            return np.where(t > 0, t * np.log(np.where(t > 0, t, 1)), 0.0)
+        entropy = y_ln_y(y) + (0 if activation in ("softmax", "log_softmax") else y_ln_y(1 - y))
+        return cost("cross_entropy", a, y, activation) + np.sum(entropy) / batch
     if activation == "softmax":
         return -np.sum(y * np.log(a)) / batch
     if activation == "log_softmax":  # a = ln p
@@ -269,7 +274,7 @@ def gradients(x, y, params, activations, cost_name):
         delta = backward(activations[-1], z, a, np.sign(a - y) / a.size)
     elif cost_name == "huber":
         delta = backward(activations[-1], z, a, np.clip(a - y, -1, 1) / a.size)
-    else:  # cross-entropy after a sigmoid or softmax: the activation's derivative cancels
+    else:  # cross-entropy (or KL divergence) after a sigmoid or softmax: the activation's derivative cancels
         delta = ((np.exp(a) if activations[-1] == "log_softmax" else a) - y) / batch
     grads = [None] * len(params)
     for i in reversed(range(len(params))):

@@ -129,7 +129,7 @@ def test_early_stopping_needs_validation(ctx):
     with pytest.raises(ValueError, match="early_stopping needs a validation set"):
         net.fit(*digits_like(), "cross_entropy", early_stopping=2, progress=False)
     with pytest.raises(TypeError, match="validation must be a pair"):
-        net.fit(*digits_like(), "cross_entropy", validation=[1, 2, 3], progress=False)
+        net.fit(*digits_like(), "cross_entropy", validation=[1, 2, 3, 4], progress=False)
 
 
 # -- dropout ---------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from ..nn.parameters import FlatArrays
 from ..ops import costs, memory
 from ..ops.arrays import all_finite, to_device_batch
 from ..runtime.log import logger
-from . import checkpoints, guards
+from . import checkpoints, guards, weights
 from .callbacks import BatchLogs, Callback, Callbacks
 from .optimizers import Optimizer
 from .options import FitOptions
@@ -42,7 +42,7 @@ def fit(net: Network, x, y, cost: str | None = None, epochs: int = 1, batch_size
         validation: tuple | None = None, early_stopping: int | None = None,
         schedule: Schedule | Callable[[int], float] | None = None, validation_split: float | None = None,
         verbose: int | bool | None = None, callbacks: Sequence[Callback] | None = None,
-        validation_data: tuple | None = None) -> History:
+        validation_data: tuple | None = None, sample_weight=None, class_weight=None) -> History:
     """Train on mini-batches of (x, y) for `epochs` passes; returns the cost of each epoch (a
     list, clnet.train.validation.History, which also carries the validation figures).
 
@@ -61,7 +61,12 @@ def fit(net: Network, x, y, cost: str | None = None, epochs: int = 1, batch_size
     changed; any callable of the step number works). An epoch's cost is the mean over its samples
     of the cost each batch had before its update. The device is waited on once per epoch.
 
-    validation: (x_val, y_val), evaluated after every epoch without dropout: its cost, and its
+    sample_weight: one weight >= 0 per sample (or per position, with labels per position);
+    class_weight: {class: weight} or one weight per class (class-label targets); the cost is then
+    sum_i w_i C_i / batch and each sample's gradient is weighted (clnet.train.weights).
+
+    validation: (x_val, y_val) or (x_val, y_val, weights), evaluated after every epoch without
+    dropout: its cost, and its
     accuracy for class labels, go to the History and the progress bar. early_stopping=patience
     ends the run when the validation cost has not improved for `patience` epochs, and leaves the
     network with the weights of the best epoch (also when the run ends without stopping early).
@@ -102,17 +107,18 @@ def fit(net: Network, x, y, cost: str | None = None, epochs: int = 1, batch_size
         if validation is not None or sharded:
             raise ValueError("validation_split holds out part of x and y; it goes with neither validation= "
                              "nor sharded=True (pass validation=(x_val, y_val) instead)")
-        x, y, validation = split_off(x, y, validation_split)
+        x, y, validation, sample_weight = split_off(x, y, validation_split, sample_weight)
     options = FitOptions(cost=cost, epochs=epochs, batch_size=batch_size, optimizer=optimizer, shuffle=shuffle,
                          seed=seed, progress=progress, checkpoint=checkpoint, resume=resume,
                          checkpoint_every=checkpoint_every, world=world, sharded=sharded, validation=validation,
                          early_stopping=early_stopping, schedule=schedule)
     with net.trained_by("fit"):
-        return Run(net, x, y, options, callbacks).train()
+        return Run(net, x, y, options, callbacks, (sample_weight, class_weight)).train()
 
 
-def split_off(x, y, fraction: float) -> tuple:
-    """(x, y) without their last `fraction` of rows, and those rows as (x_val, y_val)."""
+def split_off(x, y, fraction: float, sample_weight=None) -> tuple:
+    """(x, y) without their last `fraction` of rows, those rows as (x_val, y_val) (with their
+    weights), and the training rows' sample weights (None without)."""
     if isinstance(fraction, bool) or not isinstance(fraction, (float, int)) or not 0 < fraction < 1:
         raise ValueError(f"validation_split must be a fraction between 0 and 1, got {fraction!r}")
     x = x if isinstance(x, cla.Array) else np.asarray(x)
@@ -121,14 +127,21 @@ def split_off(x, y, fraction: float) -> tuple:
     held = round(rows * fraction)
     if not 0 < held < rows:
         raise ValueError(f"validation_split={fraction} of {rows} rows leaves no training or no validation rows")
-    return x[:rows - held], y[:rows - held], (x[rows - held:], y[rows - held:])
+    kept = slice(0, rows - held)
+    if sample_weight is None:
+        return x[kept], y[kept], (x[rows - held:], y[rows - held:]), None
+    w = np.asarray(sample_weight)
+    if w.shape[:1] != (rows,):
+        raise ValueError(f"sample_weight must have one weight per sample ({rows},), got shape {w.shape}")
+    return x[kept], y[kept], (x[rows - held:], y[rows - held:], w[rows - held:]), w[kept]
 
 
 class Run:
     """One call of fit: its data and buffers on the device, the plan of each epoch's steps, and
     the state that a checkpoint keeps (epoch, history, seed, shuffling, early stopping)."""
 
-    def __init__(self, net: Network, x, y, options: FitOptions, callbacks: Sequence[Callback] | None = None):
+    def __init__(self, net: Network, x, y, options: FitOptions, callbacks: Sequence[Callback] | None = None,
+                 weighting: tuple = (None, None)):
         if options.cost is None:
             options.cost, why = default_cost(net.output_activation, net.outputs, y)
             logger.info("fit: cost %s (%s; pass cost= to choose another)", options.cost, why)
@@ -144,7 +157,10 @@ class Run:
             "optimizer": options.optimizer.kind or type(options.optimizer).__name__, "shuffle": bool(options.shuffle)})
         self.parallel.check_synced_steps(net, self.plan)
         # every buffer once, here: a training network (kept by the network) and a target buffer per batch size
-        self.trainers = {rows: (net.training_network(rows), cla.empty(ctx.queue, (rows, *self.y.shape[1:]), net.dtype))
+        self.weights = weights.sample_weights(net, y, samples, *weighting)  # (samples, 1 or positions) or None
+        self.trainers = {rows: (net.training_network(rows), cla.empty(ctx.queue, (rows, *self.y.shape[1:]), net.dtype),
+                                None if self.weights is None else cla.empty(ctx.queue, (rows, self.weights.shape[1]),
+                                                                            net.dtype))
                          for rows in sorted({rows for _, rows, _ in self.plan.steps if rows})}
         self.indices = cla.to_device(ctx.queue, np.arange(samples, dtype=np.uint32))
         self.batch_costs = cla.empty(ctx.queue, len(self.plan.steps), net.dtype)
@@ -159,7 +175,7 @@ class Run:
         if options.resume and options.checkpoint.exists():
             self._resume()
         self.parallel.check_same_epoch(self.first_epoch)
-        for training, _ in self.trainers.values():
+        for training, _, _ in self.trainers.values():
             training.dropout_key = self.seed
         self.callbacks = Callbacks(callbacks, net, {"epochs": options.epochs, "steps": len(self.plan.steps)})
 
@@ -227,14 +243,17 @@ class Run:
             if self.callbacks.batches:
                 self.callbacks.call("on_batch_begin", step, logs)
             if rows:
-                training, y_batch = self.trainers[rows]
+                training, y_batch, w_batch = self.trainers[rows]
                 training.step = optimizer.steps  # the dropout masks of this update, drawn by the rows'
                 training.row_offset = self.plan.offset(step)  # positions in the whole batch
                 training.sync = self.parallel.sync(rows, global_rows)  # for BatchNorm(sync=True)
                 memory.gather_batch(ctx, self.x, self.y, self.indices, first, training.x, y_batch)
+                if w_batch is not None:
+                    memory.gather_rows(ctx, self.weights, self.indices, first, w_batch)
                 output = training.forward()
                 costs.value_into(ctx, options.cost, net.output_activation, output, training.logits, y_batch,
-                                 self.batch_costs, step, self.plan.total, delta=training.output_gradient)
+                                 self.batch_costs, step, self.plan.total, delta=training.output_gradient,
+                                 weights=w_batch)
                 training.backward(skip_output_derivative=skip_derivative)
             else:  # nothing of this batch is on this rank: it adds no gradient
                 memory.fill(ctx, net.gradient_buffer.flat, 0.0)

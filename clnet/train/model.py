@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..nn.network import Network
-from ..ops import costs
+from ..ops import cost_table, costs
 from ..runtime.context import Context
 from . import minibatch, onnx_export, onnx_import, saving
 from .targets import default_cost, position_labels
@@ -25,19 +25,20 @@ class InferenceNetwork(Network):
 
     fit = minibatch.fit  # the same function as clnet.fit, with the network as self
 
-    def evaluate(self, x, y, cost: str | None = None) -> dict[str, float]:
+    def evaluate(self, x, y, cost: str | None = None, sample_weight=None, class_weight=None) -> dict[str, float]:
         """The network's figures on (x, y), targets as fit takes them: "cost" (cost None: the one
-        fit would choose) and, for a classifier (or logits with cross-entropy), "accuracy", as fit's
+        fit would choose; weighted by sample_weight and class_weight as fit's, the other figures
+        not) and, for a classifier (or logits with cross-entropy), "accuracy", as fit's
         validation computes them;
         for any other output layer "mse", "mae" and "r2" (the coefficient of determination,
         averaged over the outputs as scikit-learn's r2_score). Called while another thread trains
         the network, it waits for that training to end."""
         activation = self.output_activation
         cost = costs.check_cost(cost or default_cost(activation, self.outputs, y)[0], activation)
-        classes = self.is_classifier or (self.gives_logits and cost == "cross_entropy") or (
+        classes = self.is_classifier or (self.gives_logits and cost_table.find(cost).labels) or (
             position_labels(y, self.outputs) is not None)  # a label per position: token accuracy
         with self.using_buffers():  # its training networks are fit's: wait for a fit in another thread
-            validation = Validation(self, (x, y), cost, accuracy=classes)
+            validation = Validation(self, (x, y, sample_weight), cost, accuracy=classes, class_weight=class_weight)
             found_cost, accuracy = validation.evaluate()
             if classes:
                 return {"cost": found_cost, "accuracy": accuracy}

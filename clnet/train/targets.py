@@ -2,10 +2,10 @@
 
 Targets are values (rows, outputs), a 1-D array of values for a one-output network, or integer
 class labels (rows,), turned into one-hot rows (a 0/1 column for one output). Integer targets are
-class labels where the cost is cross-entropy or the output layer is a classifier's (softmax or
-log_softmax, or sigmoid with one output) or a linear one of several outputs (logits), and values
-otherwise; where both readings are possible and neither is
-implied, the error says both and how to choose.
+class labels where the cost reads labels (cross-entropy, KL divergence: cost_table's `labels`) or
+the output layer is a classifier's (softmax or log_softmax, or sigmoid with one output) or a
+linear one of several outputs (logits), and values otherwise; where both readings are possible
+and neither is implied, the error says both and how to choose.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyopencl.array as cla
 
-from ..ops import costs
+from ..ops import cost_table
 from ..ops.activations import ROWWISE
 from ..ops.arrays import to_device_batch
 
@@ -48,7 +48,7 @@ def position_labels(y, outputs) -> np.ndarray | None:
 
 def labels_mean_classes(activation: str, outputs, cost: str | None) -> bool:
     """Whether integer targets are class labels for this output layer and cost."""
-    return (cost is not None and costs.ALIASES.get(cost, cost) == "cross_entropy") or activation in ROWWISE \
+    return (cost is not None and cost_table.find(cost).labels) or activation in ROWWISE \
         or (activation == "sigmoid" and outputs == 1) or gives_logits(activation, outputs)
 
 

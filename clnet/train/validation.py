@@ -13,6 +13,7 @@ from ..nn.network import Network
 from ..ops import costs, memory
 from ..ops.arrays import to_device_batch
 from .targets import as_targets, class_labels, labels_mean_classes, position_labels
+from .weights import sample_weights
 
 BATCH = 1024  # validation rows per forward pass
 
@@ -62,10 +63,10 @@ class Validation:
     `InferenceNetwork.evaluate`). accuracy: whether to count correct classes; None: for class
     labels only (fit's rule)."""
 
-    def __init__(self, net: Network, data, cost: str, accuracy: bool | None = None):
-        if not isinstance(data, (tuple, list)) or len(data) != 2:
-            raise TypeError("validation must be a pair (x_val, y_val)")
-        ctx, (x, y) = net.ctx, data
+    def __init__(self, net: Network, data, cost: str, accuracy: bool | None = None, class_weight=None):
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+            raise TypeError("validation must be a pair (x_val, y_val) or (x_val, y_val, sample_weight_val)")
+        ctx, (x, y), sample_weight = net.ctx, data[:2], data[2] if len(data) == 3 else None
         if accuracy is None:  # class labels, not integer values of a regression
             accuracy = (class_labels(y) is not None and labels_mean_classes(net.output_activation, net.outputs, cost)
                         ) or position_labels(y, net.outputs) is not None
@@ -74,11 +75,14 @@ class Validation:
                                  ids=net.vocabulary)
         self.rows = self.x.shape[0]
         self.y = as_targets(ctx, y, self.rows, net.outputs, net.dtype, net.output_activation, cost)
+        self.weights = sample_weights(net, y, self.rows, sample_weight, class_weight)  # weigh the cost only
         self.size = min(BATCH, self.rows)
         self.steps = [(start, min(self.size, self.rows - start)) for start in range(0, self.rows, self.size)]
         self.trainers = {rows: net.training_network(rows)
                          for _, rows in self.steps}
         self.targets = {rows: cla.empty(ctx.queue, (rows, *self.y.shape[1:]), net.dtype) for _, rows in self.steps}
+        self.batch_weights = {rows: None if self.weights is None else
+                              cla.empty(ctx.queue, (rows, self.weights.shape[1]), net.dtype) for _, rows in self.steps}
         # what accuracy counts per sample: its positions where y holds a label each (costs.holds_labels)
         labels = len(net.output_shape) >= 2 and tuple(self.y.shape[1:]) == tuple(net.output_shape[:-1])
         self.counted = math.prod(self.y.shape[1:]) if labels else 1
@@ -92,9 +96,12 @@ class Validation:
         for step, (first, rows) in enumerate(self.steps):
             training, y = self.trainers[rows], self.targets[rows]
             memory.gather_batch(ctx, self.x, self.y, self.indices, first, training.x, y)
+            weights = self.batch_weights[rows]
+            if weights is not None:
+                memory.gather_rows(ctx, self.weights, self.indices, first, weights)
             output = training.forward(drop=False)
             costs.value_into(ctx, self.cost, activation, output, training.logits, y, self.figures, 2 * step,
-                             self.rows)
+                             self.rows, weights=weights)
             if self.classes:
                 costs.matches_into(ctx, output, y, self.figures, 2 * step + 1)
         figures = self.figures.get().reshape(-1, 2).sum(axis=0)  # the one wait
