@@ -15,7 +15,6 @@ and Add, a Reshape and Transpose per head, MatMul, Softmax (the causal mask adde
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -24,16 +23,12 @@ import numpy as np
 from ..nn.blocks import Branches
 from ..nn.network import Network
 from ..nn.normalization import LayerNorm
-from ..ops import activations
 from ..runtime import files
-from . import saving
+from . import onnx_activations, saving
 
 OPSET = 13  # the default: onnxruntime from 1.10, TensorRT 8, OpenVINO 2022 read it
 LAYER_NORM_OPSET = 17  # LayerNormalization's first
 OPSETS = range(13, 22)  # the nodes written here mean the same in each of these
-EXPORTED = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "leaky_relu": "LeakyRelu", "elu": "Elu",
-            "softmax": "Softmax", "log_softmax": "LogSoftmax", "linear": "Identity"}
-# and relu6 (Clip), gelu, gelu_tanh, silu, hardsigmoid, hardswish: see Graph.activation
 
 
 def onnx_package():
@@ -70,31 +65,8 @@ class Graph:
         return name
 
     def activation(self, name: str, alpha: float | None, x: str) -> str:
-        if name in ("leaky_relu", "elu"):
-            return self.node(EXPORTED[name], [x], alpha=float(activations.parse((name, alpha))[1]))
-        if name in ("softmax", "log_softmax"):
-            return self.node(EXPORTED[name], [x], axis=1)
-        if name == "relu6":
-            return self.node("Clip", [x, self.constant(0.0, "min"), self.constant(6.0, "max")])
-        if name in EXPORTED:
-            return self.node(EXPORTED[name], [x])
-        if name == "silu":  # x * sigmoid(x)
-            return self.node("Mul", [x, self.node("Sigmoid", [x])])
-        if name == "hardsigmoid":  # PyTorch's: alpha 1/6, beta 1/2
-            return self.node("HardSigmoid", [x], alpha=1 / 6, beta=0.5)
-        if name == "hardswish":  # x * hardsigmoid(x): HardSwish is from opset 14
-            return self.node("Mul", [x, self.node("HardSigmoid", [x], alpha=1 / 6, beta=0.5)])
-        if name == "gelu":  # x * 0.5 * (1 + erf(x / sqrt(2)))
-            erf = self.node("Erf", [self.node("Div", [x, self.constant(math.sqrt(2))])])
-            return self.node("Mul", [x, self.node("Mul", [self.node("Add", [erf, self.constant(1.0)]),
-                                                          self.constant(0.5)])])
-        if name == "gelu_tanh":  # x * 0.5 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))
-            cube = self.node("Mul", [x, self.node("Mul", [x, x])])
-            inner = self.node("Add", [x, self.node("Mul", [cube, self.constant(0.044715)])])
-            tanh = self.node("Tanh", [self.node("Mul", [inner, self.constant(math.sqrt(2 / math.pi))])])
-            return self.node("Mul", [x, self.node("Mul", [self.node("Add", [tanh, self.constant(1.0)]),
-                                                          self.constant(0.5)])])
-        raise ValueError(f"no ONNX export for the activation {name!r}")
+        """The nodes of an activation from x (clnet.train.onnx_activations' table)."""
+        return onnx_activations.write(self, name, alpha, x)
 
     def chain(self, layers: list, x: str, arrays, where: str = "layer ") -> str:
         """The nodes of built layers one after another from x, each by its `to_onnx`; arrays(i,

@@ -14,10 +14,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .onnx_activations import ELEMENTWISE, RECOGNISED
 
 MERGE_OPS = ("Add", "Mul", "Concat")
 SHAPE_OPS = ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Identity", "Reshape", "Mul",
@@ -42,27 +43,7 @@ class Merge:
     branches: list[list]
 
 
-def _sigmoid(x):
-    return 0.5 * (1 + np.tanh(x / 2))
-
-
-_erf = np.vectorize(math.erf)
-# what each activation that exporters write as several nodes computes, to recognise it by its values
-FORMS = {"silu": lambda x: x * _sigmoid(x),
-         "hardswish": lambda x: x * np.clip(x + 3, 0, 6) / 6,
-         "gelu": lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))),
-         "gelu_tanh": lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))}
-SAMPLES = np.linspace(-7, 7, 57)
-
-
-def _hard_sigmoid(x, alpha: float = 0.2, beta: float = 0.5):
-    return np.clip(alpha * x + beta, 0, 1)
-
-
-# the elementwise operators a recognised region may hold, as numpy computes them
-ELEMENTWISE = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract, "Div": np.divide, "Pow": np.power,
-               "Neg": np.negative, "Sqrt": np.sqrt, "Erf": _erf, "Tanh": np.tanh, "Sigmoid": _sigmoid,
-               "HardSigmoid": _hard_sigmoid}
+SAMPLES = np.linspace(-7, 7, 57)  # where a region's values are compared with each activation's
 
 
 class Graph:
@@ -100,7 +81,7 @@ class Graph:
         return kept
 
     def _activations_recognised(self, nodes: list[Node]) -> list[Node]:
-        """Replace each elementwise region of one data input that computes a FORMS activation by
+        """Replace each elementwise region of one data input that computes a RECOGNISED activation by
         one node of it, the last node of the region first (so that the widest region wins)."""
         made_by = {node.output: node for node in nodes}
         self._order = {id(node): i for i, node in enumerate(nodes)}
@@ -143,7 +124,7 @@ class Graph:
         return region, leaves
 
     def _which(self, region: list[Node], x: str) -> str | None:
-        """The FORMS activation the region computes of x, or None."""
+        """The activation (onnx_activations.RECOGNISED) the region computes of x, or None."""
         found = {x: SAMPLES}
         try:
             for node in sorted(region, key=lambda n: self._order[id(n)]):
@@ -152,7 +133,7 @@ class Graph:
         except (KeyError, ValueError, TypeError, FloatingPointError):
             return None
         values = found[region[0].output]
-        for name, form in FORMS.items():
+        for name, form in RECOGNISED.items():
             if values.shape == SAMPLES.shape and np.allclose(values, form(SAMPLES), rtol=1e-4, atol=1e-5):
                 return name
         return None

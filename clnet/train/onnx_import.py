@@ -44,9 +44,9 @@ from ..nn.flatten import Flatten
 from ..nn.fully_connected import FullyConnected
 from ..nn.pooling import GlobalAvgPool2d
 from ..nn.sequence_mean import SequenceMean
-from . import onnx_attention, onnx_constants, onnx_layers
+from . import onnx_activations, onnx_attention, onnx_constants, onnx_layers
 from .onnx_export import onnx_package
-from .onnx_graph import FORMS, MERGE_OPS, Graph, Merge, Node
+from .onnx_graph import MERGE_OPS, Graph, Merge, Node
 
 log = logging.getLogger("clnet")
 
@@ -54,8 +54,7 @@ NO_OPS = ("Identity", "Dropout", "Cast")  # Cast: to a float type only (`Reader.
 LAYER_OPS = ("Gemm", "MatMul", "Add", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean",
              "BatchNormalization", "Flatten", "Reshape")
 SEQUENCE_OPS = ("Gather", "LayerNormalization", onnx_attention.ATTENTION)
-SUPPORTED = (*LAYER_OPS, *SEQUENCE_OPS, *onnx_layers.ACTIVATION_OPS, "Clip", "Gelu", "HardSwish", "HardSigmoid",
-             *MERGE_OPS, *NO_OPS)
+SUPPORTED = (*LAYER_OPS, *SEQUENCE_OPS, *onnx_activations.OPS, *MERGE_OPS, *NO_OPS)
 HEAD_OPS = ("ArgMax", "ZipMap")  # what classifier heads read the probabilities with
 
 
@@ -177,7 +176,7 @@ class Reader:
         """One error naming every operator clnet cannot import, with its nodes."""
         unsupported: dict[str, list[str]] = {}
         for node in nodes:
-            if node.op not in self.supported and node.op not in FORMS:
+            if node.op not in self.supported and node.op not in onnx_activations.RECOGNISED:
                 unsupported.setdefault(node.op, []).append(node.name)
         if unsupported:
             named = "; ".join(f"{op!r} (node{'s' * (len(names) > 1)} {', '.join(map(repr, names[:5]))}"
@@ -231,14 +230,12 @@ class Reader:
             self.flush()
         elif op == "Cast":
             self.cast(node, attributes)
-        elif op == "Clip":
-            self.activation(onnx_layers.clip(self, node, attributes))
-        elif op in FORMS:  # recognised from several nodes (clnet.train.onnx_graph)
+        elif op in onnx_activations.RECOGNISED:  # recognised from several nodes (clnet.train.onnx_graph)
             self.activation(op)
         elif op in ("Mul", "Concat"):
             raise self.fail(node, "a product or concatenation with a constant; clnet imports them of branches")
-        elif op not in NO_OPS:
-            self.activation(onnx_layers.activation(self, op, node, attributes))
+        elif op in onnx_activations.OPS:
+            self.activation(onnx_activations.read(self, op, node, attributes))
 
     def merge(self, merge: Merge) -> None:
         """A block: each branch read from the fork's shape by a reader of its own."""

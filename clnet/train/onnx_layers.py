@@ -11,10 +11,6 @@ from ..nn.embedding import Embedding
 from ..nn.fully_connected import FullyConnected
 from ..nn.normalization import BatchNorm, LayerNorm
 from ..nn.pooling import AvgPool2d, MaxPool2d
-from ..ops import activations
-from .onnx_export import EXPORTED
-
-ACTIVATION_OPS = {op: name for name, op in EXPORTED.items() if op != "Identity"}
 
 
 def linear(reader, op: str, node, attributes: dict) -> tuple:
@@ -94,45 +90,6 @@ def batch_norm(reader, node, attributes: dict) -> tuple:
     momentum = round(1 - float(str(np.float32(attributes.get("momentum", 0.9)))), 7)
     eps = float(str(np.float32(attributes.get("epsilon", 1e-5))))
     return BatchNorm(eps, momentum), {"scale": scale, "shift": shift, "running_mean": mean, "running_var": var}
-
-
-def clip(reader, node, attributes: dict) -> str:
-    """relu6 for Clip(0, 6), relu for Clip(0) (bounds as inputs from opset 11, attributes before)."""
-    bounds = []
-    for i, (name, unbounded) in enumerate((("min", -np.inf), ("max", np.inf)), start=1):
-        given = node.inputs[i] if len(node.inputs) > i and node.inputs[i] else None
-        bounds.append(float(np.ravel(reader.values[given])[0]) if given else float(attributes.get(name, unbounded)))
-    if bounds == [0.0, 6.0]:
-        return "relu6"
-    if bounds == [0.0, np.inf]:
-        return "relu"
-    raise reader.fail(node, f"Clip({bounds[0]}, {bounds[1]}); clnet imports Clip(0, 6) as relu6 and Clip(0) as relu")
-
-
-def activation(reader, op: str, node, attributes: dict):
-    """The activation (a name, or (name, alpha)) of an activation node."""
-    if op in ("Softmax", "LogSoftmax") and attributes.get("axis", -1) not in (1, -1):
-        raise reader.fail(node, f"a {op} over axis {attributes['axis']}; clnet's is over axis 1")
-    if op == "Gelu":
-        approximate = attributes.get("approximate", b"none")
-        return "gelu_tanh" if approximate in (b"tanh", "tanh") else "gelu"
-    if op == "HardSwish":
-        return "hardswish"
-    if op == "HardSigmoid":  # PyTorch's is alpha 1/6, beta 1/2 (kept in float32)
-        alpha, beta = attributes.get("alpha", 0.2), attributes.get("beta", 0.5)
-        if abs(alpha - 1 / 6) > 1e-7 or beta != 0.5:
-            raise reader.fail(node, f"HardSigmoid(alpha={alpha:.7g}, beta={beta:.7g}); clnet's hardsigmoid is "
-                                    "PyTorch's, alpha 1/6 and beta 1/2")
-        return "hardsigmoid"
-    name = ACTIVATION_OPS[op]
-    if name in activations.DEFAULT_ALPHA:
-        # ONNX keeps alpha in float32: its shortest decimal is what the exporter was given (0.01)
-        alpha = float(str(np.float32(attributes.get("alpha", activations.DEFAULT_ALPHA[name]))))
-        try:
-            return activations.parse((name, alpha))
-        except ValueError as exc:
-            raise reader.fail(node, str(exc)) from exc
-    return name
 
 
 def embedding(reader, node, attributes: dict) -> tuple:
