@@ -22,8 +22,12 @@ def test_a_gpt_exports_runs_in_onnxruntime_and_imports_back(ctx, tmp_path):
     back = clnet.from_onnx(path, ctx)
     assert back.specs == net.specs
     np.testing.assert_allclose(back(ids).get(), expected, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="LayerNormalization, from opset 17; opset 13 was asked for"):
-        net.to_onnx(tmp_path / "old", opset=13)
+    for opset in (13, 16):  # LayerNorm as its primitive nodes (ReduceMean, Sub, Mul, Sqrt, Div), read back as one
+        session = onnxruntime.InferenceSession(str(net.to_onnx(tmp_path / f"old{opset}", opset=opset)))
+        np.testing.assert_allclose(session.run(None, {"x": ids.astype(np.int64)})[0], expected, rtol=1e-4, atol=1e-5)
+        back = clnet.from_onnx(tmp_path / f"old{opset}.onnx", ctx)
+        assert back.specs == net.specs
+        np.testing.assert_allclose(back(ids).get(), expected, rtol=1e-5, atol=1e-6)
     pooled = clnet.InferenceNetwork(ctx, 6, [clnet.Embedding(5, 4), clnet.MultiHeadAttention(2), clnet.SequenceMean(),
                                             clnet.FullyConnected(3, "softmax")], seed=2)
     x = np.random.default_rng(1).integers(0, 5, (3, 6))
@@ -32,6 +36,25 @@ def test_a_gpt_exports_runs_in_onnxruntime_and_imports_back(ctx, tmp_path):
         np.testing.assert_allclose(session.run(None, {"x": x})[0], pooled(x).get(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(clnet.from_onnx(tmp_path / f"pooled{opset}.onnx", ctx)(x).get(),
                                    pooled(x).get(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("opset", [13, 16])
+def test_pytorchs_layer_norm_below_opset_17_imports_as_a_layer_norm(ctx, tmp_path, opset):
+    """torch.onnx.export writes nn.LayerNorm as ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div,
+    Mul and Add where LayerNormalization does not exist yet."""
+    model = torch.nn.Sequential(torch.nn.LayerNorm(8, eps=1e-4), torch.nn.Linear(8, 4), torch.nn.Tanh())
+    with torch.no_grad():
+        model[0].weight.normal_()
+        model[0].bias.normal_()
+    x = np.random.default_rng(2).normal(size=(3, 5, 8)).astype(np.float32)
+    path = tmp_path / "ln.onnx"
+    torch.onnx.export(model, torch.tensor(x), str(path), opset_version=opset, dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "batch"}})
+    net = clnet.from_onnx(path, ctx)
+    assert [type(s) for s in net.specs] == [clnet.LayerNorm, clnet.FullyConnected]
+    assert net.specs[0].eps == pytest.approx(1e-4)
+    with torch.no_grad():
+        np.testing.assert_allclose(net.predict(x), model(torch.tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
 
 
 class Classifier(torch.nn.Module):

@@ -158,14 +158,18 @@ class NormLayer(BuiltLayer):
 
 
     def _layer_norm_onnx(self, graph, x: str, arrays: dict[str, np.ndarray]) -> str:
-        """LayerNormalization over the last len(normalized_shape) axes (opset 17 and later)."""
-        if graph.opset < 17:
-            raise ValueError(f"LayerNorm exports as LayerNormalization, from opset 17; opset {graph.opset} was asked "
-                             "for: pass opset=17 or later (or None, which chooses it)")
+        """LayerNormalization over the last len(normalized_shape) axes from opset 17; below, its
+        primitive nodes (ReduceMean with axes as an attribute, as opsets 13 to 17 have it)."""
         shape = self.spec.normalized_shape
         scale, shift = arrays.get("scale", np.ones(shape)), arrays.get("shift", np.zeros(shape))
-        return graph.node("LayerNormalization", [x, graph.constant(scale, "gamma"), graph.constant(shift, "beta")],
-                          axis=-len(shape), epsilon=self.spec.eps)
+        gamma, beta = graph.constant(scale, "gamma"), graph.constant(shift, "beta")
+        if graph.opset >= 17:
+            return graph.node("LayerNormalization", [x, gamma, beta], axis=-len(shape), epsilon=self.spec.eps)
+        axes = list(range(-len(shape), 0))
+        d = graph.node("Sub", [x, graph.node("ReduceMean", [x], axes=axes, keepdims=1)])
+        var = graph.node("ReduceMean", [graph.node("Mul", [d, d])], axes=axes, keepdims=1)
+        std = graph.node("Sqrt", [graph.node("Add", [var, graph.constant(self.spec.eps, "eps")])])
+        return graph.node("Add", [graph.node("Mul", [graph.node("Div", [d, std]), gamma]), beta])
 
 
 class NormTraining(LayerTraining):

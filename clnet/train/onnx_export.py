@@ -90,7 +90,8 @@ class Graph:
 
 
 def needed_opset(specs) -> int:
-    """The oldest opset that holds every layer (blocks' insides too): 17 with a LayerNorm, else 13."""
+    """The opset chosen when none is asked for: 17 with a LayerNorm (its one LayerNormalization
+    node; below 17 it is written as its primitive nodes), else 13."""
     found = OPSET
     for spec in specs:
         if isinstance(spec, Branches):

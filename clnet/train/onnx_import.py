@@ -15,7 +15,7 @@ recognised, merges found); each chain of nodes then becomes layers:
     Add, Mul, Concat (axis 1) of branches from one tensor              Residual / Add, Multiply, Concat
     Gather of a constant table by the input ids                        Embedding
     Add of a constant of a sequence's shape                            PositionalEmbedding
-    LayerNormalization                                                 LayerNorm
+    LayerNormalization, or its primitive nodes (onnx_layer_norm)       LayerNorm
     ReduceMean over the positions of a sequence                        SequenceMean
     an attention region (clnet.train.onnx_attention, by its values)    MultiHeadAttention
     Identity, Dropout, Constant, Cast to a float type                  nothing
@@ -44,7 +44,7 @@ from ..nn.flatten import Flatten
 from ..nn.fully_connected import FullyConnected
 from ..nn.pooling import GlobalAvgPool2d
 from ..nn.sequence_mean import SequenceMean
-from . import onnx_activations, onnx_attention, onnx_constants, onnx_layers
+from . import onnx_activations, onnx_attention, onnx_constants, onnx_layer_norm, onnx_layers
 from .onnx_export import onnx_package
 from .onnx_graph import MERGE_OPS, Graph, Merge, Node
 
@@ -98,7 +98,7 @@ def _read(onnx, path, model) -> tuple[tuple[int, ...], list, np.dtype, dict[str,
     reader = Reader(path, values, inputs[0].name, dims, opset)
     if not nodes:
         raise ValueError(f"{path}: the model computes nothing from its input {inputs[0].name!r}")
-    found = Graph(nodes, values, inputs[0].name, sink)
+    found = Graph(onnx_layer_norm.recognised(nodes, values), values, inputs[0].name, sink)
     reader.check_supported(found.nodes)
     for item in found.nest(reader.fail):
         reader.take(item)

@@ -112,7 +112,10 @@ def layer_norm(reader, node, attributes: dict, shape: tuple[int, ...]) -> tuple:
     shift = reader.values.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
     if scale is None:
         raise reader.fail(node, "needs a constant scale")
-    arrays = {"scale": scale.reshape(normalized),
-              "shift": np.zeros(normalized, scale.dtype) if shift is None else shift.reshape(normalized)}
+    try:
+        arrays = {"scale": np.broadcast_to(scale, normalized).copy(),
+                  "shift": np.broadcast_to(np.zeros((), scale.dtype) if shift is None else shift, normalized).copy()}
+    except ValueError as exc:
+        raise reader.fail(node, f"a scale or shift of another shape than the normalized {normalized}") from exc
     eps = float(f"{attributes.get('epsilon', 1e-5):.7g}")  # a float32 attribute: 1e-5, not 9.9999997e-06
     return LayerNorm(normalized, eps=eps), arrays
