@@ -21,12 +21,20 @@ class Predictions:
         return len(self.output_shape) == 1 and self.output_activation in CLASSIFIER_ACTIVATIONS
 
     def outputs_of(self, x, batch_size: int = 4096) -> np.ndarray:
-        """The network's output for x as one numpy array, computed in batches of batch_size rows."""
+        """The network's output for x as one numpy array, computed in batches of batch_size rows.
+        Data bigger than memory: an np.memmap is read batch_size rows at a time; an iterable of
+        batches (x, or tuples and lists whose first item is x, as fit's) batch by batch."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-        if not isinstance(x, cla.Array):
-            x = host_batch(x, self.input_shape, self.dtype, ids=self.vocabulary)  # converted once, not per batch
-        outputs = [self(x[i:i + batch_size]).get() for i in range(0, x.shape[0], batch_size)]
+        if isinstance(x, np.memmap):
+            chunks = (x[i:i + batch_size] for i in range(0, x.shape[0], batch_size))
+        elif not isinstance(x, (np.ndarray, cla.Array, list, tuple, str, bytes)) and hasattr(x, "__iter__"):
+            chunks = (batch[0] if isinstance(batch, (tuple, list)) else batch for batch in x)
+        else:
+            if not isinstance(x, cla.Array):
+                x = host_batch(x, self.input_shape, self.dtype, ids=self.vocabulary)  # converted once, not per batch
+            chunks = (x[i:i + batch_size] for i in range(0, x.shape[0], batch_size))
+        outputs = [self(chunk).get() for chunk in chunks]  # __call__ checks each
         return np.concatenate(outputs) if outputs else np.zeros((0, *self.output_shape), self.dtype)
 
     def predict(self, x, batch_size: int = 4096) -> np.ndarray:

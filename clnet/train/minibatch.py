@@ -23,19 +23,19 @@ from ..distributed import World
 from ..nn.network import Network
 from ..nn.parameters import FlatArrays
 from ..ops import costs, memory
-from ..ops.arrays import all_finite, to_device_batch
+from ..ops.arrays import all_finite
 from ..runtime.log import logger
-from . import checkpoints, guards, weights
+from . import checkpoints, guards, sources
 from .callbacks import BatchLogs, Callback, Callbacks
 from .optimizers import Optimizer
-from .options import FitOptions
+from .options import FitOptions, check_batches, split_off
 from .parallel import DataParallel
 from .schedules import Schedule
-from .targets import as_targets, default_cost
+from .targets import default_cost
 from .validation import EarlyStopping, History, Validation
 
 
-def fit(net: Network, x, y, cost: str | None = None, epochs: int = 1, batch_size: int = 32,
+def fit(net: Network, x, y=None, cost: str | None = None, epochs: int = 1, batch_size: int = 32,
         optimizer: Optimizer | None = None, shuffle: bool = True, seed: int | None = None,
         progress: bool = True, checkpoint: str | Path | None = None, resume: bool = False,
         checkpoint_every: int = 1, world: World | None = None, sharded: bool = False,
@@ -48,7 +48,11 @@ def fit(net: Network, x, y, cost: str | None = None, epochs: int = 1, batch_size
 
     x: (samples, *input_shape), y: (samples, outputs), (samples,) for one output, or integer class
     labels (samples,): numpy arrays, lists or other array-likes (converted once, here), or device
-    arrays; every value must be finite. Integer targets are class labels where the cost is
+    arrays; every value must be finite. Data bigger than memory: x an np.memmap (each step's rows
+    are read from the file one step ahead, and the process holds only a few batches), or x any
+    iterable of (x, y) or (x, y, sample_weight) batches and no y (a generator, a PyTorch
+    DataLoader: read afresh each epoch, in its own order; cost= must be given, and there is no
+    world, checkpoint or validation_split); see clnet.train.sources. Integer targets are class labels where the cost is
     cross-entropy or the output layer is softmax (or sigmoid with one output), values otherwise.
     cost: "quadratic", "mse", "mae", "huber", "cross_entropy" or an alias (clnet.ops.costs); None
     chooses by the output layer and the targets (cross_entropy for softmax, or sigmoid with labels; quadratic
@@ -112,28 +116,9 @@ def fit(net: Network, x, y, cost: str | None = None, epochs: int = 1, batch_size
                          seed=seed, progress=progress, checkpoint=checkpoint, resume=resume,
                          checkpoint_every=checkpoint_every, world=world, sharded=sharded, validation=validation,
                          early_stopping=early_stopping, schedule=schedule)
+    check_batches(x, y, world=world, checkpoint=checkpoint, sample_weight=sample_weight, class_weight=class_weight)
     with net.trained_by("fit"):
         return Run(net, x, y, options, callbacks, (sample_weight, class_weight)).train()
-
-
-def split_off(x, y, fraction: float, sample_weight=None) -> tuple:
-    """(x, y) without their last `fraction` of rows, those rows as (x_val, y_val) (with their
-    weights), and the training rows' sample weights (None without)."""
-    if isinstance(fraction, bool) or not isinstance(fraction, (float, int)) or not 0 < fraction < 1:
-        raise ValueError(f"validation_split must be a fraction between 0 and 1, got {fraction!r}")
-    x = x if isinstance(x, cla.Array) else np.asarray(x)
-    y = y if isinstance(y, cla.Array) else np.asarray(y)
-    rows = x.shape[0]
-    held = round(rows * fraction)
-    if not 0 < held < rows:
-        raise ValueError(f"validation_split={fraction} of {rows} rows leaves no training or no validation rows")
-    kept = slice(0, rows - held)
-    if sample_weight is None:
-        return x[kept], y[kept], (x[rows - held:], y[rows - held:]), None
-    w = np.asarray(sample_weight)
-    if w.shape[:1] != (rows,):
-        raise ValueError(f"sample_weight must have one weight per sample ({rows},), got shape {w.shape}")
-    return x[kept], y[kept], (x[rows - held:], y[rows - held:], w[rows - held:]), w[kept]
 
 
 class Run:
@@ -143,41 +128,61 @@ class Run:
     def __init__(self, net: Network, x, y, options: FitOptions, callbacks: Sequence[Callback] | None = None,
                  weighting: tuple = (None, None)):
         if options.cost is None:
+            if y is None:
+                raise ValueError("fit on an iterable of batches needs cost= (there are no targets to choose it by)")
             options.cost, why = default_cost(net.output_activation, net.outputs, y)
             logger.info("fit: cost %s (%s; pass cost= to choose another)", options.cost, why)
         options.cost = costs.check_cost(options.cost, net.output_activation)
         ctx, self.net, self.options = net.ctx, net, options
-        self.x = to_device_batch(ctx, x, net.input_shape, net.dtype, check_device=True, ids=net.vocabulary)
-        samples = self.x.shape[0]
-        self.y = as_targets(ctx, y, samples, net.outputs, net.dtype, net.output_activation, options.cost)
         self.validator = None if options.validation is None else Validation(net, options.validation, options.cost)
         self.parallel = DataParallel(options.world, options.sharded)
-        self.plan = self.parallel.plan(net, samples, options.batch_size, {
-            "cost": options.cost, "epochs": options.epochs, "batch_size": options.batch_size,
-            "optimizer": options.optimizer.kind or type(options.optimizer).__name__, "shuffle": bool(options.shuffle)})
-        self.parallel.check_synced_steps(net, self.plan)
-        # every buffer once, here: a training network (kept by the network) and a target buffer per batch size
-        self.weights = weights.sample_weights(net, y, samples, *weighting)  # (samples, 1 or positions) or None
-        self.trainers = {rows: (net.training_network(rows), cla.empty(ctx.queue, (rows, *self.y.shape[1:]), net.dtype),
-                                None if self.weights is None else cla.empty(ctx.queue, (rows, self.weights.shape[1]),
-                                                                            net.dtype))
-                         for rows in sorted({rows for _, rows, _ in self.plan.steps if rows})}
-        self.indices = cla.to_device(ctx.queue, np.arange(samples, dtype=np.uint32))
-        self.batch_costs = cla.empty(ctx.queue, len(self.plan.steps), net.dtype)
+        self.trainers: dict = {}
+        if sources.is_batches(x, y):
+            self.source, self.plan = sources.Batches(net, x, options.cost), None
+            steps = len(x) if hasattr(x, "__len__") else None
+        else:
+            self.source = (sources.FileRows if sources.is_file(x) else sources.DeviceRows)(net, x, y, options.cost,
+                                                                                           weighting)
+            self.plan = self.parallel.plan(net, self.source.samples, options.batch_size, {
+                "cost": options.cost, "epochs": options.epochs, "batch_size": options.batch_size,
+                "optimizer": options.optimizer.kind or type(options.optimizer).__name__,
+                "shuffle": bool(options.shuffle)})
+            self.parallel.check_synced_steps(net, self.plan)
+            steps = len(self.plan.steps)
+            for rows in sorted({rows for _, rows, _ in self.plan.steps if rows}):  # every buffer once, here
+                self._trainer(rows)
+        self.batch_costs = cla.empty(ctx.queue, steps or 64, net.dtype)
         memory.fill(ctx, self.batch_costs, 0.0)  # clnet's kernel: pyopencl's zeros cost ms per call
+        self.step_rows: list[int] = []  # each step's rows, for an epoch of batches
         self.seed = self.parallel.start(net, secrets.randbits(63) if options.seed is None else options.seed)
         self.order = self.parallel.shuffling(self.seed)
         self.history, self.first_epoch = History(), 0
         self.stopping = EarlyStopping(net, options.early_stopping)
         self._other_kept: FlatArrays | None = None  # the second buffer of `kept`
         self.kept_state = guards.KeptState(net, options.optimizer)  # and what goes with them
-        self.run_description = options.run_description(self.plan.total)
+        self.run_description = options.run_description(self.plan.total if self.plan else None)
         if options.resume and options.checkpoint.exists():
             self._resume()
         self.parallel.check_same_epoch(self.first_epoch)
         for training, _, _ in self.trainers.values():
             training.dropout_key = self.seed
-        self.callbacks = Callbacks(callbacks, net, {"epochs": options.epochs, "steps": len(self.plan.steps)})
+        self.callbacks = Callbacks(callbacks, net, {"epochs": options.epochs, "steps": steps})
+
+    def _trainer(self, rows: int) -> tuple:
+        """(training network, target buffer, weight buffer or None) for batches of `rows` rows:
+        made once per batch size (the network keeps its training networks from call to call)."""
+        found = self.trainers.get(rows)
+        if found is None:
+            net, source = self.net, self.source
+            plan = self.plan is not None
+            found = self.trainers[rows] = (
+                net.training_network(rows),
+                cla.empty(net.ctx.queue, (rows, *source.y.shape[1:]), net.dtype) if plan else None,
+                cla.empty(net.ctx.queue, (rows, source.weights.shape[1]), net.dtype)
+                if plan and source.weights is not None else None)
+        if hasattr(self, "seed"):  # made after the seed is known (those made before get it then)
+            found[0].dropout_key = self.seed
+        return found
 
     def settings(self) -> dict:
         """The hyper-parameters a resume must share with the run that wrote the checkpoint."""
@@ -220,7 +225,8 @@ class Run:
                 if self._epoch(epoch, interrupt):  # a callback stopped it after a step
                     break
                 note = self._end_epoch(epoch)
-                bar.set_postfix_str(f"{note}, {self.plan.total / (time.perf_counter() - started):,.0f} samples/s",
+                samples = self.plan.total if self.plan else sum(self.step_rows)
+                bar.set_postfix_str(f"{note}, {samples / (time.perf_counter() - started):,.0f} samples/s",
                                     refresh=False)
                 bar.update()
                 if self.history.stopped_early:
@@ -230,50 +236,90 @@ class Run:
         return self.history
 
     def _epoch(self, epoch: int, interrupt: guards.InterruptAfterStep) -> bool:
-        """Queue every step of an epoch: gather, forward, cost, backward, gradients summed over
+        """Queue every step of an epoch: its rows, forward, cost, backward, gradients summed over
         the ranks, update; returns True when a callback stopped training after a step (one process)."""
-        net, ctx, options = self.net, self.net.ctx, self.options
-        optimizer = options.optimizer
-        if options.shuffle:
-            self.indices.set(self.order.permutation(self.x.shape[0]).astype(np.uint32))
-        skip_derivative = costs.skips_activation_derivative(options.cost)
         self.kept_state.keep(epoch % 2)  # beside the weights that the first update keeps (`kept`)
-        for step, (first, rows, global_rows) in enumerate(self.plan.steps):
-            logs = BatchLogs(step, rows, lambda step=step, rows=rows: self._batch_cost(step, rows))
-            if self.callbacks.batches:
-                self.callbacks.call("on_batch_begin", step, logs)
-            if rows:
-                training, y_batch, w_batch = self.trainers[rows]
-                training.step = optimizer.steps  # the dropout masks of this update, drawn by the rows'
-                training.row_offset = self.plan.offset(step)  # positions in the whole batch
-                training.sync = self.parallel.sync(rows, global_rows)  # for BatchNorm(sync=True)
-                memory.gather_batch(ctx, self.x, self.y, self.indices, first, training.x, y_batch)
-                if w_batch is not None:
-                    memory.gather_rows(ctx, self.weights, self.indices, first, w_batch)
-                output = training.forward()
-                costs.value_into(ctx, options.cost, net.output_activation, output, training.logits, y_batch,
-                                 self.batch_costs, step, self.plan.total, delta=training.output_gradient,
-                                 weights=w_batch)
-                training.backward(skip_output_derivative=skip_derivative)
-            else:  # nothing of this batch is on this rank: it adds no gradient
-                memory.fill(ctx, net.gradient_buffer.flat, 0.0)
-            stopped = self.parallel.sum_gradients(net.gradient_buffer.flat, rows, global_rows, interrupt.interrupted)
-            # the epoch's first update also keeps the weights it starts from, for a divergence
-            rate = options.learning_rate()  # passed only with a schedule: subclasses may override step(p, g, keep)
-            optimizer.step(net.parameter_buffer, net.gradient_buffer, keep=self.kept(epoch) if step == 0 else None,
-                           **({} if rate is None else {"learning_rate": rate}))
-            if stopped or (self.parallel.world is None and interrupt.interrupted):
-                ctx.finish()
-                raise self._interrupted(epoch, step, stopped)
-            if self.callbacks.batches:
-                self.callbacks.call("on_batch_end", step, logs)
-                if self.callbacks.stop and self.parallel.world is None:
+        if self.plan is None:
+            return self._epoch_of_batches(epoch, interrupt)
+        net, source = self.net, self.source
+        source.begin_epoch(self.order.permutation(source.samples) if self.options.shuffle else None, self.plan.steps)
+        try:
+            for step, (first, rows, global_rows) in enumerate(self.plan.steps):
+                logs = self._begin_step(step, rows)
+                if rows:
+                    training, y_batch, w_batch = self.trainers[rows]
+                    source.fill(first, rows, training.x, y_batch, w_batch)
+                    self._forward_backward(training, y_batch, w_batch, step, self.plan.offset(step), global_rows)
+                else:  # nothing of this batch is on this rank: it adds no gradient
+                    memory.fill(net.ctx, net.gradient_buffer.flat, 0.0)
+                if self._update(epoch, step, rows, global_rows, interrupt, logs):
                     return True
+        finally:
+            source.end_epoch()
+        return False
+
+    def _epoch_of_batches(self, epoch: int, interrupt: guards.InterruptAfterStep) -> bool:
+        """An epoch of an iterable's batches (sources.Batches), each its own size."""
+        self.step_rows = []
+        for step, (x, y_batch, w_batch) in enumerate(self.source.epoch()):
+            rows = x.shape[0]
+            if step >= self.batch_costs.size:  # more batches than the buffer holds: twice the room
+                more = cla.empty(self.net.ctx.queue, 2 * self.batch_costs.size, self.net.dtype)
+                memory.fill(self.net.ctx, more, 0.0)
+                memory.copy(self.net.ctx, self.batch_costs, more[:self.batch_costs.size])
+                self.batch_costs = more
+            logs = self._begin_step(step, rows)
+            training = self._trainer(rows)[0]
+            self.source.uploads.copy(training.x, x)
+            self._forward_backward(training, y_batch, w_batch, step, 0, rows)
+            self.step_rows.append(rows)
+            if self._update(epoch, step, rows, rows, interrupt, logs):
+                return True
+        return False
+
+    def _begin_step(self, step: int, rows: int) -> BatchLogs:
+        logs = BatchLogs(step, rows, lambda: self._batch_cost(step, rows))
+        if self.callbacks.batches:
+            self.callbacks.call("on_batch_begin", step, logs)
+        return logs
+
+    def _forward_backward(self, training, y_batch, w_batch, step: int, row_offset: int, global_rows: int) -> None:
+        """Queue a step's forward pass, its cost into batch_costs[step] (its share of the epoch's
+        mean; an iterable's batches: the batch's mean) and the gradients."""
+        net, options = self.net, self.options
+        training.step = options.optimizer.steps  # the dropout masks of this update, drawn by the rows'
+        training.row_offset = row_offset  # positions in the whole batch
+        training.sync = self.parallel.sync(training.x.shape[0], global_rows)  # for BatchNorm(sync=True)
+        output = training.forward()
+        costs.value_into(net.ctx, options.cost, net.output_activation, output, training.logits, y_batch,
+                         self.batch_costs, step, self.plan.total if self.plan else None,
+                         delta=training.output_gradient, weights=w_batch)
+        training.backward(skip_output_derivative=costs.skips_activation_derivative(options.cost))
+
+    def _update(self, epoch: int, step: int, rows: int, global_rows: int, interrupt: guards.InterruptAfterStep,
+                logs: BatchLogs) -> bool:
+        """The gradients summed over the ranks, the update (the epoch's first also keeps the
+        weights it starts from, for a divergence), Ctrl-C and the batch's callbacks; True when a
+        callback stopped training."""
+        net, options = self.net, self.options
+        stopped = self.parallel.sum_gradients(net.gradient_buffer.flat, rows, global_rows, interrupt.interrupted)
+        rate = options.learning_rate()  # passed only with a schedule: subclasses may override step(p, g, keep)
+        options.optimizer.step(net.parameter_buffer, net.gradient_buffer, keep=self.kept(epoch) if step == 0 else None,
+                               **({} if rate is None else {"learning_rate": rate}))
+        if stopped or (self.parallel.world is None and interrupt.interrupted):
+            net.ctx.finish()
+            raise self._interrupted(epoch, step, stopped)
+        if self.callbacks.batches:
+            self.callbacks.call("on_batch_end", step, logs)
+            return self.callbacks.stop and self.parallel.world is None
         return False
 
     def _batch_cost(self, step: int, rows: int) -> float:
         """The mean cost of step `step`'s rows (this rank's) before its update: a wait."""
-        return float(self.batch_costs[step].get()) * self.plan.total / rows if rows else float("nan")
+        if not rows:
+            return float("nan")
+        value = float(self.batch_costs[step].get())
+        return value * self.plan.total / rows if self.plan else value
 
     def _interrupted(self, epoch: int, step: int, ranks: int) -> KeyboardInterrupt:
         """The KeyboardInterrupt of a Ctrl-C after this step: every rank raises it after the same
@@ -282,8 +328,9 @@ class Run:
         where = f" on {ranks} of {self.parallel.world.size} ranks" if self.parallel.world is not None else ""
         kept = (f"; the last checkpoint is {path}" if path is not None and path.exists()
                 else "; no checkpoint was written yet" if path is not None else "")
-        stop = KeyboardInterrupt(f"fit stopped by Ctrl-C{where} in epoch {epoch + 1}, after step {step + 1} of "
-                                 f"{len(self.plan.steps)}; the network holds the weights of that step{kept}")
+        of = f" of {len(self.plan.steps)}" if self.plan else ""
+        stop = KeyboardInterrupt(f"fit stopped by Ctrl-C{where} in epoch {epoch + 1}, after step {step + 1}{of}; "
+                                 f"the network holds the weights of that step{kept}")
         stop.collective = True
         return stop
 
@@ -312,7 +359,11 @@ class Run:
         """The epoch's cost (the one wait), divergence, validation and the checkpoint; returns
         the progress bar's note."""
         options = self.options
-        epoch_cost = self.parallel.total(float(self.batch_costs.get().sum()))
+        if self.plan is None:  # the batches' means, each weighed by its rows
+            found = self.batch_costs.get()[:len(self.step_rows)]
+            epoch_cost = float(np.dot(found, self.step_rows) / max(1, sum(self.step_rows)))
+        else:
+            epoch_cost = self.parallel.total(float(self.batch_costs.get().sum()))
         if not math.isfinite(epoch_cost):
             self._fall_back(epoch)
             rate = options.learning_rate() if options.schedule is not None else options.optimizer.learning_rate

@@ -9,14 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ..nn.network import Network
-from ..ops import cost_table, costs
 from ..runtime.context import Context
-from . import minibatch, onnx_export, onnx_import, saving
-from .targets import default_cost, position_labels
-from .validation import Validation
+from . import evaluation, minibatch, onnx_export, onnx_import, saving
 
 
 class InferenceNetwork(Network):
@@ -25,29 +20,17 @@ class InferenceNetwork(Network):
 
     fit = minibatch.fit  # the same function as clnet.fit, with the network as self
 
-    def evaluate(self, x, y, cost: str | None = None, sample_weight=None, class_weight=None) -> dict[str, float]:
+    def evaluate(self, x, y=None, cost: str | None = None, sample_weight=None, class_weight=None
+                 ) -> dict[str, float]:
         """The network's figures on (x, y), targets as fit takes them: "cost" (cost None: the one
         fit would choose; weighted by sample_weight and class_weight as fit's, the other figures
         not) and, for a classifier (or logits with cross-entropy), "accuracy", as fit's
-        validation computes them;
-        for any other output layer "mse", "mae" and "r2" (the coefficient of determination,
-        averaged over the outputs as scikit-learn's r2_score). Called while another thread trains
-        the network, it waits for that training to end."""
-        activation = self.output_activation
-        cost = costs.check_cost(cost or default_cost(activation, self.outputs, y)[0], activation)
-        classes = self.is_classifier or (self.gives_logits and cost_table.find(cost).labels) or (
-            position_labels(y, self.outputs) is not None)  # a label per position: token accuracy
-        with self.using_buffers():  # its training networks are fit's: wait for a fit in another thread
-            validation = Validation(self, (x, y, sample_weight), cost, accuracy=classes, class_weight=class_weight)
-            found_cost, accuracy = validation.evaluate()
-            if classes:
-                return {"cost": found_cost, "accuracy": accuracy}
-            a = self.outputs_of(validation.x).astype(np.float64).reshape(validation.rows, -1)
-        t = validation.y.get().astype(np.float64).reshape(validation.rows, -1)
-        residual, spread = a - t, ((t - t.mean(axis=0)) ** 2).sum(axis=0)
-        r2 = np.where(spread > 0, 1 - (residual ** 2).sum(axis=0) / np.where(spread > 0, spread, 1), 0.0)
-        return {"cost": found_cost, "mse": float(np.mean(residual ** 2)), "mae": float(np.mean(np.abs(residual))),
-                "r2": float(r2.mean())}
+        validation computes them; for any other output layer "mse", "mae" and "r2" (the
+        coefficient of determination, averaged over the outputs as scikit-learn's r2_score).
+        x may be an np.memmap, or an iterable of (x, y) or (x, y, sample_weight) batches with no
+        y (clnet.train.evaluation). Called while another thread trains the network, it waits for
+        that training to end."""
+        return evaluation.evaluate(self, x, y, cost, sample_weight, class_weight)
 
     def __reduce__(self):
         """Pickles through its saved form (architecture, dtype, every parameter and state array;

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pyopencl.array as cla
+
 from ..distributed import World
-from . import checkpoints, saving
+from . import checkpoints, saving, sources
 from .loops import check_whole
 from .optimizers import Adam, Optimizer
 from .schedules import Schedule, as_schedule
@@ -63,3 +66,35 @@ class FitOptions:
     def run_description(self, samples: int) -> dict:
         """What a resumed run must share with the one that wrote the checkpoint."""
         return {"samples": samples, "batch_size": self.batch_size, "cost": self.cost, "shuffle": bool(self.shuffle)}
+
+
+def check_batches(x, y, **given) -> None:
+    """Refuse what fit on an iterable of batches cannot take (`given`: those arguments by name),
+    and a call without targets for arrays."""
+    if sources.is_batches(x, y):
+        named = [name for name, value in given.items() if value is not None]
+        if named:
+            raise ValueError(f"fit on an iterable of batches takes no {', '.join(named)}: pass arrays (np.memmap for "
+                             "data bigger than memory), or the weights as each batch's third item")
+    elif y is None:
+        raise TypeError("fit needs targets y beside x (arrays), or x an iterable of (x, y) batches and no y")
+
+
+def split_off(x, y, fraction: float, sample_weight=None) -> tuple:
+    """(x, y) without their last `fraction` of rows, those rows as (x_val, y_val) (with their
+    weights), and the training rows' sample weights (None without)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (float, int)) or not 0 < fraction < 1:
+        raise ValueError(f"validation_split must be a fraction between 0 and 1, got {fraction!r}")
+    x = x if isinstance(x, (cla.Array, np.ndarray)) else np.asarray(x)  # an np.memmap stays one
+    y = y if isinstance(y, cla.Array) else np.asarray(y)
+    rows = x.shape[0]
+    held = round(rows * fraction)
+    if not 0 < held < rows:
+        raise ValueError(f"validation_split={fraction} of {rows} rows leaves no training or no validation rows")
+    kept = slice(0, rows - held)
+    if sample_weight is None:
+        return x[kept], y[kept], (x[rows - held:], y[rows - held:]), None
+    w = np.asarray(sample_weight)
+    if w.shape[:1] != (rows,):
+        raise ValueError(f"sample_weight must have one weight per sample ({rows},), got shape {w.shape}")
+    return x[kept], y[kept], (x[rows - held:], y[rows - held:], w[rows - held:]), w[kept]

@@ -11,9 +11,8 @@ import pyopencl.array as cla
 
 from ..nn.network import Network
 from ..ops import costs, memory
-from ..ops.arrays import to_device_batch
-from .targets import as_targets, class_labels, labels_mean_classes, position_labels
-from .weights import sample_weights
+from . import sources
+from .targets import class_labels, labels_mean_classes, position_labels
 
 BATCH = 1024  # validation rows per forward pass
 
@@ -71,11 +70,10 @@ class Validation:
             accuracy = (class_labels(y) is not None and labels_mean_classes(net.output_activation, net.outputs, cost)
                         ) or position_labels(y, net.outputs) is not None
         self.net, self.cost, self.classes = net, cost, accuracy
-        self.x = to_device_batch(ctx, x, net.input_shape, net.dtype, name="validation x", check_device=True,
-                                 ids=net.vocabulary)
-        self.rows = self.x.shape[0]
-        self.y = as_targets(ctx, y, self.rows, net.outputs, net.dtype, net.output_activation, cost)
-        self.weights = sample_weights(net, y, self.rows, sample_weight, class_weight)  # weigh the cost only
+        # on the device, or an np.memmap read step by step; the weights weigh the cost only
+        self.source = (sources.FileRows if sources.is_file(x) else sources.DeviceRows)(
+            net, x, y, cost, (sample_weight, class_weight), name="validation x")
+        self.rows, self.y, self.weights = self.source.samples, self.source.y, self.source.weights
         self.size = min(BATCH, self.rows)
         self.steps = [(start, min(self.size, self.rows - start)) for start in range(0, self.rows, self.size)]
         self.trainers = {rows: net.training_network(rows)
@@ -86,25 +84,23 @@ class Validation:
         # what accuracy counts per sample: its positions where y holds a label each (costs.holds_labels)
         labels = len(net.output_shape) >= 2 and tuple(self.y.shape[1:]) == tuple(net.output_shape[:-1])
         self.counted = math.prod(self.y.shape[1:]) if labels else 1
-        self.indices = cla.to_device(ctx.queue, np.arange(self.rows, dtype=np.uint32))
         self.figures = cla.empty(ctx.queue, 2 * len(self.steps), net.dtype)
         memory.fill(ctx, self.figures, 0.0)
 
     def evaluate(self) -> tuple[float, float | None]:
         """(cost, accuracy or None) of the network now, without dropout."""
         ctx, activation = self.net.ctx, self.net.output_activation
+        self.source.begin_epoch(None, [(first, rows, rows) for first, rows in self.steps])
         for step, (first, rows) in enumerate(self.steps):
-            training, y = self.trainers[rows], self.targets[rows]
-            memory.gather_batch(ctx, self.x, self.y, self.indices, first, training.x, y)
-            weights = self.batch_weights[rows]
-            if weights is not None:
-                memory.gather_rows(ctx, self.weights, self.indices, first, weights)
+            training, y, weights = self.trainers[rows], self.targets[rows], self.batch_weights[rows]
+            self.source.fill(first, rows, training.x, y, weights)
             output = training.forward(drop=False)
             costs.value_into(ctx, self.cost, activation, output, training.logits, y, self.figures, 2 * step,
                              self.rows, weights=weights)
             if self.classes:
                 costs.matches_into(ctx, output, y, self.figures, 2 * step + 1)
         figures = self.figures.get().reshape(-1, 2).sum(axis=0)  # the one wait
+        self.source.end_epoch()
         return float(figures[0]), float(figures[1]) / (self.rows * self.counted) if self.classes else None
 
 
