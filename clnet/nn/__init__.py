@@ -6,6 +6,7 @@ product), weight initialization, backpropagation."""
 from .activation import Activation, ActivationLayer
 from .attention import MultiHeadAttention
 from .blocks import Add, Branches, Concat, Multiply, Residual
+from .conv1d import Conv1d
 from .conv2d import Conv2d
 from .dropout import Dropout
 from .embedding import Embedding, PositionalEmbedding
@@ -23,7 +24,7 @@ from .transformer import gpt, transformer_block
 
 __all__ = [
     "Activation", "ActivationLayer", "AdaptiveAvgPool2d", "Add", "AvgPool2d", "BatchNorm", "Branches",
-    "BuiltLayer", "Concat", "Conv2d", "Dropout", "Embedding", "FlatArrays", "Flatten", "FullyConnected",
+    "BuiltLayer", "Concat", "Conv1d", "Conv2d", "Dropout", "Embedding", "FlatArrays", "Flatten", "FullyConnected",
     "FullyConnectedLayer", "GlobalAvgPool2d", "INIT_METHODS", "Layer", "LayerNorm", "LayerTraining", "Link",
     "MaxPool2d", "MultiHeadAttention", "Multiply", "Network", "Parameter", "PositionalEmbedding", "Residual",
     "SequenceMean", "Step", "TrainingNetwork", "gpt", "in_place_delta", "init", "register_layer", "transformer_block"

@@ -225,20 +225,26 @@ class Conv2dTraining(LayerTraining):
     def logits(self) -> cla.Array:
         return self.out if self.z is None else self.z
 
+    def views(self, a: cla.Array | None) -> cla.Array | None:
+        """An array of this layer's passes as the convolution's kernels take it (Conv1d: with a
+        height of 1)."""
+        return a
+
     def forward(self, step: Step) -> None:
         self.layer.forward(self.x, self.out, self.z, (self.cols, self.product))
 
     def backward(self, skip_activation_derivative: bool = False) -> None:
-        layer, ctx = self.layer, self.ctx
+        layer, ctx, view = self.layer, self.ctx, self.views
         activation = None if skip_activation_derivative or layer.activation == "linear" else layer.activation
-        saved = self.z if activation is not None and activations.reads(activation) == "z" else self.out
+        saved = view(self.z if activation is not None and activations.reads(activation) == "z" else self.out)
+        x, grad_x, all_delta = view(self.x), view(self.grad_x), view(self.delta)
         for first in range(0, self.batch, self.chunk):
             last = min(self.batch, first + self.chunk)
-            delta = self.delta[first:last]
+            delta = all_delta[first:last]
             if activation is not None:  # delta becomes dC/dz, in place
                 activations.backward(ctx, activation, saved[first:last], delta, layer.alpha)
-            conv.backward(ctx, self.x[first:last], delta, layer.weights, self.gradients.get("weights"),
-                          self.gradients.get("bias"), None if self.grad_x is None else self.grad_x[first:last],
+            conv.backward(ctx, x[first:last], delta, layer.weights, view(self.gradients.get("weights")),
+                          self.gradients.get("bias"), None if grad_x is None else grad_x[first:last],
                           self.flipped, self.cols, self.product, layer.geometry, accumulate=first > 0,
                           columns_kept=self.columns_kept)
 

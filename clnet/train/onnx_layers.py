@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..nn.conv1d import Conv1d
 from ..nn.conv2d import Conv2d
 from ..nn.embedding import Embedding
 from ..nn.fully_connected import FullyConnected
@@ -30,10 +31,13 @@ def linear(reader, op: str, node, attributes: dict) -> tuple:
 
 
 def conv(reader, node, attributes: dict) -> tuple:
-    """A Conv2d awaiting its activation, from a 2-D Conv of constant weights."""
+    """A Conv2d awaiting its activation, from a 2-D Conv of constant weights (a Conv1d from a 1-D one)."""
     weights = reader.values.get(node.inputs[1])
+    if weights is not None and weights.ndim == 3:
+        return _conv1d(reader, node, attributes, weights)
     if weights is None or weights.ndim != 4:
-        raise reader.fail(node, "clnet imports 2-D convolutions with constant (out, in, kh, kw) weights")
+        raise reader.fail(node, "clnet imports 1-D and 2-D convolutions with constant (out, in, k) or (out, in, kh, "
+                                "kw) weights")
     if attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise reader.fail(node, f"auto_pad {attributes['auto_pad']!r}; clnet imports explicit pads")
     kernel = tuple(attributes.get("kernel_shape", weights.shape[2:]))
@@ -51,6 +55,29 @@ def conv(reader, node, attributes: dict) -> tuple:
     arrays = {"weights": weights, **({} if bias is None else {"bias": bias})}
     group = int(attributes.get("group", 1))
     return (lambda activation: Conv2d(weights.shape[0], kernel, stride, padding, dilation, group, bias is not None,
+                                      activation)), arrays
+
+
+def _conv1d(reader, node, attributes: dict, weights: np.ndarray) -> tuple:
+    if attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise reader.fail(node, f"auto_pad {attributes['auto_pad']!r}; clnet imports explicit pads")
+    (kernel,) = tuple(attributes.get("kernel_shape", weights.shape[2:]))
+    (stride,), (dilation,) = tuple(attributes.get("strides", (1,))), tuple(attributes.get("dilations", (1,)))
+    pads = tuple(attributes.get("pads", (0, 0)))
+    total = dilation * (kernel - 1)
+    if len(pads) != 2:
+        raise reader.fail(node, f"pads {list(pads)}; a 1-D window has 2 (start, end)")
+    if pads[0] == pads[1]:
+        padding = pads[0]
+    elif stride == 1 and pads == (total // 2, total - total // 2):
+        padding = "same"
+    else:
+        raise reader.fail(node, f"asymmetric pads {list(pads)}; clnet's Conv1d pads both ends alike (or as "
+                                "padding='same')")
+    bias = reader.values.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    arrays = {"weights": weights, **({} if bias is None else {"bias": bias})}
+    group = int(attributes.get("group", 1))
+    return (lambda activation: Conv1d(weights.shape[0], kernel, stride, padding, dilation, group, bias is not None,
                                       activation)), arrays
 
 
