@@ -41,6 +41,7 @@ from .nn import (
     Residual,
     SequenceMean,
     TrainingNetwork,
+    Upsample2d,
     init,
     register_layer,
 )
@@ -126,6 +127,7 @@ __all__ = [
     "TemplateError",
     "TrainingDivergedError",
     "TrainingNetwork",
+    "Upsample2d",
     "check_device",
     "devices",
     "distributed",

@@ -21,11 +21,13 @@ from .protocol import BuiltLayer, Layer, LayerTraining, Link, Parameter, Step, i
 from .registry import register_layer
 from .sequence_mean import SequenceMean
 from .transformer import gpt, transformer_block
+from .upsample import Upsample2d
 
 __all__ = [
     "Activation", "ActivationLayer", "AdaptiveAvgPool2d", "Add", "AvgPool2d", "BatchNorm", "Branches",
     "BuiltLayer", "Concat", "Conv1d", "Conv2d", "Dropout", "Embedding", "FlatArrays", "Flatten", "FullyConnected",
     "FullyConnectedLayer", "GlobalAvgPool2d", "INIT_METHODS", "Layer", "LayerNorm", "LayerTraining", "Link",
     "MaxPool2d", "MultiHeadAttention", "Multiply", "Network", "Parameter", "PositionalEmbedding", "Residual",
-    "SequenceMean", "Step", "TrainingNetwork", "gpt", "in_place_delta", "init", "register_layer", "transformer_block"
+    "SequenceMean", "Step", "TrainingNetwork", "Upsample2d", "gpt", "in_place_delta", "init", "register_layer",
+    "transformer_block"
 ]

@@ -9,6 +9,7 @@ recognised, merges found); each chain of nodes then becomes layers:
       (Clip(0, 6) is relu6, Clip(0) relu; LogSoftmax log_softmax; HardSigmoid(1/6, 1/2)
       hardsigmoid; HardSwish, x * Sigmoid(x), x * HardSigmoid(x), GELU's Erf and tanh forms)
     MaxPool, AveragePool        MaxPool2d, AvgPool2d (ceil_mode too; no dilation)
+    Resize by whole scales (nearest, floor; linear, half-pixel)        Upsample2d
     GlobalAveragePool, ReduceMean over (H, W) keeping them             GlobalAvgPool2d
     BatchNormalization (inference)                                     BatchNorm
     Flatten (axis 1), Reshape to (batch, features)                     Flatten
@@ -52,7 +53,7 @@ log = logging.getLogger("clnet")
 
 NO_OPS = ("Identity", "Dropout", "Cast")  # Cast: to a float type only (`Reader.read`)
 LAYER_OPS = ("Gemm", "MatMul", "Add", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean",
-             "BatchNormalization", "Flatten", "Reshape")
+             "BatchNormalization", "Flatten", "Reshape", "Resize")
 SEQUENCE_OPS = ("Gather", "LayerNormalization", onnx_attention.ATTENTION)
 SUPPORTED = (*LAYER_OPS, *SEQUENCE_OPS, *onnx_activations.OPS, *MERGE_OPS, *NO_OPS)
 HEAD_OPS = ("ArgMax", "ZipMap")  # what classifier heads read the probabilities with
@@ -214,6 +215,8 @@ class Reader:
             self.add_pending(onnx_layers.conv(self, node, attributes))
         elif op in ("MaxPool", "AveragePool"):
             self.add(onnx_layers.pool(self, node, attributes))
+        elif op == "Resize":
+            self.add(onnx_layers.resize(self, node, attributes, self.sample_shape()))
         elif op in ("GlobalAveragePool", "ReduceMean"):
             self.global_average(node, attributes)
         elif op == "BatchNormalization":

@@ -12,6 +12,7 @@ from ..nn.embedding import Embedding
 from ..nn.fully_connected import FullyConnected
 from ..nn.normalization import BatchNorm, LayerNorm
 from ..nn.pooling import AvgPool2d, MaxPool2d
+from ..nn.upsample import Upsample2d
 
 
 def linear(reader, op: str, node, attributes: dict) -> tuple:
@@ -79,6 +80,32 @@ def _conv1d(reader, node, attributes: dict, weights: np.ndarray) -> tuple:
     group = int(attributes.get("group", 1))
     return (lambda activation: Conv1d(weights.shape[0], kernel, stride, padding, dilation, group, bias is not None,
                                       activation)), arrays
+
+
+def resize(reader, node, attributes: dict, shape: tuple[int, ...]) -> Upsample2d:
+    """An Upsample2d from a Resize of (batch, channels, h, w) by whole scales of h and w (constant
+    scales, or sizes), PyTorch's: nearest (asymmetric coordinates, floor) or linear (half_pixel)."""
+    def text(name, default):
+        value = attributes.get(name, default)
+        return value.decode() if isinstance(value, bytes) else value
+
+    mode, coordinates = text("mode", "nearest"), text("coordinate_transformation_mode", "half_pixel")
+    given = [reader.values.get(name) if name else None for name in (node.inputs + ["", "", ""])[2:4]]
+    if len(shape) != 3 or (given[0] is None and given[1] is None):
+        raise reader.fail(node, "clnet imports a Resize of (batch, channels, height, width) images by constant "
+                                "scales or sizes")
+    scales = (np.ravel(given[0]).astype(np.float64) if given[0] is not None and np.size(given[0])
+              else np.ravel(given[1]).astype(np.float64) / np.array([1, shape[0], shape[1], shape[2]]))
+    whole = np.round(scales[2:])
+    if scales.size != 4 or not np.allclose(scales[:2], 1) or not np.allclose(scales[2:], whole) or (whole < 1).any():
+        raise reader.fail(node, f"scales {scales.tolist()}; clnet's Upsample2d scales height and width by whole "
+                                "numbers")
+    if mode == "nearest" and coordinates == "asymmetric" and text("nearest_mode", "round_prefer_floor") == "floor":
+        return Upsample2d(tuple(int(s) for s in whole), "nearest")
+    if mode == "linear" and coordinates in ("half_pixel", "pytorch_half_pixel"):
+        return Upsample2d(tuple(int(s) for s in whole), "bilinear")
+    raise reader.fail(node, f"mode {mode!r} with {coordinates!r} coordinates; clnet imports nearest (asymmetric, "
+                            "floor) and linear (half_pixel) as PyTorch's Upsample writes them")
 
 
 def four_pads(reader, node, attributes: dict) -> tuple[int, int, int, int]:
