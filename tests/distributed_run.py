@@ -6,7 +6,7 @@ AdamW, on token ids: `gpt_data`), or a fault:
 "os_exit-before" (before fit), "sigint", "sigint-caught" (on rank 1)
 or "sigint-all" (every rank, at different steps); outside fit, on rank 1 while rank 0 goes on to
 a collective: "exit0-before", "exit1-before" (sys.exit before fit), "exit0-after", "exit1-after",
-"os_exit0-after" (after fit)."""
+"os_exit0-after" (after fit); "memmap": x an np.memmap, the rows each rank reads counted."""
 
 import json
 import os
@@ -76,6 +76,16 @@ with world.context(os.environ.get("CLNET_TEST_DEVICE", "pocl")) as ctx:
         except KeyboardInterrupt as stop:
             print(f"rank {world.rank} caught: {stop}", flush=True)
         history = [world.sum(float(net.parameter_buffer.flat.get().sum()))]  # a collective after it: no hang
+    elif mode == "memmap":  # x an np.memmap of a file of each rank's: the rows each rank reads are counted
+        path = f"{out}.x{world.rank}.dat"
+        file = np.memmap(path, np.float64, "w+", shape=x.shape)
+        file[:] = x
+        file.flush()
+        read, reading = [], clnet.train.sources.FileRows._read
+        clnet.train.sources.FileRows._read = lambda self, step: read.append(step[1]) or reading(self, step)
+        history = net.fit(np.memmap(path, np.float64, "r", shape=x.shape), labels, "cross_entropy", epochs=4,
+                          batch_size=16, optimizer=optimizer, seed=3, progress=False, world=world)
+        rows_read = world.gather_all(sum(read))
     else:
         history = net.fit(x, labels, "cross_entropy", epochs=4, batch_size=16, optimizer=optimizer, seed=3,
                           progress=False, world=world)
@@ -84,5 +94,6 @@ with world.context(os.environ.get("CLNET_TEST_DEVICE", "pocl")) as ctx:
             os._exit(0) if mode.startswith("os_exit") else sys.exit(int(mode[4]))
         world.sum(1.0)
     if world.rank == 0:
-        np.savez(out, *[p.get() for p in net.parameters()], history=np.array(history))
+        found = {"rows_read": np.array(rows_read)} if mode == "memmap" else {}
+        np.savez(out, *[p.get() for p in net.parameters()], history=np.array(history), **found)
         print(json.dumps({"size": world.size, "history": history}))

@@ -58,6 +58,15 @@ def test_ranks_train_as_one_process_does(ctx, tmp_path, optimizer, ranks):
     assert_same_training(out, *one_process(ctx, optimizer, x, labels, seed=3))
 
 
+def test_ranks_read_their_own_rows_of_a_memmap_and_train_as_one_process_does(ctx, tmp_path):
+    result, out, _ = mpiexec(2, tmp_path, "adam", "memmap")
+    assert result.returncode == 0, result.stderr
+    x, labels = data()
+    assert_same_training(out, *one_process(ctx, "adam", x, labels, seed=3))
+    rows_read = np.load(out)["rows_read"]
+    assert rows_read.sum() == 4 * 61 and abs(rows_read[0] - rows_read[1]) <= 4 * 4  # half each, 4 epochs
+
+
 @pytest.mark.parametrize("ranks", [2, 4])
 def test_ranks_with_dropout_draw_one_process_masks(ctx, tmp_path, ranks):
     """Each rank draws the masks of its rows' positions in the whole batch: 2 and 4 ranks train as
