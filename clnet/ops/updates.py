@@ -81,13 +81,14 @@ def rmsprop_step(ctx, w: cla.Array, g: cla.Array, v: cla.Array, a: cla.Array | N
                               eps=eps, weight_decay=weight_decay, momentum=momentum, n=w.size, **state, **extra)
 
 
-def clip_by_norm(ctx, g: cla.Array, max_norm: float) -> cl.Event:
+def clip_by_norm(ctx, g: cla.Array, max_norm: float, partial: cla.Array | None = None) -> cl.Event:
     """Scale g by max_norm / (norm + 1e-6) where its (2-)norm exceeds max_norm
     (torch.nn.utils.clip_grad_norm_ over every gradient at once, g being the flat gradient
-    buffer): the norm's partial sums in one pass, then the scaling, without a wait."""
+    buffer): the norm's partial sums in one pass, then the scaling, without a wait. partial:
+    where the sums go (arrays.sum_groups(ctx, g.size) of them; kept by the caller)."""
     dtype = ctx.real_dtype(g.dtype)
     check_array(ctx, g, "g")
-    partial = group_sums(ctx, "square_sums", g)
+    partial = group_sums(ctx, "square_sums", g, partial)
     kernel = ctx.kernel("updates.cl", "clip_scale", dtype=dtype, keep=False)
     return launch_elementwise(ctx, kernel, g.size, dtype, g=g, partial_sums=partial, groups=partial.size,
                               max_norm=max_norm, n=g.size)

@@ -32,6 +32,7 @@ import pyopencl.array as cla
 
 from ..nn.parameters import FlatArrays
 from ..ops import updates
+from ..ops.arrays import sum_groups
 from .schedules import Constant, Schedule, as_schedule
 
 
@@ -100,6 +101,7 @@ class Optimizer:
         self.schedule: Schedule = as_schedule(0.01)
         self._override: float | None = None  # the rate of the step being taken, when given to step()
         self.clip_norm = None if clip_norm is None else _real("clip_norm", clip_norm, 0, low_open=True)
+        self._norm_sums: cla.Array | None = None  # the gradients' norm's partial sums, when clipping
 
     @property
     def kind(self) -> str | None:
@@ -150,7 +152,7 @@ class Optimizer:
 
     def reset(self) -> None:
         """Forget every velocity and moment estimate and the step count (the next step starts afresh)."""
-        self._parameters, self._state, self.steps = None, [], 0
+        self._parameters, self._state, self.steps, self._norm_sums = None, [], 0, None
 
     def state(self, params: FlatArrays) -> list[FlatArrays]:
         """The state buffers for `params` (made, zeroed, on first use)."""
@@ -179,7 +181,9 @@ class Optimizer:
         self._override = learning_rate
         try:
             if self.clip_norm is not None:
-                updates.clip_by_norm(params.ctx, grads.flat, self.clip_norm)
+                if self._norm_sums is None or self._norm_sums.dtype != params.dtype:  # once per buffer
+                    self._norm_sums = cla.empty(params.ctx.queue, sum_groups(params.ctx, grads.flat.size), params.dtype)
+                updates.clip_by_norm(params.ctx, grads.flat, self.clip_norm, self._norm_sums)
             self.update(params.ctx, params.flat, grads.flat, state, None if keep is None else keep.flat)
         finally:
             self._override = None
