@@ -80,6 +80,21 @@ def check_batches(x, y, **given) -> None:
         raise TypeError("fit needs targets y beside x (arrays), or x an iterable of (x, y) batches and no y")
 
 
+def validation_set(x, y, validation, validation_data, validation_split, sharded: bool, sample_weight) -> tuple:
+    """(x, y, validation, sample_weight) after Keras' names: validation_data is validation, and
+    validation_split holds out the last rows of x, y (and their weights)."""
+    if validation_data is not None:
+        if validation is not None:
+            raise ValueError("validation_data is Keras' name for validation=: pass one of them, not both")
+        validation = validation_data
+    if validation_split is None:
+        return x, y, validation, sample_weight
+    if validation is not None or sharded:
+        raise ValueError("validation_split holds out part of x and y; it goes with neither validation= "
+                         "nor sharded=True (pass validation=(x_val, y_val) instead)")
+    return split_off(x, y, validation_split, sample_weight)
+
+
 def split_off(x, y, fraction: float, sample_weight=None) -> tuple:
     """(x, y) without their last `fraction` of rows, those rows as (x_val, y_val) (with their
     weights), and the training rows' sample weights (None without)."""
