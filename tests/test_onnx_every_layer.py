@@ -40,7 +40,8 @@ SAME_AS = {"AdaptiveAvgPool2d": "AvgPool2d", "Add": "Residual"}
 
 
 def test_every_registered_layer_type_has_an_example():
-    assert set(EXAMPLES) == set(registry.registered())
+    clnets = {name for name, cls in registry.registered().items() if cls.__module__.startswith("clnet.")}
+    assert set(EXAMPLES) == clnets  # (other tests register types of their own)
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

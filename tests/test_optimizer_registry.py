@@ -154,5 +154,5 @@ def test_registry_refuses_what_is_not_an_optimizer_and_a_taken_name():
     class Other(clnet.Optimizer):
         pass
 
-    with pytest.raises(ValueError, match="the optimizer name 'Adam' is taken"):
+    with pytest.raises(ValueError, match="the optimizer type name 'Adam' is taken"):
         clnet.register_optimizer(Other, "Adam")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import numbers
 
-import numpy as np
 import pyopencl.array as cla
 
 from ..ops import activations, conv
@@ -85,14 +84,11 @@ class Conv1dLayer(Conv2dLayer):
     def training(self, link: Link) -> Conv1dTraining:
         return Conv1dTraining(self, link)
 
-    def to_onnx(self, graph, x: str, arrays: dict[str, np.ndarray]) -> str:
-        g = self.geometry
-        (_, pw), (_, tw) = self.spec._padding()
-        inputs = [x, graph.constant(arrays["weights"], "W")] + ([graph.constant(arrays["bias"], "b")]
-                                                                   if "bias" in arrays else [])
-        z = graph.node("Conv", inputs, kernel_shape=[g.kw], strides=[g.sw], dilations=[g.dw], pads=[pw, tw - pw],
-                       group=g.groups)
-        return graph.activation(self.activation, self.alpha, z)
+    def onnx_window(self) -> dict:
+        """A 1-D Conv's: the width's of the 2-D window."""
+        window = super().onnx_window()
+        return {**{key: value[1:] for key, value in window.items() if key != "pads"},
+                "pads": window["pads"][1::2]}
 
 
 class Conv1dTraining(Conv2dTraining):

@@ -189,13 +189,17 @@ class Conv2dLayer(BuiltLayer):
     def training(self, link: Link) -> Conv2dTraining:
         return Conv2dTraining(self, link)
 
-    def to_onnx(self, graph, x: str, arrays: dict[str, np.ndarray]) -> str:
+    def onnx_window(self) -> dict:
+        """The Conv node's window attributes."""
         g = self.geometry
         (ph, pw), (th, tw) = self.spec._padding()
+        return {"kernel_shape": [g.kh, g.kw], "strides": [g.sh, g.sw], "dilations": [g.dh, g.dw],
+                "pads": [ph, pw, th - ph, tw - pw]}
+
+    def to_onnx(self, graph, x: str, arrays: dict[str, np.ndarray]) -> str:
         inputs = [x, graph.constant(arrays["weights"], "W")] + ([graph.constant(arrays["bias"], "b")]
                                                                    if "bias" in arrays else [])
-        z = graph.node("Conv", inputs, kernel_shape=[g.kh, g.kw], strides=[g.sh, g.sw], dilations=[g.dh, g.dw],
-                       pads=[ph, pw, th - ph, tw - pw], group=g.groups)
+        z = graph.node("Conv", inputs, group=self.geometry.groups, **self.onnx_window())
         return graph.activation(self.activation, self.alpha, z)
 
 

@@ -10,17 +10,24 @@ from .protocol import Layer
 _TYPES: dict[str, type[Layer]] = {}
 
 
+def register_in(types: dict, cls: type, base: type, name: str | None, what: str) -> str:
+    """Put `cls`, a subclass of `base`, in `types` under `name` (default: the class name); returns
+    the name. Another class under a taken name raises (a module imported again, or a redefined
+    class, replaces its own entry). The layers' registry and the optimizers' share it."""
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise TypeError(f"register_{what} takes a subclass of clnet.{base.__name__}, got {cls!r}")
+    name = cls.__name__ if name is None else name
+    known = types.get(name)
+    if known is not None and known is not cls and known.__qualname__ != cls.__qualname__:
+        raise ValueError(f"the {what} type name {name!r} is taken by {known.__module__}.{known.__qualname__}")
+    types[name] = cls
+    return name
+
+
 def register_layer(cls: type[Layer], name: str | None = None) -> type[Layer]:
     """Register the layer type `cls` under `name` (default: the class name); returns cls, so it
     also works as a class decorator. Registering another class under a taken name raises."""
-    if not (isinstance(cls, type) and issubclass(cls, Layer)):
-        raise TypeError(f"register_layer takes a subclass of clnet.Layer, got {cls!r}")
-    name = cls.__name__ if name is None else name
-    known = _TYPES.get(name)
-    if known is not None and known is not cls and known.__qualname__ != cls.__qualname__:
-        raise ValueError(f"the layer type name {name!r} is taken by {known.__module__}.{known.__qualname__}")
-    _TYPES[name] = cls  # a module imported again (or a redefined class) replaces its own entry
-    cls.type_name = name
+    cls.type_name = register_in(_TYPES, cls, Layer, name, "layer")
     return cls
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import pyopencl.array as cla
 
 from ..nn.parameters import FlatArrays
+from ..nn.registry import register_in
 from ..ops import updates
 from ..ops.arrays import sum_groups
 from .schedules import Constant, Schedule, as_schedule
@@ -53,14 +54,7 @@ def register_optimizer(cls: type[Optimizer], name: str | None = None) -> type[Op
     """Register the optimizer type `cls` under `name` (default: the class name), so that
     checkpoints record it and resume it; returns cls (a class decorator too). Another class
     under a taken name raises."""
-    if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
-        raise TypeError(f"register_optimizer takes a subclass of clnet.Optimizer, got {cls!r}")
-    name = cls.__name__ if name is None else name
-    known = _TYPES.get(name)
-    if known is not None and known is not cls and known.__qualname__ != cls.__qualname__:
-        raise ValueError(f"the optimizer name {name!r} is taken by {known.__module__}.{known.__qualname__}")
-    _TYPES[name] = cls  # a module imported again (or a redefined class) replaces its own entry
-    cls.registered_name = name
+    cls.registered_name = register_in(_TYPES, cls, Optimizer, name, "optimizer")
     return cls
 
 
