@@ -140,8 +140,6 @@ class Run:
                 "shuffle": bool(options.shuffle)})
             self.parallel.check_synced_steps(net, self.plan)
             steps = len(self.plan.steps)
-            for rows in sorted({rows for _, rows, _ in self.plan.steps if rows}):  # every buffer once, here
-                self._trainer(rows)
         self.batch_costs = cla.empty(ctx.queue, steps or 64, net.dtype)
         memory.fill(ctx, self.batch_costs, 0.0)  # clnet's kernel: pyopencl's zeros cost ms per call
         self.step_rows: list[int] = []  # each step's rows, for an epoch of batches
@@ -155,13 +153,14 @@ class Run:
         if options.resume and options.checkpoint.exists():
             self._resume()
         self.parallel.check_same_epoch(self.first_epoch)
-        for training, _, _ in self.trainers.values():
-            training.dropout_key = self.seed
+        for rows in sorted({rows for _, rows, _ in self.plan.steps if rows} if self.plan else ()):
+            self._trainer(rows)  # every buffer once, here, with the run's seed
         self.callbacks = Callbacks(callbacks, net, {"epochs": options.epochs, "steps": steps})
 
     def _trainer(self, rows: int) -> tuple:
         """(training network, target buffer, weight buffer or None) for batches of `rows` rows:
-        made once per batch size (the network keeps its training networks from call to call)."""
+        made once per batch size (the network keeps its training networks from call to call),
+        its dropout masks drawn from the run's seed; an iterable's batches need no buffers."""
         found = self.trainers.get(rows)
         if found is None:
             net, source = self.net, self.source
@@ -171,7 +170,6 @@ class Run:
                 cla.empty(net.ctx.queue, (rows, *source.y.shape[1:]), net.dtype) if plan else None,
                 cla.empty(net.ctx.queue, (rows, source.weights.shape[1]), net.dtype)
                 if plan and source.weights is not None else None)
-        if hasattr(self, "seed"):  # made after the seed is known (those made before get it then)
             found[0].dropout_key = self.seed
         return found
 
