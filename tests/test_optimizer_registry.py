@@ -156,3 +156,16 @@ def test_registry_refuses_what_is_not_an_optimizer_and_a_taken_name():
 
     with pytest.raises(ValueError, match="the optimizer type name 'Adam' is taken"):
         clnet.register_optimizer(Other, "Adam")
+
+
+def test_a_resume_names_what_it_cannot_make(ctx, tmp_path):
+    x, y = _data()
+    path = tmp_path / "scheduled.npz"
+    _net(ctx).fit(x, y, "mse", epochs=1, batch_size=8, optimizer=clnet.SGD(clnet.Cosine(0.1, total_steps=9)),
+                  seed=1, progress=False, checkpoint=path)
+    with pytest.raises(ValueError, match="has a learning-rate schedule that is not recorded: pass the optimizer"):
+        _net(ctx).fit(x, y, "mse", epochs=2, batch_size=8, seed=1, progress=False, checkpoint=path, resume=True)
+    from clnet.train import optimizers
+
+    with pytest.raises(ValueError, match="unknown optimizer 'Lion': register it with clnet.register_optimizer"):
+        optimizers.from_record("Lion", {})

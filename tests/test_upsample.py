@@ -48,3 +48,39 @@ def test_upsample_refuses_what_it_does_not_do():
         clnet.Upsample2d(2, "bicubic")
     with pytest.raises(ValueError, match="scale_factor must be a whole number >= 1 or a pair of them, got 1.5"):
         clnet.Upsample2d(1.5)
+
+
+def _model(tmp_path, shape, node, constants):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", *shape])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in constants.items()])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7), str(path))
+    return path
+
+
+@pytest.mark.parametrize("attributes, scales, message", [
+    ({"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}, [1, 1, 1.5, 2],
+     r"scales \[1.0, 1.0, 1.5, 2.0\]; clnet's Upsample2d scales height and width by whole numbers"),
+    ({"mode": "cubic"}, [1, 1, 2, 2], "mode 'cubic' with 'half_pixel' coordinates; clnet imports nearest"),
+    ({"mode": "linear", "coordinate_transformation_mode": "align_corners"}, [1, 1, 2, 2],
+     "mode 'linear' with 'align_corners' coordinates"),
+    ({"mode": "nearest"}, [1, 2, 2, 2], r"scales \[1.0, 2.0, 2.0, 2.0\]"),
+])
+def test_resizes_that_are_not_an_upsample2d_are_refused_with_the_node(ctx, tmp_path, attributes, scales, message):
+    from onnx import helper
+
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="resize", **attributes)
+    with pytest.raises(ValueError, match=f"Resize node 'resize': {message}"):
+        clnet.from_onnx(_model(tmp_path, (2, 4, 4), node, {"scales": scales}), ctx)
+
+
+def test_conv1d_with_asymmetric_pads_is_refused_with_the_node(ctx, tmp_path):
+    from onnx import helper
+
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[3], pads=[0, 2])
+    with pytest.raises(ValueError, match=r"Conv node 'conv': asymmetric pads \[0, 2\]; clnet's Conv1d pads both"):
+        clnet.from_onnx(_model(tmp_path, (2, 8), node, {"w": np.ones((3, 2, 3))}), ctx)
