@@ -49,10 +49,7 @@ def evaluate(net: Network, x, y=None, cost: str | None = None, sample_weight=Non
 def _sums(net: Network, batch, cost: str | None, class_weight) -> dict:
     """One part's rows, cost and accuracy (means), or for values the sums that mse, mae and r2
     are made of."""
-    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-        raise TypeError(f"each batch must be (x, y) or (x, y, sample_weight), got {type(batch).__name__}")
-    x, y, weight = batch[0], batch[1], batch[2] if len(batch) == 3 else None
-    y = y.numpy() if hasattr(y, "numpy") and not isinstance(y, np.ndarray) else y  # a torch tensor
+    x, y, weight = sources.unpack(batch)
     activation = net.output_activation
     cost = costs.check_cost(cost or default_cost(activation, net.outputs, y)[0], activation)
     classes = net.is_classifier or (net.gives_logits and cost_table.find(cost).labels) or (

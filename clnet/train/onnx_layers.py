@@ -34,52 +34,35 @@ def linear(reader, op: str, node, attributes: dict) -> tuple:
 def conv(reader, node, attributes: dict) -> tuple:
     """A Conv2d awaiting its activation, from a 2-D Conv of constant weights (a Conv1d from a 1-D one)."""
     weights = reader.values.get(node.inputs[1])
-    if weights is not None and weights.ndim == 3:
-        return _conv1d(reader, node, attributes, weights)
-    if weights is None or weights.ndim != 4:
+    if weights is None or weights.ndim not in (3, 4):
         raise reader.fail(node, "clnet imports 1-D and 2-D convolutions with constant (out, in, k) or (out, in, kh, "
                                 "kw) weights")
     if attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise reader.fail(node, f"auto_pad {attributes['auto_pad']!r}; clnet imports explicit pads")
+    dims = weights.ndim - 2
     kernel = tuple(attributes.get("kernel_shape", weights.shape[2:]))
-    stride, dilation = tuple(attributes.get("strides", (1, 1))), tuple(attributes.get("dilations", (1, 1)))
-    top, left, bottom, right = four_pads(reader, node, attributes)
-    if (top, left) == (bottom, right):
-        padding = (top, left)
-    elif stride == (1, 1) and all(b == t // 2 and a == t - t // 2 for b, a, t in (
-            (top, bottom, dilation[0] * (kernel[0] - 1)), (left, right, dilation[1] * (kernel[1] - 1)))):
-        padding = "same"
-    else:
-        raise reader.fail(node, f"asymmetric pads {[top, left, bottom, right]}; clnet's Conv2d pads both sides "
-                                "alike (or as padding='same')")
-    bias = reader.values.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
-    arrays = {"weights": weights, **({} if bias is None else {"bias": bias})}
-    group = int(attributes.get("group", 1))
-    return (lambda activation: Conv2d(weights.shape[0], kernel, stride, padding, dilation, group, bias is not None,
-                                      activation)), arrays
-
-
-def _conv1d(reader, node, attributes: dict, weights: np.ndarray) -> tuple:
-    if attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise reader.fail(node, f"auto_pad {attributes['auto_pad']!r}; clnet imports explicit pads")
-    (kernel,) = tuple(attributes.get("kernel_shape", weights.shape[2:]))
-    (stride,), (dilation,) = tuple(attributes.get("strides", (1,))), tuple(attributes.get("dilations", (1,)))
-    pads = tuple(attributes.get("pads", (0, 0)))
-    total = dilation * (kernel - 1)
-    if len(pads) != 2:
+    stride, dilation = tuple(attributes.get("strides", (1,) * dims)), tuple(attributes.get("dilations", (1,) * dims))
+    pads = four_pads(reader, node, attributes) if dims == 2 else tuple(attributes.get("pads", (0, 0)))
+    if len(pads) != 2 * dims:
         raise reader.fail(node, f"pads {list(pads)}; a 1-D window has 2 (start, end)")
-    if pads[0] == pads[1]:
-        padding = pads[0]
-    elif stride == 1 and pads == (total // 2, total - total // 2):
+    starts, ends = pads[:dims], pads[dims:]
+    totals = [d * (k - 1) for d, k in zip(dilation, kernel)]
+    if starts == ends:
+        padding = starts
+    elif set(stride) == {1} and all(b == t // 2 and a == t - t // 2 for b, a, t in zip(starts, ends, totals)):
         padding = "same"
     else:
-        raise reader.fail(node, f"asymmetric pads {list(pads)}; clnet's Conv1d pads both ends alike (or as "
-                                "padding='same')")
+        raise reader.fail(node, f"asymmetric pads {list(pads)}; clnet's Conv{dims}d pads both "
+                                f"{'sides' if dims == 2 else 'ends'} alike (or as padding='same')")
     bias = reader.values.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
     arrays = {"weights": weights, **({} if bias is None else {"bias": bias})}
     group = int(attributes.get("group", 1))
-    return (lambda activation: Conv1d(weights.shape[0], kernel, stride, padding, dilation, group, bias is not None,
-                                      activation)), arrays
+    if dims == 1:  # Conv1d takes whole numbers for its window
+        kernel, stride, dilation = kernel[0], stride[0], dilation[0]
+        padding = padding if padding == "same" else padding[0]
+    layer = Conv2d if dims == 2 else Conv1d
+    return (lambda activation: layer(weights.shape[0], kernel, stride, padding, dilation, group, bias is not None,
+                                     activation)), arrays
 
 
 def resize(reader, node, attributes: dict, shape: tuple[int, ...]) -> Upsample2d:

@@ -40,6 +40,16 @@ def is_file(x) -> bool:
     return isinstance(x, np.memmap)
 
 
+def unpack(batch) -> tuple:
+    """(x, y, sample_weight or None) of one batch of an iterable, y as numpy when a torch tensor."""
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+        raise TypeError(f"each batch must be (x, y) or (x, y, sample_weight), got {type(batch).__name__}"
+                        f"{f' of {len(batch)}' if isinstance(batch, (tuple, list)) else ''}")
+    y = batch[1]
+    y = y.numpy() if hasattr(y, "numpy") and not isinstance(y, np.ndarray) else y  # a torch tensor
+    return batch[0], y, batch[2] if len(batch) == 3 else None
+
+
 class Ahead:
     """`produce(item)` for each item of `items`, computed by a worker thread at most AHEAD items
     before they are taken; iterating gives the results in order, and raises what the worker raised."""
@@ -183,15 +193,8 @@ class Batches:
         self.ahead, self.uploads, self.epochs = None, Uploads(net.ctx), 0
 
     def _read(self, batch) -> tuple:
-        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-            raise TypeError(f"each batch must be (x, y) or (x, y, sample_weight), got {type(batch).__name__}"
-                            f"{f' of {len(batch)}' if isinstance(batch, (tuple, list)) else ''}")
-        net = self.net
-        x = host_batch(batch[0], net.input_shape, net.dtype, ids=net.vocabulary)
-        y = batch[1]
-        y = y.numpy() if hasattr(y, "numpy") and not isinstance(y, np.ndarray) else y  # a torch tensor
-        w = None if len(batch) == 2 else batch[2]
-        return x, y, w
+        x, y, w = unpack(batch)
+        return host_batch(x, self.net.input_shape, self.net.dtype, ids=self.net.vocabulary), y, w
 
     def epoch(self) -> Iterator[tuple[np.ndarray, cla.Array, cla.Array | None]]:
         """This epoch's batches: (x on the host, y and weights on the device)."""

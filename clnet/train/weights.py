@@ -20,13 +20,15 @@ from ..nn.network import Network
 from .targets import class_labels, position_labels
 
 
-def _checked(values, name: str, shape: tuple[int, ...]) -> np.ndarray:
+def _checked(values, name: str, shape: tuple[int, ...], per_sample: tuple[int]) -> np.ndarray:
+    """values as float64, of `shape` when 2-D, else of `per_sample`, finite and >= 0."""
     try:
         host = np.asarray(values.get() if isinstance(values, cla.Array) else values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be an array of numbers, got {type(values).__name__}") from exc
-    if host.shape != shape:
-        raise ValueError(f"{name} must have shape {shape} (one weight per sample), got {host.shape}")
+    allowed = shape if host.ndim == 2 else per_sample
+    if host.shape != allowed:
+        raise ValueError(f"{name} must have shape {allowed} (one weight per sample), got {host.shape}")
     bad = ~np.isfinite(host) | (host < 0)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -87,7 +89,6 @@ def sample_weights(net: Network, y, rows: int, sample_weight=None, class_weight=
         count = net.outputs[-1] if isinstance(net.outputs, tuple) else max(net.outputs, 2)
         weights = weights * _class_table(class_weight, count)[classes].reshape(shape)
     if sample_weight is not None:
-        given = np.asarray(sample_weight.get() if isinstance(sample_weight, cla.Array) else sample_weight)
-        found = _checked(sample_weight, "sample_weight", shape if given.ndim == 2 else (rows,))
+        found = _checked(sample_weight, "sample_weight", shape, (rows,))  # per position, or per sample
         weights = weights * (found if found.shape == shape else found.reshape(rows, *[1] * (len(shape) - 1)))
     return cla.to_device(net.ctx.queue, weights.reshape(rows, -1).astype(net.dtype))
