@@ -92,11 +92,12 @@ def _padded(columns: int) -> int:
     return -(-columns // MAX_TILE_COLUMNS) * MAX_TILE_COLUMNS
 
 
-def padded_size(geometry: Geometry) -> tuple[int, int]:
-    """(height, width) of an image zero-padded for conv_direct: both sides' padding, and a tile's
-    columns of slack after each row."""
-    total_h, total_w = geometry._total_padding()
-    return geometry.height + total_h, -(-(geometry.width + total_w + MAX_TILE_COLUMNS) // 16) * 16
+def padded_size(geometry: Geometry, tile_cols: int = MAX_TILE_COLUMNS) -> tuple[int, int]:
+    """(height, width) of an image zero-padded for conv_direct with tiles of tile_cols output
+    columns: both sides' padding, and the columns that the last tile of a row reads past them
+    (the most for the widest tile: what the workspace is sized for)."""
+    total_h, _ = geometry._total_padding()
+    return geometry.height + total_h, -(-geometry.out_w // tile_cols) * tile_cols + geometry.dw * (geometry.kw - 1)
 
 
 def workspace_bytes(geometry: Geometry, chunk: int, itemsize: int) -> tuple[int, int]:
@@ -208,7 +209,7 @@ def keeps_columns(ctx, dtype, geometry: Geometry) -> bool:
 def _pad(ctx, x: cla.Array, padded: cla.Array, geometry: Geometry) -> cla.Array:
     """The images x zero-padded (padded_size) into the front of the flat `padded`; returns that part."""
     dtype = ctx.real_dtype(x.dtype)
-    padded_h, padded_w = padded_size(geometry)
+    padded_h, padded_w = padded_size(geometry, 2 * _tiles(ctx, dtype)["width"])
     planes = x.shape[0] * geometry.channels
     images = padded[:planes * padded_h * padded_w]
     pad = ctx.kernel("conv_direct.cl", "pad_images", **_tiles(ctx, dtype))
@@ -221,7 +222,7 @@ def _pad(ctx, x: cla.Array, padded: cla.Array, geometry: Geometry) -> cla.Array:
 def _direct(ctx, x, weights, bias, out, activation, alpha, z, padded, geometry: Geometry) -> None:
     dtype = ctx.real_dtype(x.dtype)
     samples = x.shape[0]
-    padded_h, padded_w = padded_size(geometry)
+    padded_h, padded_w = padded_size(geometry, 2 * _tiles(ctx, dtype)["width"])
     images = _pad(ctx, x, padded, geometry)
     tiles = _tiles(ctx, dtype)
     out_g, k_count = geometry.out_channels // geometry.groups, geometry.rows // geometry.groups
