@@ -31,7 +31,8 @@ KERNELS = {
     "gemm_local 64x64x16, 8x8 per item (64 items)": ("gemm_local.cl", dict(
         tm=64, tn=64, tk=16, wm=8, wn=8, trans_a=False, trans_b=False, epilogue=None, keep_z=False)),
     "gemm_tile (CPU kernel) 6 x 16": ("gemm.cl", dict(
-        rows=6, width=8, a_layout="rows", packed_b=True, epilogue=None, keep_z=False, c_transposed=False)),
+        rows=6, width=8, a_layout="rows", packed_b=True, epilogue=None, keep_z=False, c_transposed=False,
+        split_k=False)),
 }
 
 

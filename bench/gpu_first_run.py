@@ -37,7 +37,7 @@ KERNELS = [  # (template, kernel, params) as clnet builds them for float32
     ("gemm_local.cl", "gemm_local", dict(tm=64, tn=64, tk=16, wm=8, wn=8, trans_a=False, trans_b=False,
                                          epilogue=None, keep_z=False)),
     ("gemm.cl", "gemm_tile", dict(rows=6, width=8, a_layout="rows", packed_b=True, epilogue=None, keep_z=False,
-                                  c_transposed=False)),
+                                  c_transposed=False, split_k=False)),
     ("bias.cl", "column_sums", {}), ("bias.cl", "add_bias", {}), ("activations.cl", "forward_tanh", {}),
     ("costs.cl", "softmax_cross_entropy_sum_delta", {}), ("random.cl", "fill_normal", dict(lanes=1, wide_mulhi=False)),
     ("updates.cl", "adam", dict(keep=False)),

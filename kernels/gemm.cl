@@ -19,7 +19,9 @@
 ## 16 / 8 on AVX-512); a_layout: "packed" (by pack_a), "rows" (A read in place) or "columns"
 ## (A.T read in place); packed_b (True: B packed; False: op(B) = B read in place, rows of
 ## TILE_COLS); epilogue (None, or the activation of a fused forward pass: + bias, z kept when
-## keep_z, f; a parametrized activation takes its act_alpha argument); c_transposed (with an epilogue: the tile is of C.T, see epilogue_row).
+## keep_z, f; a parametrized activation takes its act_alpha argument); c_transposed (with an epilogue: the tile is of C.T, see epilogue_row);
+## split_k: dimension 2 cuts k into parts of k_part steps, part p writing its own product of the
+## part's columns of op(A) and rows of op(B) to C + p * m * ldc (split_k.cl's sum_parts adds them).
 <%include file="tiles.cl"/>
 <%namespace name="act" file="activations.cl"/>
 <%
@@ -36,11 +38,13 @@
             "real *c, index_t ldc, real alpha, real beta")
     if epilogue:
         args += ", const real *bias, real *z" + act.attr.signature_extra(epilogue)
+    if split_k:
+        args += ", index_t k_part"
     half = 8 if dtype == "float32" else 4  # 256 bits: the width PoCL's builtins are known to take
     halves = ["", ] if width == half else [".lo", ".hi"]
 %>
 <%def name="k_loop(b0, b1)">
-    for (index_t k = 0; k < k_count; k++) {
+    for (index_t k = 0; k < k_steps; k++) {
         ${b_loads(b0, b1)}
 % for r in range(rows):
         const real x${r} = ${a_load(r)};
@@ -64,17 +68,25 @@
 ${kernel("gemm_tile", args)} {
     const index_t i0 = get_global_id(0) * TILE_ROWS, j0 = get_global_id(1) * TILE_COLS;
     if (i0 >= m || j0 >= n) return;
+% if split_k:
+    // this work-item's part of k: steps k_first .. k_first + k_steps of the k_count
+    const index_t k_first = get_global_id(2) * k_part, k_steps = min(k_part, k_count - k_first);
+    const size_t c_at = c_off + get_global_id(2) * (size_t)m * ldc;
+% else:
+    const index_t k_first = 0, k_steps = k_count;
+    const size_t c_at = c_off;
+% endif
 % if a_layout == "packed":
-    __global const real *ak = a_p + a_off + (size_t)i0 * k_count;  // row tile i0 / TILE_ROWS of packed A
+    __global const real *ak = a_p + a_off + (size_t)i0 * k_count + (size_t)k_first * TILE_ROWS;  // row tile i0 / TILE_ROWS of packed A
 % elif a_layout == "columns":
     // op(A) = A.T read in place: the tile's rows of op(A) are adjacent in each row k of A
     % for r in range(rows):
     __global const real *a${r} = a_p + a_off + min(i0 + ${r}, m - 1);
     % endfor
-    size_t ka = 0;
+    size_t ka = (size_t)k_first * lda;
 % else:
     % for r in range(rows):
-    __global const real *a${r} = a_p + a_off + (size_t)min(i0 + ${r}, m - 1) * lda;
+    __global const real *a${r} = a_p + a_off + (size_t)min(i0 + ${r}, m - 1) * lda + k_first;
     % endfor
 % endif
 % for r in range(rows):
@@ -82,12 +94,12 @@ ${kernel("gemm_tile", args)} {
 % endfor
     const bool full = j0 + TILE_COLS <= n;
 % if packed_b:
-    __global const real *bk = b_p + b_off + (size_t)j0 * k_count;  // panel j0 / TILE_COLS, vector-aligned
+    __global const real *bk = b_p + b_off + (size_t)j0 * k_count + (size_t)k_first * TILE_COLS;  // panel j0 / TILE_COLS, vector-aligned
     // a vector pointer, not vload: PoCL calls vload as a function, spilling every accumulator
     ${k_loop("((__global const %s *)bk)[0]" % vec, "((__global const %s *)bk)[1]" % vec)}
 % else:
     // op(B) = B read in place, one row of TILE_COLS per step over k
-    __global const real *bk = b_p + b_off + j0;
+    __global const real *bk = b_p + b_off + j0 + (size_t)k_first * ldb;
     if (full) {
         ${k_loop("*(__global const unaligned_vec *)bk", "*(__global const unaligned_vec *)(bk + %d)" % width)}
     } else {  // the last panel: columns past n are zeros
@@ -118,7 +130,7 @@ ${kernel("gemm_tile", args)} {
     const bool second_half = j0 + ${width} < n;  // v1 holds columns of C (else only padding)
 % endif
     for (index_t r = 0; r < tile_rows; r++) {
-        __global real *c_row = c_p + c_off + (size_t)(i0 + r) * ldc + j0;
+        __global real *c_row = c_p + c_at + (size_t)(i0 + r) * ldc + j0;
         ${vec} v0 = alpha * tile[2 * r], v1 = alpha * tile[2 * r + 1];
 ${epilogue_row()}
     }
@@ -172,7 +184,7 @@ ${epilogue_row()}
         }
         % endfor
         % if c_transposed:
-        ${store_column("c_p + c_off + (size_t)j0 * ldc + i0 + r")}
+        ${store_column("c_p + c_at + (size_t)j0 * ldc + i0 + r")}
         % else:
         ${store_row("c_row", "v0", "v1")}
         % endif

@@ -17,6 +17,7 @@ from .arrays import vector_width
 
 SCRATCH = "tiled_gemm.packed_b"
 SCRATCH_A = "tiled_gemm.packed_a"
+SCRATCH_PARTS = "tiled_gemm.parts"
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,21 @@ def pack_sizes(panels: int, steps: int) -> tuple[tuple[int, int], tuple[int, int
     return (panels, -(-steps // PACK_GROUP) * PACK_GROUP), (1, PACK_GROUP)
 
 
+# Split k (k_parts) where the output has few tiles: each part of k is a work-group of its own,
+# so that every core has work (bench/RESULTS.md: 25 x 6 x 50176, LeNet's first filter gradient,
+# 1.35x faster in 13 parts; 288 x 32 x 8192, 96 tiles, slower in any). Parts of at least
+# PART_MIN_STEPS steps, so that adding the parts costs little beside the product.
+GROUPS_PER_UNIT = 32
+PART_MIN_STEPS = 512
+
+
+def k_parts(m: int, n: int, k: int, params: TileParams, dtype, compute_units: int) -> int:
+    """Into how many parts the product's k is cut (1: not cut): about GROUPS_PER_UNIT tiles per
+    compute unit in all."""
+    tiles = -(-m // params.rows) * -(-n // (2 * (params.width or vector_width(dtype))))
+    return max(1, min(-(-GROUPS_PER_UNIT * compute_units // tiles), k // PART_MIN_STEPS))
+
+
 def tile_columns(params: TileParams, dtype) -> int:
     """The columns of a tile, and of a panel of packed B (pack_b's layout)."""
     return 2 * (params.width or vector_width(dtype))
@@ -89,10 +105,12 @@ def tile_columns(params: TileParams, dtype) -> int:
 
 def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: int, trans_a: bool, trans_b: bool,
          layouts: tuple[tuple[int, int], ...], alpha: float, beta: float, params: TileParams,
-         epilogue: Epilogue | None = None, b_packed: bool = False) -> None:
+         epilogue: Epilogue | None = None, b_packed: bool = False, parts: int | None = None) -> None:
     """The product for already checked arrays; layouts are (leading dimension, offset) of a, b, c.
     With an epilogue, c = f(a @ b + bias) (alpha 1, beta 0). b_packed: b is op(B) already laid
-    out as pack_b lays it out (panels of tile_columns, k by k, zeros past n; its layout unused)."""
+    out as pack_b lays it out (panels of tile_columns, k by k, zeros past n; its layout unused).
+    parts: into how many parts k is cut (None: k_parts; never with an epilogue), each part's product
+    written to a scratch buffer and then summed in a fixed order into c (kernels/split_k.cl)."""
     dtype = c.dtype
     width = params.width or vector_width(dtype)
     tile_cols = 2 * width
@@ -122,8 +140,19 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: in
     local = min(params.local, ctx.info.max_work_group_size)
     while local > 1 and row_tiles < 2 * local:  # few rows: smaller groups, so that every core has some
         local //= 2
-    tile = ctx.kernel("gemm.cl", "gemm_tile", **template)
+    parts = 1 if epilogue is not None else parts or k_parts(m, n, k, params, dtype, ctx.info.compute_units)
+    tile = ctx.kernel("gemm.cl", "gemm_tile", **template, split_k=parts > 1)
     extra = {} if epilogue is None else {"bias": epilogue.bias, "z": c if epilogue.z is None else epilogue.z,
                                          **activations.alpha_argument(epilogue.activation, epilogue.alpha)}
-    tile(ctx.queue, (-(-row_tiles // local) * local, panels), (local, 1), m=m, n=n, k_count=k, a=a, lda=lda,
-         b=b, ldb=ldb, c=c, ldc=ldc, alpha=alpha, beta=beta, **extra)
+    if parts == 1:
+        tile(ctx.queue, (-(-row_tiles // local) * local, panels), (local, 1), m=m, n=n, k_count=k, a=a, lda=lda,
+             b=b, ldb=ldb, c=c, ldc=ldc, alpha=alpha, beta=beta, **extra)
+        return
+    part = -(-k // parts)
+    parts = -(-k // part)  # every part has steps
+    products = ctx.scratch(SCRATCH_PARTS, parts * m * n * dtype.itemsize)
+    tile(ctx.queue, (-(-row_tiles // local) * local, panels, parts), (local, 1, 1), m=m, n=n, k_count=k, a=a,
+         lda=lda, b=b, ldb=ldb, c=products, ldc=n, alpha=dtype.type(1), beta=dtype.type(0), k_part=part)
+    add = ctx.kernel("split_k.cl", "sum_parts", dtype=dtype)
+    add(ctx.queue, (-(-m * n // 64) * 64,), (64,), parts=products, c=c, m=m, n=n, ldc=ldc, count=parts,
+        alpha=alpha, beta=beta)
