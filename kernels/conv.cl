@@ -115,14 +115,19 @@ ${kernel("flip_weights", "const real *w, real *flipped, index_t out_channels, in
 }
 
 // dst (rows, cols) = src.T, src (cols, rows), or += with accumulate: a weight gradient computed
-// transposed. One work-item per block.
-${kernel("transpose_into", "const real *src, real *dst, index_t rows, index_t cols, index_t accumulate")} {
+// transposed; src may be `parts` such matrices one after the other (a product cut along k), added
+// in order. One work-item per block.
+${kernel("transpose_into", "const real *src, real *dst, index_t rows, index_t cols, index_t accumulate, "
+                           "index_t parts")} {
     const index_t across = (cols + BLOCK - 1) / BLOCK, block = get_global_id(0);
     if (block >= across * ((rows + BLOCK - 1) / BLOCK)) return;
     const index_t r0 = block / across * BLOCK, c0 = block % across * BLOCK;
+    const size_t size = (size_t)rows * cols;
     for (index_t r = r0; r < min(r0 + BLOCK, rows); r++)
         for (index_t c = c0; c < min(c0 + BLOCK, cols); c++) {
-            const real v = src_p[src_off + (size_t)c * rows + r];
+            __global const real *from = src_p + src_off + (size_t)c * rows + r;
+            real v = from[0];
+            for (index_t p = 1; p < parts; p++) v += from[p * size];
             dst_p[dst_off + (size_t)r * cols + c] = accumulate ? dst_p[dst_off + (size_t)r * cols + c] + v : v;
         }
 }

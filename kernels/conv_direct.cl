@@ -12,6 +12,8 @@
 ##               top + bottom, width + left + right + ${2 * width} of slack for the last tile)
 ##   pack_filters: the filters (out, in / groups, kh, kw) in the order conv_direct reads them
 ##   conv_direct: the convolution of the padded images with the packed filters
+##   filter_gradient: the filters' gradient from the padded images and dz, the column matrix's
+##               rows read in place from the images (no im2col), k cut into parts of image lines
 ##
 ## Params: dtype; rows; width (tiles.cl); activation (None: linear); keep_z; has_bias; fixed_kw (the
 ## filter's width compiled in, for the common small ones; 0: a loop).
@@ -128,6 +130,59 @@ ${kernel("conv_direct", args)} {
         ${store("out_p + out_off + at", "v0", "v1")}
     }
 }
+// The filters' gradient of a stride-1 convolution with one group, transposed and in parts: part
+// p of parts[p][r][co] = the sum over the lines (sample n, output row oy) first .. first +
+// part_lines - 1 and their pixels ox of column-matrix row r = (channel c, ky, kx), which is the
+// padded image x[n, c, oy + ky dh, ox + kx dw], times dz[co, (n, oy, ox)], read from dz packed by
+// pack_b_t (panels of TILE_COLS output channels, step by step). gemm_tile's register tile: each
+// work-item TILE_ROWS rows r by TILE_COLS channels; dimension 2: the parts.
+${kernel("filter_gradient", "const real *x, const real *dz, real *parts, index_t rows, index_t out_channels, "
+                            "index_t channels, index_t padded_h, index_t padded_w, index_t kh, index_t kw, "
+                            "index_t dh, index_t dw, index_t out_h, index_t out_w, index_t lines, "
+                            "index_t part_lines")} {
+    const index_t i0 = get_global_id(0) * TILE_ROWS, j0 = get_global_id(1) * TILE_COLS;
+    if (i0 >= rows || j0 >= out_channels) return;
+    const index_t first = get_global_id(2) * part_lines, last = min(first + part_lines, lines);
+    // where row r of the tile starts in an image's padded planes (rows past the end repeat the last)
+% for r in range(rows):
+    size_t at${r};
+    {
+        const index_t q = min(i0 + ${r}, rows - 1), c = q / (kh * kw), ky = q / kw % kh, kx = q % kw;
+        at${r} = ((size_t)c * padded_h + ky * dh) * padded_w + kx * dw;
+    }
+% endfor
+% for r in range(rows):
+    ${vec} acc${r}_0 = 0, acc${r}_1 = 0;
+% endfor
+    __global const real *bk = dz_p + dz_off + (size_t)j0 * lines * out_w + (size_t)first * out_w * TILE_COLS;
+    for (index_t line = first; line < last; line++) {
+        const index_t n = line / out_h, oy = line % out_h;
+        __global const real *image = x_p + x_off + ((size_t)n * channels * padded_h + oy) * padded_w;
+% for r in range(rows):
+        __global const real *a${r} = image + at${r};
+% endfor
+        for (index_t ox = 0; ox < out_w; ox++) {
+            const ${vec} b0 = ((__global const ${vec} *)bk)[0], b1 = ((__global const ${vec} *)bk)[1];
+            bk += TILE_COLS;
+% for r in range(rows):
+            const real v${r} = a${r}[ox];
+            acc${r}_0 = v${r} * b0 + acc${r}_0;
+            acc${r}_1 = v${r} * b1 + acc${r}_1;
+% endfor
+        }
+    }
+    ${vec} tile_[${2 * rows}];
+% for r in range(rows):
+    tile_[${2 * r}] = acc${r}_0;
+    tile_[${2 * r + 1}] = acc${r}_1;
+% endfor
+    const bool full = j0 + TILE_COLS <= out_channels;
+    __global real *part = parts_p + parts_off + (size_t)get_global_id(2) * rows * out_channels + j0;
+    for (index_t r = 0; r < min((index_t)TILE_ROWS, rows - i0); r++) {
+        ${store("part + (size_t)(i0 + r) * out_channels", "tile_[2 * r]", "tile_[2 * r + 1]", "j0", "out_channels")}
+    }
+}
+
 <%def name="step(at, k)">
                 {
                     __global const real *at_ = ${at};
@@ -141,7 +196,7 @@ ${kernel("conv_direct", args)} {
                     wk += TILE_ROWS;
                 }
 </%def>
-<%def name="store(to, v0, v1)">
+<%def name="store(to, v0, v1, first='ox0', end='out_w')">
         {
             __global real *to_ = ${to};
             if (full) {
@@ -151,7 +206,7 @@ ${kernel("conv_direct", args)} {
                 const real values[TILE_COLS] = {
                     ${", ".join(["%s.s%x" % (v0, q) for q in range(width)] + ["%s.s%x" % (v1, q) for q in range(width)])}
                 };
-                for (index_t q = 0; ox0 + q < out_w; q++) to_[q] = values[q];
+                for (index_t q = 0; ${first} + q < ${end}; q++) to_[q] = values[q];
             }
         }
 </%def>

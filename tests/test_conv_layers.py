@@ -28,6 +28,10 @@ ACTIVATIONS = {"linear": lambda t: t, "relu": torch.relu, "tanh": torch.tanh,
     ((1, 11, 10), 3, 9, 5, {"stride": (2, 3), "padding": (2, 1), "activation": ("leaky_relu", 0.2)}),
     ((6, 5, 5), 4, 3, 1, {"stride": 2}),
     ((8, 3, 3), 1, 4, 3, {"padding": 1}),  # few columns: the filters' gradient without a transpose
+    # rows wide enough for conv_direct in float32 too: the filters' gradient from the padded images
+    ((3, 12, 13), 2, 7, 3, {"padding": 1, "activation": "relu"}),
+    ((2, 12, 14), 3, 5, (3, 5), {"padding": (1, 2), "dilation": (2, 1)}),
+    ((4, 11, 12), 1, 3, 4, {"padding": "same", "bias": False, "activation": "tanh"}),
 ])
 def test_conv2d_equals_pytorch(ctx, dtype, shape, batch, out, kernel, options):
     torch_options = {k: v for k, v in options.items() if k != "activation"}
@@ -48,6 +52,24 @@ def test_conv2d_in_chunks_equals_one_chunk(ctx, monkeypatch, spec, shape):
                   activation=torch.tanh)
     training = clnet.TrainingNetwork(net, np.zeros((5, *shape)))
     assert training.layers[0].chunk == 2
+
+
+@pytest.mark.parametrize("parts, chunk", [(3, None), (1, 2)])
+def test_conv2d_filter_gradient_from_padded_images_in_parts_and_chunks(ctx, monkeypatch, parts, chunk):
+    """conv_direct's filters' gradient (conv.filter_gradients) with its lines cut into 3 parts, and
+    in chunks of two images (the padded images made again in the backward pass, the gradient added
+    up), equals PyTorch's."""
+    from clnet.ops import conv, tiled_gemm
+
+    spec, shape = clnet.Conv2d(5, 3, padding=(1, 2), activation="tanh"), (3, 10, 12)
+    monkeypatch.setattr(tiled_gemm, "k_parts", lambda *args: parts)
+    if chunk:
+        monkeypatch.setattr(conv, "WORKSPACE_BYTES", chunk * sum(conv.workspace_bytes(spec.geometry(shape), 1, 8)))
+    called = []
+    original = conv.filter_gradients
+    monkeypatch.setattr(conv, "filter_gradients", lambda *args: called.append(args[-1]) or original(*args))
+    compare(ctx, spec, torch.nn.Conv2d(3, 5, 3, padding=(1, 2)), shape, 5, np.float64, activation=torch.tanh)
+    assert called and (True in called) == bool(chunk)  # accumulated over chunks only when chunked
 
 
 @pytest.mark.parametrize("spec, module, shape, batch", [
@@ -142,3 +164,21 @@ def test_batch_norm_refuses_to_train_on_one_value_per_channel(ctx):
     net = clnet.InferenceNetwork(ctx, 4, [clnet.BatchNorm(), clnet.FullyConnected(2)])
     with pytest.raises(ValueError, match="more than one value per channel"):
         clnet.TrainingNetwork(net, np.zeros((1, 4)))
+
+
+def test_conv2d_training_remakes_its_workspace_when_the_gemm_settings_change(ctx, monkeypatch):
+    """Built where conv_direct runs every pass (a workspace of padded images only), then with the
+    GEMM settings of a GPU (im2col and a GEMM: a column matrix): the training half makes a workspace
+    that holds it, and its passes still equal PyTorch's."""
+    from clnet.ops import blas, conv
+
+    spec, shape = clnet.Conv2d(4, 3, padding=1), (3, 12, 12)
+    net = clnet.InferenceNetwork(ctx, shape, [spec], dtype=np.float64, seed=0)
+    trainer = train_half(ctx, net, cla.to_device(ctx.queue, np.zeros((2, *shape))))
+    assert not trainer.columns and trainer.cols.size < conv.workspace_bytes(net.layers[0].geometry, 2, 8)[0] // 8
+    settings = blas.settings(ctx, np.float64)
+    monkeypatch.setattr(settings, "small", "clnet_gpu")
+    monkeypatch.setattr(settings, "large", "clnet_gpu")
+    compare(ctx, spec, torch.nn.Conv2d(3, 4, 3, padding=1), shape, 2, np.float64)
+    trainer.forward(Step())
+    assert trainer.columns and trainer.cols.size * 8 >= conv.workspace_bytes(net.layers[0].geometry, 2, 8)[0]

@@ -139,6 +139,11 @@ class Conv2dLayer(BuiltLayer):
         self.geometry = spec.geometry(self.input_shape)
 
     @property
+    def columns(self) -> bool:
+        """Whether a pass makes a column matrix (else padded images suffice): GEMM settings decide."""
+        return conv.makes_columns(self.ctx, self.dtype, self.geometry)
+
+    @property
     def weights(self) -> cla.Array:
         return self.arrays["weights"]
 
@@ -170,7 +175,7 @@ class Conv2dLayer(BuiltLayer):
         while low < high:
             middle = (low + high + 1) // 2
             if all(need <= room for need, room in zip(conv.workspace_bytes(self.geometry, middle,
-                                                                           self.dtype.itemsize), have)):
+                                                                           self.dtype.itemsize, self.columns), have)):
                 low = middle
             else:
                 high = middle - 1
@@ -178,8 +183,8 @@ class Conv2dLayer(BuiltLayer):
 
     def _scratch(self, batch: int) -> tuple[cla.Array, cla.Array]:
         g, item = self.geometry, self.dtype.itemsize
-        chunk = conv.chunk_size(g, batch, item)
-        cols_bytes, product_bytes = conv.workspace_bytes(g, chunk, item)
+        chunk = conv.chunk_size(g, batch, item, columns=self.columns)
+        cols_bytes, product_bytes = conv.workspace_bytes(g, chunk, item, self.columns)
         purpose, advice = f"a convolution's workspace ({chunk} images)", "use a smaller conv.WORKSPACE_BYTES"
         cols, product = allocation.guarded(self.ctx, purpose, advice, lambda: (
             self.ctx.scratch("conv.cols", cols_bytes), self.ctx.scratch("conv.product", product_bytes)))
@@ -216,12 +221,18 @@ class Conv2dTraining(LayerTraining):
         self.out = layer.empty(self.batch)
         self.z = layer.empty(self.batch) if layer.spec.keeps_z(self.is_output) else None
         self.delta = layer.empty(self.batch)
-        self.chunk = conv.chunk_size(g, self.batch, dtype.itemsize)
-        cols_bytes, product_bytes = conv.workspace_bytes(g, self.chunk, dtype.itemsize)
-        self.cols = cla.empty(queue, cols_bytes // dtype.itemsize, dtype)
-        self.product = cla.empty(queue, product_bytes // dtype.itemsize, dtype)  # and dz, backward
         self.flipped = cla.empty(queue, layer.weights.size, dtype) if g.transposed() is not None else None
-        # the forward pass in one chunk by im2col: its column matrix is still there for the backward pass
+        self._workspace()
+
+    def _workspace(self) -> None:
+        """One chunk's column matrix (or padded images) and product, for the GEMM settings now."""
+        layer, g, dtype = self.layer, self.layer.geometry, self.layer.dtype
+        self.columns = layer.columns
+        self.chunk = conv.chunk_size(g, self.batch, dtype.itemsize, columns=self.columns)
+        cols_bytes, product_bytes = conv.workspace_bytes(g, self.chunk, dtype.itemsize, self.columns)
+        self.cols = cla.empty(layer.ctx.queue, cols_bytes // dtype.itemsize, dtype)
+        self.product = cla.empty(layer.ctx.queue, product_bytes // dtype.itemsize, dtype)  # and dz, backward
+        # the forward pass in one chunk: its column matrix (or padded images) still there for the backward pass
         self.columns_kept = layer.chunk(self.batch, self.cols, self.product) == self.batch == self.chunk and \
             conv.keeps_columns(layer.ctx, dtype, g)
 
@@ -235,6 +246,8 @@ class Conv2dTraining(LayerTraining):
         return a
 
     def forward(self, step: Step) -> None:
+        if self.layer.columns != self.columns:  # GEMM settings changed since (clnet tune): a new workspace
+            self._workspace()
         self.layer.forward(self.x, self.out, self.z, (self.cols, self.product))
 
     def backward(self, skip_activation_derivative: bool = False) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from . import activations, blas, depthwise
+from . import activations, blas, depthwise, tiled_gemm
 from .arrays import check_array, reduction_items, vector_width
 
 WORKSPACE_BYTES = 64 << 20  # a convolution's column matrix and product, per chunk of images
@@ -100,23 +100,26 @@ def padded_size(geometry: Geometry, tile_cols: int = MAX_TILE_COLUMNS) -> tuple[
     return geometry.height + total_h, -(-geometry.out_w // tile_cols) * tile_cols + geometry.dw * (geometry.kw - 1)
 
 
-def workspace_bytes(geometry: Geometry, chunk: int, itemsize: int) -> tuple[int, int]:
+def workspace_bytes(geometry: Geometry, chunk: int, itemsize: int, columns: bool = True) -> tuple[int, int]:
     """(column matrix, product) bytes for a chunk of images: enough for the forward pass, the
-    weight gradient and the input gradient's column matrix (or padded images) and product."""
-    cols = geometry.rows * _padded(chunk * geometry.pixels)
+    weight gradient and the input gradient's column matrix (or padded images) and product.
+    columns False: no pass makes a column matrix (`makes_columns`), padded images are enough."""
+    cols = geometry.rows * _padded(chunk * geometry.pixels) if columns else 0
     product = geometry.out_channels * chunk * geometry.pixels
     for g in (geometry, geometry.transposed()):
         if g is not None:
-            cols = max(cols, g.rows * _padded(chunk * g.pixels), chunk * g.channels * math.prod(padded_size(g)))
+            padded = chunk * g.channels * math.prod(padded_size(g))
+            cols = max(cols, g.rows * _padded(chunk * g.pixels), padded) if columns else max(cols, padded)
             product = max(product, g.out_channels * chunk * g.pixels)
     return cols * itemsize, product * itemsize
 
 
-def chunk_size(geometry: Geometry, batch: int, itemsize: int, budget: int | None = None) -> int:
-    """Images per chunk: as many as keep the column matrix and the product within `budget`
-    (default WORKSPACE_BYTES)."""
+def chunk_size(geometry: Geometry, batch: int, itemsize: int, budget: int | None = None,
+               columns: bool = True) -> int:
+    """Images per chunk: as many as keep the column matrix (or the padded images, columns False)
+    and the product within `budget` (default WORKSPACE_BYTES)."""
     budget = WORKSPACE_BYTES if budget is None else budget
-    per_image = sum(workspace_bytes(geometry, 1, itemsize))
+    per_image = sum(workspace_bytes(geometry, 1, itemsize, columns))
     return max(1, min(batch, budget // max(per_image, 1)))
 
 
@@ -201,17 +204,26 @@ def forward(ctx, x: cla.Array, weights: cla.Array, bias: cla.Array | None, out: 
 
 
 def keeps_columns(ctx, dtype, geometry: Geometry) -> bool:
-    """Whether `forward` leaves x's plain column matrix in cols (im2col and a GEMM; not the direct
-    or depthwise kernels), so that the backward pass of the same chunk can use it again."""
-    return not depthwise.applies(geometry) and not direct(ctx, dtype, geometry)
+    """Whether `forward` leaves in cols what the backward pass of the same chunk reads again: x's
+    plain column matrix (im2col and a GEMM) or x's padded images (conv_direct, where the filters'
+    gradient reads them: direct_filter_gradients); not after the depthwise kernels."""
+    if depthwise.applies(geometry):
+        return False
+    return not direct(ctx, dtype, geometry) or direct_filter_gradients(ctx, dtype, geometry)
+
+
+def _padded_images(ctx, padded: cla.Array, samples: int, geometry: Geometry) -> tuple[cla.Array, int, int]:
+    """The front of the flat `padded` that holds samples padded images (padded_size), and their
+    padded height and width."""
+    padded_h, padded_w = padded_size(geometry, 2 * _tiles(ctx, ctx.real_dtype(padded.dtype))["width"])
+    return padded[:samples * geometry.channels * padded_h * padded_w], padded_h, padded_w
 
 
 def _pad(ctx, x: cla.Array, padded: cla.Array, geometry: Geometry) -> cla.Array:
     """The images x zero-padded (padded_size) into the front of the flat `padded`; returns that part."""
     dtype = ctx.real_dtype(x.dtype)
-    padded_h, padded_w = padded_size(geometry, 2 * _tiles(ctx, dtype)["width"])
+    images, padded_h, padded_w = _padded_images(ctx, padded, x.shape[0], geometry)
     planes = x.shape[0] * geometry.channels
-    images = padded[:planes * padded_h * padded_w]
     pad = ctx.kernel("conv_direct.cl", "pad_images", **_tiles(ctx, dtype))
     pad(ctx.queue, (-(-planes * padded_h // 8) * 8,), (8,), x=x, padded=images, planes=planes,
         height=geometry.height, width=geometry.width, top=geometry.ph, left=geometry.pw, padded_h=padded_h,
@@ -269,7 +281,55 @@ def weight_gradients(ctx, dz: cla.Array, cols: cla.Array, grad_weights: cla.Arra
                   trans_b=True)
         blocks = -(-per_out // TRANSPOSE_BLOCK) * -(-per_row // TRANSPOSE_BLOCK)
         kernel(ctx.queue, (-(-blocks // 64) * 64,), (64,), src=transposed, dst=dw, rows=per_out, cols=per_row,
-               accumulate=int(accumulate))
+               accumulate=int(accumulate), parts=1)
+
+
+def makes_columns(ctx, dtype, geometry: Geometry) -> bool:
+    """Whether a pass of this convolution makes a column matrix; not where conv_direct runs the
+    forward pass and the input gradient and the filters' gradient is read from padded images,
+    whose workspace is then a few times smaller (workspace_bytes' columns)."""
+    back = geometry.transposed()
+    return not (direct_filter_gradients(ctx, dtype, geometry) and back is not None and direct(ctx, dtype, back))
+
+
+def direct_filter_gradients(ctx, dtype, geometry: Geometry) -> bool:
+    """Whether the filters' gradient is computed from the padded images (`filter_gradients`), not
+    from a column matrix: where the forward pass is conv_direct (so there is no column matrix to
+    keep) and the convolution has one group."""
+    return geometry.groups == 1 and direct(ctx, dtype, geometry)
+
+
+def filter_gradients(ctx, images: cla.Array, dz: cla.Array, grad_weights: cla.Array, geometry: Geometry,
+                     accumulate: bool) -> None:
+    """grad_weights (+)= dz @ cols.T with the column matrix cols read in place from `images`, the
+    chunk's images as _pad lays them out (kernels/conv_direct.cl's filter_gradient), dz packed
+    first, k (the chunk's output lines) cut into parts as clnet's GEMM cuts it. Queued."""
+    dtype = ctx.real_dtype(dz.dtype)
+    tiles = blas.settings(ctx, dtype).tiles
+    shape = _tiles(ctx, dtype)
+    out, rows, columns = geometry.out_channels, geometry.rows, dz.shape[1]
+    tile_cols = 2 * shape["width"]
+    panels, row_tiles = -(-out // tile_cols), -(-rows // shape["rows"])
+    packed = ctx.scratch("conv.packed_dz", panels * tile_cols * columns * dtype.itemsize)
+    pack = ctx.kernel("pack.cl", "pack_b_t", **shape)
+    pack(ctx.queue, *tiled_gemm.pack_sizes(panels, -(-columns // shape["width"])), b=dz, ldb=columns,
+         k_count=columns, n=out, packed=packed)
+    lines = columns // geometry.out_w
+    parts = tiled_gemm.k_parts(rows, out, columns, tiles, dtype, ctx.info.compute_units)
+    part_lines = -(-lines // parts)
+    parts = -(-lines // part_lines)
+    sums = ctx.scratch("conv.filter_parts", parts * rows * out * dtype.itemsize)
+    local = tiled_gemm.group_size(ctx, tiles, row_tiles)
+    padded_h, padded_w = padded_size(geometry, tile_cols)
+    kernel = ctx.kernel("conv_direct.cl", "filter_gradient", **shape)
+    kernel(ctx.queue, (-(-row_tiles // local) * local, panels, parts), (local, 1, 1), x=images, dz=packed,
+           parts=sums, rows=rows, out_channels=out, channels=geometry.channels, padded_h=padded_h,
+           padded_w=padded_w, kh=geometry.kh, kw=geometry.kw, dh=geometry.dh, dw=geometry.dw, out_h=geometry.out_h,
+           out_w=geometry.out_w, lines=lines, part_lines=part_lines)
+    blocks = -(-out // TRANSPOSE_BLOCK) * -(-rows // TRANSPOSE_BLOCK)
+    transpose = ctx.kernel("conv.cl", "transpose_into", dtype=dtype)
+    transpose(ctx.queue, (-(-blocks // 64) * 64,), (64,), src=sums, dst=grad_weights.reshape(out, rows), rows=out,
+              cols=rows, accumulate=int(accumulate), parts=parts)
 
 
 def flip_weights(ctx, weights: cla.Array, flipped: cla.Array, geometry: Geometry) -> cl.Event:
@@ -290,7 +350,8 @@ def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weigh
     """From delta = dC/dz (samples, out, out_h, out_w) of a chunk of images x: the filters' and the
     bias's gradients (added to with accumulate; None: frozen) and dC/dx into grad_x (unless None). cols,
     product: the flat workspace; flipped: the filters' size (input_gradients); columns_kept: cols
-    still holds x's column matrix from the forward pass (`keeps_columns`), which is not made again.
+    still holds x's column matrix or padded images from the forward pass (`keeps_columns`), which
+    are not made again.
     Queued.
 
     The filters' gradient is im2col and a GEMM: a direct kernel (each work-item summing a few
@@ -304,7 +365,10 @@ def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weigh
     delta_columns(ctx, delta, delta, dz, None)  # (samples, out, pixels) -> (out, samples * pixels)
     if grad_bias is not None:
         row_sums(ctx, dz, grad_bias, accumulate)
-    if grad_weights is not None:
+    if grad_weights is not None and direct_filter_gradients(ctx, ctx.real_dtype(x.dtype), geometry):
+        images = _padded_images(ctx, cols, x.shape[0], geometry)[0] if columns_kept else _pad(ctx, x, cols, geometry)
+        filter_gradients(ctx, images, dz, grad_weights, geometry, accumulate)
+    elif grad_weights is not None:
         plain = cols[:geometry.rows * columns].reshape(geometry.rows, columns)
         if not columns_kept:
             im2col(ctx, x, plain, geometry)

@@ -98,6 +98,15 @@ def k_parts(m: int, n: int, k: int, params: TileParams, dtype, compute_units: in
     return max(1, min(-(-GROUPS_PER_UNIT * compute_units // tiles), k // PART_MIN_STEPS))
 
 
+def group_size(ctx, params: TileParams, row_tiles: int) -> int:
+    """Work-items per group along the row tiles: params.local, less where the rows are few, so that
+    every core has some."""
+    local = min(params.local, ctx.info.max_work_group_size)
+    while local > 1 and row_tiles < 2 * local:
+        local //= 2
+    return local
+
+
 def tile_columns(params: TileParams, dtype) -> int:
     """The columns of a tile, and of a panel of packed B (pack_b's layout)."""
     return 2 * (params.width or vector_width(dtype))
@@ -137,9 +146,7 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: in
         pack_a = ctx.kernel("pack.cl", "pack_a", **shape)
         pack_a(ctx.queue, *pack_sizes(row_tiles, k), a=a, a_i=1, a_k=lda, m=m, k_count=k, packed=packed_a)
         a = packed_a
-    local = min(params.local, ctx.info.max_work_group_size)
-    while local > 1 and row_tiles < 2 * local:  # few rows: smaller groups, so that every core has some
-        local //= 2
+    local = group_size(ctx, params, row_tiles)
     parts = 1 if epilogue is not None else parts or k_parts(m, n, k, params, dtype, ctx.info.compute_units)
     tile = ctx.kernel("gemm.cl", "gemm_tile", **template, split_k=parts > 1)
     extra = {} if epilogue is None else {"bias": epilogue.bias, "z": c if epilogue.z is None else epilogue.z,
