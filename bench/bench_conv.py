@@ -298,7 +298,7 @@ def main() -> None:
         info = common.machine(ctx)
     for key in args.only:
         results[key]["tinygrad"] = {"error": "skipped"} if args.no_tinygrad else tinygrad_step(key, 10)
-    print(f"ms per training step, float32, batch {BATCH}; clnet on {info['device']['name']}, PyTorch on "
+    print(f"ms per training step, float32, batch {BATCH}; clnet on {common.device_line(info)}, PyTorch on "
           f"{os.cpu_count()} threads of {info['cpu']}, tinygrad on DEV=CL (the same PoCL device)\n")
     rows = []
     for key, row in results.items():

@@ -161,8 +161,8 @@ def main() -> None:
             print(f"{name}: {results[name]}", flush=True)
         alone = [convolution_alone(ctx, label, args.repeats) for label in CONVOLUTIONS]
         info = common.machine(ctx)
-    print(f"\nms per step, float32, batch {BATCH} of 3x{SIZE}x{SIZE}, 1000 classes; clnet on {info['device']['name']}, "
-          f"PyTorch on {os.cpu_count()} threads of {info['cpu']}\n")
+    print(f"\nms per step, float32, batch {BATCH} of 3x{SIZE}x{SIZE}, 1000 classes; clnet on "
+          f"{common.device_line(info)}, PyTorch on {os.cpu_count()} threads of {info['cpu']}\n")
     print(common.table(["network", "clnet train", "torch train", "ratio", "clnet infer", "torch infer", "ratio",
                         "convolutions (dw/1x1/other)"],
                        [[name, r["clnet train"] * 1e3, r["torch train"] * 1e3, r["clnet train"] / r["torch train"],

@@ -32,6 +32,13 @@ ACTIVATIONS = {"linear": lambda t: t, "relu": torch.relu, "tanh": torch.tanh,
     ((3, 12, 13), 2, 7, 3, {"padding": 1, "activation": "relu"}),
     ((2, 12, 14), 3, 5, (3, 5), {"padding": (1, 2), "dilation": (2, 1)}),
     ((4, 11, 12), 1, 3, 4, {"padding": "same", "bias": False, "activation": "tanh"}),
+    # 1x1 convolutions, computed as images of one row (conv.flat): 49 pixels (a padded copy), 16 (in
+    # place), grouped, depthwise, and with a stride (not flat)
+    ((5, 7, 7), 2, 6, 1, {"activation": "relu"}),
+    ((3, 4, 4), 3, 4, 1, {"bias": False}),
+    ((4, 3, 6), 2, 6, 1, {"groups": 2, "activation": "tanh"}),
+    ((3, 5, 4), 2, 3, 1, {"groups": 3}),
+    ((3, 6, 5), 2, 4, 1, {"stride": 2}),
 ])
 def test_conv2d_equals_pytorch(ctx, dtype, shape, batch, out, kernel, options):
     torch_options = {k: v for k, v in options.items() if k != "activation"}
@@ -182,3 +189,22 @@ def test_conv2d_training_remakes_its_workspace_when_the_gemm_settings_change(ctx
     compare(ctx, spec, torch.nn.Conv2d(3, 4, 3, padding=1), shape, 2, np.float64)
     trainer.forward(Step())
     assert trainer.columns and trainer.cols.size * 8 >= conv.workspace_bytes(net.layers[0].geometry, 2, 8)[0]
+
+
+@pytest.mark.parametrize("shape, in_place", [((3, 4, 4), True), ((3, 4, 8), True), ((3, 3, 5), False)])
+def test_a_1x1_convolution_of_short_rows_runs_direct_on_images_read_in_place(ctx, shape, in_place):
+    """A 1x1 convolution whose rows are too short for conv_direct runs it on images of one row
+    (conv.flat) where that row is whole tiles of 16 (float32), reading them where they are (no
+    pad_images launch, forward or backward); otherwise by im2col and a GEMM."""
+    from clnet.ops import blas
+
+    if blas.settings(ctx, np.float32).backend(4, 64, 3) != "clnet" or ctx.info.type != "CPU":
+        pytest.skip("conv_direct runs where clnet's GEMM runs the products")
+    net = clnet.InferenceNetwork(ctx, shape, [clnet.Conv2d(4, 1)], dtype=np.float32, seed=0)
+    trainer = train_half(ctx, net, cla.to_device(ctx.queue, np.ones((2, *shape), np.float32)))
+    with ctx.record() as plan:
+        trainer.forward(Step())
+        trainer.backward()
+    names = [kernel.function_name for kernel, size, _ in plan.launches if size is not None]
+    assert ("conv_direct" in names and "filter_gradient" in names and "pad_images" not in names) == in_place
+    assert ("im2col" in names) != in_place

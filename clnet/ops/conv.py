@@ -13,6 +13,7 @@ on.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -80,6 +81,34 @@ class Geometry:
         """Both sides' padding, from the output size (what the padding after the image is)."""
         return ((self.out_h - 1) * self.sh + self.dh * (self.kh - 1) + 1 - self.height,
                 (self.out_w - 1) * self.sw + self.dw * (self.kw - 1) + 1 - self.width)
+
+
+def flat(geometry: Geometry) -> Geometry:
+    """A 1x1 convolution of stride 1 without padding as one of images of a single row (height 1,
+    width height * width): the same sums, on rows that fill conv_direct's tiles (an 8x8 image is 64
+    pixels in 4 whole tiles of 16, not 8 rows of 8 in 8 tiles) and read in place where they are
+    whole tiles (no padded copy). Any other geometry as it is."""
+    g = geometry
+    if (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw) != (1, 1, 1, 1, 0, 0) or (g.out_h, g.out_w) != (g.height, g.width) \
+            or g.height == 1:
+        return g
+    return dataclasses.replace(g, height=1, width=g.pixels, out_h=1, out_w=g.pixels)
+
+
+def _flat_where_faster(ctx, dtype, geometry: Geometry) -> Geometry:
+    """flat(geometry) where that has a 1x1 convolution whose rows are too short for conv_direct run
+    direct on images read in place (8x8 images: 1.5-1.8x faster than im2col and a GEMM); else the
+    geometry as it is (flat, 16x16 images ran 8% slower, and 7x7 ones, copied, slower than im2col)."""
+    one_row = flat(geometry)
+    if one_row is geometry or direct(ctx, dtype, geometry) or not direct(ctx, dtype, one_row) \
+            or not _in_place(ctx, dtype, one_row):
+        return geometry
+    return one_row
+
+
+def _one_row(a: cla.Array | None) -> cla.Array | None:
+    """Images (samples, channels, h, w) as flat's geometry sees them: (samples, channels, 1, h * w)."""
+    return None if a is None else a.reshape(a.shape[0], a.shape[1], 1, -1)
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -185,6 +214,8 @@ def forward(ctx, x: cla.Array, weights: cla.Array, bias: cla.Array | None, out: 
     when given; cols and product: the flat workspace (workspace_bytes). Queued."""
     dtype = ctx.real_dtype(x.dtype)
     _images(ctx, x, geometry, "x")
+    if _flat_where_faster(ctx, dtype, geometry) is not geometry:  # a 1x1 convolution: images of one row
+        x, out, z, geometry = _one_row(x), _one_row(out), _one_row(z), flat(geometry)
     if depthwise.applies(geometry):  # one filter per channel: kernels of their own
         depthwise.forward(ctx, x, weights, bias, out if z is None else z, geometry)
         if z is not None or activation != "linear":
@@ -207,6 +238,7 @@ def keeps_columns(ctx, dtype, geometry: Geometry) -> bool:
     """Whether `forward` leaves in cols what the backward pass of the same chunk reads again: x's
     plain column matrix (im2col and a GEMM) or x's padded images (conv_direct, where the filters'
     gradient reads them: direct_filter_gradients); not after the depthwise kernels."""
+    geometry = _flat_where_faster(ctx, dtype, geometry)
     if depthwise.applies(geometry):
         return False
     return not direct(ctx, dtype, geometry) or direct_filter_gradients(ctx, dtype, geometry)
@@ -219,9 +251,20 @@ def _padded_images(ctx, padded: cla.Array, samples: int, geometry: Geometry) -> 
     return padded[:samples * geometry.channels * padded_h * padded_w], padded_h, padded_w
 
 
+def _in_place(ctx, dtype, geometry: Geometry) -> bool:
+    """Whether the images are their own padded layout (no padding, rows of whole tiles and the
+    filter's reach): conv_direct reads them where they are."""
+    tile_cols = 2 * _tiles(ctx, dtype)["width"]
+    return (geometry.ph, geometry.pw) == (0, 0) and padded_size(geometry, tile_cols) == (geometry.height,
+                                                                                       geometry.width)
+
+
 def _pad(ctx, x: cla.Array, padded: cla.Array, geometry: Geometry) -> cla.Array:
-    """The images x zero-padded (padded_size) into the front of the flat `padded`; returns that part."""
+    """The images x zero-padded (padded_size) into the front of the flat `padded`; returns that part
+    (x itself where it is its own padded layout: _in_place)."""
     dtype = ctx.real_dtype(x.dtype)
+    if _in_place(ctx, dtype, geometry):
+        return x
     images, padded_h, padded_w = _padded_images(ctx, padded, x.shape[0], geometry)
     planes = x.shape[0] * geometry.channels
     pad = ctx.kernel("conv_direct.cl", "pad_images", **_tiles(ctx, dtype))
@@ -288,6 +331,7 @@ def makes_columns(ctx, dtype, geometry: Geometry) -> bool:
     """Whether a pass of this convolution makes a column matrix; not where conv_direct runs the
     forward pass and the input gradient and the filters' gradient is read from padded images,
     whose workspace is then a few times smaller (workspace_bytes' columns)."""
+    geometry = _flat_where_faster(ctx, dtype, geometry)
     back = geometry.transposed()
     return not (direct_filter_gradients(ctx, dtype, geometry) and back is not None and direct(ctx, dtype, back))
 
@@ -354,9 +398,10 @@ def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weigh
     are not made again.
     Queued.
 
-    The filters' gradient is im2col and a GEMM: a direct kernel (each work-item summing a few
-    filter weights over every sample and pixel) streamed the whole delta per work-item and ran at
-    half that speed (27 against 19 ms on the CIFAR network's 32 -> 32 layer, bench/RESULTS.md)."""
+    The filters' gradient reads the padded images where conv_direct ran the forward pass
+    (filter_gradients), else the column matrix (im2col and a GEMM)."""
+    if _flat_where_faster(ctx, ctx.real_dtype(x.dtype), geometry) is not geometry:  # 1x1: images of one row
+        x, delta, grad_x, geometry = _one_row(x), _one_row(delta), _one_row(grad_x), flat(geometry)
     if depthwise.applies(geometry):
         depthwise.backward(ctx, x, delta, weights, grad_weights, grad_bias, grad_x, geometry, accumulate)
         return
@@ -366,7 +411,8 @@ def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weigh
     if grad_bias is not None:
         row_sums(ctx, dz, grad_bias, accumulate)
     if grad_weights is not None and direct_filter_gradients(ctx, ctx.real_dtype(x.dtype), geometry):
-        images = _padded_images(ctx, cols, x.shape[0], geometry)[0] if columns_kept else _pad(ctx, x, cols, geometry)
+        images = _padded_images(ctx, cols, x.shape[0], geometry)[0] if columns_kept and not _in_place(
+            ctx, ctx.real_dtype(x.dtype), geometry) else _pad(ctx, x, cols, geometry)
         filter_gradients(ctx, images, dz, grad_weights, geometry, accumulate)
     elif grad_weights is not None:
         plain = cols[:geometry.rows * columns].reshape(geometry.rows, columns)
@@ -440,12 +486,13 @@ def delta_columns(ctx, delta_: cla.Array, saved: cla.Array, dz: cla.Array, activ
 
 
 def row_sums(ctx, x: cla.Array, out: cla.Array, accumulate: bool = False) -> cl.Event:
-    """out (+)= the sums of the rows of the (rows, cols) x: one work-group per row. Queued."""
+    """out (+)= the sums of the rows of the (rows, cols) x: one work-group per row, each work-item
+    summing a contiguous run on CPUs, every group-size-th element on GPUs. Queued."""
     dtype = ctx.real_dtype(x.dtype)
     check_array(ctx, x, "x")
     rows, cols = x.shape
     check_array(ctx, out, "out", dtype=dtype, shape=(rows,))
-    kernel = ctx.kernel("conv.cl", "row_sums", dtype=dtype)
+    kernel = ctx.kernel("conv.cl", "row_sums", dtype=dtype, contiguous=ctx.info.type == "CPU")
     # one group per row: the group size as it will run (Kernel.work_group), so that groups = rows
     (items,) = kernel.work_group(ctx.device, (min(reduction_items(ctx), 64),))
     return kernel(ctx.queue, (rows * items,), (items,), x=x, out=out, cols=cols, accumulate=int(accumulate),
