@@ -18,8 +18,6 @@
 ##   norm_forward:   y = (x - mean) * invstd * scale + shift
 ##   norm_backward:  dx = pre * invstd / count * (count * dy * w - s1 - xhat * s2), with
 ##                   pre = scale and w = 1 (batch norm), or pre = 1 and w = scale (layer norm)
-## With everything per row (batch norm), both are written x * a + b (+ dy * c) with the row's
-## scalars computed once: a square root and a division per vector made them compute-bound.
 <%include file="common.cl"/>
 <%namespace name="v" file="vectors.cl"/>
 <%
@@ -185,19 +183,10 @@ ${kernel("norm_forward", "const real *x, const real *mean, const real *var, cons
                       "real eps, real *y, index_t segments, index_t cols")} {
     const index_t row = get_global_id(1);
 ${row_scalars(row_values)}
-% if not col_inputs:
-    // everything per row (batch norm): y = x * a + b, the square root once per row, not per vector
-    const real a = ${"scale / sqrt(var + eps)" if affine_at else "1 / sqrt(var + eps)"};
-    const real b = ${"shift - mean * a" if affine_at else "-mean * a"};
-% endif
 <%v:elementwise n="cols" inputs="${['x'] + col_inputs}" outputs="${['y']}" base="${dict(col_base, x='(size_t)row * cols', y='(size_t)row * cols')}">
-% if not col_inputs:
-    y = x * a + b;
-% else:
     y = (x - mean) / sqrt(var + eps);
-    % if affine_at is not None:
+% if affine_at is not None:
     y = y * scale + shift;
-    % endif
 % endif
 </%v:elementwise>
 }
@@ -213,15 +202,7 @@ ${kernel("norm_backward", "const real *dy, const real *x, const real *mean, cons
                                "index_t cols")} {
     const index_t row = get_global_id(1);
 ${row_scalars(back_row)}
-% if not back_col:
-    // everything per row (batch norm): dx = dy * a + x * b + c, the row's scalars computed once
-    const real invstd = 1 / sqrt(var + eps), a = ${"scale * invstd" if affine_at else "invstd"}, k = a / count;
-    const real b = -k * s2 * invstd, c = -k * s1 - b * mean;
-% endif
 <%v:elementwise n="cols" inputs="${['dy', 'x'] + back_col}" outputs="${['dx']}" base="${dict(col_base, dy='(size_t)row * cols', x='(size_t)row * cols', dx='(size_t)row * cols')}">
-% if not back_col:
-    dx = dy * a + x * b + c;
-% else:
     const ${vec} invstd = 1 / sqrt(var + eps);
     const ${vec} xhat = (x - mean) * invstd;
 % if weighted and affine_at == "col":
@@ -230,7 +211,6 @@ ${row_scalars(back_row)}
     dx = scale * invstd / count * (count * dy - s1 - xhat * s2);
 % else:
     dx = invstd / count * (count * dy - s1 - xhat * s2);
-% endif
 % endif
 </%v:elementwise>
 }
