@@ -1,6 +1,8 @@
-"""A convolution's bias gradient (conv.row_sums) and batch norm's kernels as the working tree has
-them against the same templates at an earlier commit, built side by side in one process (issue 34;
-where a template did not change, the ratio is this machine's noise).
+"""A convolution's bias gradient and batch norm's kernels as the working tree has them against the
+same templates at an earlier commit, built side by side in one process (issue 34; where a template
+did not change, the ratio is this machine's noise). The bias gradient then: conv.cl's row_sums of
+delta laid out as (out, samples * pixels), launched as conv.row_sums launched it; now:
+conv.channel_sums of delta as it is (samples, out, pixels).
 
     .venv/bin/python bench/bench_norm_kernels.py [--rev 0ddf461] [--rounds R] [--device D]
 
@@ -21,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pyopencl as cl
 import pyopencl.array as cla
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,6 +31,7 @@ import common  # noqa: E402
 
 import clnet  # noqa: E402
 from clnet.ops import conv, norm  # noqa: E402
+from clnet.ops.arrays import reduction_items  # noqa: E402
 from clnet.runtime.programs import Templates  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,18 +39,26 @@ SHAPE = (64, 32, 1024)
 
 
 def templates_at(rev: str, folder: Path) -> Templates:
-    """kernels/ with norm.cl and row_sums (conv.cl) as they were at rev."""
+    """kernels/ with norm.cl as it was at rev, and conv.cl's row_sums of rev added to today's."""
     shutil.copytree(ROOT / "kernels", folder, dirs_exist_ok=True)
     old = {name: subprocess.run(["git", "show", f"{rev}:kernels/{name}"], cwd=ROOT, check=True, capture_output=True,
                                 text=True).stdout for name in ("norm.cl", "conv.cl")}
     (folder / "norm.cl").write_text(old["norm.cl"])
     row_sums = re.compile(r'\$\{kernel\("row_sums".*?\n\}\n', re.S)
     today = (folder / "conv.cl").read_text()
-    (folder / "conv.cl").write_text(row_sums.sub(lambda _: row_sums.search(old["conv.cl"]).group(0), today))
+    (folder / "conv.cl").write_text(today + "\n" + row_sums.search(old["conv.cl"]).group(0))
     return Templates([folder])
 
 
-def runs(ctx) -> dict:
+def row_sums(ctx, x: cla.Array, out: cla.Array) -> None:
+    """conv.row_sums as it was: one work-group per row of x (rows, cols)."""
+    kernel = ctx.kernel("conv.cl", "row_sums", dtype=np.dtype(np.float32))
+    (items,) = kernel.work_group(ctx.device, (min(reduction_items(ctx), 64),))
+    kernel(ctx.queue, (x.shape[0] * items,), (items,), x=x, out=out, cols=x.shape[1], accumulate=0,
+           partial=cl.LocalMemory(items * 4))
+
+
+def runs(ctx, then: bool) -> dict:
     n, c, hw = SHAPE
     rng = np.random.default_rng(0)
     q = ctx.queue
@@ -55,14 +67,15 @@ def runs(ctx) -> dict:
     mean, var, s1, s2, bias_grad = (cla.empty(q, c, np.float32) for _ in range(5))
     scale = cla.to_device(q, np.linspace(0.5, 2, c).astype(np.float32))
     shift = cla.to_device(q, np.linspace(-1, 1, c).astype(np.float32))
-    dz = dy.reshape(c, n * hw)  # the bias gradient's (channels, pixels) layout
+    dz = cla.to_device(q, dy.get().transpose(1, 0, 2).reshape(c, n * hw))  # the layout row_sums read
     found = {
         "moments": lambda: norm.moments(ctx, x, mean, var, SHAPE),
         "normalize": lambda: norm.normalize(ctx, x, mean, var, scale, shift, 1e-5, y, hw, c, "row", "row"),
         "sums": lambda: norm.sums(ctx, dy, x, mean, var, None, 1e-5, s1, s2, SHAPE),
         "normalize_backward": lambda: norm.normalize_backward(ctx, dy, x, mean, var, scale, s1, s2, 1e-5, n * hw, dx,
                                                               hw, c, "row", "row"),
-        "conv bias gradient (row_sums)": lambda: conv.row_sums(ctx, dz, bias_grad),
+        "conv bias gradient": (lambda: row_sums(ctx, dz, bias_grad)) if then else
+        (lambda: conv.channel_sums(ctx, dy, bias_grad)),
     }
 
     def waited(run):
@@ -82,7 +95,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         contexts = {"then": clnet.Context(args.device, templates_at(args.rev, Path(folder))),
                     "now": clnet.Context(args.device)}
-        made = {name: runs(ctx) for name, ctx in contexts.items()}
+        made = {name: runs(ctx, name == "then") for name, ctx in contexts.items()}
         times = {(name, op): [] for name in made for op in made[name][0]}
         for _ in range(args.rounds):
             for name, (ops, _) in made.items():

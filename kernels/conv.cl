@@ -13,6 +13,7 @@
 ##   conv_output:   product (out, samples, pixels) -> out (samples, out, pixels), + bias, f (keeping
 ##                  z when keep_z): the layer's epilogue, with the layout change
 ##   conv_delta:    delta (samples, out, pixels) * f'(a or z) -> dz (out, samples, pixels)
+##   channel_sums:  the bias gradient, per channel of delta (samples, out, pixels)
 ##
 ## Params: dtype; conv_output and conv_delta also activation (None: none), keep_z, has_bias.
 <%include file="common.cl"/>
@@ -24,7 +25,7 @@
                 "index_t samples")
     width_v = v.attr.vector_width(dtype)
     vec = "real%d" % width_v
-    activation = context.get("activation")  # the im2col, col2im and row_sums build needs only dtype
+    activation = context.get("activation")  # the im2col, col2im and channel_sums build needs only dtype
     keep_z, has_bias = context.get("keep_z", False), context.get("has_bias", False)
     tile_cols = context.get("tile_cols", 0)  # im2col's packed layout (0: plain)
 %>
@@ -179,27 +180,33 @@ ${kernel("conv_delta", "const real *delta, const real *%s, real *dz, index_t cha
 % endif
 
 // out[r] (+)= the sum of row r of a (rows, cols) x: one work-group per row, a tree in local memory.
-${kernel("row_sums", "const real *x, real *out, index_t cols, index_t accumulate, local real *partial")} {
-    const index_t r = get_group_id(0), lid = get_local_id(0), size = get_local_size(0);
-    __global const real *from = x_p + x_off + (size_t)r * cols;
+// out[c] (+)= the sum of channel c of x (samples, channels, pixels): one work-group per channel,
+// CPUs: each work-item whole runs of `pixels` (images lid, lid + size, ...) as vectors; GPUs:
+// neighbouring work-items on neighbouring elements. Then a tree over the group, in a fixed order.
+${kernel("channel_sums", "const real *x, real *out, index_t samples, index_t pixels, index_t accumulate, "
+                         "local real *partial")} {
+    const index_t c = get_group_id(0), lid = get_local_id(0), size = get_local_size(0);
+    const index_t channels = get_num_groups(0);
+    __global const real *from = x_p + x_off + (size_t)c * pixels;
     real sum = 0;
 % if context.get("contiguous", False):
-    {  // CPUs: each work-item a contiguous run of vectors (every size-th element: 5x slower on PoCL)
-        const index_t vectors = cols / ${width_v}, per_item = (vectors + size - 1) / size;
-        const index_t first = min(lid * per_item, vectors), last = min(first + per_item, vectors);
+    const index_t vectors = pixels / ${width_v};
+    for (index_t n = lid; n < samples; n += size) {
+        __global const real *run = from + (size_t)n * channels * pixels;
         ${vec} sums = 0;
-        for (index_t i = first; i < last; i++) sums += vload${width_v}(i, from);
-        sum = ${" + ".join("sums.s%x" % q for q in range(width_v))};
-        if (lid == 0)
-            for (index_t i = vectors * ${width_v}; i < cols; i++) sum += from[i];
+        for (index_t i = 0; i < vectors; i++) sums += vload${width_v}(i, run);
+        sum += ${" + ".join("sums.s%x" % q for q in range(width_v))};
+        for (index_t i = vectors * ${width_v}; i < pixels; i++) sum += run[i];
     }
 % else:
-    for (index_t i = lid; i < cols; i += size) sum += from[i];  // GPUs: neighbours read neighbours
+    for (size_t i = lid; i < (size_t)samples * pixels; i += size)
+        sum += from[(i / pixels) * channels * pixels + i % pixels];
 % endif
     partial[lid] = sum;
     for (index_t stride = size / 2; stride > 0; stride /= 2) {
         barrier(CLK_LOCAL_MEM_FENCE);
         if (lid < stride) partial[lid] += partial[lid + stride];
     }
-    if (lid == 0) out_p[out_off + r] = accumulate ? out_p[out_off + r] + partial[0] : partial[0];
+    if (lid == 0) out_p[out_off + c] = accumulate ? out_p[out_off + c] + partial[0] : partial[0];
 }
+

@@ -27,11 +27,18 @@ ${kernel("pack_b", "const real *b, index_t ldb, index_t k_count, index_t n, real
 // transposes in registers: one work-item per (panel, block of ${width} steps over k) reads
 // ${width}-element row pieces of B and writes whole vectors (a scalar gather per element, as
 // pack_b does, took 3.6 ns per element on 2048 x 2048).
-${kernel("pack_b_t", "const real *b, index_t ldb, index_t k_count, index_t n, real *packed")} {
+//
+// B may also be blocks of `block` steps over k, `block_stride` elements apart (a convolution's
+// dC/dz, (samples, n, pixels): B[k, j] at (k / block) * block_stride + j * ldb + k % block); the
+// plain matrix is one block of k_count (block_stride unused).
+#define B_AT(j, k) ((size_t)((k) / block) * block_stride + (size_t)(j) * ldb + (k) % block)
+${kernel("pack_b_t", "const real *b, index_t ldb, index_t k_count, index_t n, real *packed, index_t block, "
+                     "index_t block_stride")} {
     const index_t panel = get_global_id(0), k0 = get_global_id(1) * ${width};
     const index_t j0 = panel * TILE_COLS;
     if (j0 >= n || k0 >= k_count) return;
-    const bool whole = k0 + ${width} <= k_count;
+    // a whole vector of steps inside one block: read as a vector, else element by element
+    const bool whole = k0 + ${width} <= k_count && k0 % block + ${width} <= block;
     __global ${vec} *to = (__global ${vec} *)(packed_p + packed_off + ((size_t)panel * k_count + k0) * TILE_COLS);
 % for h in range(2):
     {
@@ -39,10 +46,10 @@ ${kernel("pack_b_t", "const real *b, index_t ldb, index_t k_count, index_t n, re
         ${vec} r${q} = 0;
         {
             const index_t j = j0 + ${h * width + q};
-            __global const real *from = b_p + b_off + (size_t)j * ldb + k0;
+            __global const real *b = b_p + b_off;
             if (j < n) {
-                if (whole) r${q} = *(__global const unaligned_vec *)from;
-                else r${q} = (${vec})(${', '.join('k0 + %d < k_count ? from[%d] : 0' % (t, t) for t in range(width))});
+                if (whole) r${q} = *(__global const unaligned_vec *)(b + B_AT(j, k0));
+                else r${q} = (${vec})(${', '.join('k0 + %d < k_count ? b[B_AT(j, k0 + %d)] : 0' % (t, t) for t in range(width))});
             }
         }
     % endfor

@@ -343,21 +343,24 @@ def direct_filter_gradients(ctx, dtype, geometry: Geometry) -> bool:
     return geometry.groups == 1 and direct(ctx, dtype, geometry)
 
 
-def filter_gradients(ctx, images: cla.Array, dz: cla.Array, grad_weights: cla.Array, geometry: Geometry,
+def filter_gradients(ctx, images: cla.Array, delta: cla.Array, grad_weights: cla.Array, geometry: Geometry,
                      accumulate: bool) -> None:
-    """grad_weights (+)= dz @ cols.T with the column matrix cols read in place from `images`, the
-    chunk's images as _pad lays them out (kernels/conv_direct.cl's filter_gradient), dz packed
-    first, k (the chunk's output lines) cut into parts as clnet's GEMM cuts it. Queued."""
-    dtype = ctx.real_dtype(dz.dtype)
+    """grad_weights (+)= dz @ cols.T, dz the chunk's delta = dC/dz (samples, out, out_h, out_w) and
+    the column matrix cols read in place from `images`, the chunk's images as _pad lays them out
+    (kernels/conv_direct.cl's filter_gradient); delta packed first, straight from its NCHW layout
+    (pack_b_t by blocks of an image's pixels), k (the chunk's output lines) cut into parts as
+    clnet's GEMM cuts it. Queued."""
+    dtype = ctx.real_dtype(delta.dtype)
     tiles = blas.settings(ctx, dtype).tiles
     shape = _tiles(ctx, dtype)
-    out, rows, columns = geometry.out_channels, geometry.rows, dz.shape[1]
+    out, rows, pixels = geometry.out_channels, geometry.rows, geometry.pixels
+    columns = delta.shape[0] * pixels
     tile_cols = 2 * shape["width"]
     panels, row_tiles = -(-out // tile_cols), -(-rows // shape["rows"])
     packed = ctx.scratch("conv.packed_dz", panels * tile_cols * columns * dtype.itemsize)
     pack = ctx.kernel("pack.cl", "pack_b_t", **shape)
-    pack(ctx.queue, *tiled_gemm.pack_sizes(panels, -(-columns // shape["width"])), b=dz, ldb=columns,
-         k_count=columns, n=out, packed=packed)
+    pack(ctx.queue, *tiled_gemm.pack_sizes(panels, -(-columns // shape["width"])), b=delta, ldb=pixels,
+         k_count=columns, n=out, packed=packed, block=pixels, block_stride=out * pixels)
     lines = columns // geometry.out_w
     parts = tiled_gemm.k_parts(rows, out, columns, tiles, dtype, ctx.info.compute_units)
     part_lines = -(-lines // parts)
@@ -405,16 +408,16 @@ def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weigh
     if depthwise.applies(geometry):
         depthwise.backward(ctx, x, delta, weights, grad_weights, grad_bias, grad_x, geometry, accumulate)
         return
-    columns = x.shape[0] * geometry.pixels
-    dz = product[:geometry.out_channels * columns].reshape(geometry.out_channels, columns)
-    delta_columns(ctx, delta, delta, dz, None)  # (samples, out, pixels) -> (out, samples * pixels)
     if grad_bias is not None:
-        row_sums(ctx, dz, grad_bias, accumulate)
+        channel_sums(ctx, delta, grad_bias, accumulate)
+    dz = None  # delta as (out, samples * pixels), made where a product or col2im reads it
     if grad_weights is not None and direct_filter_gradients(ctx, ctx.real_dtype(x.dtype), geometry):
         images = _padded_images(ctx, cols, x.shape[0], geometry)[0] if columns_kept and not _in_place(
             ctx, ctx.real_dtype(x.dtype), geometry) else _pad(ctx, x, cols, geometry)
-        filter_gradients(ctx, images, dz, grad_weights, geometry, accumulate)
+        filter_gradients(ctx, images, delta, grad_weights, geometry, accumulate)
     elif grad_weights is not None:
+        dz = _delta_columns(ctx, delta, product, geometry)
+        columns = dz.shape[1]
         plain = cols[:geometry.rows * columns].reshape(geometry.rows, columns)
         if not columns_kept:
             im2col(ctx, x, plain, geometry)
@@ -423,14 +426,23 @@ def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weigh
         input_gradients(ctx, weights, delta, dz, flipped, cols, product, grad_x, geometry)
 
 
-def input_gradients(ctx, weights: cla.Array, delta: cla.Array, dz: cla.Array, flipped: cla.Array, cols: cla.Array,
-                    product: cla.Array, dx: cla.Array, geometry: Geometry) -> None:
+def _delta_columns(ctx, delta: cla.Array, product: cla.Array, geometry: Geometry) -> cla.Array:
+    """delta (samples, out, pixels) as (out, samples * pixels) in the front of `product`. Queued."""
+    columns = delta.shape[0] * geometry.pixels
+    dz = product[:geometry.out_channels * columns].reshape(geometry.out_channels, columns)
+    delta_columns(ctx, delta, delta, dz, None)
+    return dz
+
+
+def input_gradients(ctx, weights: cla.Array, delta: cla.Array, dz: cla.Array | None, flipped: cla.Array,
+                    cols: cla.Array, product: cla.Array, dx: cla.Array, geometry: Geometry) -> None:
     """dx = dC/dx from delta = dC/dz (samples, out, out_h, out_w), also laid out as dz (out,
     columns): for a stride-1 convolution as the convolution of delta with the flipped filters
     (`flipped`: weights' size), else as the column matrix's gradient weights.T @ dz summed back
     into the images (col2im). cols and product: the workspace. Queued."""
     back = geometry.transposed()
     if back is None:
+        dz = _delta_columns(ctx, delta, product, geometry) if dz is None else dz
         columns = dx.shape[0] * geometry.pixels
         dcols = cols[:geometry.rows * columns].reshape(geometry.rows, columns)
         filters, per_out, per_row = _groups(geometry, weights)
@@ -485,15 +497,16 @@ def delta_columns(ctx, delta_: cla.Array, saved: cla.Array, dz: cla.Array, activ
                   samples=samples, **activations.alpha_argument(activation, alpha))
 
 
-def row_sums(ctx, x: cla.Array, out: cla.Array, accumulate: bool = False) -> cl.Event:
-    """out (+)= the sums of the rows of the (rows, cols) x: one work-group per row, each work-item
-    summing a contiguous run on CPUs, every group-size-th element on GPUs. Queued."""
+def channel_sums(ctx, x: cla.Array, out: cla.Array, accumulate: bool = False) -> cl.Event:
+    """out (+)= the sum of each channel of x (samples, channels, ...): one work-group per channel,
+    each work-item whole images' runs on CPUs, neighbouring elements on GPUs. Queued."""
     dtype = ctx.real_dtype(x.dtype)
     check_array(ctx, x, "x")
-    rows, cols = x.shape
-    check_array(ctx, out, "out", dtype=dtype, shape=(rows,))
-    kernel = ctx.kernel("conv.cl", "row_sums", dtype=dtype, contiguous=ctx.info.type == "CPU")
-    # one group per row: the group size as it will run (Kernel.work_group), so that groups = rows
+    samples, channels = x.shape[:2]
+    check_array(ctx, out, "out", dtype=dtype, shape=(channels,))
+    kernel = ctx.kernel("conv.cl", "channel_sums", dtype=dtype, contiguous=ctx.info.type == "CPU")
+    # one group per channel: the group size as it will run (Kernel.work_group), so that groups = channels
     (items,) = kernel.work_group(ctx.device, (min(reduction_items(ctx), 64),))
-    return kernel(ctx.queue, (rows * items,), (items,), x=x, out=out, cols=cols, accumulate=int(accumulate),
+    return kernel(ctx.queue, (channels * items,), (items,), x=x, out=out, samples=samples,
+                  pixels=x.size // max(samples * channels, 1), accumulate=int(accumulate),
                   partial=cl.LocalMemory(items * np.dtype(dtype).itemsize))

@@ -135,7 +135,8 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: in
         packed = ctx.scratch(SCRATCH, panels * tile_cols * k * dtype.itemsize)
         if trans_b:
             pack = ctx.kernel("pack.cl", "pack_b_t", **shape)
-            pack(ctx.queue, *pack_sizes(panels, -(-k // width)), b=b, ldb=ldb, k_count=k, n=n, packed=packed)
+            pack(ctx.queue, *pack_sizes(panels, -(-k // width)), b=b, ldb=ldb, k_count=k, n=n, packed=packed,
+                 block=k, block_stride=0)
         else:
             pack = ctx.kernel("pack.cl", "pack_b", **shape)
             pack(ctx.queue, *pack_sizes(panels, k), b=b, ldb=ldb, k_count=k, n=n, packed=packed)
