@@ -39,6 +39,8 @@ ACTIVATIONS = {"linear": lambda t: t, "relu": torch.relu, "tanh": torch.tanh,
     ((4, 3, 6), 2, 6, 1, {"groups": 2, "activation": "tanh"}),
     ((3, 5, 4), 2, 3, 1, {"groups": 3}),
     ((3, 6, 5), 2, 4, 1, {"stride": 2}),
+    # stride 1, twice the channels out on rows too short for conv_direct in float32: dC/dx by col2im
+    ((3, 5, 6), 2, 8, 3, {"padding": 1, "activation": "relu"}),
 ])
 def test_conv2d_equals_pytorch(ctx, dtype, shape, batch, out, kernel, options):
     torch_options = {k: v for k, v in options.items() if k != "activation"}
@@ -208,3 +210,19 @@ def test_a_1x1_convolution_of_short_rows_runs_direct_on_images_read_in_place(ctx
     names = [kernel.function_name for kernel, size, _ in plan.launches if size is not None]
     assert ("conv_direct" in names and "filter_gradient" in names and "pad_images" not in names) == in_place
     assert ("im2col" in names) != in_place
+
+
+def test_an_expanding_convolution_of_short_rows_takes_its_input_gradient_by_col2im(ctx):
+    """3 -> 8 channels, stride 1, rows of 6 (float32: too short for conv_direct): dC/dx is
+    weights.T @ dz summed back by col2im, not the convolution of delta with the flipped filters."""
+    from clnet.ops import blas
+
+    if blas.settings(ctx, np.float32).backend(8, 64, 27) != "clnet" or ctx.info.type != "CPU":
+        pytest.skip("the rule is for conv_direct's devices")
+    net = clnet.InferenceNetwork(ctx, (3, 5, 6), [clnet.Conv2d(8, 3, padding=1)], dtype=np.float32, seed=0)
+    trainer = train_half(ctx, net, cla.to_device(ctx.queue, np.ones((2, 3, 5, 6), np.float32)))
+    trainer.forward(Step())
+    with ctx.record() as plan:
+        trainer.backward()
+    names = [kernel.function_name for kernel, size, _ in plan.launches if size is not None]
+    assert "col2im" in names and "flip_weights" not in names
