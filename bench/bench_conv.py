@@ -52,7 +52,7 @@ def clnet_layers(key: str) -> list:
                 clnet.FullyConnected(10, "softmax")]
     layers = []
     for i, channels in enumerate((32, 32, 64, 64)):
-        layers += [clnet.Conv2d(channels, 3, padding=1), clnet.BatchNorm(), clnet.Activation("relu")]
+        layers += [clnet.Conv2d(channels, 3, padding=1), clnet.BatchNorm(activation="relu")]
         if i % 2:
             layers.append(clnet.MaxPool2d(2))
     return layers + [clnet.Flatten(), clnet.FullyConnected(10, "softmax")]
@@ -167,16 +167,23 @@ def one_convolution(ctx, key: str, shape: tuple[int, ...], layer: clnet.Conv2d, 
             "clnet_backward": seconds(backward, repeats), "torch_backward": seconds(torch_backward, repeats)}
 
 
-def fused_activation(ctx, repeats: int) -> dict:
-    """The CIFAR network's 32 -> 32 convolution with relu fused into its epilogue, against the same
-    convolution followed by an Activation("relu") layer (a 10-output layer after both): a
-    training network's forward and backward passes, the two alternating (seconds, and the median
-    of the pairs' ratios fused / separate)."""
+FUSIONS = {  # what relu is fused into: (the layers with it fused, the same with an Activation layer)
+    "convolution": ([clnet.Conv2d(32, 3, padding=1, activation="relu")],
+                    [clnet.Conv2d(32, 3, padding=1), clnet.Activation("relu")]),
+    "batch norm": ([clnet.Conv2d(32, 3, padding=1), clnet.BatchNorm(activation="relu")],
+                   [clnet.Conv2d(32, 3, padding=1), clnet.BatchNorm(), clnet.Activation("relu")]),
+}
+
+
+def fused_activation(ctx, repeats: int, into: str) -> dict:
+    """relu fused into the CIFAR network's 32 -> 32 convolution (its epilogue), or into the batch
+    norm after it, against the same layers followed by an Activation("relu") layer (a 10-output
+    layer after both): a training network's forward and backward passes, the two alternating
+    (seconds, and the median of the pairs' ratios fused / separate)."""
     shape = (32, 32, 32)
     x = np.random.default_rng(2).normal(size=(BATCH, *shape)).astype(np.float32)
     steps = {}
-    for name, first in (("fused", [clnet.Conv2d(32, 3, padding=1, activation="relu")]),
-                        ("separate", [clnet.Conv2d(32, 3, padding=1), clnet.Activation("relu")])):
+    for name, first in zip(("fused", "separate"), FUSIONS[into]):
         net = clnet.InferenceNetwork(ctx, shape, first + [clnet.Flatten(), clnet.FullyConnected(10)], seed=0)
         training = clnet.TrainingNetwork(net, x)
         training.output_gradient.set(np.ones(training.output_gradient.shape, np.float32))
@@ -294,7 +301,7 @@ def main() -> None:
             results[key] = {name: statistics.median(times) for name, times in found.items()}
             results[key]["rounds"] = found
             alone += conv_alone(ctx, key, args.repeats)
-        fusion = fused_activation(ctx, args.repeats)
+        fusion = {into: fused_activation(ctx, args.repeats, into) for into in FUSIONS}
         info = common.machine(ctx)
     for key in args.only:
         results[key]["tinygrad"] = {"error": "skipped"} if args.no_tinygrad else tinygrad_step(key, 10)
@@ -314,8 +321,9 @@ def main() -> None:
                        [[r["layer"], r["clnet_forward"] * 1e3, r["torch_forward"] * 1e3,
                          r["clnet_forward"] / r["torch_forward"], r["clnet_backward"] * 1e3,
                          r["torch_backward"] * 1e3, r["clnet_backward"] / r["torch_backward"]] for r in alone]))
-    print(f"\nrelu fused into the 32 -> 32 convolution: {fusion['fused'] * 1e3:.1f} ms a forward and backward pass, "
-          f"as a layer of its own: {fusion['separate'] * 1e3:.1f} ms (pairs: {fusion['ratio']:.3f})")
+    for into, found in fusion.items():
+        print(f"\nrelu fused into the 32 -> 32 layer's {into}: {found['fused'] * 1e3:.1f} ms a forward and backward "
+              f"pass, as a layer of its own: {found['separate'] * 1e3:.1f} ms (pairs: {found['ratio']:.3f})")
     path = common.write_json("conv", {"steps": results, "convolutions": alone, "fused_activation": fusion,
                                       "machine": info})
     print(f"\nwrote {path}")

@@ -18,14 +18,34 @@
 ##   norm_forward:   y = (x - mean) * invstd * scale + shift
 ##   norm_backward:  dx = pre * invstd / count * (count * dy * w - s1 - xhat * s2), with
 ##                   pre = scale and w = 1 (batch norm), or pre = 1 and w = scale (layer norm)
+##
+## Batch norm's activation (param activation, "linear": none) is applied in norm_forward, a =
+## f(y), and its derivative in the backward kernels, g = dy * f'(a or z): a read from the layer's
+## output `out`, z = xhat * scale + shift made again from x (param affine: with scale and shift).
 <%include file="common.cl"/>
 <%namespace name="v" file="vectors.cl"/>
+<%namespace name="act" file="activations.cl"/>
 <%
     stats_at, affine_at = context.get("stats_at", "row"), context.get("affine_at", None)
     stats_by, weighted = context.get("stats_by", "segment"), context.get("weighted", False)
+    activation, affine = context.get("activation") or "linear", context.get("affine", False)
     width_v = v.attr.vector_width(dtype)
     vec = "real%d" % width_v
+    fused = activation != "linear"
+    slope_reads = act.attr.ACTIVATIONS[activation][2]
+    extra = act.attr.signature_extra(activation)
 %>
+#define ZERO ((${vec})(0))
+#define ONE ((${vec})(1))
+## g *= f'(a or z) for a `type` (the vector type or real: a scalar goes through lane 0 of a vector,
+## since the formulas are written for vectors); value: a's or z's expression of that type.
+<%def name="times_slope(g, type, value)">
+    {
+        const ${vec} ${slope_reads} = (${vec})(${value});
+        const ${vec} slope_ = ${act.attr.ACTIVATIONS[activation][1]};
+        ${g} *= slope_${"" if type == vec else ".s0"};
+    }
+</%def>
 ## One work-item per row (o, s) of `inner` elements, in vectors (kernels/vectors.cl's width), then the
 ## rest one by one. body(load, type, acc): the loop's statement, with load(name, within_row) the
 ## element at i of array `name` (within_row: of the row, else of the array itself), type the
@@ -97,19 +117,25 @@ ${kernel("running_update", "const real *mean, const real *var, real *running_mea
 // the statistics of the segment s, or of the outer index o (stats_by); w = scale[i] or 1 (weighted).
 <%def name="sums_body(load, type, acc)">
         {
-            const ${type} g = ${load("dy")}${(" * " + load("scale", False)) if weighted else ""};
+            ${type} g = ${load("dy")}${(" * " + load("scale", False)) if weighted else ""};
             const ${type} xhat = (${load("x")} - mu) * invstd;
+% if fused:
+            ${times_slope("g", type, load("out") if slope_reads == "a" else "xhat * gamma + beta")}
+% endif
             ${acc("a")} += g;
             ${acc("b")} += g * xhat;
         }
 </%def>
 ${kernel("row_sums2", "const real *dy, const real *x, const real *mean, const real *var, const real *scale, "
-                      "real eps, real *row_a, real *row_b, index_t rows, index_t segments, index_t inner")} {
+                      "real eps, real *row_a, real *row_b, index_t rows, index_t segments, index_t inner, "
+                      "const real *out, const real *shift" + extra)} {
     const size_t row = get_global_id(0);
     if (row >= rows) return;
     const size_t base = row * inner;
     const index_t t = ${"row % segments" if stats_by == "segment" else "row / segments"};
     const real mu = mean_p[mean_off + t], invstd = 1 / sqrt(var_p[var_off + t] + eps);
+    // z = xhat * gamma + beta, the activation's input (batch norm's affine parameters of segment t)
+    const real gamma = ${"scale_p[scale_off + t]" if affine else "1"}, beta = ${"shift_p[shift_off + t]" if affine else "0"};
 ${row_loop(sums_body, ["a", "b"])}
     row_a_p[row_a_off + row] = a;
     row_b_p[row_b_off + row] = b;
@@ -180,7 +206,7 @@ ${kernel("combine_sums", "const real *row_a, const real *row_b, real *s1, real *
 </%def>
 // Dimension 1: rows; dimension 0: vectors along a row.
 ${kernel("norm_forward", "const real *x, const real *mean, const real *var, const real *scale, const real *shift, "
-                      "real eps, real *y, index_t segments, index_t cols")} {
+                      "real eps, real *y, index_t segments, index_t cols" + extra)} {
     const index_t row = get_global_id(1);
 ${row_scalars(row_values)}
 <%v:elementwise n="cols" inputs="${['x'] + col_inputs}" outputs="${['y']}" base="${dict(col_base, x='(size_t)row * cols', y='(size_t)row * cols')}">
@@ -188,29 +214,42 @@ ${row_scalars(row_values)}
 % if affine_at is not None:
     y = y * scale + shift;
 % endif
+% if fused:
+    {
+        const ${vec} z = y;
+        y = ${act.attr.ACTIVATIONS[activation][0]};
+    }
+% endif
 </%v:elementwise>
 }
 
 <%
+    # z = xhat * scale + shift is made again where the activation's derivative reads z
+    z_shift = ["shift"] if fused and slope_reads == "z" and affine_at is not None else []
     back_row = [n for n, w in (("mean", stats_at), ("var", stats_at), ("s1", stats_at), ("s2", stats_at))
-                if w == "row"] + (["scale"] if affine_at == "row" else [])
+                if w == "row"] + (["scale"] + z_shift if affine_at == "row" else [])
     back_col = [n for n, w in (("mean", stats_at), ("var", stats_at), ("s1", stats_at), ("s2", stats_at))
-                if w == "col"] + (["scale"] if affine_at == "col" else [])
+                if w == "col"] + (["scale"] + z_shift if affine_at == "col" else [])
+    out_input = ["out"] if fused and slope_reads == "a" else []
 %>
 ${kernel("norm_backward", "const real *dy, const real *x, const real *mean, const real *var, const real *scale, "
                                "const real *s1, const real *s2, real eps, real count, real *dx, index_t segments, "
-                               "index_t cols")} {
+                               "index_t cols, const real *out, const real *shift" + extra)} {
     const index_t row = get_global_id(1);
 ${row_scalars(back_row)}
-<%v:elementwise n="cols" inputs="${['dy', 'x'] + back_col}" outputs="${['dx']}" base="${dict(col_base, dy='(size_t)row * cols', x='(size_t)row * cols', dx='(size_t)row * cols')}">
+<%v:elementwise n="cols" inputs="${['dy', 'x'] + out_input + back_col}" outputs="${['dx']}" base="${dict(col_base, dy='(size_t)row * cols', x='(size_t)row * cols', dx='(size_t)row * cols', out='(size_t)row * cols')}">
     const ${vec} invstd = 1 / sqrt(var + eps);
     const ${vec} xhat = (x - mean) * invstd;
+    ${vec} g = dy;
+% if fused:
+    ${times_slope("g", vec, "out" if slope_reads == "a" else ("xhat * scale + shift" if affine_at else "xhat"))}
+% endif
 % if weighted and affine_at == "col":
-    dx = invstd / count * (count * dy * scale - s1 - xhat * s2);
+    dx = invstd / count * (count * g * scale - s1 - xhat * s2);
 % elif affine_at is not None:
-    dx = scale * invstd / count * (count * dy - s1 - xhat * s2);
+    dx = scale * invstd / count * (count * g - s1 - xhat * s2);
 % else:
-    dx = invstd / count * (count * dy - s1 - xhat * s2);
+    dx = invstd / count * (count * g - s1 - xhat * s2);
 % endif
 </%v:elementwise>
 }

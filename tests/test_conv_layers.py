@@ -226,3 +226,59 @@ def test_an_expanding_convolution_of_short_rows_takes_its_input_gradient_by_col2
         trainer.backward()
     names = [kernel.function_name for kernel, size, _ in plan.launches if size is not None]
     assert "col2im" in names and "flip_weights" not in names
+
+
+class BatchNormThen(torch.nn.Module):
+    """PyTorch's batch norm and an activation after it, with the batch norm's parameters named as
+    layer_check copies them."""
+
+    def __init__(self, bn, activation):
+        super().__init__()
+        self.bn, self.activation = bn, activation
+
+    def forward(self, x):
+        return self.activation(self.bn(x))
+
+    def __getattr__(self, name):
+        if name in ("weight", "bias", "running_mean", "running_var"):
+            return getattr(self.bn, name)
+        return super().__getattr__(name)
+
+
+@pytest.mark.parametrize("activation, then, affine, shape", [
+    ("relu", torch.relu, True, (6, 5, 7)),                    # the derivative reads the output
+    ("gelu", torch.nn.functional.gelu, True, (4, 3, 5)),      # ... reads z, made again from x
+    ("silu", torch.nn.functional.silu, False, (3, 4, 4)),     # without scale and shift
+    (("leaky_relu", 0.2), lambda t: torch.nn.functional.leaky_relu(t, 0.2), True, (5,)),  # features
+    ("tanh", torch.tanh, True, (3, 9)),                        # 9 values a row: a vector and a tail
+])
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm_with_its_activation_fused_equals_pytorchs_batch_norm_then_the_activation(
+        ctx, dtype, activation, then, affine, shape, train):
+    channels = shape[0]
+    bn = (torch.nn.BatchNorm1d if len(shape) < 3 else torch.nn.BatchNorm2d)(channels, affine=affine)
+    compare(ctx, clnet.BatchNorm(affine=affine, activation=activation), BatchNormThen(bn, then), shape, 3, dtype,
+            train=train, steps=2)
+
+
+def test_batch_norm_with_an_activation_refuses_rowwise_ones(ctx):
+    with pytest.raises(ValueError, match="cannot be softmax, which works on whole rows"):
+        clnet.BatchNorm(activation="softmax")
+    with pytest.raises(ValueError, match="swish2"):
+        clnet.BatchNorm(activation="swish2")
+
+
+@pytest.mark.parametrize("activation, cost", [("sigmoid", "cross_entropy"), ("relu", "mse")])
+def test_a_batch_norm_with_its_activation_as_the_output_layer_trains_as_one_then_an_activation(ctx, activation, cost):
+    """The output layer keeps z for the costs that read logits (cross-entropy after sigmoid) and
+    skips the derivative they already applied; mse applies it: an SGD epoch equals the same network
+    with a plain BatchNorm and an Activation layer."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 5)), rng.integers(0, 2, (12, 3)).astype(float)
+    nets = [clnet.InferenceNetwork(ctx, (5,), [clnet.FullyConnected(3, "linear"), *layers], dtype=np.float64, seed=1)
+            for layers in ([clnet.BatchNorm(activation=activation)], [clnet.BatchNorm(), clnet.Activation(activation)])]
+    for net in nets:
+        net.fit(x, y, cost, 2, 4, optimizer=clnet.SGD(0.1), progress=False, seed=0)
+    for (name, a), b in zip(nets[0].named_arrays().items(), nets[1].named_arrays().values()):
+        np.testing.assert_allclose(a.get(), b.get(), rtol=1e-12, atol=1e-13, err_msg=name)
+    np.testing.assert_allclose(nets[0](x).get(), nets[1](x).get(), rtol=1e-12, atol=1e-13)

@@ -16,7 +16,7 @@ EXAMPLES = {  # a layer type: (sample shape, layers that hold it; ids: inputs ar
     "AdaptiveAvgPool2d": ((2, 6, 6), [clnet.AdaptiveAvgPool2d(3)]),
     "Add": (4, [clnet.Add([F(4, "tanh")], [F(4, "relu")])]),
     "AvgPool2d": ((2, 6, 6), [clnet.AvgPool2d(3, stride=2, padding=1)]),
-    "BatchNorm": ((2, 4, 4), [C(3, 3, bias=False), clnet.BatchNorm()]),
+    "BatchNorm": ((2, 4, 4), [C(3, 3, bias=False), clnet.BatchNorm(activation="relu")]),  # Relu fused back
     "Concat": ((2, 5, 5), [clnet.Concat([C(2, 1, activation="relu")], [C(3, 3, padding=1)])]),
     "Conv1d": ((3, 10), [clnet.Conv1d(4, 3, stride=2, padding=1, activation="silu")]),
     "Conv2d": ((2, 5, 5), [C(3, 3, padding=(1, 0), activation="relu6")]),

@@ -1,9 +1,10 @@
 """Normalization layers, PyTorch's (clnet.ops.norm):
 
-    BatchNorm(eps, momentum, affine)   per channel of (channels,) features or (channels, ...) images:
+    BatchNorm(eps, momentum, affine, sync, activation)
+                                       per channel of (channels,) features or (channels, ...) images:
                                        the batch's statistics while training (running mean and
                                        unbiased variance updated with `momentum`), the running
-                                       statistics at inference
+                                       statistics at inference; an activation after it, fused
     LayerNorm(normalized_shape, eps, elementwise_affine)
                                        per sample, over the last dimensions
 
@@ -19,7 +20,7 @@ import numbers
 import numpy as np
 import pyopencl.array as cla
 
-from ..ops import norm
+from ..ops import activations, norm
 from .protocol import BuiltLayer, Layer, LayerTraining, Link, Parameter, Step
 from .registry import register_layer
 
@@ -36,19 +37,31 @@ class BatchNorm(Layer):
     as PyTorch's BatchNorm1d, or (channels, ...) as its BatchNorm1d/2d/3d. momentum: the weight
     of each batch in the running statistics (PyTorch's 0.1). sync: on MPI (`fit(world=...)`),
     the statistics of the whole step's batch over every rank, as PyTorch's SyncBatchNorm (two
-    collectives per step; training then equals one process's), instead of each rank's part."""
+    collectives per step; training then equals one process's), instead of each rank's part.
+    activation: applied to the normalized values in the same passes (clnet.ACTIVATIONS but the
+    row-wise softmax and log_softmax; a name or (name, alpha)), as an Activation layer after it
+    would be, without that layer's passes over the data: resnet's BatchNorm2d + ReLU."""
 
-    def __init__(self, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True, sync: bool = False):
+    def __init__(self, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True, sync: bool = False,
+                 activation: str | tuple[str, float] = "linear"):
         self.eps = _real("eps", eps, 0, math.inf, low_open=True)
         self.momentum = _real("momentum", momentum, 0, 1)
         self.affine = bool(affine)
         if not isinstance(sync, bool):
             raise ValueError(f"sync must be True or False, got {sync!r}")
         self.sync = sync
+        self.activation, self.alpha = activations.parse(activation)
+        if self.activation in activations.ROWWISE:
+            raise ValueError(f"BatchNorm's activation cannot be {self.activation}, which works on whole rows: use "
+                             f"an Activation({self.activation!r}) layer after Flatten")
 
     def config(self) -> dict:
-        found = super().config()
-        return found if self.sync else {k: v for k, v in found.items() if k != "sync"}  # older files: no key
+        found = {"eps": self.eps, "momentum": self.momentum, "affine": self.affine}  # older files: no other key
+        if self.sync:
+            found["sync"] = True
+        if self.activation != "linear":
+            found["activation"] = activations.describe(self.activation, self.alpha)
+        return found
 
     @staticmethod
     def segments(input_shape: tuple[int, ...], batch: int) -> norm.Segments:
@@ -65,7 +78,7 @@ class BatchNorm(Layer):
         return NormLayer(self, ctx, input_shape, dtype, arrays)
 
     def brief(self) -> str:
-        return "batch norm"
+        return "batch norm" if self.activation == "linear" else f"batch norm {self.activation}"
 
 
 class LayerNorm(Layer):
@@ -126,9 +139,11 @@ class NormLayer(BuiltLayer):
             return segments, segments, "col", "col" if affine else None
         return inner, segments, "row", "row" if affine else None
 
-    def forward(self, x: cla.Array, out: cla.Array | None = None, stats: tuple | None = None) -> cla.Array:
-        """out = x normalized: with `stats` (mean, var) if given (the training half's batch
-        statistics), else with the running statistics (BatchNorm) or x's own (LayerNorm)."""
+    def forward(self, x: cla.Array, out: cla.Array | None = None, stats: tuple | None = None,
+                activate: bool = True) -> cla.Array:
+        """out = x normalized (and the activation applied, unless not activate): with `stats`
+        (mean, var) if given (the training half's batch statistics), else with the running
+        statistics (BatchNorm) or x's own (LayerNorm)."""
         out = self.empty(x.shape[0]) if out is None else out
         batch = x.shape[0]
         if stats is None:
@@ -140,8 +155,16 @@ class NormLayer(BuiltLayer):
                 norm.moments(self.ctx, x, *stats, self.spec.segments(self.input_shape, batch))
         cols, segments, stats_at, affine_at = self.layout(batch)
         norm.normalize(self.ctx, x, *stats, self.arrays.get("scale"), self.arrays.get("shift"), self.spec.eps, out,
-                       cols, segments, stats_at, affine_at)
+                       cols, segments, stats_at, affine_at, self.activation if activate else "linear", self.alpha)
         return out
+
+    @property
+    def activation(self) -> str:
+        return getattr(self.spec, "activation", "linear")  # LayerNorm has none
+
+    @property
+    def alpha(self) -> float | None:
+        return getattr(self.spec, "alpha", None)
 
     def training(self, link: Link) -> NormTraining:
         return NormTraining(self, link)
@@ -154,7 +177,8 @@ class NormLayer(BuiltLayer):
         inputs = [x] + [graph.constant(a, hint) for a, hint in ((scale, "gamma"), (shift, "beta"),
                                                                  (arrays["running_mean"], "mean"),
                                                                  (arrays["running_var"], "var"))]
-        return graph.node("BatchNormalization", inputs, epsilon=self.spec.eps, momentum=1 - self.spec.momentum)
+        z = graph.node("BatchNormalization", inputs, epsilon=self.spec.eps, momentum=1 - self.spec.momentum)
+        return z if self.activation == "linear" else graph.activation(self.activation, self.alpha, z)
 
 
     def _layer_norm_onnx(self, graph, x: str, arrays: dict[str, np.ndarray]) -> str:
@@ -191,6 +215,8 @@ class NormTraining(LayerTraining):
             raise ValueError(f"BatchNorm needs more than one value per channel to train, got batches of {self.batch} "
                              f"samples of shape {layer.input_shape}: choose a batch_size that leaves no batch of one")
         self.out, self.delta = layer.empty(self.batch), layer.empty(self.batch)
+        # the output layer keeps the values before its activation: the costs from logits read them
+        self.z = layer.empty(self.batch) if self.is_output and layer.activation != "linear" else None
         self.mean, self.var = cla.empty(queue, count, dtype), cla.empty(queue, count, dtype)
         self.s1, self.s2 = cla.empty(queue, count, dtype), cla.empty(queue, count, dtype)
         self.zeros = norm.zeros(layer.ctx, count, dtype) if layer.batch_norm else None
@@ -200,7 +226,7 @@ class NormTraining(LayerTraining):
         layer, ctx = self.layer, self.ctx
         self._train = step.train or not layer.batch_norm
         if not self._train:  # inference behaviour: the running statistics
-            layer.forward(self.x, self.out)
+            self._normalize(None)
             return
         norm.moments(ctx, self.x, self.mean, self.var, self.segments)
         outer, _, inner = self.segments
@@ -211,7 +237,20 @@ class NormTraining(LayerTraining):
         if layer.batch_norm:
             norm.running_update(ctx, self.mean, self.var, self.arrays["running_mean"], self.arrays["running_var"],
                                 layer.spec.momentum, values)
-        layer.forward(self.x, self.out, (self.mean, self.var))
+        self._normalize((self.mean, self.var))
+
+    def _normalize(self, stats: tuple | None) -> None:
+        """out = f(x normalized), through z when the layer keeps it."""
+        layer = self.layer
+        if self.z is None:
+            layer.forward(self.x, self.out, stats)
+            return
+        layer.forward(self.x, self.z, stats, activate=False)
+        activations.forward(self.ctx, layer.activation, self.z, self.out, layer.alpha)
+
+    @property
+    def logits(self) -> cla.Array:
+        return self.out if self.z is None else self.z
 
     def _sync_statistics(self, values: int) -> int:
         """Replace this rank's mean and var by the whole batch's: every rank's (count, mean, var)
@@ -245,18 +284,22 @@ class NormTraining(LayerTraining):
         self.s2.set(both[s1.size:].astype(s2.dtype))
         return self.s1, self.s2
 
-    def backward(self) -> None:
+    def backward(self, skip_activation_derivative: bool = False) -> None:
+        """skip_activation_derivative: delta is dC/dz already (the output layer's, from a cost)."""
         if self.layer.batch_norm:
-            self._batch_norm_backward()
+            self._batch_norm_backward(skip_activation_derivative)
         else:
             self._layer_norm_backward()
 
-    def _batch_norm_backward(self) -> None:
+    def _batch_norm_backward(self, skip_activation_derivative: bool) -> None:
         layer, ctx, eps = self.layer, self.ctx, self.layer.spec.eps
         mean, var = (self.mean, self.var) if self._train else (self.arrays["running_mean"], self.arrays["running_var"])
         s1, s2 = self.gradients.get("shift", self.s1), self.gradients.get("scale", self.s2)  # dbeta, dgamma
+        fused = norm.Fused() if skip_activation_derivative else norm.Fused(layer.activation, layer.alpha, self.out,
+                                                                         self.arrays.get("shift"))
         # dbeta and dgamma of this rank's part: fit adds the ranks' parameter gradients itself
-        norm.sums(ctx, self.delta, self.x, mean, var, None, eps, s1, s2, self.segments)
+        norm.sums(ctx, self.delta, self.x, mean, var, self.arrays.get("scale"), eps, s1, s2, self.segments,
+                  fused=fused)
         if self.grad_x is not None:
             cols, segments, stats_at, affine_at = layer.layout(self.batch)
             outer, _, inner = self.segments
@@ -266,7 +309,7 @@ class NormTraining(LayerTraining):
             if self.sync is not None and self._train:
                 sums, values = self._sync_sums(s1, s2), inner * self.sync.global_rows  # the whole batch's
             norm.normalize_backward(ctx, self.delta, self.x, mean, var, self.arrays.get("scale"), *sums, eps,
-                                    values, self.grad_x, cols, segments, stats_at, affine_at)
+                                    values, self.grad_x, cols, segments, stats_at, affine_at, fused=fused)
 
     def _layer_norm_backward(self) -> None:
         layer, ctx, eps = self.layer, self.ctx, self.layer.spec.eps
@@ -285,7 +328,7 @@ class NormTraining(LayerTraining):
 
     def release(self) -> None:
         super().release()
-        self.mean = self.var = self.s1 = self.s2 = self.zeros = None
+        self.mean = self.var = self.s1 = self.s2 = self.zeros = self.z = None
 
 
 for _layer in (BatchNorm, LayerNorm):

@@ -5,14 +5,33 @@ per row or per column. Every call is queued, not waited on."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyopencl as cl
 import pyopencl.array as cla
 
-from . import memory
+from . import activations, memory
 from .arrays import check_array, vector_width
 
 Segments = tuple[int, int, int]  # (outer, segments, inner)
 ROW_GROUP = 8  # vectors of a row per work-group in the elementwise passes
+
+
+@dataclass(frozen=True)
+class Fused:
+    """Batch norm's activation, for the backward kernels: its name and parameter, the layer's
+    output `out` (what a derivative of a reads) and its shift (with the scale: z = xhat * scale +
+    shift, what a derivative of z reads; None: no affine parameters)."""
+
+    activation: str = "linear"
+    alpha: float | None = None
+    out: cla.Array | None = None
+    shift: cla.Array | None = None
+
+    def arguments(self, dy: cla.Array) -> dict:
+        """The kernels' out, shift and act_alpha arguments (dy where an array is not read)."""
+        return {"out": dy if self.out is None else self.out, "shift": dy if self.shift is None else self.shift,
+                **activations.alpha_argument(self.activation, self.alpha)}
 
 
 def _rows(ctx, name: str, count: int, dtype) -> cla.Array:
@@ -59,9 +78,10 @@ def running_update(ctx, mean: cla.Array, var: cla.Array, running_mean: cla.Array
 
 def sums(ctx, dy: cla.Array, x: cla.Array, mean: cla.Array, var: cla.Array, scale: cla.Array | None, eps: float,
          s1: cla.Array, s2: cla.Array, segments: Segments, stats_by: str = "segment",
-         weighted: bool = False) -> None:
-    """s1[s] = sum of dy * w and s2[s] = sum of dy * w * xhat over every segment s, w = scale[i]
-    when weighted, else 1; xhat from the statistics of the segment, or of the outer index."""
+         weighted: bool = False, fused: Fused | None = None) -> None:
+    """s1[s] = sum of g * w and s2[s] = sum of g * w * xhat over every segment s, w = scale[i]
+    when weighted, else 1; xhat from the statistics of the segment, or of the outer index; g = dy,
+    or dy * f'(a or z) for batch norm's fused activation (`fused`; scale then its affine scale)."""
     dtype = ctx.real_dtype(dy.dtype)
     outer, count, inner = segments
     check_array(ctx, dy, "dy")
@@ -70,9 +90,11 @@ def sums(ctx, dy: cla.Array, x: cla.Array, mean: cla.Array, var: cla.Array, scal
         check_array(ctx, a, name, dtype=dtype, shape=(count,))
     rows = outer * count
     row_a, row_b = _rows(ctx, "a", rows, dtype), _rows(ctx, "b", rows, dtype)
-    kernel = ctx.kernel("norm.cl", "row_sums2", dtype=dtype, stats_by=stats_by, weighted=weighted)
+    fused = fused or Fused()
+    kernel = ctx.kernel("norm.cl", "row_sums2", dtype=dtype, stats_by=stats_by, weighted=weighted,
+                        activation=fused.activation, affine=fused.shift is not None)
     kernel(ctx.queue, *_launch(rows), dy=dy, x=x, mean=mean, var=var, scale=dy if scale is None else scale, eps=eps,
-           row_a=row_a, row_b=row_b, rows=rows, segments=count, inner=inner)
+           row_a=row_a, row_b=row_b, rows=rows, segments=count, inner=inner, **fused.arguments(dy))
     ctx.kernel("norm.cl", "combine_sums", dtype=dtype)(ctx.queue, *_launch(count), row_a=row_a, row_b=row_b, s1=s1,
                                                        s2=s2, outer=outer, segments=count)
 
@@ -103,31 +125,37 @@ def _row_launch(x: cla.Array, cols: int, dtype) -> tuple[tuple, tuple]:
 
 
 def normalize(ctx, x: cla.Array, mean: cla.Array, var: cla.Array, scale: cla.Array | None, shift: cla.Array | None,
-              eps: float, y: cla.Array, cols: int, segments: int, stats_at: str, affine_at: str | None) -> cl.Event:
-    """y = (x - mean) / sqrt(var + eps) * scale + shift over rows of `cols` elements; statistics
-    and affine parameters per row (index row % segments) or per column."""
+              eps: float, y: cla.Array, cols: int, segments: int, stats_at: str, affine_at: str | None,
+              activation: str = "linear", alpha: float | None = None) -> cl.Event:
+    """y = f((x - mean) / sqrt(var + eps) * scale + shift) over rows of `cols` elements; statistics
+    and affine parameters per row (index row % segments) or per column; f the activation."""
     dtype = ctx.real_dtype(x.dtype)
     check_array(ctx, x, "x")
     check_array(ctx, y, "y", dtype=dtype, shape=x.shape)
-    kernel = ctx.kernel("norm.cl", "norm_forward", dtype=dtype, stats_at=stats_at, affine_at=affine_at)
+    kernel = ctx.kernel("norm.cl", "norm_forward", dtype=dtype, stats_at=stats_at, affine_at=affine_at,
+                        activation=activation)
     return kernel(ctx.queue, *_row_launch(x, cols, dtype), x=x, mean=mean, var=var, scale=x if scale is None else scale,
-                  shift=x if shift is None else shift, eps=eps, y=y, segments=segments, cols=cols)
+                  shift=x if shift is None else shift, eps=eps, y=y, segments=segments, cols=cols,
+                  **activations.alpha_argument(activation, alpha))
 
 
 def normalize_backward(ctx, dy: cla.Array, x: cla.Array, mean: cla.Array, var: cla.Array, scale: cla.Array | None,
                        s1: cla.Array, s2: cla.Array, eps: float, count: int, dx: cla.Array, cols: int, segments: int,
-                       stats_at: str, affine_at: str | None, weighted: bool = False) -> cl.Event:
-    """dx = pre * invstd / count * (count * dy * w - s1 - xhat * s2): pre = scale, w = 1 (batch
-    norm, with its statistics' sums s1 and s2), or pre = 1, w = scale (weighted: layer norm)."""
+                       stats_at: str, affine_at: str | None, weighted: bool = False,
+                       fused: Fused | None = None) -> cl.Event:
+    """dx = pre * invstd / count * (count * g * w - s1 - xhat * s2): pre = scale, w = 1 (batch
+    norm, with its statistics' sums s1 and s2), or pre = 1, w = scale (weighted: layer norm); g =
+    dy, or dy * f'(a or z) for batch norm's fused activation (`fused`)."""
     dtype = ctx.real_dtype(dy.dtype)
     check_array(ctx, dy, "dy")
     check_array(ctx, x, "x", dtype=dtype, shape=dy.shape)
     check_array(ctx, dx, "dx", dtype=dtype, shape=dy.shape)
+    fused = fused or Fused()
     kernel = ctx.kernel("norm.cl", "norm_backward", dtype=dtype, stats_at=stats_at, affine_at=affine_at,
-                        weighted=weighted)
+                        weighted=weighted, activation=fused.activation)
     return kernel(ctx.queue, *_row_launch(dy, cols, dtype), dy=dy, x=x, mean=mean, var=var,
                   scale=dy if scale is None else scale, s1=s1, s2=s2, eps=eps, count=float(count), dx=dx,
-                  segments=segments, cols=cols)
+                  segments=segments, cols=cols, **fused.arguments(dy))
 
 
 def zeros(ctx, size: int, dtype) -> cla.Array:

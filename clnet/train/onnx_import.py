@@ -11,7 +11,7 @@ recognised, merges found); each chain of nodes then becomes layers:
     MaxPool, AveragePool        MaxPool2d, AvgPool2d (ceil_mode too; no dilation)
     Resize by whole scales (nearest, floor; linear, half-pixel)        Upsample2d
     GlobalAveragePool, ReduceMean over (H, W) keeping them             GlobalAvgPool2d
-    BatchNormalization (inference)                                     BatchNorm
+    BatchNormalization (inference), an activation after it fused       BatchNorm
     Flatten (axis 1), Reshape to (batch, features)                     Flatten
     Add, Mul, Concat (axis 1) of branches from one tensor              Residual / Add, Multiply, Concat
     Gather of a constant table by the input ids                        Embedding
@@ -219,8 +219,8 @@ class Reader:
             self.add(onnx_layers.resize(self, node, attributes, self.sample_shape()))
         elif op in ("GlobalAveragePool", "ReduceMean"):
             self.global_average(node, attributes)
-        elif op == "BatchNormalization":
-            self.add(*onnx_layers.batch_norm(self, node, attributes))
+        elif op == "BatchNormalization":  # the activation after it fused into it, as into a Conv
+            self.add_pending(onnx_layers.batch_norm(self, node, attributes))
         elif op == "LayerNormalization":
             self.add(*onnx_layers.layer_norm(self, node, attributes, self.sample_shape()))
         elif op == "Gather":

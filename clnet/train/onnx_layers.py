@@ -118,6 +118,7 @@ def pool(reader, node, attributes: dict):
 
 
 def batch_norm(reader, node, attributes: dict) -> tuple:
+    """(make(activation) -> BatchNorm, arrays): a layer that awaits the activation after it."""
     if attributes.get("training_mode", 0):
         raise reader.fail(node, "training_mode=1; clnet imports inference batch normalization")
     scale, shift, mean, var = (reader.values.get(name) for name in node.inputs[1:5])
@@ -126,7 +127,8 @@ def batch_norm(reader, node, attributes: dict) -> tuple:
     # ONNX's momentum weighs the running value, PyTorch's the batch; both kept in float32 (0.9 is 0.89999998)
     momentum = round(1 - float(str(np.float32(attributes.get("momentum", 0.9)))), 7)
     eps = float(str(np.float32(attributes.get("epsilon", 1e-5))))
-    return BatchNorm(eps, momentum), {"scale": scale, "shift": shift, "running_mean": mean, "running_var": var}
+    arrays = {"scale": scale, "shift": shift, "running_mean": mean, "running_var": var}
+    return (lambda activation: BatchNorm(eps, momentum, activation=activation)), arrays
 
 
 def embedding(reader, node, attributes: dict) -> tuple:
