@@ -1,6 +1,6 @@
 """Two ways to one convolution pass, in the same run (issue 34): the filters' gradient from the
-padded images (conv.filter_gradients) against im2col and a GEMM (conv.weight_gradients), and 1x1
-convolutions of short rows as images of one row (conv.flat) against their rows as they are.
+padded images (conv_direct.filter_gradients) against im2col and a GEMM (conv.weight_gradients), and
+1x1 convolutions of short rows as images of one row (conv_geometry.flat) against their rows as they are.
 
     .venv/bin/python bench/bench_conv_paths.py [--rounds R] [--device D]
 
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import clnet  # noqa: E402
-from clnet.ops import conv  # noqa: E402
+from clnet.ops import conv, conv_direct, conv_geometry  # noqa: E402
 
 FILTER_GRADIENTS = {  # name: (in, out, image size, kernel, padding)
     "LeNet conv 1 -> 6, 5x5": (1, 6, 28, 5, 2), "LeNet conv 6 -> 16, 5x5": (6, 16, 14, 5, 0),
@@ -54,7 +54,8 @@ def filter_gradient_rows(ctx, rounds: int) -> list[list]:
         g, batch = geometry(*shape), 64
         rng = np.random.default_rng(0)
         x = cla.to_device(q, rng.standard_normal((batch, g.channels, g.height, g.width), np.float32))
-        dz = cla.to_device(q, rng.standard_normal((g.out_channels, batch * g.pixels), np.float32))
+        delta = cla.to_device(q, rng.standard_normal((batch, g.out_channels, g.out_h, g.out_w), np.float32))
+        dz = cla.to_device(q, delta.get().transpose(1, 0, 2, 3).reshape(g.out_channels, -1))
         grad = cla.empty(q, (g.out_channels, g.channels, g.kh, g.kw), np.float32)
         cols = cla.empty(q, conv.workspace_bytes(g, batch, 4)[0] // 4, np.float32)
 
@@ -64,8 +65,8 @@ def filter_gradient_rows(ctx, rounds: int) -> list[list]:
             conv.weight_gradients(ctx, dz, plain, grad, g, False)
             ctx.finish()
 
-        def padded(g=g, x=x, dz=dz, grad=grad, cols=cols):
-            conv.filter_gradients(ctx, conv._pad(ctx, x, cols, g), dz, grad, g, False)
+        def padded(g=g, x=x, delta=delta, grad=grad, cols=cols):
+            conv_direct.filter_gradients(ctx, conv_direct.pad(ctx, x, cols, g), delta, grad, g, False)
             ctx.finish()
 
         found = best({"im2col + GEMM": im2col, "padded images": padded}, rounds)
@@ -75,7 +76,7 @@ def filter_gradient_rows(ctx, rounds: int) -> list[list]:
 
 
 def one_by_one_rows(ctx, rounds: int) -> list[list]:
-    rows, q, one_row = [], ctx.queue, conv.flat
+    rows, q, one_row = [], ctx.queue, conv_geometry.flat
     for name, (channels, out, size) in ONE_BY_ONE.items():
         g, batch = geometry(channels, out, size, 1, 0), 16
         rng = np.random.default_rng(0)
@@ -88,7 +89,7 @@ def one_by_one_rows(ctx, rounds: int) -> list[list]:
         cols, product = cla.empty(q, cols_bytes // 4, np.float32), cla.empty(q, product_bytes // 4, np.float32)
         found = {}
         for shaped in ("rows", "one row"):
-            conv.flat = one_row if shaped == "one row" else (lambda g: g)
+            conv_direct.flat = one_row if shaped == "one row" else (lambda g: g)
 
             def forward(x=x, w=w, b=b, y=y, cols=cols, product=product, g=g):
                 conv.forward(ctx, x, w, b, y, "relu", None, None, cols, product, g)
@@ -100,7 +101,7 @@ def one_by_one_rows(ctx, rounds: int) -> list[list]:
                               conv.keeps_columns(ctx, np.dtype(np.float32), g))
                 ctx.finish()
             found.update({f"{shaped} {k}": v for k, v in best({"fwd": forward, "both": both}, rounds).items()})
-        conv.flat = one_row
+        conv_direct.flat = one_row
         rows.append([name, found["rows fwd"], found["one row fwd"], found["rows fwd"] / found["one row fwd"],
                      found["rows both"], found["one row both"], found["rows both"] / found["one row both"]])
     return rows

@@ -32,7 +32,7 @@ ACTIVATIONS = {"linear": lambda t: t, "relu": torch.relu, "tanh": torch.tanh,
     ((3, 12, 13), 2, 7, 3, {"padding": 1, "activation": "relu"}),
     ((2, 12, 14), 3, 5, (3, 5), {"padding": (1, 2), "dilation": (2, 1)}),
     ((4, 11, 12), 1, 3, 4, {"padding": "same", "bias": False, "activation": "tanh"}),
-    # 1x1 convolutions, computed as images of one row (conv.flat): 49 pixels (a padded copy), 16 (in
+    # 1x1 convolutions, computed as images of one row (conv_geometry.flat): 49 pixels (a padded copy), 16 (in
     # place), grouped, depthwise, and with a stride (not flat)
     ((5, 7, 7), 2, 6, 1, {"activation": "relu"}),
     ((3, 4, 4), 3, 4, 1, {"bias": False}),
@@ -65,18 +65,18 @@ def test_conv2d_in_chunks_equals_one_chunk(ctx, monkeypatch, spec, shape):
 
 @pytest.mark.parametrize("parts, chunk", [(3, None), (1, 2)])
 def test_conv2d_filter_gradient_from_padded_images_in_parts_and_chunks(ctx, monkeypatch, parts, chunk):
-    """conv_direct's filters' gradient (conv.filter_gradients) with its lines cut into 3 parts, and
+    """conv_direct's filters' gradient (conv_direct.filter_gradients) with its lines cut into 3 parts, and
     in chunks of two images (the padded images made again in the backward pass, the gradient added
     up), equals PyTorch's."""
-    from clnet.ops import conv, tiled_gemm
+    from clnet.ops import conv, conv_direct, tiled_gemm
 
     spec, shape = clnet.Conv2d(5, 3, padding=(1, 2), activation="tanh"), (3, 10, 12)
     monkeypatch.setattr(tiled_gemm, "k_parts", lambda *args: parts)
     if chunk:
         monkeypatch.setattr(conv, "WORKSPACE_BYTES", chunk * sum(conv.workspace_bytes(spec.geometry(shape), 1, 8)))
     called = []
-    original = conv.filter_gradients
-    monkeypatch.setattr(conv, "filter_gradients", lambda *args: called.append(args[-1]) or original(*args))
+    original = conv_direct.filter_gradients
+    monkeypatch.setattr(conv_direct, "filter_gradients", lambda *args: called.append(args[-1]) or original(*args))
     compare(ctx, spec, torch.nn.Conv2d(3, 5, 3, padding=(1, 2)), shape, 5, np.float64, activation=torch.tanh)
     assert called and (True in called) == bool(chunk)  # accumulated over chunks only when chunked
 
@@ -196,7 +196,7 @@ def test_conv2d_training_remakes_its_workspace_when_the_gemm_settings_change(ctx
 @pytest.mark.parametrize("shape, in_place", [((3, 4, 4), True), ((3, 4, 8), True), ((3, 3, 5), False)])
 def test_a_1x1_convolution_of_short_rows_runs_direct_on_images_read_in_place(ctx, shape, in_place):
     """A 1x1 convolution whose rows are too short for conv_direct runs it on images of one row
-    (conv.flat) where that row is whole tiles of 16 (float32), reading them where they are (no
+    (conv_geometry.flat) where that row is whole tiles of 16 (float32), reading them where they are (no
     pad_images launch, forward or backward); otherwise by im2col and a GEMM."""
     from clnet.ops import blas
 
