@@ -97,11 +97,7 @@ ${kernel("conv_direct", args)} {
         }
     }
     // the epilogue, once per row of the tile (a loop: unrolled, it made builds seconds longer)
-    ${vec} tile_[${2 * rows}];
-% for r in range(rows):
-    tile_[${2 * r}] = acc${r}_0;
-    tile_[${2 * r + 1}] = acc${r}_1;
-% endfor
+    ${tile_array()}
     const bool full = ox0 + TILE_COLS <= out_w;
     for (index_t r = 0; r < rows_here; r++) {
         const index_t co = co0 + r;
@@ -171,11 +167,7 @@ ${kernel("filter_gradient", "const real *x, const real *dz, real *parts, index_t
 % endfor
         }
     }
-    ${vec} tile_[${2 * rows}];
-% for r in range(rows):
-    tile_[${2 * r}] = acc${r}_0;
-    tile_[${2 * r + 1}] = acc${r}_1;
-% endfor
+    ${tile_array()}
     const bool full = j0 + TILE_COLS <= out_channels;
     __global real *part = parts_p + parts_off + (size_t)get_global_id(2) * rows * out_channels + j0;
     for (index_t r = 0; r < min((index_t)TILE_ROWS, rows - i0); r++) {
@@ -183,6 +175,14 @@ ${kernel("filter_gradient", "const real *x, const real *dz, real *parts, index_t
     }
 }
 
+## The accumulators as an array tile_[2 r + h]: row r's half h, for an epilogue that loops over rows.
+<%def name="tile_array()">
+    ${vec} tile_[${2 * rows}];
+% for r in range(rows):
+    tile_[${2 * r}] = acc${r}_0;
+    tile_[${2 * r + 1}] = acc${r}_1;
+% endfor
+</%def>
 <%def name="step(at, k)">
                 {
                     __global const real *at_ = ${at};
