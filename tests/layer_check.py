@@ -25,15 +25,17 @@ def to_torch(module, layer, dtype):
             getattr(module, TORCH_NAMES[name]).copy_(torch.tensor(array.get()))
 
 
-def train_half(ctx, net, x, with_input_gradient=True):
-    """The training half of the network's one layer, with a buffer for dC/dx."""
+def train_half(ctx, net, x, with_input_gradient=True, is_output=True):
+    """The training half of the network's one layer, with a buffer for dC/dx (is_output: as the
+    network's last layer, as it is when alone)."""
     layer = net.layers[0]
     gradients = dict(zip([p.name for p in net.placements[0].parameters if p.trainable], net.gradient_buffer.views))
     grad_x = cla.empty(ctx.queue, x.shape, net.dtype) if with_input_gradient else None
-    return layer.training(Link(x.shape[0], x, grad_x, gradients, layer.arrays, 0, True))
+    return layer.training(Link(x.shape[0], x, grad_x, gradients, layer.arrays, 0, is_output))
 
 
-def compare(ctx, spec, module, shape, batch, dtype, seed=0, activation=lambda t: t, train=True, steps=1):
+def compare(ctx, spec, module, shape, batch, dtype, seed=0, activation=lambda t: t, train=True, steps=1,
+            is_output=True):
     """The layer against module (then activation) on random inputs: forward, dC/dx and dC/dparams
     for a random dC/d(out); `steps` training forward passes (running statistics)."""
     net = clnet.InferenceNetwork(ctx, shape, [spec], dtype=dtype, seed=seed)
@@ -46,7 +48,7 @@ def compare(ctx, spec, module, shape, batch, dtype, seed=0, activation=lambda t:
     module.train(train)
     x = rng.normal(size=(batch, *shape)).astype(dtype)
     x_dev = cla.to_device(ctx.queue, x)
-    trainer = train_half(ctx, net, x_dev)
+    trainer = train_half(ctx, net, x_dev, is_output=is_output)
     import torch
 
     for _ in range(steps):

@@ -251,14 +251,16 @@ class BatchNormThen(torch.nn.Module):
     ("silu", torch.nn.functional.silu, False, (3, 4, 4)),     # without scale and shift
     (("leaky_relu", 0.2), lambda t: torch.nn.functional.leaky_relu(t, 0.2), True, (5,)),  # features
     ("tanh", torch.tanh, True, (3, 9)),                        # 9 values a row: a vector and a tail
+    ("relu", torch.relu, True, (4, 2, 3)),                     # 6 values a row: the activation apart
 ])
 @pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("is_output", [False, True])  # inside a network: fused where rows are a vector or more
 def test_batch_norm_with_its_activation_fused_equals_pytorchs_batch_norm_then_the_activation(
-        ctx, dtype, activation, then, affine, shape, train):
+        ctx, dtype, activation, then, affine, shape, train, is_output):
     channels = shape[0]
     bn = (torch.nn.BatchNorm1d if len(shape) < 3 else torch.nn.BatchNorm2d)(channels, affine=affine)
     compare(ctx, clnet.BatchNorm(affine=affine, activation=activation), BatchNormThen(bn, then), shape, 3, dtype,
-            train=train, steps=2)
+            train=train, steps=2, is_output=is_output)
 
 
 def test_batch_norm_with_an_activation_refuses_rowwise_ones(ctx):
@@ -282,3 +284,17 @@ def test_a_batch_norm_with_its_activation_as_the_output_layer_trains_as_one_then
     for (name, a), b in zip(nets[0].named_arrays().items(), nets[1].named_arrays().values()):
         np.testing.assert_allclose(a.get(), b.get(), rtol=1e-12, atol=1e-13, err_msg=name)
     np.testing.assert_allclose(nets[0](x).get(), nets[1](x).get(), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("shape, fused", [((4, 4, 4), True), ((4, 2, 2), False), ((6,), False)])
+def test_batch_norm_runs_its_activation_in_its_own_kernels_only_on_rows_of_a_vector_or_more(ctx, shape, fused):
+    """Fused where a row of the elementwise passes holds a vector (float32: 8 values); on shorter
+    rows (2x2 images, features) an activation kernel of its own, as an Activation layer's."""
+    net = clnet.InferenceNetwork(ctx, shape, [clnet.BatchNorm(activation="relu"), clnet.Flatten(),
+                                              clnet.FullyConnected(2)], dtype=np.float32, seed=0)
+    training = clnet.TrainingNetwork(net, np.ones((3, *shape), np.float32))
+    with ctx.record() as plan:
+        training.layers[0].forward(Step())
+        training.layers[0].backward()
+    names = [kernel.function_name for kernel, size, _ in plan.launches if size is not None]
+    assert ("forward_relu" in names or "backward_relu" in names) != fused
