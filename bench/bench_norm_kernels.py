@@ -1,14 +1,13 @@
-"""A convolution's bias gradient and batch norm's kernels as the working tree has them against the
-same templates at an earlier commit, built side by side in one process (issue 34; where a template
-did not change, the ratio is this machine's noise). The bias gradient then: conv.cl's row_sums of
-delta laid out as (out, samples * pixels), launched as conv.row_sums launched it; now:
-conv.channel_sums of delta as it is (samples, out, pixels).
+"""A convolution's bias gradient as the working tree computes it against conv.cl's row_sums of an
+earlier commit, built side by side in one process (issue 34); batch norm's kernels, the same
+templates in both (today's: their signatures changed since), show this machine's noise. The bias
+gradient then: row_sums of delta laid out as (out, samples * pixels), launched as conv.row_sums
+launched it; now: conv.channel_sums of delta as it is (samples, out, pixels).
 
     .venv/bin/python bench/bench_norm_kernels.py [--rev 0ddf461] [--rounds R] [--device D]
 
-The earlier commit's norm.cl and conv.cl (git show REV:kernels/...) are written over a copy of
-kernels/ and given to a second Context (Context(spec, Templates([...]))); conv.cl's transpose_into
-keeps today's form, since today's Python calls it. float32, (64, 32, 1024): a CIFAR layer's
+The earlier commit's row_sums kernel (git show REV:kernels/conv.cl) is added to a copy of today's
+kernels/, given to a second Context (Context(spec, Templates([...]))). float32, (64, 32, 1024): a CIFAR layer's
 batch-norm input. ms, the best of `rounds` alternating medians of 11; ratio = then / now.
 """
 
@@ -39,11 +38,10 @@ SHAPE = (64, 32, 1024)
 
 
 def templates_at(rev: str, folder: Path) -> Templates:
-    """kernels/ with norm.cl as it was at rev, and conv.cl's row_sums of rev added to today's."""
+    """Today's kernels/ with conv.cl's row_sums of rev added."""
     shutil.copytree(ROOT / "kernels", folder, dirs_exist_ok=True)
-    old = {name: subprocess.run(["git", "show", f"{rev}:kernels/{name}"], cwd=ROOT, check=True, capture_output=True,
-                                text=True).stdout for name in ("norm.cl", "conv.cl")}
-    (folder / "norm.cl").write_text(old["norm.cl"])
+    old = {"conv.cl": subprocess.run(["git", "show", f"{rev}:kernels/conv.cl"], cwd=ROOT, check=True,
+                                     capture_output=True, text=True).stdout}
     row_sums = re.compile(r'\$\{kernel\("row_sums".*?\n\}\n', re.S)
     today = (folder / "conv.cl").read_text()
     (folder / "conv.cl").write_text(today + "\n" + row_sums.search(old["conv.cl"]).group(0))
