@@ -46,56 +46,50 @@ def fit(net: Network, x, y=None, cost: str | None = None, epochs: int = 1, batch
     """Train on mini-batches of (x, y) for `epochs` passes; returns the cost of each epoch (a list,
     clnet.train.validation.History, which also carries the validation figures).
 
-    x: (samples, *input_shape), y: (samples, outputs), (samples,) for one output, or integer class
-    labels (samples,): numpy arrays, lists or other array-likes (converted once, here), or device
-    arrays; every value must be finite. Data bigger than memory: x an np.memmap (each step's rows
-    are read from the file one step ahead, and the process holds only a few batches), or x any
-    iterable of (x, y) or (x, y, sample_weight) batches and no y (a generator, a PyTorch DataLoader:
-    read afresh each epoch, in its own order; cost= must be given, and there is no world, checkpoint
-    or validation_split); see clnet.train.sources. Integer targets are class labels where the cost
-    reads labels (cross_entropy, kl_divergence) or the output layer is softmax (or sigmoid with one
-    output), values otherwise. cost: one of clnet.COSTS or an alias (clnet.ops.cost_table); None
-    chooses by the output layer and the targets (cross_entropy for softmax, or sigmoid with labels;
-    quadratic otherwise) and says which in clnet's log. Each epoch visits the samples in a new order
-    drawn from `seed` (so the same seed and the same starting weights give the same history; layers
-    with dropout draw their masks from it too), in batches of batch_size and a last, smaller batch
-    with the rest. optimizer: clnet.SGD, Adam, AdamW, RMSprop or a registered one (default Adam(),
-    or the checkpoint's own when resuming); schedule: a learning-rate schedule used instead of the
-    optimizer's own rate (clnet.train.schedules, per optimizer step; the optimizer object is not
-    changed; any callable of the step number works). An epoch's cost is the mean over its samples of
-    the cost each batch had before its update. The device is waited on once per epoch.
+    x: (samples, *input_shape), y: (samples, outputs), (samples,) for one output, or integer class labels
+    (samples,): numpy arrays, lists or other array-likes (converted once, here), or device arrays; every value must
+    be finite. Data bigger than memory: x an np.memmap (each step's rows are read from the file one step ahead, and
+    the process holds only a few batches), or x any iterable of (x, y) or (x, y, sample_weight) batches and no y (a
+    generator, a PyTorch DataLoader: read afresh each epoch, in its own order; cost= must be given, and there is no
+    world, checkpoint or validation_split); see clnet.train.sources. Integer targets are class labels where the cost
+    reads labels (cross_entropy, kl_divergence) or the output layer is softmax (or sigmoid with one output), values
+    otherwise. cost: one of clnet.COSTS or an alias (clnet.ops.cost_table); None chooses by the output layer and the
+    targets (cross_entropy for softmax, or sigmoid with labels; quadratic otherwise) and says which in clnet's log.
+    Each epoch visits the samples in a new order drawn from `seed` (so the same seed and the same starting weights
+    give the same history; layers with dropout draw their masks from it too), in batches of batch_size and a last,
+    smaller batch with the rest. optimizer: clnet.SGD, Adam, AdamW, RMSprop or a registered one (default Adam(), or
+    the checkpoint's own when resuming); schedule: a learning-rate schedule used instead of the optimizer's own rate
+    (clnet.train.schedules, per optimizer step; the optimizer object is not changed; any callable of the step number
+    works). An epoch's cost is the mean over its samples of the cost each batch had before its update. The device is
+    waited on once per epoch.
 
-    sample_weight: one weight >= 0 per sample (or per position, with labels per position);
-    class_weight: {class: weight} or one weight per class (class-label targets); the cost is then
-    sum_i w_i C_i / batch and each sample's gradient is weighted (clnet.train.weights).
+    sample_weight: one weight >= 0 per sample (or per position, with labels per position); class_weight: {class:
+    weight} or one weight per class (class-label targets); the cost is then sum_i w_i C_i / batch and each sample's
+    gradient is weighted (clnet.train.weights).
 
-    validation: (x_val, y_val) or (x_val, y_val, weights), evaluated after every epoch without
-    dropout: its cost, and its accuracy for class labels, go to the History and the progress bar.
-    early_stopping=patience ends the run when the validation cost has not improved for `patience`
-    epochs, and leaves the network with the weights of the best epoch (also when the run ends
-    without stopping early). validation_split=f instead holds out the last fraction f of the rows
-    (before any shuffling, as Keras does) as the validation set. verbose: Keras' name for `progress`
-    (0 hides the bar), validation_data Keras' name for `validation`. `History.history` maps "cost"
-    (and "validation_cost", "validation_accuracy") to the list of each epoch's.
+    validation: (x_val, y_val) or (x_val, y_val, weights), evaluated after every epoch without dropout: its cost,
+    and its accuracy for class labels, go to the History and the progress bar. early_stopping=patience ends the run
+    when the validation cost has not improved for `patience` epochs, and leaves the network with the weights of the
+    best epoch (also when the run ends without stopping early). validation_split=f instead holds out the last
+    fraction f of the rows (before any shuffling, as Keras does) as the validation set. verbose: Keras' name for
+    `progress` (0 hides the bar), validation_data Keras' name for `validation`. `History.history` maps "cost" (and
+    "validation_cost", "validation_accuracy") to the list of each epoch's.
 
-    callbacks: clnet.Callback objects whose hooks run at the start and end of training, of each
-    epoch and of each batch, with the logs; a hook that sets `network.stop_training = True` ends the
-    run (clnet.train.callbacks).
+    callbacks: clnet.Callback objects whose hooks run at the start and end of training, of each epoch and of each
+    batch, with the logs; a hook that sets `network.stop_training = True` ends the run (clnet.train.callbacks).
 
-    checkpoint: a file that is written atomically every `checkpoint_every` epochs (and after the
-    last) with the network, the optimizer's state, the epoch, the history, the shuffling position
-    and the early-stopping state; with resume=True, a run continues from it when it exists (the
-    remaining epochs of `epochs` are run, ending with exactly the weights of a run that never
-    stopped) and starts afresh when it does not. Ctrl-C ends the run after the current step, with
-    the network consistent and the last checkpoint kept, and raises KeyboardInterrupt. A cost that
-    is not finite raises TrainingDivergedError naming the epoch; the network keeps the weights it
-    had at the start of the epoch before (the last whose cost was finite), which are finite.
+    checkpoint: a file that is written atomically every `checkpoint_every` epochs (and after the last) with the
+    network, the optimizer's state, the epoch, the history, the shuffling position and the early-stopping state;
+    with resume=True, a run continues from it when it exists (the remaining epochs of `epochs` are run, ending with
+    exactly the weights of a run that never stopped) and starts afresh when it does not. Ctrl-C ends the run after
+    the current step, with the network consistent and the last checkpoint kept, and raises KeyboardInterrupt. A cost
+    that is not finite raises TrainingDivergedError naming the epoch; the network keeps the weights it had at the
+    start of the epoch before (the last whose cost was finite), which are finite.
 
-    world: train data-parallel with the ranks of a clnet.distributed.World. batch_size is the global
-    batch; every rank computes the gradients of its part of each batch, they are averaged (one
-    Allreduce per step) and every rank applies the same update, from rank 0's starting weights.
-    Without `sharded` every rank passes the whole data set; with sharded=True each passes its own
-    part. Rank 0 writes the checkpoints and shows progress.
+    world: train data-parallel with the ranks of a clnet.distributed.World. batch_size is the global batch; every
+    rank computes the gradients of its part of each batch, they are averaged (one Allreduce per step) and every rank
+    applies the same update, from rank 0's starting weights. Without `sharded` every rank passes the whole data set;
+    with sharded=True each passes its own part. Rank 0 writes the checkpoints and shows progress.
     """
     if not isinstance(net, Network):
         raise TypeError(f"fit trains a clnet.InferenceNetwork, got {type(net).__name__}")
