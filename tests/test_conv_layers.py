@@ -30,6 +30,7 @@ ACTIVATIONS = {"linear": lambda t: t, "relu": torch.relu, "tanh": torch.tanh,
     ((8, 3, 3), 1, 4, 3, {"padding": 1}),  # few columns: the filters' gradient without a transpose
     # rows wide enough for conv_direct in float32 too: the filters' gradient from the padded images
     ((3, 12, 13), 2, 7, 3, {"padding": 1, "activation": "relu"}),
+    ((4, 12, 12), 2, 6, 3, {"padding": 1, "groups": 2, "activation": "relu"}),  # dC/dx's filters flipped by groups
     ((2, 12, 14), 3, 5, (3, 5), {"padding": (1, 2), "dilation": (2, 1)}),
     ((4, 11, 12), 1, 3, 4, {"padding": "same", "bias": False, "activation": "tanh"}),
     # 1x1 convolutions, computed as images of one row (conv_geometry.flat): 49 pixels (a padded copy), 16 (in
@@ -226,6 +227,35 @@ def test_an_expanding_convolution_of_short_rows_takes_its_input_gradient_by_col2
         trainer.backward()
     names = [kernel.function_name for kernel, size, _ in plan.launches if size is not None]
     assert "col2im" in names and "flip_weights" not in names
+
+
+def test_a_direct_input_gradient_flips_the_filters_as_it_packs_them(ctx):
+    """dC/dx of a convolution whose transposed one runs conv_direct: pack_filters reads the filters
+    flipped and transposed (no flip_weights pass), and dC/dx equals the flipped filters' convolution
+    of delta written out in numpy."""
+    from clnet.ops import blas
+
+    if blas.settings(ctx, np.float64).backend(3, 64, 18) != "clnet" or ctx.info.type != "CPU":
+        pytest.skip("conv_direct runs where clnet's GEMM runs the products")
+    rng = np.random.default_rng(3)
+    net = clnet.InferenceNetwork(ctx, (2, 9, 9), [clnet.Conv2d(3, 3, padding=1, bias=False)], dtype=np.float64,
+                                seed=0)
+    x = rng.standard_normal((2, 2, 9, 9))
+    trainer = train_half(ctx, net, cla.to_device(ctx.queue, x))
+    trainer.forward(Step())
+    delta = rng.standard_normal((2, 3, 9, 9))
+    trainer.delta.set(delta)
+    with ctx.record() as plan:
+        trainer.backward()
+    names = [kernel.function_name for kernel, size, _ in plan.launches if size is not None]
+    assert "conv_direct" in names and "flip_weights" not in names
+    w = net.layers[0].weights.get()  # (3, 2, 3, 3)
+    padded = np.pad(delta, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    expected = np.zeros_like(x)
+    for ky in range(3):
+        for kx in range(3):  # dx[n, c, y, x] = sum of delta[n, o, y + 1 - ky, x + 1 - kx] w[o, c, ky, kx]
+            expected += np.einsum("noyx,oc->ncyx", padded[:, :, 2 - ky:11 - ky, 2 - kx:11 - kx], w[:, :, ky, kx])
+    assert np.abs(trainer.grad_x.get() - expected).max() < 1e-10
 
 
 class BatchNormThen(torch.nn.Module):

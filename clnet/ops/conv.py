@@ -248,6 +248,12 @@ def input_gradients(ctx, weights: cla.Array, delta: cla.Array, dz: cla.Array | N
             blas.gemm(ctx, w, dz[i * per_out:(i + 1) * per_out], dcols[i * per_row:(i + 1) * per_row], trans_a=True)
         col2im(ctx, dcols, dx, geometry)
         return
+    dtype = ctx.real_dtype(delta.dtype)
+    if flat_where_faster(ctx, dtype, back) is not back:  # a 1x1 convolution: images of one row
+        delta, dx, back = one_row(delta), one_row(dx), flat(back)
+    if direct(ctx, dtype, back):  # the filters flipped as conv_direct packs them
+        conv_direct.forward(ctx, delta, weights, None, dx, "linear", None, None, cols, back, flip=True)
+        return
     flip_weights(ctx, weights, flipped, geometry)
     forward(ctx, delta, flipped.reshape(back.out_channels, back.channels // back.groups, back.kh, back.kw), None,
             dx, "linear", None, None, cols, product, back)

@@ -123,9 +123,11 @@ def pad(ctx, x: cla.Array, padded: cla.Array, geometry: Geometry) -> cla.Array:
     return images
 
 
-def forward(ctx, x, weights, bias, out, activation, alpha, z, padded, geometry: Geometry) -> None:
+def forward(ctx, x, weights, bias, out, activation, alpha, z, padded, geometry: Geometry, flip: bool = False) -> None:
     """out = f(conv(x) + bias) (z kept when given) by conv_direct, x padded into the flat `padded`
-    (or read in place), the filters packed per tile of output channels. Queued."""
+    (or read in place), the filters packed per tile of output channels; flip: `weights` are those
+    of the convolution whose transposed one `geometry` is (conv.flip_weights' flipping done in the
+    packing). Queued."""
     dtype = ctx.real_dtype(x.dtype)
     samples = x.shape[0]
     padded_h, padded_w = padded_size(geometry, 2 * tiles(ctx, dtype)["width"])
@@ -135,9 +137,9 @@ def forward(ctx, x, weights, bias, out, activation, alpha, z, padded, geometry: 
     channel_tiles = geometry.groups * -(-out_g // shape["rows"])
     filters = cla.Array(ctx.queue, channel_tiles * shape["rows"] * k_count, dtype, data=ctx.scratch(
         "conv.filters", channel_tiles * shape["rows"] * k_count * dtype.itemsize))
-    pack = ctx.kernel("conv_direct.cl", "pack_filters", **shape)
-    pack(ctx.queue, (-(-filters.size // 64) * 64,), (64,), w=weights, packed=filters, out_g=out_g,
-         groups=geometry.groups, k_count=k_count)
+    pack = ctx.kernel("conv_direct.cl", "pack_filters", **shape, flip=flip)
+    pack(ctx.queue, (-(-channel_tiles * k_count // 64) * 64,), (64,), w=weights, packed=filters, out_g=out_g,
+         groups=geometry.groups, k_count=k_count, field=geometry.kh * geometry.kw)
     kernel = ctx.kernel("conv_direct.cl", "conv_direct", **shape, activation=activation, keep_z=z is not None,
                         has_bias=bias is not None, fixed_kw=geometry.kw if geometry.kw <= FIXED_KW else 0)
     places = samples * geometry.out_h * -(-geometry.out_w // (2 * shape["width"]))
