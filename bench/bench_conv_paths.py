@@ -95,10 +95,11 @@ def one_by_one_rows(ctx, rounds: int) -> list[list]:
                 conv.forward(ctx, x, w, b, y, "relu", None, None, cols, product, g)
                 ctx.finish()
 
-            def both(x=x, w=w, b=b, y=y, dx=dx, gw=gw, gb=gb, flipped=flipped, cols=cols, product=product, g=g):
+            def both(x=x, w=w, b=b, y=y, dx=dx, gw=gw, gb=gb, flipped=flipped, cols=cols, product=product, g=g,
+                     batch=batch):
                 conv.forward(ctx, x, w, b, y, "linear", None, None, cols, product, g)
                 conv.backward(ctx, x, y, w, gw, gb, dx, flipped, cols, product, g, False,
-                              conv.keeps_columns(ctx, np.dtype(np.float32), g))
+                              conv.keeps_columns(ctx, np.dtype(np.float32), g, batch))
                 ctx.finish()
             found.update({f"{shaped} {k}": v for k, v in best({"fwd": forward, "both": both}, rounds).items()})
         conv_direct.flat = one_row

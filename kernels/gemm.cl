@@ -21,7 +21,9 @@
 ## TILE_COLS); epilogue (None, or the activation of a fused forward pass: + bias, z kept when
 ## keep_z, f; a parametrized activation takes its act_alpha argument); c_transposed (with an epilogue: the tile is of C.T, see epilogue_row);
 ## split_k: dimension 2 cuts k into parts of k_part steps, part p writing its own product of the
-## part's columns of op(A) and rows of op(B) to C + p * m * ldc (split_k.cl's sum_parts adds them).
+## part's columns of op(A) and rows of op(B) to C + p * m * ldc (split_k.cl's sum_parts adds them);
+## batched: dimension 2 is a batch of products, product p's A, B and C a_stride, b_stride and c_stride
+## elements after product 0's (one launch for Winograd's 16).
 <%include file="tiles.cl"/>
 <%namespace name="act" file="activations.cl"/>
 <%
@@ -40,6 +42,9 @@
         args += ", const real *bias, real *z" + act.attr.signature_extra(epilogue)
     if split_k:
         args += ", index_t k_part"
+    batched = context.get("batched", False)
+    if batched:
+        args += ", index_t a_stride, index_t b_stride, index_t c_stride"
     half = 8 if dtype == "float32" else 4  # 256 bits: the width PoCL's builtins are known to take
     halves = ["", ] if width == half else [".lo", ".hi"]
 %>
@@ -72,21 +77,29 @@ ${kernel("gemm_tile", args)} {
     // this work-item's part of k: steps k_first .. k_first + k_steps of the k_count
     const index_t k_first = get_global_id(2) * k_part, k_steps = min(k_part, k_count - k_first);
     const size_t c_at = c_off + get_global_id(2) * (size_t)m * ldc;
+% elif batched:
+    // product number get_global_id(2) of a batch: its matrices a_stride, b_stride, c_stride elements on
+    const index_t k_first = 0, k_steps = k_count;
+    const size_t c_at = c_off + get_global_id(2) * (size_t)c_stride;
+    const size_t a_at = a_off + get_global_id(2) * (size_t)a_stride, b_at = b_off + get_global_id(2) * (size_t)b_stride;
 % else:
     const index_t k_first = 0, k_steps = k_count;
     const size_t c_at = c_off;
 % endif
+% if not batched:
+    const size_t a_at = a_off, b_at = b_off;
+% endif
 % if a_layout == "packed":
-    __global const real *ak = a_p + a_off + (size_t)i0 * k_count + (size_t)k_first * TILE_ROWS;  // row tile i0 / TILE_ROWS of packed A
+    __global const real *ak = a_p + a_at + (size_t)i0 * k_count + (size_t)k_first * TILE_ROWS;  // row tile i0 / TILE_ROWS of packed A
 % elif a_layout == "columns":
     // op(A) = A.T read in place: the tile's rows of op(A) are adjacent in each row k of A
     % for r in range(rows):
-    __global const real *a${r} = a_p + a_off + min(i0 + ${r}, m - 1);
+    __global const real *a${r} = a_p + a_at + min(i0 + ${r}, m - 1);
     % endfor
     size_t ka = (size_t)k_first * lda;
 % else:
     % for r in range(rows):
-    __global const real *a${r} = a_p + a_off + (size_t)min(i0 + ${r}, m - 1) * lda + k_first;
+    __global const real *a${r} = a_p + a_at + (size_t)min(i0 + ${r}, m - 1) * lda + k_first;
     % endfor
 % endif
 % for r in range(rows):
@@ -94,12 +107,12 @@ ${kernel("gemm_tile", args)} {
 % endfor
     const bool full = j0 + TILE_COLS <= n;
 % if packed_b:
-    __global const real *bk = b_p + b_off + (size_t)j0 * k_count + (size_t)k_first * TILE_COLS;  // panel j0 / TILE_COLS, vector-aligned
+    __global const real *bk = b_p + b_at + (size_t)j0 * k_count + (size_t)k_first * TILE_COLS;  // panel j0 / TILE_COLS, vector-aligned
     // a vector pointer, not vload: PoCL calls vload as a function, spilling every accumulator
     ${k_loop("((__global const %s *)bk)[0]" % vec, "((__global const %s *)bk)[1]" % vec)}
 % else:
     // op(B) = B read in place, one row of TILE_COLS per step over k
-    __global const real *bk = b_p + b_off + j0 + (size_t)k_first * ldb;
+    __global const real *bk = b_p + b_at + j0 + (size_t)k_first * ldb;
     if (full) {
         ${k_loop("*(__global const unaligned_vec *)bk", "*(__global const unaligned_vec *)(bk + %d)" % width)}
     } else {  // the last panel: columns past n are zeros

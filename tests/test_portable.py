@@ -9,7 +9,7 @@ import pyopencl.array as cla
 import pytest
 
 import clnet
-from clnet.ops import activations, bias, blas, costs, dense, local_gemm, memory, tiled_gemm, updates
+from clnet.ops import activations, bias, blas, costs, dense, local_gemm, memory, tiled_gemm, updates, winograd
 from clnet.ops import dropout as dropout_op
 
 from . import reference as ref
@@ -288,6 +288,10 @@ CNN_LAYERS = {  # issue 21's kernels at small, odd sizes: (layer, PyTorch module
     # filters' gradient from the padded images (kernels/conv_direct.cl), the lines cut into parts
     "conv direct": (lambda: clnet.Conv2d(3, 3, padding=(1, 2), activation="tanh"), "Conv2d(2, 3, 3, padding=(1, 2))",
                     (2, 4, 9), 3),
+    # Winograd's F(2x2, 3x3) where the GEMM is clnet's (its channel minimum lowered to these 2 -> 5):
+    # the forward pass and dC/dx by kernels/winograd.cl, the filters' gradient from padded images (rows of 7)
+    "conv winograd": (lambda: clnet.Conv2d(5, 3, padding=1, activation="tanh"), "Conv2d(2, 5, 3, padding=1)",
+                      (2, 5, 7), 2),
     "depthwise": (lambda: clnet.Conv2d(4, 2, padding="same", groups=2), "Conv2d(2, 4, 2, padding='same', groups=2)",
                   (2, 5, 3), 1),
     "depthwise s2": (lambda: clnet.Conv2d(3, 3, stride=2, padding=1, groups=3),
@@ -358,6 +362,7 @@ def test_cnn_layers(ctx, dtype, monkeypatch, name, gemm):
         monkeypatch.setattr(chosen, "large", "clnet")
 
         monkeypatch.setattr(tiled_gemm, "k_parts", lambda *args: 2)  # every product of a long k: in parts
+        monkeypatch.setattr(winograd, "MIN_CHANNELS", 1 if name == "conv winograd" else 1 << 30)
     make, module, shape, batch = CNN_LAYERS[name]
     activation = torch.tanh if name.startswith("conv") else (lambda t: t)
     compare(ctx, make(), eval(f"torch.nn.{module}", {"torch": torch, "ODD": ODD}), shape, batch, dtype,

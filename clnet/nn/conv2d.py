@@ -234,7 +234,7 @@ class Conv2dTraining(LayerTraining):
         self.product = cla.empty(layer.ctx.queue, product_bytes // dtype.itemsize, dtype)  # and dz, backward
         # the forward pass in one chunk: its column matrix (or padded images) still there for the backward pass
         self.columns_kept = layer.chunk(self.batch, self.cols, self.product) == self.batch == self.chunk and \
-            conv.keeps_columns(layer.ctx, dtype, g)
+            conv.keeps_columns(layer.ctx, dtype, g, self.chunk)
 
     @property
     def logits(self) -> cla.Array:

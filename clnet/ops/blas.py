@@ -169,22 +169,26 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, trans_a: bool = False
         _clblast_gemm(ctx, a, b, c, m, n, k, trans_a, trans_b, layouts, dtype.type(alpha), dtype.type(beta))
 
 
-def gemm_packed_b(ctx, a: cla.Array, packed_b: cla.Array, c: cla.Array, n: int, beta: float = 0.0) -> None:
+def gemm_packed_b(ctx, a: cla.Array, packed_b: cla.Array, c: cla.Array, n: int, beta: float = 0.0,
+                  batch: tuple[int, int, int, int] | None = None) -> None:
     """c (m, n) = a (m, k) @ B (+ beta * c) with clnet's kernel, B (k, n) given already packed
     (tiled_gemm.tile_columns(settings(ctx, dtype).tiles, dtype)-column panels, k by k: what a
-    producer such as conv.im2col_packed writes, saving the packing pass). Queued."""
+    producer such as conv.im2col_packed writes, saving the packing pass). batch: (count, a_stride,
+    b_stride, c_stride): `count` such products in one launch, product p's a, B and c p strides
+    (elements) after these (their buffers must hold them). Queued."""
     dtype = check_product(ctx, {"a": a, "c": c})
     m, k = a.shape
     if c.shape != (m, n):
         raise ValueError(f"gemm_packed_b: a {tuple(a.shape)} @ B (k, {n}) -> c {tuple(c.shape)} do not fit")
     chosen = settings(ctx, dtype)
     columns = tiled_gemm.tile_columns(chosen.tiles, dtype)
-    if packed_b.size < -(-n // columns) * columns * k:
-        raise ValueError(f"gemm_packed_b: packed B holds {packed_b.size} elements, a ({k}, {n}) B needs "
-                         f"{-(-n // columns) * columns * k}")
+    count, _, b_stride, _ = batch or (1, 0, 0, 0)
+    if packed_b.size < (count - 1) * b_stride + -(-n // columns) * columns * k:
+        raise ValueError(f"gemm_packed_b: packed B holds {packed_b.size} elements, {count} ({k}, {n}) B need "
+                         f"{(count - 1) * b_stride + -(-n // columns) * columns * k}")
     tiled_gemm.gemm(ctx, a, packed_b, c, m=m, n=n, k=k, trans_a=False, trans_b=False,
                     layouts=(layout(a, "a"), (n, 0), layout(c, "c")), alpha=dtype.type(1), beta=dtype.type(beta),
-                    params=chosen.tiles, b_packed=True)
+                    params=chosen.tiles, b_packed=True, batch=batch)
 
 
 def _clblast_gemm(ctx, a, b, c, m, n, k, trans_a, trans_b, layouts, alpha, beta) -> None:

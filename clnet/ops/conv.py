@@ -1,7 +1,8 @@
 """2-D convolution in PyTorch's NCHW layout: im2col, a GEMM per group (blas.gemm, so that GPUs
 use CLBlast where it is installed), and an epilogue kernel that adds the bias, applies the
 activation and lays the result out as NCHW (kernels/conv.cl); or, where clnet's GEMM runs the
-products and the stride is 1, conv_direct's kernels on padded images (clnet/ops/conv_direct.py),
+products and the stride is 1, conv_direct's kernels on padded images (clnet/ops/conv_direct.py)
+or, for 3x3 filters on small images with many channels, Winograd's F(2x2, 3x3) (clnet/ops/winograd.py),
 which this module chooses per pass.
 
 The column matrix of a chunk of images is (in / groups * kh * kw rows per group, chunk * out_h
@@ -21,12 +22,13 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
-from . import activations, blas, conv_direct, depthwise
+from . import activations, blas, conv_direct, depthwise, winograd
 from .arrays import check_array, reduction_items, vector_width
 from .conv_direct import direct, direct_filter_gradients, flat_where_faster, one_row
 from .conv_geometry import MAX_TILE_COLUMNS, Geometry, flat, output_size, padded_size  # noqa: F401 (clnet.nn's)
 
 WORKSPACE_BYTES = 64 << 20  # a convolution's column matrix and product, per chunk of images
+WINOGRAD_IMAGE_ROWS = 7  # the shortest rows whose filters' gradient is read from padded images after Winograd
 ROW_GROUP = 8  # vectors of an output row per work-group in conv_output and conv_delta
 TRANSPOSE_BLOCK = conv_direct.TRANSPOSE_BLOCK  # the squares flip_weights and transpose_into work in
 
@@ -116,6 +118,9 @@ def forward(ctx, x: cla.Array, weights: cla.Array, bias: cla.Array | None, out: 
         if z is not None or activation != "linear":
             activations.forward(ctx, activation, out if z is None else z, out, alpha)
         return
+    if winograd.applies(ctx, dtype, geometry, x.shape[0]):
+        winograd.forward(ctx, x, weights, bias, out, activation, alpha, z, geometry)
+        return
     if direct(ctx, dtype, geometry):
         conv_direct.forward(ctx, x, weights, bias, out, activation, alpha, z, cols, geometry)
         return
@@ -129,12 +134,13 @@ def forward(ctx, x: cla.Array, weights: cla.Array, bias: cla.Array | None, out: 
     output(ctx, p, bias, out, activation, alpha, z)
 
 
-def keeps_columns(ctx, dtype, geometry: Geometry) -> bool:
-    """Whether `forward` leaves in cols what the backward pass of the same chunk reads again: x's
-    plain column matrix (im2col and a GEMM) or x's padded images (conv_direct, where the filters'
-    gradient reads them: direct_filter_gradients); not after the depthwise kernels."""
+def keeps_columns(ctx, dtype, geometry: Geometry, samples: int) -> bool:
+    """Whether `forward` of `samples` images leaves in cols what the backward pass of the same chunk
+    reads again: x's plain column matrix (im2col and a GEMM) or x's padded images (conv_direct, where
+    the filters' gradient reads them: direct_filter_gradients); not after the depthwise kernels or
+    Winograd's."""
     geometry = flat_where_faster(ctx, dtype, geometry)
-    if depthwise.applies(geometry):
+    if depthwise.applies(geometry) or winograd.applies(ctx, dtype, geometry, samples):
         return False
     return not direct(ctx, dtype, geometry) or direct_filter_gradients(ctx, dtype, geometry)
 
@@ -193,8 +199,9 @@ def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weigh
     are not made again.
     Queued.
 
-    The filters' gradient reads the padded images where conv_direct ran the forward pass
-    (filter_gradients), else the column matrix (im2col and a GEMM)."""
+    The filters' gradient reads the padded images where conv_direct (or Winograd, on rows long
+    enough) ran the forward pass (images_filter_gradients), else the column matrix (im2col and a
+    GEMM)."""
     if flat_where_faster(ctx, ctx.real_dtype(x.dtype), geometry) is not geometry:  # 1x1: images of one row
         x, delta, grad_x, geometry = one_row(x), one_row(delta), one_row(grad_x), flat(geometry)
     if depthwise.applies(geometry):
@@ -203,7 +210,7 @@ def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weigh
     if grad_bias is not None:
         channel_sums(ctx, delta, grad_bias, accumulate)
     dz = None  # delta as (out, samples * pixels), made where a product or col2im reads it
-    if grad_weights is not None and direct_filter_gradients(ctx, ctx.real_dtype(x.dtype), geometry):
+    if grad_weights is not None and images_filter_gradients(ctx, ctx.real_dtype(x.dtype), geometry, x.shape[0]):
         images = conv_direct.images(ctx, x, cols, geometry, columns_kept)
         conv_direct.filter_gradients(ctx, images, delta, grad_weights, geometry, accumulate)
     elif grad_weights is not None:
@@ -215,6 +222,16 @@ def backward(ctx, x: cla.Array, delta: cla.Array, weights: cla.Array, grad_weigh
         weight_gradients(ctx, dz, plain, grad_weights, geometry, accumulate)
     if grad_x is not None:
         input_gradients(ctx, weights, delta, dz, flipped, cols, product, grad_x, geometry)
+
+
+def images_filter_gradients(ctx, dtype, geometry: Geometry, samples: int) -> bool:
+    """Whether the filters' gradient of `samples` images is read from their padded images
+    (conv_direct.filter_gradients), not from a column matrix: where conv_direct runs the forward
+    pass, or Winograd does on rows of at least WINOGRAD_IMAGE_ROWS pixels (no column matrix kept
+    from the forward pass either way; bench/bench_winograd.py: 1.2-1.55x faster than im2col and a
+    GEMM on 7x7 and 8x8 images, and on 4x4 ones 0.8-1.4x)."""
+    return direct_filter_gradients(ctx, dtype, geometry) or (
+        geometry.out_w >= WINOGRAD_IMAGE_ROWS and winograd.applies(ctx, dtype, geometry, samples))
 
 
 def _delta_columns(ctx, delta: cla.Array, product: cla.Array, geometry: Geometry) -> cla.Array:
@@ -238,6 +255,9 @@ def input_gradients(ctx, weights: cla.Array, delta: cla.Array, dz: cla.Array | N
     (64 -> 128 on 8x8 images: 1.8 against 4.5 ms; with as many channels out as in, the two
     measured alike, and with fewer out the transposed convolution won, 128 -> 32: 1.9 against 4.2)."""
     back = geometry.transposed()
+    if back is not None and winograd.applies(ctx, ctx.real_dtype(delta.dtype), back, dx.shape[0]):
+        winograd.forward(ctx, delta, weights, None, dx, "linear", None, None, back, flip=True)
+        return
     if back is None or (not direct(ctx, ctx.real_dtype(delta.dtype), back)
                         and geometry.out_channels >= 2 * geometry.channels):
         dz = _delta_columns(ctx, delta, product, geometry) if dz is None else dz

@@ -114,12 +114,15 @@ def tile_columns(params: TileParams, dtype) -> int:
 
 def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: int, trans_a: bool, trans_b: bool,
          layouts: tuple[tuple[int, int], ...], alpha: float, beta: float, params: TileParams,
-         epilogue: Epilogue | None = None, b_packed: bool = False, parts: int | None = None) -> None:
+         epilogue: Epilogue | None = None, b_packed: bool = False, parts: int | None = None,
+         batch: tuple[int, int, int, int] | None = None) -> None:
     """The product for already checked arrays; layouts are (leading dimension, offset) of a, b, c.
     With an epilogue, c = f(a @ b + bias) (alpha 1, beta 0). b_packed: b is op(B) already laid
     out as pack_b lays it out (panels of tile_columns, k by k, zeros past n; its layout unused).
     parts: into how many parts k is cut (None: k_parts; never with an epilogue), each part's product
-    written to a scratch buffer and then summed in a fixed order into c (kernels/split_k.cl)."""
+    written to a scratch buffer and then summed in a fixed order into c (kernels/split_k.cl).
+    batch: (count, a_stride, b_stride, c_stride): `count` products in one launch, product p's matrices
+    p strides (elements) after a's, b's and c's (b packed, no epilogue, k not cut)."""
     dtype = c.dtype
     width = params.width or vector_width(dtype)
     tile_cols = 2 * width
@@ -148,10 +151,16 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: in
         pack_a(ctx.queue, *pack_sizes(row_tiles, k), a=a, a_i=1, a_k=lda, m=m, k_count=k, packed=packed_a)
         a = packed_a
     local = group_size(ctx, params, row_tiles)
-    parts = 1 if epilogue is not None else parts or k_parts(m, n, k, params, dtype, ctx.info.compute_units)
-    tile = ctx.kernel("gemm.cl", "gemm_tile", **template, split_k=parts > 1)
+    parts = 1 if epilogue is not None or batch else parts or k_parts(m, n, k, params, dtype, ctx.info.compute_units)
+    tile = ctx.kernel("gemm.cl", "gemm_tile", **template, split_k=parts > 1, batched=batch is not None)
     extra = {} if epilogue is None else {"bias": epilogue.bias, "z": c if epilogue.z is None else epilogue.z,
                                          **activations.alpha_argument(epilogue.activation, epilogue.alpha)}
+    if batch is not None:
+        count, a_stride, b_stride, c_stride = batch
+        tile(ctx.queue, (-(-row_tiles // local) * local, panels, count), (local, 1, 1), m=m, n=n, k_count=k, a=a,
+             lda=lda, b=b, ldb=ldb, c=c, ldc=ldc, alpha=alpha, beta=beta, a_stride=a_stride, b_stride=b_stride,
+             c_stride=c_stride)
+        return
     if parts == 1:
         tile(ctx.queue, (-(-row_tiles // local) * local, panels), (local, 1), m=m, n=n, k_count=k, a=a, lda=lda,
              b=b, ldb=ldb, c=c, ldc=ldc, alpha=alpha, beta=beta, **extra)

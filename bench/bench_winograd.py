@@ -1,0 +1,93 @@
+"""3x3 stride-1 convolutions by Winograd's F(2x2, 3x3) (clnet/ops/winograd.py) against the path clnet
+takes without it (conv_direct, or im2col and a GEMM), in the same run: what winograd.applies' rule
+is drawn from.
+
+    .venv/bin/python bench/bench_winograd.py [--rounds R] [--batch B] [--device D]
+
+float32, padding 1, as many channels out as in, batch 16 (resnet18's and vgg16's layers on 64 x 64
+inputs are 128-512 channels on 8x8 to 2x2 images). "forward": conv.forward with a relu; "backward":
+conv.backward (dC/dx, whose transposed convolution Winograd also computes, and the filters' and
+bias's gradients, which it does not), the column matrix made again. ms, each the best of `rounds`
+alternating medians of 7; ratio = without / with (above 1: Winograd is faster); "chosen": whether
+winograd.applies takes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyopencl.array as cla
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+import clnet  # noqa: E402
+from clnet.ops import conv, winograd  # noqa: E402
+
+SHAPES = [(64, 16), (128, 16), (64, 8), (128, 8), (256, 8), (512, 8), (128, 4), (256, 4), (512, 4), (256, 2),
+          (512, 2), (256, 7), (128, 14)]  # (channels, image side)
+RULE = (winograd.MIN_CHANNELS, winograd.MAX_PIXELS, winograd.TILE_FILTER_BYTES)
+
+
+def use(winograd_on: bool) -> None:
+    """Winograd wherever it can run (on), or nowhere."""
+    winograd.MIN_CHANNELS, winograd.MAX_PIXELS, winograd.TILE_FILTER_BYTES = (0, 1 << 30, 1 << 40) if winograd_on \
+        else (1 << 30, 0, 0)
+
+
+def rows(ctx, rounds: int, batch: int) -> list[list]:
+    found, q = [], ctx.queue
+    for channels, side in SHAPES:
+        g = conv.Geometry(channels, side, side, channels, 3, 3, 1, 1, 1, 1, 1, 1, 1, side, side)
+        rng = np.random.default_rng(0)
+        x = cla.to_device(q, rng.standard_normal((batch, channels, side, side), np.float32))
+        w = cla.to_device(q, rng.standard_normal((channels, channels, 3, 3), np.float32) * 0.05)
+        b = cla.to_device(q, rng.standard_normal(channels, np.float32))
+        y, dx = cla.empty_like(x), cla.empty_like(x)
+        gw, gb, flipped = cla.empty_like(w), cla.empty_like(b), cla.empty_like(w)
+        cols_bytes, product_bytes = conv.workspace_bytes(g, batch, 4)
+        cols, product = cla.empty(q, cols_bytes // 4, np.float32), cla.empty(q, product_bytes // 4, np.float32)
+
+        def forward(x=x, w=w, b=b, y=y, cols=cols, product=product, g=g):
+            conv.forward(ctx, x, w, b, y, "relu", None, None, cols, product, g)
+            ctx.finish()
+
+        def backward(x=x, w=w, y=y, gw=gw, gb=gb, dx=dx, flipped=flipped, cols=cols, product=product, g=g):
+            conv.backward(ctx, x, y, w, gw, gb, dx, flipped, cols, product, g, False, False)
+            ctx.finish()
+
+        times: dict[str, list[float]] = {}
+        for _ in range(rounds):
+            for on in (False, True):
+                use(on)
+                for name, run in (("forward", forward), ("backward", backward)):
+                    times.setdefault(f"{name} {on}", []).append(common.median_seconds(run, 7))
+        winograd.MIN_CHANNELS, winograd.MAX_PIXELS, winograd.TILE_FILTER_BYTES = RULE
+        best = {name: min(t) * 1e3 for name, t in times.items()}
+        found.append([f"{channels} ch, {side}x{side}", best["forward False"], best["forward True"],
+                      best["forward False"] / best["forward True"], best["backward False"], best["backward True"],
+                      best["backward False"] / best["backward True"],
+                      "yes" if winograd.applies(ctx, np.dtype(np.float32), g, batch) else "no"])
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args()
+    ctx = clnet.Context(args.device)
+    found = rows(ctx, args.rounds, args.batch)
+    info = common.machine(ctx)
+    print(f"{common.device_line(info)}; batch {args.batch}; ms\n")
+    print(common.table(["3x3 convolution", "fwd without", "fwd Winograd", "ratio", "bwd without", "bwd Winograd",
+                        "ratio", "chosen"], found))
+    common.write_json("winograd", {"machine": info, "batch": args.batch, "rows": found})
+
+
+if __name__ == "__main__":
+    main()
