@@ -2,14 +2,16 @@
 takes without it (conv_direct, or im2col and a GEMM), in the same run: what winograd.applies' rule
 is drawn from.
 
-    .venv/bin/python bench/bench_winograd.py [--rounds R] [--batch B] [--device D]
+    .venv/bin/python bench/bench_winograd.py [--rounds R] [--batch B] [--device D] [--networks NAME ...]
 
 float32, padding 1, as many channels out as in, batch 16 (resnet18's and vgg16's layers on 64 x 64
 inputs are 128-512 channels on 8x8 to 2x2 images). "forward": conv.forward with a relu; "backward":
 conv.backward (dC/dx, whose transposed convolution Winograd also computes, and the filters' and
 bias's gradients, which it does not), the column matrix made again. ms, each the best of `rounds`
 alternating medians of 7; ratio = without / with (above 1: Winograd is faster); "chosen": whether
-winograd.applies takes it.
+winograd.applies takes it. --networks: bench_zoo's training steps of those torchvision classifiers
+(batch 16 of 64x64), built twice, with Winograd where applies takes it and nowhere, alternating
+with PyTorch's step, `rounds` rounds of medians of 3: the best and the median round, ms per step.
 """
 
 from __future__ import annotations
@@ -74,15 +76,48 @@ def rows(ctx, rounds: int, batch: int) -> list[list]:
     return found
 
 
+def network_rows(ctx, names: list[str], rounds: int) -> list[list]:
+    import statistics
+
+    import bench_zoo
+
+    found = []
+    for name in names:
+        runs = {}
+        for on in (False, True):
+            winograd.MIN_CHANNELS = RULE[0] if on else 1 << 30  # the rule, or nowhere: when built and run
+            built, _ = bench_zoo.runs(ctx, name)
+            runs[on], runs["torch"] = built["clnet train"], built["torch train"]
+        times: dict = {key: [] for key in runs}
+        for _ in range(rounds):
+            for key, run in runs.items():
+                winograd.MIN_CHANNELS = RULE[0] if key is True else 1 << 30
+                times[key].append(common.median_seconds(lambda run=run: (run(), ctx.finish()), 3) / bench_zoo.STEPS)
+        winograd.MIN_CHANNELS = RULE[0]
+        best = {key: min(t) * 1e3 for key, t in times.items()}
+        middle = {key: statistics.median(t) * 1e3 for key, t in times.items()}
+        found.append([name, best[False], best[True], best[False] / best[True], best["torch"],
+                      best[True] / best["torch"], middle[False] / middle[True], middle[True] / middle["torch"]])
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--networks", nargs="*", default=[])
     args = parser.parse_args()
     ctx = clnet.Context(args.device)
-    found = rows(ctx, args.rounds, args.batch)
     info = common.machine(ctx)
+    if args.networks:
+        networks = network_rows(ctx, args.networks, args.rounds)
+        print(f"{common.device_line(info)}; ms per training step\n")
+        print(common.table(["network", "without", "Winograd", "ratio", "PyTorch", "Winograd / PyTorch",
+                            "median ratio", "median / PyTorch"], networks))
+        common.write_json("winograd_networks", {"machine": info, "rows": networks})
+        return
+    found = rows(ctx, args.rounds, args.batch)
     print(f"{common.device_line(info)}; batch {args.batch}; ms\n")
     print(common.table(["3x3 convolution", "fwd without", "fwd Winograd", "ratio", "bwd without", "bwd Winograd",
                         "ratio", "chosen"], found))
