@@ -5,13 +5,16 @@ is drawn from.
     .venv/bin/python bench/bench_winograd.py [--rounds R] [--batch B] [--device D] [--networks NAME ...]
 
 float32, padding 1, as many channels out as in, batch 16 (resnet18's and vgg16's layers on 64 x 64
-inputs are 128-512 channels on 8x8 to 2x2 images). "forward": conv.forward with a relu; "backward":
-conv.backward (dC/dx, whose transposed convolution Winograd also computes, and the filters' and
-bias's gradients, which it does not), the column matrix made again. ms, each the best of `rounds`
-alternating medians of 7; ratio = without / with (above 1: Winograd is faster); "chosen": whether
-winograd.applies takes it. --networks: bench_zoo's training steps of those torchvision classifiers
-(batch 16 of 64x64), built twice, with Winograd where applies takes it and nowhere, alternating
-with PyTorch's step, `rounds` rounds of medians of 3: the best and the median round, ms per step.
+inputs are 128-512 channels on 8x8 to 2x2 images). "fwd": conv.forward with a relu; "fwd+bwd": as
+a training step runs it, conv.forward and conv.backward (dC/dx, whose transposed convolution
+Winograd also computes, and the filters' and bias's gradients, which it does not), the backward
+pass reusing what the forward pass leaves (im2col's column matrix, conv_direct's padded images).
+ms, each the best of `rounds` alternating medians of 7; ratio = without / with (above 1: Winograd is
+faster); "chosen": whether winograd.applies takes it.
+
+--networks: bench_zoo's training steps of those torchvision classifiers (batch 16 of 64x64), built
+twice, with Winograd where applies takes it and nowhere, alternating with PyTorch's step, `rounds`
+rounds of medians of 3: the best and the median round, ms per step.
 """
 
 from __future__ import annotations
@@ -57,8 +60,11 @@ def rows(ctx, rounds: int, batch: int) -> list[list]:
             conv.forward(ctx, x, w, b, y, "relu", None, None, cols, product, g)
             ctx.finish()
 
-        def backward(x=x, w=w, y=y, gw=gw, gb=gb, dx=dx, flipped=flipped, cols=cols, product=product, g=g):
-            conv.backward(ctx, x, y, w, gw, gb, dx, flipped, cols, product, g, False, False)
+        def backward(x=x, w=w, b=b, y=y, gw=gw, gb=gb, dx=dx, flipped=flipped, cols=cols, product=product, g=g,
+                     batch=batch):
+            conv.forward(ctx, x, w, b, y, "linear", None, None, cols, product, g)
+            conv.backward(ctx, x, y, w, gw, gb, dx, flipped, cols, product, g, False,
+                          conv.keeps_columns(ctx, np.dtype(np.float32), g, batch))
             ctx.finish()
 
         times: dict[str, list[float]] = {}
@@ -119,8 +125,8 @@ def main() -> None:
         return
     found = rows(ctx, args.rounds, args.batch)
     print(f"{common.device_line(info)}; batch {args.batch}; ms\n")
-    print(common.table(["3x3 convolution", "fwd without", "fwd Winograd", "ratio", "bwd without", "bwd Winograd",
-                        "ratio", "chosen"], found))
+    print(common.table(["3x3 convolution", "fwd without", "fwd Winograd", "ratio", "fwd+bwd without",
+                        "fwd+bwd Winograd", "ratio", "chosen"], found))
     common.write_json("winograd", {"machine": info, "batch": args.batch, "rows": found})
 
 
