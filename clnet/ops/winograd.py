@@ -21,10 +21,10 @@ def applies(ctx, dtype, geometry: Geometry, samples: int) -> bool:
     """Whether F(2x2, 3x3) computes this convolution of `samples` images: 3x3 filters, stride and
     dilation 1, one group, where clnet's GEMM runs the products, with at least MIN_CHANNELS channels
     in and out, outputs of at most MAX_PIXELS pixels per image and a tile for every TILE_FILTER_BYTES
-    of transformed filters. bench/bench_winograd.py: 1.3-1.9x faster forward and 1.03-1.26x backward
-    on 8x8 to 2x2 images of 64-512 channels (batch 16); alike or slower on 14x14 and 16x16 images,
-    where the transforms' memory traffic outweighs the products saved, and backward on 512 channels
-    of 2x2 (16 tiles), where transforming 16 MB of filters does."""
+    of transformed filters. bench/bench_winograd.py: 1.2-1.95x faster forward and 1.07-1.55x forward
+    and backward on 7x7 to 2x2 images of 64-512 channels (batch 16); alike or slower on 14x14 and
+    16x16 images, where the transforms' memory traffic outweighs the products saved, and on 512
+    channels of 2x2 (16 tiles), where transforming 16 MB of filters does."""
     g = geometry
     filter_bytes = ELEMENTS * g.channels * g.out_channels * dtype.itemsize
     return (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.groups) == (3, 3, 1, 1, 1, 1, 1) \
@@ -41,7 +41,8 @@ def forward(ctx, x: cla.Array, weights: cla.Array, bias: cla.Array | None, out: 
             alpha: float | None, z: cla.Array | None, geometry: Geometry, flip: bool = False) -> None:
     """out = f(conv(x, weights) + bias), z kept when given; flip: `weights` are (in, out, 3, 3), those
     of the convolution whose transposed one `geometry` is (dC/dx). Its transforms and products in
-    the context's scratch buffers. Queued."""
+    the context's scratch buffers (for a chunk of images within conv.WORKSPACE_BYTES: at most about
+    4x that, the products being 4x the output). Queued."""
     dtype = ctx.real_dtype(x.dtype)
     g, samples = geometry, x.shape[0]
     check_array(ctx, out, "out", dtype=dtype, shape=(samples, g.out_channels, g.out_h, g.out_w))
