@@ -72,6 +72,23 @@ def test_winograd_equals_pytorch(ctx, dtype, channels, out, height, width, paddi
     np.testing.assert_allclose(flipped.get(), flipped_expected.numpy(), **tolerance(dtype))
 
 
+def test_winograd_gives_the_same_bits_on_every_run(ctx):
+    """No atomics and a fixed order of every sum: two runs of the forward pass (and the flipped one)
+    are bit-identical."""
+    g = geometry(6, 5, 7, 6, 1)
+    rng = np.random.default_rng(2)
+    x = cla.to_device(ctx.queue, rng.normal(size=(3, 6, 7, 6)).astype(np.float32))
+    w = cla.to_device(ctx.queue, rng.normal(size=(5, 6, 3, 3)).astype(np.float32))
+    w_t = cla.to_device(ctx.queue, rng.normal(size=(6, 5, 3, 3)).astype(np.float32))
+    runs = []
+    for _ in range(2):
+        out, flipped = cla.zeros(ctx.queue, (3, 5, 7, 6), np.float32), cla.zeros(ctx.queue, (3, 5, 7, 6), np.float32)
+        winograd.forward(ctx, x, w, None, out, "relu", None, None, g)
+        winograd.forward(ctx, x, w_t, None, flipped, "linear", None, None, g, flip=True)
+        runs.append((out.get(), flipped.get()))
+    assert all(np.array_equal(a, b) for a, b in zip(*runs)) and runs[0][0].any()
+
+
 def test_the_rule_takes_small_images_of_many_channels(ctx):
     """bench_winograd's findings: 8x8 and 4x4 images of 64-512 channels, not 16x16 images, nor 2x2
     ones of 512 channels at batch 16 (16 MB of filters for 16 tiles), nor 32 channels or stride 2."""
