@@ -11,7 +11,8 @@
 ##   winograd_filters: w (out, in, 3, 3) -> U (16, out, in); flip: w holds (in, out, 3, 3), the filters of
 ##                     the convolution whose transposed one this is, read flipped and transposed
 ##   winograd_patches: x (samples, in, height, width) -> V, each e's (in, tiles) as the GEMM's packed B
-##                     (panels of tile_cols columns, row by row, zeros past the last tile)
+##                     (panels of tile_cols columns, row by row; the last panel's columns past the
+##                     tiles are not written: the GEMM computes them and does not store them)
 ##   winograd_output:  M -> out (samples, out, out_h, out_w), + bias, the activation (z kept with keep_z)
 ##
 ## B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
@@ -24,7 +25,7 @@
 <%
     activation = context.get("activation") or "linear"
     keep_z, has_bias = context.get("keep_z", False), context.get("has_bias", False)
-    tile_cols, flip = context.get("tile_cols", 0), context.get("flip", False)
+    tile_cols, flip = context.get("tile_cols"), context.get("flip", False)
     pair = "float2" if dtype == "float32" else "double2"
 %>
 #define ZERO ((${pair})(0))
@@ -60,6 +61,8 @@ ${kernel("winograd_filters", "const real *w, real *u, index_t out_channels, inde
     }
 }
 
+## winograd_patches only in its own build (the packed layout's tile_cols compiled in)
+% if tile_cols:
 // One work-item per (in channel, tile), tiles fastest: v = B^T d B of the 4x4 patch whose top left is
 // (2 ty - top, 2 tx - left), zeros outside the image.
 ${kernel("winograd_patches", "const real *x, real *v, index_t channels, index_t height, index_t width, "
@@ -83,11 +86,7 @@ ${kernel("winograd_patches", "const real *x, real *v, index_t channels, index_t 
         h[8 + x] = d[8 + x] - d[4 + x];
         h[12 + x] = d[4 + x] - d[12 + x];
     }
-% if tile_cols:
     __global real *to = v_p + v_off + ((size_t)(t / ${tile_cols}) * channels + c) * ${tile_cols} + t % ${tile_cols};
-% else:
-    __global real *to = v_p + v_off + (size_t)c * tiles + t;
-% endif
     for (int y = 0; y < 4; y++) {  // (B^T d) B
         const real a = h[4 * y], b = h[4 * y + 1], e = h[4 * y + 2], f = h[4 * y + 3];
         to[(4 * y) * plane] = a - e;
@@ -96,6 +95,7 @@ ${kernel("winograd_patches", "const real *x, real *v, index_t channels, index_t 
         to[(4 * y + 3) * plane] = b - f;
     }
 }
+% endif
 
 <%
     args = ("const real *m, const real *bias, real *z, real *out, index_t out_channels, index_t out_h, "

@@ -44,6 +44,31 @@ def test_a_batch_of_products_in_one_launch_equals_numpys(ctx, dtype):
         np.testing.assert_allclose(c[p * c_stride:p * c_stride + m * n].reshape(m, n), a[p] @ b[p], **tolerance(dtype))
 
 
+def test_a_batch_that_runs_past_its_buffers_is_refused(ctx):
+    """gemm_packed_b's batch: a count below 1, and a or c whose last product would end past the
+    buffer, are ValueErrors naming what is wrong (never a read or write past the end)."""
+    a, c = cla.zeros(ctx.queue, (4, 3), np.float32), cla.zeros(ctx.queue, (4, 5), np.float32)
+    packed = cla.zeros(ctx.queue, 10_000, np.float32)
+    with pytest.raises(ValueError, match="count of at least 1"):
+        blas.gemm_packed_b(ctx, a, packed, c, 5, batch=(0, 12, 100, 20))
+    with pytest.raises(ValueError, match="last a ends at element 24, past its buffer of 12"):
+        blas.gemm_packed_b(ctx, a, packed, c, 5, batch=(2, 12, 100, 0))
+    with pytest.raises(ValueError, match="last c ends at element 40, past its buffer of 20"):
+        blas.gemm_packed_b(ctx, a, packed, c, 5, batch=(2, 0, 100, 20))
+
+
+def test_winograd_refuses_what_it_does_not_compute(ctx):
+    """A 5x5 or strided geometry, or filters of the wrong shape: ValueErrors, not a wrong result."""
+    q = ctx.queue
+    x, out = cla.zeros(q, (1, 2, 6, 6), np.float32), cla.zeros(q, (1, 3, 6, 6), np.float32)
+    five = conv.Geometry(2, 6, 6, 3, 5, 5, 1, 1, 2, 2, 1, 1, 1, 6, 6)
+    with pytest.raises(ValueError, match="3x3 convolutions of stride 1.*got 5x5"):
+        winograd.forward(ctx, x, cla.zeros(q, (3, 2, 5, 5), np.float32), None, out, "linear", None, None, five)
+    with pytest.raises(ValueError, match="weights"):
+        winograd.forward(ctx, x, cla.zeros(q, (3, 2, 3, 3), np.float32), None, out, "linear", None, None,
+                         geometry(2, 3, 6, 6, 1), flip=True)
+
+
 @pytest.mark.parametrize("channels, out, height, width, padding, batch, activation", [
     (3, 5, 7, 5, 1, 2, "relu"),  # odd sizes: tiles past the output's edge
     (4, 3, 6, 9, 0, 1, "gelu"),

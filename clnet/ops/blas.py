@@ -182,10 +182,18 @@ def gemm_packed_b(ctx, a: cla.Array, packed_b: cla.Array, c: cla.Array, n: int, 
         raise ValueError(f"gemm_packed_b: a {tuple(a.shape)} @ B (k, {n}) -> c {tuple(c.shape)} do not fit")
     chosen = settings(ctx, dtype)
     columns = tiled_gemm.tile_columns(chosen.tiles, dtype)
-    count, _, b_stride, _ = batch or (1, 0, 0, 0)
+    count, a_stride, b_stride, c_stride = batch or (1, 0, 0, 0)
+    if count < 1 or min(a_stride, b_stride, c_stride) < 0:
+        raise ValueError(f"gemm_packed_b: batch (count, a_stride, b_stride, c_stride) needs a count of at least 1 "
+                         f"and strides of 0 or more, got {batch}")
     if packed_b.size < (count - 1) * b_stride + -(-n // columns) * columns * k:
         raise ValueError(f"gemm_packed_b: packed B holds {packed_b.size} elements, {count} ({k}, {n}) B need "
                          f"{(count - 1) * b_stride + -(-n // columns) * columns * k}")
+    for name, x, stride in (("a", a, a_stride), ("c", c, c_stride)):
+        last = x.offset // dtype.itemsize + (count - 1) * stride + (x.shape[0] - 1) * layout(x, name)[0] + x.shape[1]
+        if last * dtype.itemsize > x.base_data.size:
+            raise ValueError(f"gemm_packed_b: the batch's last {name} ends at element {last}, past its buffer "
+                             f"of {x.base_data.size // dtype.itemsize}")
     tiled_gemm.gemm(ctx, a, packed_b, c, m=m, n=n, k=k, trans_a=False, trans_b=False,
                     layouts=(layout(a, "a"), (n, 0), layout(c, "c")), alpha=dtype.type(1), beta=dtype.type(beta),
                     params=chosen.tiles, b_packed=True, batch=batch)

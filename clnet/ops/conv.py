@@ -254,12 +254,11 @@ def input_gradients(ctx, weights: cla.Array, delta: cla.Array, dz: cla.Array | N
     columns), long in k and short in m; weights.T @ dz is (in * kh * kw, out) @ (out, columns)
     (64 -> 128 on 8x8 images: 1.8 against 4.5 ms; with as many channels out as in, the two
     measured alike, and with fewer out the transposed convolution won, 128 -> 32: 1.9 against 4.2)."""
-    back = geometry.transposed()
-    if back is not None and winograd.applies(ctx, ctx.real_dtype(delta.dtype), back, dx.shape[0]):
+    dtype, back = ctx.real_dtype(delta.dtype), geometry.transposed()
+    if back is not None and winograd.applies(ctx, dtype, back, dx.shape[0]):
         winograd.forward(ctx, delta, weights, None, dx, "linear", None, None, back, flip=True)
         return
-    if back is None or (not direct(ctx, ctx.real_dtype(delta.dtype), back)
-                        and geometry.out_channels >= 2 * geometry.channels):
+    if back is None or (not direct(ctx, dtype, back) and geometry.out_channels >= 2 * geometry.channels):
         dz = _delta_columns(ctx, delta, product, geometry) if dz is None else dz
         columns = dx.shape[0] * geometry.pixels
         dcols = cols[:geometry.rows * columns].reshape(geometry.rows, columns)
@@ -268,7 +267,6 @@ def input_gradients(ctx, weights: cla.Array, delta: cla.Array, dz: cla.Array | N
             blas.gemm(ctx, w, dz[i * per_out:(i + 1) * per_out], dcols[i * per_row:(i + 1) * per_row], trans_a=True)
         col2im(ctx, dcols, dx, geometry)
         return
-    dtype = ctx.real_dtype(delta.dtype)
     if flat_where_faster(ctx, dtype, back) is not back:  # a 1x1 convolution: images of one row
         delta, dx, back = one_row(delta), one_row(dx), flat(back)
     if direct(ctx, dtype, back):  # the filters flipped as conv_direct packs them

@@ -155,15 +155,13 @@ def gemm(ctx, a: cla.Array, b: cla.Array, c: cla.Array, *, m: int, n: int, k: in
     tile = ctx.kernel("gemm.cl", "gemm_tile", **template, split_k=parts > 1, batched=batch is not None)
     extra = {} if epilogue is None else {"bias": epilogue.bias, "z": c if epilogue.z is None else epilogue.z,
                                          **activations.alpha_argument(epilogue.activation, epilogue.alpha)}
-    if batch is not None:
-        count, a_stride, b_stride, c_stride = batch
-        tile(ctx.queue, (-(-row_tiles // local) * local, panels, count), (local, 1, 1), m=m, n=n, k_count=k, a=a,
-             lda=lda, b=b, ldb=ldb, c=c, ldc=ldc, alpha=alpha, beta=beta, a_stride=a_stride, b_stride=b_stride,
-             c_stride=c_stride)
-        return
     if parts == 1:
-        tile(ctx.queue, (-(-row_tiles // local) * local, panels), (local, 1), m=m, n=n, k_count=k, a=a, lda=lda,
-             b=b, ldb=ldb, c=c, ldc=ldc, alpha=alpha, beta=beta, **extra)
+        sizes, group = (-(-row_tiles // local) * local, panels), (local, 1)
+        if batch is not None:  # dimension 2: the products of the batch
+            sizes, group = (*sizes, batch[0]), (local, 1, 1)
+            extra = {**extra, **dict(zip(("a_stride", "b_stride", "c_stride"), batch[1:]))}
+        tile(ctx.queue, sizes, group, m=m, n=n, k_count=k, a=a, lda=lda, b=b, ldb=ldb, c=c, ldc=ldc, alpha=alpha,
+             beta=beta, **extra)
         return
     part = -(-k // parts)
     parts = -(-k // part)  # every part has steps

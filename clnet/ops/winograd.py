@@ -25,12 +25,15 @@ def applies(ctx, dtype, geometry: Geometry, samples: int) -> bool:
     and backward on 7x7 to 2x2 images of 64-512 channels (batch 16); alike or slower on 14x14 and
     16x16 images, where the transforms' memory traffic outweighs the products saved, and on 512
     channels of 2x2 (16 tiles), where transforming 16 MB of filters does."""
-    g = geometry
+    g, tiles = geometry, _tiles(geometry, samples)
     filter_bytes = ELEMENTS * g.channels * g.out_channels * dtype.itemsize
-    return (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.groups) == (3, 3, 1, 1, 1, 1, 1) \
-        and min(g.channels, g.out_channels) >= MIN_CHANNELS and g.pixels <= MAX_PIXELS \
-        and _tiles(g, samples) * TILE_FILTER_BYTES >= filter_bytes \
-        and blas.settings(ctx, dtype).backend(g.out_channels, _tiles(g, samples), g.channels) == "clnet"
+    return _computes(g) and min(g.channels, g.out_channels) >= MIN_CHANNELS and g.pixels <= MAX_PIXELS \
+        and tiles * TILE_FILTER_BYTES >= filter_bytes \
+        and blas.settings(ctx, dtype).backend(g.out_channels, tiles, g.channels) == "clnet"
+
+
+def _computes(g: Geometry) -> bool:
+    return (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.groups) == (3, 3, 1, 1, 1, 1, 1)
 
 
 def _tiles(geometry: Geometry, samples: int) -> int:
@@ -45,6 +48,12 @@ def forward(ctx, x: cla.Array, weights: cla.Array, bias: cla.Array | None, out: 
     4x that, the products being 4x the output). Queued."""
     dtype = ctx.real_dtype(x.dtype)
     g, samples = geometry, x.shape[0]
+    if not _computes(g):
+        raise ValueError(f"winograd.forward computes 3x3 convolutions of stride 1, dilation 1 and one group, "
+                         f"got {g.kh}x{g.kw}, stride ({g.sh}, {g.sw}), dilation ({g.dh}, {g.dw}), groups {g.groups}")
+    check_array(ctx, x, "x", dtype=dtype, shape=(samples, g.channels, g.height, g.width))
+    check_array(ctx, weights, "weights", dtype=dtype,
+                shape=(g.channels, g.out_channels, 3, 3) if flip else (g.out_channels, g.channels, 3, 3))
     check_array(ctx, out, "out", dtype=dtype, shape=(samples, g.out_channels, g.out_h, g.out_w))
     tiles_h, tiles_w = -(-g.out_h // 2), -(-g.out_w // 2)
     tiles = samples * tiles_h * tiles_w
